@@ -1,0 +1,203 @@
+//! The FAT boot partition: syslinux, its configuration and the kernel.
+//! Made without root: `mkfs.fat` on a file, `mcopy` and the mtools-based
+//! `syslinux --install`. mtools stamps files with the current time, so the
+//! directory entries' times are then set to the build's fixed time.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::mbr::Layout;
+use crate::{fsx, tools, Error};
+
+pub struct BootConfig<'a> {
+    pub serial_index: u8,
+    pub baud: u32,
+    pub layout: &'a Layout,
+    pub extra_cmdline: &'a [String],
+}
+
+/// The kernel command line of slot `slot` (`a` or `b`).
+pub fn cmdline(c: &BootConfig<'_>, slot: char) -> String {
+    let part = if slot == 'a' { 2 } else { 3 };
+    let mut parts = vec![
+        format!("console=ttyS{},{}", c.serial_index, c.baud),
+        format!("root=PARTUUID={}", c.layout.partuuid(part)),
+        "rootfstype=squashfs".to_owned(),
+        "ro".to_owned(),
+        "rootwait".to_owned(),
+        "init=/sbin/init".to_owned(),
+        "panic=10".to_owned(),
+        format!("wanflash.slot={slot}"),
+    ];
+    parts.extend(c.extra_cmdline.iter().cloned());
+    parts.join(" ")
+}
+
+/// syslinux.cfg: serial console, no prompt, slot A by default. Slot B's
+/// entry is used by updates (boot-once through syslinux's ADV).
+pub fn syslinux_cfg(c: &BootConfig<'_>) -> String {
+    format!(
+        "SERIAL {idx} {baud}\nCONSOLE 0\nDEFAULT a\nPROMPT 0\nTIMEOUT 0\n\nLABEL a\n  KERNEL /kernel-a\n  APPEND {a}\n\nLABEL b\n  KERNEL /kernel-b\n  APPEND {b}\n",
+        idx = c.serial_index,
+        baud = c.baud,
+        a = cmdline(c, 'a'),
+        b = cmdline(c, 'b'),
+    )
+}
+
+/// Builds the FAT image at `out` (exactly `size` bytes), holding syslinux,
+/// `syslinux.cfg` and `kernel-a`.
+pub fn make_fat(
+    out: &Path,
+    size: u64,
+    volume_id: u32,
+    files: &[(&str, &[u8])],
+    mtime: u64,
+    work: &Path,
+) -> Result<(), Error> {
+    fsx::remove_file_if_exists(out)?;
+    fsx::create_dir_all(work)?;
+    let mkfs = crate::hosttools::which("mkfs.fat").unwrap_or_else(|| "mkfs.fat".into());
+    tools::run(
+        Command::new(mkfs)
+            .args(["-F", "16", "-s", "1", "-n", "WANFLASH", "--invariant"])
+            .arg("-i")
+            .arg(format!("{volume_id:08x}"))
+            .arg("-C")
+            .arg(out)
+            .arg((size / 1024).to_string()),
+    )?;
+    tools::run(Command::new("syslinux").arg("--install").arg(out))?;
+    for (name, data) in files {
+        let p = work.join(name);
+        fsx::write(&p, data)?;
+        let f = std::fs::File::options().write(true).open(&p).map_err(|e| Error::Io {
+            action: "open",
+            path: p.clone(),
+            source: e,
+        })?;
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
+        f.set_modified(t).map_err(|e| Error::Io {
+            action: "set time of",
+            path: p.clone(),
+            source: e,
+        })?;
+        let r = tools::run(
+            Command::new("mcopy")
+                .env("MTOOLS_SKIP_CHECK", "1")
+                .arg("-i")
+                .arg(out)
+                .args(["-m", "-o"])
+                .arg(&p)
+                .arg(format!("::{name}")),
+        );
+        if let Err(e) = r {
+            return Err(Error::Input(format!(
+                "`{name}` ({} bytes) does not fit in the {} boot partition: raise `layout.boot_size` ({e})",
+                data.len(),
+                wanflash_spec::size::human(size)
+            )));
+        }
+    }
+    let mut fat = fsx::read(out)?;
+    fix_fat_times(&mut fat, mtime)?;
+    fsx::write(out, &fat)
+}
+
+/// Sets every time field of the FAT root directory's entries to `epoch`
+/// (FAT16; the boot partition has no subfolders).
+pub fn fix_fat_times(fat: &mut [u8], epoch: u64) -> Result<(), Error> {
+    let bad = || Error::Input("the boot partition's FAT is not FAT16 as expected".into());
+    if fat.len() < 512 || fat[510] != 0x55 || fat[511] != 0xaa {
+        return Err(bad());
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([fat[o], fat[o + 1]]) as usize;
+    let bytes_per_sector = u16_at(11);
+    let reserved = u16_at(14);
+    let nfats = fat[16] as usize;
+    let root_entries = u16_at(17);
+    let fat_size = u16_at(22);
+    if bytes_per_sector == 0 || fat_size == 0 || root_entries == 0 {
+        return Err(bad());
+    }
+    let root = (reserved + nfats * fat_size) * bytes_per_sector;
+    let (date, time) = dos_time(epoch);
+    for i in 0..root_entries {
+        let o = root + i * 32;
+        if o + 32 > fat.len() {
+            return Err(bad());
+        }
+        let e = &mut fat[o..o + 32];
+        if e[0] == 0 {
+            break;
+        }
+        if e[0] == 0xe5 || e[11] == 0x0f {
+            continue;
+        }
+        e[13] = 0;
+        e[14..16].copy_from_slice(&time.to_le_bytes());
+        e[16..18].copy_from_slice(&date.to_le_bytes());
+        e[18..20].copy_from_slice(&date.to_le_bytes());
+        e[22..24].copy_from_slice(&time.to_le_bytes());
+        e[24..26].copy_from_slice(&date.to_le_bytes());
+    }
+    Ok(())
+}
+
+/// DOS date and time (2-second resolution) of a Unix time, in UTC.
+pub fn dos_time(epoch: u64) -> (u16, u16) {
+    let days = epoch / 86_400;
+    let secs = epoch % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    let year = (y - 1980).clamp(0, 127) as u16;
+    let date = (year << 9) | ((m as u16) << 5) | d as u16;
+    let time = (((secs / 3600) as u16) << 11) | ((((secs % 3600) / 60) as u16) << 5) | ((secs % 60) / 2) as u16;
+    (date, time)
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wanflash_spec::size::MIB;
+
+    #[test]
+    fn dos_time_of_known_dates() {
+        // 2026-01-01 00:00:00 UTC
+        assert_eq!(dos_time(1_767_225_600), ((46 << 9) | (1 << 5) | 1, 0));
+        // 1980-01-01 00:00:02
+        assert_eq!(dos_time(315_532_802), ((1 << 5) | 1, 1));
+    }
+
+    #[test]
+    fn cmdline_names_the_slot_partition() {
+        let l = Layout::new(0xabcd_0123, 6 * MIB, 16 * MIB);
+        let extra = vec!["quiet".to_owned()];
+        let c = BootConfig {
+            serial_index: 0,
+            baud: 115_200,
+            layout: &l,
+            extra_cmdline: &extra,
+        };
+        assert_eq!(
+            cmdline(&c, 'a'),
+            "console=ttyS0,115200 root=PARTUUID=abcd0123-02 rootfstype=squashfs ro rootwait init=/sbin/init panic=10 wanflash.slot=a quiet"
+        );
+        let cfg = syslinux_cfg(&c);
+        assert!(cfg.starts_with("SERIAL 0 115200\n"));
+        assert!(cfg.contains("root=PARTUUID=abcd0123-03"));
+    }
+}

@@ -1,0 +1,188 @@
+//! Bad input, end to end: each gives one clear error naming the file, key or
+//! option and what to do, and leaves the previous outputs untouched.
+//!
+//! Tests that get past the description need the host tools and the kernel
+//! cache that `cargo xtask test` set up before running them
+//! (`WANFLASH_IMAGES_DIR` is set then); under a plain `cargo test` they say
+//! so and skip.
+
+use std::path::{Path, PathBuf};
+
+use wanflash_image::{build, Options};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    opts: Options,
+    previous: PathBuf,
+}
+
+const GOOD: &str = r#"
+hostname = "bad"
+flash_size = "64MiB"
+[kernel]
+fragments = ["base", "flash-ide", "console", "network", "bonding", "watchdog"]
+cmdline = ["quiet"]
+[rootfs]
+overlays = ["base"]
+binary = [{ package = "wanflash-init", path = "/sbin/init" }]
+"#;
+
+/// A copy of the real kernel fragments, the given description as
+/// `images/bad.toml`, one overlay, and a "previous good" output.
+fn fixture(description: &str) -> Fixture {
+    let ws = workspace();
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(images.join("kernel")).unwrap();
+    for e in std::fs::read_dir(ws.join("images/kernel")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), images.join("kernel").join(e.file_name())).unwrap();
+    }
+    std::fs::write(images.join("bad.toml"), description).unwrap();
+    let overlays = dir.path().join("overlays");
+    std::fs::create_dir_all(overlays.join("base/etc")).unwrap();
+    std::fs::write(overlays.join("base/etc/hostname.tera"), "{{ hostname }}\n").unwrap();
+    let mut opts = Options::new(&ws, "bad");
+    opts.images_dir = images;
+    opts.overlays_dir = overlays;
+    opts.out_root = dir.path().join("out");
+    let previous = opts.out_dir().join("bad.img");
+    std::fs::create_dir_all(opts.out_dir()).unwrap();
+    std::fs::write(&previous, b"previous good image").unwrap();
+    Fixture {
+        _dir: dir,
+        opts,
+        previous,
+    }
+}
+
+fn fails(f: &Fixture) -> String {
+    let err = match build(&f.opts, &mut |_| {}) {
+        Ok(_) => panic!("the build succeeded but should have failed"),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(
+        std::fs::read(&f.previous).unwrap(),
+        b"previous good image",
+        "a failed build touched the previous output"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(f.opts.out_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "bad.img")
+        .collect();
+    assert!(leftovers.is_empty(), "a failed build left {leftovers:?}");
+    err
+}
+
+fn needs_built_images() -> bool {
+    if std::env::var_os("WANFLASH_IMAGES_DIR").is_none() {
+        eprintln!("skipped: needs the host tools and kernel cache of `cargo xtask test`");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let f = fixture(&format!("{GOOD}\n[console]\nbaudrate = 9600\n"));
+    let err = fails(&f);
+    assert!(err.contains("images/bad.toml"), "{err}");
+    assert!(err.contains("line 13"), "{err}");
+    assert!(err.contains("baudrate"), "{err}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let f = fixture(&GOOD.replace("flash_size = \"64MiB\"", "flash_size = \"lots\""));
+    let err = fails(&f);
+    assert!(err.contains("images/bad.toml") && err.contains("flash_size"), "{err}");
+    assert!(err.contains("not a size"), "{err}");
+}
+
+#[test]
+fn missing_image_lists_the_images() {
+    let mut f = fixture(GOOD);
+    f.opts.image = "nope".into();
+    let err = build(&f.opts, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("no image description `images/nope.toml`"), "{err}");
+    assert!(err.contains("the images are: "), "{err}");
+}
+
+#[test]
+fn missing_overlay_is_named() {
+    if !needs_built_images() {
+        return;
+    }
+    let f = fixture(&GOOD.replace("overlays = [\"base\"]", "overlays = [\"base\", \"site\"]"));
+    let err = fails(&f);
+    assert!(err.contains("overlay `site` does not exist"), "{err}");
+}
+
+#[test]
+fn template_error_names_file_and_line() {
+    if !needs_built_images() {
+        return;
+    }
+    let f = fixture(GOOD);
+    std::fs::write(
+        f.opts.overlays_dir.join("base/etc/motd.tera"),
+        "welcome\n{{ hostname }\n",
+    )
+    .unwrap();
+    let err = fails(&f);
+    assert!(err.contains("overlays/base/etc/motd.tera"), "{err}");
+    assert!(err.contains("line 2"), "{err}");
+}
+
+#[test]
+fn dropped_kernel_option_names_option_fragment_and_dependency() {
+    if !needs_built_images() {
+        return;
+    }
+    let f = fixture(&GOOD.replace(
+        "fragments = [\"base\", \"flash-ide\", \"console\", \"network\", \"bonding\", \"watchdog\"]",
+        "fragments = [\"base\", \"console\", \"squashfs-only\"]",
+    ));
+    std::fs::write(
+        f.opts.images_dir.join("kernel/squashfs-only.config"),
+        "CONFIG_BLOCK=y\nCONFIG_SQUASHFS=y\n",
+    )
+    .unwrap();
+    let err = fails(&f);
+    assert!(err.contains("CONFIG_SQUASHFS"), "{err}");
+    assert!(err.contains("images/kernel/squashfs-only.config"), "{err}");
+    assert!(err.contains("MISC_FILESYSTEMS"), "{err}");
+}
+
+#[test]
+fn image_too_big_for_the_flash_lists_the_parts() {
+    if !needs_built_images() {
+        return;
+    }
+    let f = fixture(&GOOD.replace("flash_size = \"64MiB\"", "flash_size = \"32MiB\""));
+    let err = fails(&f);
+    assert!(err.contains("does not fit the 32.00 MiB flash card"), "{err}");
+    assert!(err.contains("needs 39.00 MiB, 7.00 MiB too much"), "{err}");
+    assert!(err.contains("boot partition") && err.contains("root slot B"), "{err}");
+}
+
+#[test]
+fn unwritable_output_folder_is_named() {
+    if !needs_built_images() {
+        return;
+    }
+    let mut f = fixture(GOOD);
+    // Even root cannot create a folder below a regular file.
+    let blocker = f.opts.out_root.join("file");
+    std::fs::write(&blocker, b"x").unwrap();
+    f.opts.out_root = blocker.join("images");
+    let err = build(&f.opts, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("failed to create directory"), "{err}");
+    assert!(err.contains("file/images/bad"), "{err}");
+}

@@ -1,0 +1,577 @@
+//! Image descriptions: `images/<name>.toml`.
+//!
+//! A description may name a base with `inherit = "common.toml"`; the base is
+//! read first and the image's own keys override it (tables merge key by key,
+//! arrays and plain values replace). Every file is checked on its own first,
+//! so an unknown key or a wrong type is reported with the file, the line and
+//! the key, then the merged result is checked as a whole.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::size::{ByteSize, MIB};
+use crate::system::{RestartPolicy, Service};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DescriptionError {
+    #[error("`{file}`: {message}")]
+    Parse { file: String, message: String },
+    #[error("`{file}`: key `{key}`: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+    #[error("`{file}` inherits from itself through `{chain}`: remove the cycle")]
+    InheritCycle { file: String, chain: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    #[default]
+    X86_64,
+    /// Older 32-bit boxes. Described, not built yet.
+    I686,
+}
+
+impl Arch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::I686 => "i686",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Libc {
+    /// Static musl binaries (smallest; needs the musl Rust target).
+    #[default]
+    Musl,
+    /// Static glibc binaries with `crt-static`.
+    Gnu,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    #[default]
+    Xz,
+    Zstd,
+}
+
+impl Compression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// One image description, after inheritance and defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Description {
+    /// Base description, relative to this file's folder.
+    #[serde(default, skip_serializing)]
+    pub inherit: Option<String>,
+    /// Host name of the box; also the default for template variables.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub arch: Arch,
+    #[serde(default)]
+    pub libc: Libc,
+    /// Size of the smallest CompactFlash card the image must fit, with both
+    /// root slots.
+    #[serde(default)]
+    pub flash_size: Option<ByteSize>,
+    #[serde(default)]
+    pub console: Console,
+    #[serde(default)]
+    pub kernel: Kernel,
+    #[serde(default)]
+    pub layout: Layout,
+    #[serde(default)]
+    pub rootfs: Rootfs,
+    /// Template variables for `.tera` overlay files.
+    #[serde(default)]
+    pub vars: BTreeMap<String, toml::Value>,
+    /// Services started by init, in order.
+    #[serde(default, rename = "service")]
+    pub services: Vec<ServiceDecl>,
+    #[serde(default)]
+    pub init: Init,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Console {
+    /// Serial device for the kernel and init console.
+    #[serde(default = "default_serial")]
+    pub serial: String,
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Self {
+            serial: default_serial(),
+            baud: default_baud(),
+        }
+    }
+}
+
+fn default_serial() -> String {
+    "ttyS0".into()
+}
+fn default_baud() -> u32 {
+    115_200
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kernel {
+    /// A kernel source tarball (`.tar.xz`, `.tar.gz`) or an unpacked tree.
+    #[serde(default = "default_kernel_source")]
+    pub source: String,
+    /// Config fragments merged over `tinyconfig`, by name:
+    /// `images/kernel/<name>.config`.
+    #[serde(default)]
+    pub fragments: Vec<String>,
+    /// Extra kernel command line, appended after the console and root.
+    #[serde(default)]
+    pub cmdline: Vec<String>,
+}
+
+impl Default for Kernel {
+    fn default() -> Self {
+        Self {
+            source: default_kernel_source(),
+            fragments: Vec::new(),
+            cmdline: Vec::new(),
+        }
+    }
+}
+
+/// Debian's `linux-source-6.1` package.
+pub const DEBIAN_KERNEL_SOURCE: &str = "/usr/src/linux-source-6.1.tar.xz";
+
+fn default_kernel_source() -> String {
+    DEBIAN_KERNEL_SOURCE.into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layout {
+    /// FAT boot partition: syslinux, and the kernel of each root slot.
+    #[serde(default = "default_boot_size")]
+    pub boot_size: ByteSize,
+    /// Each of the two root slots (A and B) gets this much of the card.
+    #[serde(default = "default_root_slot_size")]
+    pub root_slot_size: ByteSize,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self {
+            boot_size: default_boot_size(),
+            root_slot_size: default_root_slot_size(),
+        }
+    }
+}
+
+fn default_boot_size() -> ByteSize {
+    ByteSize(6 * MIB)
+}
+fn default_root_slot_size() -> ByteSize {
+    ByteSize(16 * MIB)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Rootfs {
+    #[serde(default)]
+    pub compression: Compression,
+    /// Overlay trees copied in order from `overlays/<name>/`; a later one
+    /// overrides an earlier one.
+    #[serde(default)]
+    pub overlays: Vec<String>,
+    /// Workspace binaries built static and installed.
+    #[serde(default, rename = "binary")]
+    pub binaries: Vec<Binary>,
+    /// tmpfs mounts made by init.
+    #[serde(default)]
+    pub tmpfs: Vec<Tmpfs>,
+    /// Extra files taken from the build host (for example busybox from
+    /// Debian's `busybox-static`), with the Debian package that provides them.
+    #[serde(default, rename = "host_file")]
+    pub host_files: Vec<HostFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Binary {
+    /// Cargo package in this workspace.
+    pub package: String,
+    /// Binary target name; defaults to the package name.
+    #[serde(default)]
+    pub bin: Option<String>,
+    /// Absolute path in the image.
+    pub path: String,
+}
+
+impl Binary {
+    pub fn bin_name(&self) -> &str {
+        self.bin.as_deref().unwrap_or(&self.package)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tmpfs {
+    pub path: String,
+    pub size: ByteSize,
+    #[serde(default)]
+    pub copy_from_root: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostFile {
+    /// Absolute path on the build host.
+    pub source: String,
+    /// Absolute path in the image.
+    pub path: String,
+    /// Debian package that provides `source`, installed when missing.
+    pub package: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Init {
+    /// `wanflash.*` options baked in; the kernel command line overrides them.
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// Absolute path of a shell for `wanflash.rescue`.
+    #[serde(default)]
+    pub rescue_shell: Option<String>,
+    /// crypt(3) hash of the root password. No default password exists.
+    #[serde(default)]
+    pub root_password_hash: Option<String>,
+    #[serde(default = "default_true")]
+    pub watchdog: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceDecl {
+    pub name: String,
+    pub exec: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub after: Vec<String>,
+    #[serde(default)]
+    pub oneshot: bool,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+impl From<&ServiceDecl> for Service {
+    fn from(d: &ServiceDecl) -> Service {
+        Service {
+            name: d.name.clone(),
+            exec: d.exec.clone(),
+            args: d.args.clone(),
+            env: d.env.clone(),
+            after: d.after.clone(),
+            oneshot: d.oneshot,
+            restart: d.restart,
+        }
+    }
+}
+
+/// A file of the description chain: its display path and its text.
+pub struct Layer<'a> {
+    pub file: &'a str,
+    pub text: &'a str,
+}
+
+/// Checks one file on its own: syntax, unknown keys, types. Returns the
+/// parsed table and the `inherit` value, if any.
+pub fn parse_layer(layer: &Layer<'_>) -> Result<(toml::Table, Option<String>), DescriptionError> {
+    let parsed: Description = toml::from_str(layer.text).map_err(|e| DescriptionError::Parse {
+        file: layer.file.to_owned(),
+        message: one_line_toml_error(&e),
+    })?;
+    let table: toml::Table = toml::from_str(layer.text).map_err(|e| DescriptionError::Parse {
+        file: layer.file.to_owned(),
+        message: one_line_toml_error(&e),
+    })?;
+    Ok((table, parsed.inherit))
+}
+
+/// Merges the chain, base first, and checks the result.
+/// `layers[0]` is the most basic file, the last one is the image itself.
+pub fn from_layers(layers: &[Layer<'_>]) -> Result<Description, DescriptionError> {
+    let image_file = layers.last().map(|l| l.file).unwrap_or("<none>").to_owned();
+    let mut merged = toml::Table::new();
+    for layer in layers {
+        let (table, _) = parse_layer(layer)?;
+        merge(&mut merged, table);
+    }
+    merged.remove("inherit");
+    let desc: Description =
+        toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| DescriptionError::Parse {
+                file: image_file.clone(),
+                message: one_line_toml_error(&e),
+            })?;
+    desc.validate(&image_file)?;
+    Ok(desc)
+}
+
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+/// toml's messages span several lines with a source excerpt; keep them, but
+/// lead with the position so the first line says where.
+fn one_line_toml_error(e: &toml::de::Error) -> String {
+    e.to_string().trim_end().to_owned()
+}
+
+fn invalid(file: &str, key: &str, message: impl Into<String>) -> DescriptionError {
+    DescriptionError::Invalid {
+        file: file.to_owned(),
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn is_simple_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !s.starts_with('.')
+}
+
+impl Description {
+    /// The host name; `validate` guarantees it is set.
+    pub fn hostname(&self) -> &str {
+        self.hostname.as_deref().unwrap_or("wanflash")
+    }
+
+    pub fn flash_size(&self) -> ByteSize {
+        self.flash_size.unwrap_or(ByteSize(0))
+    }
+
+    /// Checks what serde cannot: required keys, names, paths, sizes,
+    /// references between services.
+    pub fn validate(&self, file: &str) -> Result<(), DescriptionError> {
+        match &self.hostname {
+            None => return Err(invalid(file, "hostname", "missing: set `hostname = \"...\"` in the image or its base")),
+            Some(h) => {
+                let ok = !h.is_empty()
+                    && h.len() <= 63
+                    && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !h.starts_with('-')
+                    && !h.ends_with('-');
+                if !ok {
+                    return Err(invalid(file, "hostname", format!("`{h}` is not a valid host name: use letters, digits and `-`, at most 63 characters")));
+                }
+            }
+        }
+        if self.flash_size.is_none() {
+            return Err(invalid(file, "flash_size", "missing: set the size of the card the image must fit, like `flash_size = \"64MiB\"`"));
+        }
+        if self.arch == Arch::I686 {
+            return Err(invalid(file, "arch", "i686 images are described but not built yet: use `x86_64`"));
+        }
+        if !matches!(self.console.baud, 9600 | 19200 | 38400 | 57600 | 115200) {
+            return Err(invalid(file, "console.baud", format!("{} is not a serial speed syslinux and the kernel share: use 9600, 19200, 38400, 57600 or 115200", self.console.baud)));
+        }
+        if !self.console.serial.starts_with("ttyS") || self.console.serial[4..].parse::<u8>().is_err() {
+            return Err(invalid(file, "console.serial", format!("`{}` is not a serial port: use `ttyS0` to `ttyS3`", self.console.serial)));
+        }
+        for (key, size) in [("layout.boot_size", self.layout.boot_size), ("layout.root_slot_size", self.layout.root_slot_size)] {
+            if size.0 == 0 || size.0 % MIB != 0 {
+                return Err(invalid(file, key, format!("{size} is not a whole number of MiB: partitions are aligned to 1 MiB erase blocks")));
+            }
+        }
+        if self.layout.boot_size.0 < 4 * MIB {
+            return Err(invalid(file, "layout.boot_size", "at least 4MiB: two kernels and syslinux must fit"));
+        }
+        if self.kernel.fragments.is_empty() {
+            return Err(invalid(file, "kernel.fragments", "empty: list the config fragments of `images/kernel/`"));
+        }
+        for f in &self.kernel.fragments {
+            if !is_simple_name(f) {
+                return Err(invalid(file, "kernel.fragments", format!("`{f}` is not a fragment name: write the file name of `images/kernel/` without `.config`")));
+            }
+        }
+        for o in &self.rootfs.overlays {
+            if !is_simple_name(o) {
+                return Err(invalid(file, "rootfs.overlays", format!("`{o}` is not an overlay name: write a folder name of `overlays/`")));
+            }
+        }
+        let mut paths = BTreeSet::new();
+        for b in &self.rootfs.binaries {
+            if !b.path.starts_with('/') || b.path.ends_with('/') {
+                return Err(invalid(file, "rootfs.binary.path", format!("`{}` must be an absolute file path", b.path)));
+            }
+            if !paths.insert(b.path.as_str()) {
+                return Err(invalid(file, "rootfs.binary.path", format!("`{}` is installed twice", b.path)));
+            }
+        }
+        if !self.rootfs.binaries.iter().any(|b| b.path == "/sbin/init") {
+            return Err(invalid(file, "rootfs.binary", "no binary is installed as `/sbin/init`: add `{ package = \"wanflash-init\", path = \"/sbin/init\" }`"));
+        }
+        let mut mounts = BTreeSet::new();
+        for t in &self.rootfs.tmpfs {
+            if !t.path.starts_with('/') || t.path == "/" {
+                return Err(invalid(file, "rootfs.tmpfs.path", format!("`{}` must be an absolute path below `/`", t.path)));
+            }
+            if !mounts.insert(t.path.as_str()) {
+                return Err(invalid(file, "rootfs.tmpfs.path", format!("`{}` is mounted twice", t.path)));
+            }
+            if t.size.0 < 64 * 1024 {
+                return Err(invalid(file, "rootfs.tmpfs.size", format!("{} for `{}` is too small: at least 64KiB", t.size, t.path)));
+            }
+        }
+        for h in &self.rootfs.host_files {
+            if !h.source.starts_with('/') || !h.path.starts_with('/') {
+                return Err(invalid(file, "rootfs.host_file", format!("`{}` -> `{}`: both paths must be absolute", h.source, h.path)));
+            }
+        }
+        let names: BTreeSet<&str> = self.services.iter().map(|s| s.name.as_str()).collect();
+        if names.len() != self.services.len() {
+            return Err(invalid(file, "service.name", "two services share a name: names must be unique"));
+        }
+        for s in &self.services {
+            if !is_simple_name(&s.name) {
+                return Err(invalid(file, "service.name", format!("`{}` is not a valid service name", s.name)));
+            }
+            if !s.exec.starts_with('/') {
+                return Err(invalid(file, "service.exec", format!("service `{}`: `{}` must be an absolute path", s.name, s.exec)));
+            }
+            for a in &s.after {
+                if !names.contains(a.as_str()) {
+                    return Err(invalid(file, "service.after", format!("service `{}` comes after `{a}`, which is not declared", s.name)));
+                }
+            }
+            let r = &s.restart;
+            if r.backoff_initial_ms == 0 || r.backoff_max_ms < r.backoff_initial_ms {
+                return Err(invalid(file, "service.restart", format!("service `{}`: back-off must start above 0 ms and its cap must not be below its start", s.name)));
+            }
+        }
+        for o in &self.init.options {
+            if !o.starts_with("wanflash.") {
+                return Err(invalid(file, "init.options", format!("`{o}` is not a `wanflash.*` option")));
+            }
+        }
+        if let Some(sh) = &self.init.rescue_shell {
+            if !sh.starts_with('/') {
+                return Err(invalid(file, "init.rescue_shell", format!("`{sh}` must be an absolute path")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+arch = "x86_64"
+flash_size = "64MiB"
+[kernel]
+fragments = ["base"]
+[rootfs]
+overlays = ["base"]
+binary = [{ package = "wanflash-init", path = "/sbin/init" }]
+[vars]
+motd = "base"
+site = "office"
+"#;
+
+    fn chain(image: &str) -> Result<Description, DescriptionError> {
+        from_layers(&[
+            Layer { file: "images/common.toml", text: BASE },
+            Layer { file: "images/x.toml", text: image },
+        ])
+    }
+
+    #[test]
+    fn image_overrides_base_and_tables_merge() {
+        let d = chain("inherit = \"common.toml\"\nhostname = \"r1\"\n[vars]\nmotd = \"lan\"\n").unwrap();
+        assert_eq!(d.hostname(), "r1");
+        assert_eq!(d.vars["motd"].as_str(), Some("lan"));
+        assert_eq!(d.vars["site"].as_str(), Some("office"));
+        assert_eq!(d.flash_size(), ByteSize(64 * MIB));
+        assert_eq!(d.layout, Layout::default());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = chain("hostname = \"r1\"\n\n[kernel]\nfragmets = [\"x\"]\n").unwrap_err().to_string();
+        assert!(err.contains("images/x.toml"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+        assert!(err.contains("fragmets"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported_with_the_line() {
+        let err = chain("hostname = 7\n").unwrap_err().to_string();
+        assert!(err.contains("images/x.toml") && err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn missing_hostname_and_bad_hostname() {
+        let err = chain("").unwrap_err().to_string();
+        assert!(err.contains("key `hostname`: missing"), "{err}");
+        let err = chain("hostname = \"bad_name\"").unwrap_err().to_string();
+        assert!(err.contains("not a valid host name"), "{err}");
+    }
+
+    #[test]
+    fn sizes_must_be_whole_mib() {
+        let err = chain("hostname = \"r\"\n[layout]\nboot_size = \"5000KiB\"\n").unwrap_err().to_string();
+        assert!(err.contains("layout.boot_size"), "{err}");
+    }
+
+    #[test]
+    fn service_after_must_name_a_service() {
+        let err = chain("hostname = \"r\"\n[[service]]\nname = \"a\"\nexec = \"/bin/a\"\nafter = [\"b\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("comes after `b`"), "{err}");
+    }
+
+    #[test]
+    fn i686_is_refused_with_a_reason() {
+        let err = chain("hostname = \"r\"\narch = \"i686\"").unwrap_err().to_string();
+        assert!(err.contains("i686 images are described but not built yet"), "{err}");
+    }
+}

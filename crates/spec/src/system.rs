@@ -1,0 +1,237 @@
+//! The runtime configuration baked into every image at
+//! [`SYSTEM_CONFIG_PATH`]. The builder writes it from the image description;
+//! PID 1 and the daemons read it. JSON, so the appliance needs no TOML parser.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the builder puts the runtime configuration inside the root filesystem.
+pub const SYSTEM_CONFIG_PATH: &str = "/etc/wanflash/system.json";
+
+/// The line init prints on the console once every service has been started.
+/// Tests and benchmarks wait for it; keep it stable.
+pub const READY_MARKER: &str = "wanflash: ready";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemConfig {
+    /// Host name set by init at boot.
+    pub hostname: String,
+    /// Image name, for example `wan-router`.
+    pub image: String,
+    /// Version of the image (the workspace version).
+    pub version: String,
+    /// Build identifier: a hash of every input of the image.
+    pub build_id: String,
+    /// tmpfs mounts made by init, in order.
+    #[serde(default)]
+    pub tmpfs: Vec<TmpfsMount>,
+    /// Services started and supervised by init, in declaration order
+    /// (dependencies in `after` can reorder them).
+    #[serde(default)]
+    pub services: Vec<Service>,
+    #[serde(default)]
+    pub watchdog: Watchdog,
+    /// Absolute path of a shell for `wanflash.rescue`, when the image has one.
+    #[serde(default)]
+    pub rescue_shell: Option<String>,
+    /// crypt(3) hash of the root password; without one no login is offered.
+    #[serde(default)]
+    pub root_password_hash: Option<String>,
+    /// Kernel command line options `wanflash.*` baked in at build time; the
+    /// real command line overrides them.
+    #[serde(default)]
+    pub boot_options: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TmpfsMount {
+    /// Mount point, absolute (`/run`, `/tmp`, `/var`, `/etc`).
+    pub path: String,
+    /// Size limit in bytes.
+    pub size: u64,
+    /// Octal mode of the mount's root directory.
+    #[serde(default = "default_tmpfs_mode")]
+    pub mode: u32,
+    /// Copy the directory of the same path from the read-only root onto the
+    /// tmpfs after mounting it (used for `/etc`: writable at run time, the
+    /// factory copy stays on the flash).
+    #[serde(default)]
+    pub copy_from_root: bool,
+}
+
+fn default_tmpfs_mode() -> u32 {
+    0o755
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Unique name, used in logs and in `after`.
+    pub name: String,
+    /// Absolute path of the executable.
+    pub exec: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Names of services that must be started before this one.
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Run to completion before the next service starts (like `netcfg`),
+    /// instead of running for ever.
+    #[serde(default)]
+    pub oneshot: bool,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartMode {
+    /// Restart whatever the exit status.
+    #[default]
+    Always,
+    /// Restart only after a non-zero exit or a signal.
+    OnFailure,
+    /// Never restart.
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartPolicy {
+    #[serde(default)]
+    pub mode: RestartMode,
+    /// First back-off delay after a failure, in milliseconds.
+    #[serde(default = "default_backoff_initial_ms")]
+    pub backoff_initial_ms: u64,
+    /// Cap of the exponential back-off, in milliseconds.
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// A service that fails this many times within `window_ms` is marked
+    /// failed and no longer restarted.
+    #[serde(default = "default_max_failures")]
+    pub max_failures: u32,
+    #[serde(default = "default_window_ms")]
+    pub window_ms: u64,
+    /// A run that lasted at least this long resets the back-off.
+    #[serde(default = "default_stable_ms")]
+    pub stable_ms: u64,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            mode: RestartMode::default(),
+            backoff_initial_ms: default_backoff_initial_ms(),
+            backoff_max_ms: default_backoff_max_ms(),
+            max_failures: default_max_failures(),
+            window_ms: default_window_ms(),
+            stable_ms: default_stable_ms(),
+        }
+    }
+}
+
+fn default_backoff_initial_ms() -> u64 {
+    100
+}
+fn default_backoff_max_ms() -> u64 {
+    30_000
+}
+fn default_max_failures() -> u32 {
+    5
+}
+fn default_window_ms() -> u64 {
+    60_000
+}
+fn default_stable_ms() -> u64 {
+    10_000
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Watchdog {
+    /// Open and pet the watchdog device when it exists.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_watchdog_device")]
+    pub device: String,
+    /// Timeout asked of the driver, in seconds.
+    #[serde(default = "default_watchdog_timeout")]
+    pub timeout_s: u32,
+}
+
+impl Default for Watchdog {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            device: default_watchdog_device(),
+            timeout_s: default_watchdog_timeout(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_watchdog_device() -> String {
+    "/dev/watchdog".to_owned()
+}
+fn default_watchdog_timeout() -> u32 {
+    15
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid runtime configuration `{path}`: {source}")]
+pub struct SystemConfigError {
+    pub path: String,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+impl SystemConfig {
+    /// Parses the baked configuration; `path` is only used in the error.
+    pub fn from_json(path: &str, text: &str) -> Result<Self, SystemConfigError> {
+        serde_json::from_str(text).map_err(|source| SystemConfigError {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Serialises deterministically (field order fixed, maps sorted).
+    pub fn to_json(&self) -> String {
+        // Serialising plain data structs with string keys cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_fills_defaults() {
+        let text = r#"{"hostname":"r1","image":"wan-router","version":"0.1.0","build_id":"ab",
+            "services":[{"name":"netcfg","exec":"/sbin/netcfg","oneshot":true}]}"#;
+        let cfg = SystemConfig::from_json("system.json", text).unwrap();
+        assert_eq!(cfg.services[0].restart, RestartPolicy::default());
+        assert!(cfg.watchdog.enabled);
+        let again = SystemConfig::from_json("x", &cfg.to_json()).unwrap();
+        assert_eq!(cfg, again);
+    }
+
+    #[test]
+    fn unknown_field_is_an_error_naming_the_file() {
+        let err = SystemConfig::from_json(
+            "/etc/wanflash/system.json",
+            r#"{"hostname":"a","image":"b","version":"c","build_id":"d","bogus":1}"#,
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("/etc/wanflash/system.json"), "{msg}");
+        assert!(msg.contains("bogus"), "{msg}");
+    }
+}

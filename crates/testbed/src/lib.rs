@@ -1,0 +1,334 @@
+//! The QEMU test bed: boots a wanflash image as an IDE disk (the path a
+//! CompactFlash card on an IDE adapter takes), captures the serial console
+//! to a file, waits for console markers with deadlines, and drives the
+//! QEMU monitor. One harness for the boot, init and networking tests and
+//! the benchmarks.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub use wanflash_spec::READY_MARKER;
+
+/// Lines that mean the boot went wrong, whatever the test.
+pub const FAILURE_MARKERS: &[&str] = &["Kernel panic", "end Kernel panic", "Attempted to kill init", "init: fatal"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to {action} `{}`: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{marker}` did not appear on the console within {secs} s{}\n--- console ({path}) ---\n{console}\n--- end of console ---", exit.map(|s| format!(" (QEMU exited: {s})")).unwrap_or_default())]
+    Timeout {
+        marker: String,
+        secs: u64,
+        path: String,
+        console: String,
+        exit: Option<ExitStatus>,
+    },
+    #[error("the console shows `{marker}`\n--- console ({path}) ---\n{console}\n--- end of console ---")]
+    Failure {
+        marker: String,
+        path: String,
+        console: String,
+    },
+    #[error("QEMU monitor: {0}")]
+    Monitor(String),
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io { action, path, source }
+}
+
+/// How to start one guest.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    /// The disk image; attached as an IDE disk, raw.
+    pub disk: PathBuf,
+    /// Folder for the console log and monitor socket.
+    pub work: PathBuf,
+    pub name: String,
+    pub memory_mib: u32,
+    /// Use KVM instead of TCG (TCG by default: KVM hangs on some hosts).
+    pub kvm: bool,
+    /// Add an i6300ESB watchdog.
+    pub watchdog: bool,
+    /// Exit QEMU instead of rebooting the guest.
+    pub no_reboot: bool,
+    /// Extra QEMU arguments (NICs, netdevs).
+    pub extra: Vec<String>,
+}
+
+impl VmConfig {
+    pub fn new(disk: &Path, work: &Path, name: &str) -> VmConfig {
+        VmConfig {
+            disk: disk.to_path_buf(),
+            work: work.to_path_buf(),
+            name: name.to_owned(),
+            memory_mib: 128,
+            kvm: std::env::var_os("WANFLASH_KVM").is_some(),
+            watchdog: true,
+            no_reboot: false,
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn console_path(&self) -> PathBuf {
+        self.work.join(format!("{}.console.log", self.name))
+    }
+
+    pub fn monitor_path(&self) -> PathBuf {
+        self.work.join(format!("{}.monitor.sock", self.name))
+    }
+
+    /// The QEMU argument vector (no shell involved).
+    pub fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "-name".into(),
+            self.name.clone(),
+            "-m".into(),
+            format!("{}M", self.memory_mib),
+            "-smp".into(),
+            "1".into(),
+            "-machine".into(),
+            "pc".into(),
+            "-drive".into(),
+            format!("file={},format=raw,if=ide,cache=unsafe", self.disk.display()),
+            "-nic".into(),
+            "none".into(),
+            "-display".into(),
+            "none".into(),
+            "-serial".into(),
+            format!("file:{}", self.console_path().display()),
+            "-monitor".into(),
+            format!("unix:{},server=on,wait=off", self.monitor_path().display()),
+        ];
+        if self.kvm {
+            a.extend(["-accel".into(), "kvm".into()]);
+        } else {
+            a.extend(["-accel".into(), "tcg".into()]);
+        }
+        if self.watchdog {
+            a.extend(["-device".into(), "i6300esb".into()]);
+        }
+        if self.no_reboot {
+            a.push("-no-reboot".into());
+        }
+        a.extend(self.extra.iter().cloned());
+        a
+    }
+}
+
+/// A running guest. Killed when dropped.
+pub struct Vm {
+    pub config: VmConfig,
+    child: Child,
+    started: Instant,
+}
+
+impl Vm {
+    pub fn start(config: VmConfig) -> Result<Vm, Error> {
+        std::fs::create_dir_all(&config.work).map_err(io("create", &config.work))?;
+        let console = config.console_path();
+        let _ = std::fs::remove_file(&console);
+        let _ = std::fs::remove_file(config.monitor_path());
+        let child = Command::new("qemu-system-x86_64")
+            .args(config.args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io("start qemu-system-x86_64 for", &config.disk))?;
+        Ok(Vm {
+            config,
+            child,
+            started: Instant::now(),
+        })
+    }
+
+    pub fn console(&self) -> String {
+        let bytes = std::fs::read(self.config.console_path()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Waits until `marker` appears on the console after byte `from`; returns
+    /// the line holding it and the offset just after it. Fails at once on a
+    /// kernel panic, and with the whole console on timeout.
+    pub fn wait_for_from(&mut self, marker: &str, from: usize, timeout: Duration) -> Result<(String, usize), Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let console = self.console();
+            let tail = console.get(from..).unwrap_or("");
+            if let Some(pos) = tail.find(marker) {
+                let start = tail[..pos].rfind('\n').map(|i| i + 1).unwrap_or(0);
+                let end = tail[pos..].find('\n').map(|i| pos + i).unwrap_or(tail.len());
+                return Ok((tail[start..end].trim_end_matches('\r').to_owned(), from + end));
+            }
+            for f in FAILURE_MARKERS {
+                if tail.contains(f) {
+                    return Err(Error::Failure {
+                        marker: (*f).to_owned(),
+                        path: self.config.console_path().display().to_string(),
+                        console,
+                    });
+                }
+            }
+            let exit = self.child.try_wait().ok().flatten();
+            if exit.is_some() || Instant::now() > deadline {
+                // One last read: the marker may have landed as QEMU exited.
+                let console = self.console();
+                if console.get(from..).unwrap_or("").contains(marker) {
+                    continue;
+                }
+                return Err(Error::Timeout {
+                    marker: marker.to_owned(),
+                    secs: timeout.as_secs(),
+                    path: self.config.console_path().display().to_string(),
+                    console: format!("{console}{}", self.stderr_if_exited(exit)),
+                    exit,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn wait_for(&mut self, marker: &str, timeout: Duration) -> Result<String, Error> {
+        self.wait_for_from(marker, 0, timeout).map(|(l, _)| l)
+    }
+
+    fn stderr_if_exited(&mut self, exit: Option<ExitStatus>) -> String {
+        if exit.is_none() {
+            return String::new();
+        }
+        let mut s = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut s);
+        }
+        if s.is_empty() {
+            s
+        } else {
+            format!("\n--- qemu stderr ---\n{s}")
+        }
+    }
+
+    /// Sends one HMP command to the monitor and returns its answer.
+    pub fn monitor(&self, command: &str) -> Result<String, Error> {
+        let path = self.config.monitor_path();
+        let mut s = UnixStream::connect(&path).map_err(io("connect to the monitor", &path))?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).map_err(io("configure", &path))?;
+        let mut reader = BufReader::new(s.try_clone().map_err(io("clone", &path))?);
+        let mut banner = String::new();
+        // The banner ends with the "(qemu) " prompt, which has no newline.
+        read_until_prompt(&mut reader, &mut banner).map_err(|e| Error::Monitor(format!("no prompt: {e}")))?;
+        s.write_all(format!("{command}\n").as_bytes()).map_err(io("write to", &path))?;
+        let mut answer = String::new();
+        read_until_prompt(&mut reader, &mut answer).map_err(|e| Error::Monitor(format!("`{command}`: {e}")))?;
+        Ok(answer)
+    }
+
+    /// Waits for QEMU to exit on its own (a guest power-off).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn read_until_prompt(r: &mut impl BufRead, out: &mut String) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        let mut byte = [0u8; 1];
+        let n = r.read(&mut byte)?;
+        if n == 0 {
+            break;
+        }
+        buf.push(byte[0]);
+        if buf.ends_with(b"(qemu) ") {
+            break;
+        }
+    }
+    out.push_str(&String::from_utf8_lossy(&buf));
+    Ok(())
+}
+
+/// The fields of the readiness line: `wanflash: ready uptime_ms=1234 ...`.
+pub fn parse_ready(line: &str) -> Option<Vec<(String, u64)>> {
+    let rest = &line[line.find(READY_MARKER)? + READY_MARKER.len()..];
+    rest.split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+pub fn ready_field(line: &str, key: &str) -> Option<u64> {
+    parse_ready(line)?.into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+/// Copies `image` to `dest` and extends it to `card_bytes`, like the card it
+/// is written to: slot B lies past the end of the image file.
+pub fn card_copy(image: &Path, dest: &Path, card_bytes: u64) -> Result<(), Error> {
+    std::fs::copy(image, dest).map_err(io("copy image to", dest))?;
+    let f = std::fs::OpenOptions::new().write(true).open(dest).map_err(io("open", dest))?;
+    let len = f.metadata().map_err(io("stat", dest))?.len();
+    if card_bytes > len {
+        f.set_len(card_bytes).map_err(io("extend", dest))?;
+    }
+    Ok(())
+}
+
+/// Where `cargo xtask test` put the images; `None` outside it.
+pub fn images_dir() -> Option<PathBuf> {
+    std::env::var_os("WANFLASH_IMAGES_DIR").map(PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ready_line() {
+        let l = "[    1.234] wanflash: ready uptime_ms=1234 init_ms=12 services=3 failed=0";
+        assert_eq!(ready_field(l, "uptime_ms"), Some(1234));
+        assert_eq!(ready_field(l, "failed"), Some(0));
+        assert_eq!(ready_field(l, "nope"), None);
+        assert!(parse_ready("wanflash: ready uptime_ms=x").is_none());
+    }
+
+    #[test]
+    fn qemu_args_attach_an_ide_disk_and_no_nic() {
+        let c = VmConfig::new(Path::new("/x/a.img"), Path::new("/w"), "r1");
+        let a = c.args().join(" ");
+        assert!(a.contains("-drive file=/x/a.img,format=raw,if=ide"), "{a}");
+        assert!(a.contains("-nic none"), "{a}");
+        assert!(a.contains("-serial file:/w/r1.console.log"), "{a}");
+    }
+}

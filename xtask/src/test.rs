@@ -1,0 +1,80 @@
+//! `cargo xtask test`: exactly what CI runs (`.ci/run` calls this).
+//!
+//! 1. `cargo fmt --check` and `cargo clippy -D warnings`;
+//! 2. the unit tests of every crate;
+//! 3. every image in `images/` built (host tools installed as needed);
+//! 4. the tests that need the built images: QEMU boots, bad-input builds,
+//!    reproducibility, with `WANFLASH_IMAGES_DIR` pointing at them.
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Skip formatting and clippy (for a quick local loop; CI never skips).
+    #[arg(long)]
+    pub no_lint: bool,
+    /// Boot the test guests with KVM instead of TCG.
+    #[arg(long)]
+    pub kvm: bool,
+    /// Only run tests whose name contains this (passed to cargo test).
+    pub filter: Option<String>,
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(crate::workspace());
+    c
+}
+
+fn step(name: &str, cmd: &mut Command) -> Result<()> {
+    let started = Instant::now();
+    println!("==> {name}");
+    let status = cmd.status().with_context(|| format!("cannot run {name}"))?;
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    println!("==> {name}: ok ({:.1} s)", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let ws = crate::workspace();
+    let started = Instant::now();
+    if !args.no_lint {
+        step("cargo fmt --check", cargo().args(["fmt", "--all", "--", "--check"]))?;
+        step(
+            "cargo clippy",
+            cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]),
+        )?;
+    }
+    let mut unit = cargo();
+    unit.args(["test", "--workspace", "--locked"]).env_remove("WANFLASH_IMAGES_DIR");
+    if let Some(f) = &args.filter {
+        unit.arg(f);
+    }
+    step("unit tests", &mut unit)?;
+
+    let names = wanflash_image::list_images(&ws.join("images"));
+    for name in &names {
+        println!("==> build-image --image {name}");
+        crate::build_image::build_one(&ws, name, None)?;
+    }
+
+    let mut vm = cargo();
+    vm.args(["test", "--locked", "-p", "wanflash-testbed", "-p", "wanflash-image", "--test", "*"])
+        .env("WANFLASH_IMAGES_DIR", ws.join("target/images"))
+        .env("WANFLASH_REQUIRE_IMAGES", "1");
+    if args.kvm {
+        vm.env("WANFLASH_KVM", "1");
+    }
+    if let Some(f) = &args.filter {
+        vm.arg(f);
+    }
+    vm.args(["--", "--test-threads", "2"]);
+    step("image and QEMU tests", &mut vm)?;
+    println!("all tests passed in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
