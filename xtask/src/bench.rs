@@ -53,14 +53,23 @@ pub fn run(args: &Args) -> Result<()> {
     let t = Instant::now();
     let report = crate::build_image::build_one(&ws, name, None)?;
     figures.push(fig(
-        if report.kernel_cached { "build, kernel cached (s)" } else { "build incl. cold kernel (s)" },
+        if report.kernel_cached {
+            "build, kernel cached (s)"
+        } else {
+            "build incl. cold kernel (s)"
+        },
         t.elapsed().as_secs_f64(),
         "s",
         None,
     ));
     let t = Instant::now();
     crate::build_image::build_one(&ws, name, None)?;
-    figures.push(fig("rebuild, nothing changed (s)", t.elapsed().as_secs_f64(), "s", Some(2.0)));
+    figures.push(fig(
+        "rebuild, nothing changed (s)",
+        t.elapsed().as_secs_f64(),
+        "s",
+        Some(2.0),
+    ));
     let motd = ws.join("overlays/base/etc/motd.tera");
     let original = std::fs::read(&motd).with_context(|| format!("read `{}`", motd.display()))?;
     let mut changed = original.clone();
@@ -71,7 +80,12 @@ pub fn run(args: &Args) -> Result<()> {
     let dt = t.elapsed().as_secs_f64();
     std::fs::write(&motd, &original).with_context(|| format!("restore `{}`", motd.display()))?;
     r?;
-    figures.push(fig("rebuild, one overlay file changed (s)", dt, "s", Some(3.0)));
+    figures.push(fig(
+        "rebuild, one overlay file changed (s)",
+        dt,
+        "s",
+        Some(3.0),
+    ));
     // Back to the committed overlay.
     let report = crate::build_image::build_one(&ws, name, None)?;
 
@@ -82,7 +96,12 @@ pub fn run(args: &Args) -> Result<()> {
     figures.push(fig("kernel bzImage (MiB)", mib(s.kernel), "MiB", None));
     figures.push(fig("root filesystem (MiB)", mib(s.rootfs), "MiB", None));
     for (p, n) in &s.binaries {
-        figures.push(fig(&format!("binary {p} (KiB)"), *n as f64 / 1024.0, "KiB", None));
+        figures.push(fig(
+            &format!("binary {p} (KiB)"),
+            *n as f64 / 1024.0,
+            "KiB",
+            None,
+        ));
     }
 
     // Boot: guest uptime at the readiness line (kernel start to ready).
@@ -102,12 +121,28 @@ pub fn run(args: &Args) -> Result<()> {
         wall.push(vm.elapsed().as_secs_f64());
         vm.kill();
         let _ = std::fs::remove_file(&card);
-        uptimes.push(wanflash_testbed::ready_field(&line, "uptime_ms").unwrap_or(0) as f64 / 1000.0);
+        uptimes
+            .push(wanflash_testbed::ready_field(&line, "uptime_ms").unwrap_or(0) as f64 / 1000.0);
         inits.push(wanflash_testbed::ready_field(&line, "init_ms").unwrap_or(0) as f64);
     }
-    figures.push(fig("boot: kernel start to ready, TCG, median (s)", median(&mut uptimes), "s", Some(1.5)));
-    figures.push(fig("boot: init start to ready, median (ms)", median(&mut inits), "ms", Some(50.0)));
-    figures.push(fig("boot: QEMU start to ready, wall clock, median (s)", median(&mut wall), "s", None));
+    figures.push(fig(
+        "boot: kernel start to ready, TCG, median (s)",
+        median(&mut uptimes),
+        "s",
+        Some(1.5),
+    ));
+    figures.push(fig(
+        "boot: init start to ready, median (ms)",
+        median(&mut inits),
+        "ms",
+        Some(50.0),
+    ));
+    figures.push(fig(
+        "boot: QEMU start to ready, wall clock, median (s)",
+        median(&mut wall),
+        "s",
+        None,
+    ));
 
     println!("\n{:<52} {:>10}  {:>8}", "figure", "value", "target");
     for f in &figures {

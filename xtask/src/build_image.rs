@@ -56,16 +56,26 @@ fn list(ws: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// Builds one image with progress on the terminal; returns its report.
+/// Builds one image of `images/` with progress on the terminal.
 pub fn build_one(ws: &std::path::Path, name: &str, jobs: Option<usize>) -> Result<Report> {
     let mut opts = Options::new(ws, name);
     if let Some(j) = jobs {
         opts.jobs = j;
     }
+    build_with(&opts)
+}
+
+/// Builds the image `opts` describes, with progress on the terminal.
+pub fn build_with(opts: &Options) -> Result<Report> {
+    let ws = opts.workspace.as_path();
+    let name = opts.image.as_str();
     let started = Instant::now();
     let spinner = ProgressBar::new_spinner();
     spinner.enable_steady_tick(Duration::from_millis(200));
-    spinner.set_style(ProgressStyle::with_template("{spinner} {prefix}: {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    spinner.set_style(
+        ProgressStyle::with_template("{spinner} {prefix}: {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     spinner.set_prefix(name.to_owned());
     let mut bar: Option<ProgressBar> = None;
     // Without a terminal (CI logs) indicatif draws nothing: print plain lines.
@@ -91,7 +101,10 @@ pub fn build_one(ws: &std::path::Path, name: &str, jobs: Option<usize>) -> Resul
             let quarter = (done * 4 / total.max(1)).min(4);
             if quarter > last_quarter {
                 last_quarter = quarter;
-                eprintln!("{name}: compiling kernel, about {}% ({done} steps)", quarter * 25);
+                eprintln!(
+                    "{name}: compiling kernel, about {}% ({done} steps)",
+                    quarter * 25
+                );
             }
         }
         Event::KernelCompile { done, total } => {
@@ -109,7 +122,7 @@ pub fn build_one(ws: &std::path::Path, name: &str, jobs: Option<usize>) -> Resul
             b.set_position(done);
         }
     };
-    let result = wanflash_image::build(&opts, &mut on_event);
+    let result = wanflash_image::build(opts, &mut on_event);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -117,7 +130,11 @@ pub fn build_one(ws: &std::path::Path, name: &str, jobs: Option<usize>) -> Resul
     let report = result.map_err(|e| anyhow::anyhow!("image `{name}`: {e}"))?;
     println!(
         "{name}: built `{}` in {:.1} s (build {})\n{}  sha256 {}",
-        report.image_path.strip_prefix(ws).unwrap_or(&report.image_path).display(),
+        report
+            .image_path
+            .strip_prefix(ws)
+            .unwrap_or(&report.image_path)
+            .display(),
         started.elapsed().as_secs_f64(),
         report.build_id,
         wanflash_image::size_table(&report.sizes),

@@ -19,17 +19,32 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let ws = crate::workspace();
-    let img = ws.join("target/images").join(&args.image).join(format!("{}.img", args.image));
+    let img = ws
+        .join("target/images")
+        .join(&args.image)
+        .join(format!("{}.img", args.image));
     if !img.exists() {
         crate::build_image::build_one(&ws, &args.image, None)?;
     }
     // Boot a copy grown to the card's size: the image file itself stays as built.
     let (desc, _) = wanflash_image::load_description(&ws.join("images"), &args.image)?;
-    let card = ws.join("target/images").join(&args.image).join("card.run.img");
+    let card = ws
+        .join("target/images")
+        .join(&args.image)
+        .join("card.run.img");
     wanflash_testbed::card_copy(&img, &card, desc.flash_size().0)?;
-    println!("booting {} (serial console here; Ctrl-A X quits QEMU)", card.display());
+    println!(
+        "booting {} (serial console here; Ctrl-A X quits QEMU)",
+        card.display()
+    );
     let status = Command::new("qemu-system-x86_64")
-        .args(["-m", &format!("{}M", args.memory), "-nographic", "-nic", "none"])
+        .args([
+            "-m",
+            &format!("{}M", args.memory),
+            "-nographic",
+            "-nic",
+            "none",
+        ])
         .args(["-accel", if args.kvm { "kvm" } else { "tcg" }])
         .args(["-device", "i6300esb"])
         .arg("-drive")

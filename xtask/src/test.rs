@@ -44,14 +44,26 @@ pub fn run(args: &Args) -> Result<()> {
     let ws = crate::workspace();
     let started = Instant::now();
     if !args.no_lint {
-        step("cargo fmt --check", cargo().args(["fmt", "--all", "--", "--check"]))?;
+        step(
+            "cargo fmt --check",
+            cargo().args(["fmt", "--all", "--", "--check"]),
+        )?;
         step(
             "cargo clippy",
-            cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]),
+            cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ]),
         )?;
     }
     let mut unit = cargo();
-    unit.args(["test", "--workspace", "--locked"]).env_remove("WANFLASH_IMAGES_DIR");
+    unit.args(["test", "--workspace", "--locked"])
+        .env_remove("WANFLASH_IMAGES_DIR");
     if let Some(f) = &args.filter {
         unit.arg(f);
     }
@@ -63,10 +75,30 @@ pub fn run(args: &Args) -> Result<()> {
         crate::build_image::build_one(&ws, name, None)?;
     }
 
+    // Test-only images: tests/images/*.toml, with the real fragments and
+    // overlays, written to target/test-images/.
+    for name in wanflash_image::list_images(&ws.join("tests/images")) {
+        println!("==> build test image {name}");
+        let mut opts = wanflash_image::Options::new(&ws, &name);
+        opts.images_dir = ws.join("tests/images");
+        opts.out_root = ws.join("target/test-images");
+        crate::build_image::build_with(&opts)?;
+    }
+
     let mut vm = cargo();
-    vm.args(["test", "--locked", "-p", "wanflash-testbed", "-p", "wanflash-image", "--test", "*"])
-        .env("WANFLASH_IMAGES_DIR", ws.join("target/images"))
-        .env("WANFLASH_REQUIRE_IMAGES", "1");
+    vm.args([
+        "test",
+        "--locked",
+        "-p",
+        "wanflash-testbed",
+        "-p",
+        "wanflash-image",
+        "--test",
+        "*",
+    ])
+    .env("WANFLASH_IMAGES_DIR", ws.join("target/images"))
+    .env("WANFLASH_TEST_IMAGES_DIR", ws.join("target/test-images"))
+    .env("WANFLASH_REQUIRE_IMAGES", "1");
     if args.kvm {
         vm.env("WANFLASH_KVM", "1");
     }
@@ -75,6 +107,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     vm.args(["--", "--test-threads", "2"]);
     step("image and QEMU tests", &mut vm)?;
-    println!("all tests passed in {:.0} s", started.elapsed().as_secs_f64());
+    println!(
+        "all tests passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -71,11 +71,14 @@ pub fn make_fat(
     for (name, data) in files {
         let p = work.join(name);
         fsx::write(&p, data)?;
-        let f = std::fs::File::options().write(true).open(&p).map_err(|e| Error::Io {
-            action: "open",
-            path: p.clone(),
-            source: e,
-        })?;
+        let f = std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .map_err(|e| Error::Io {
+                action: "open",
+                path: p.clone(),
+                source: e,
+            })?;
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
         f.set_modified(t).map_err(|e| Error::Io {
             action: "set time of",
@@ -151,7 +154,9 @@ pub fn dos_time(epoch: u64) -> (u16, u16) {
     let (y, m, d) = civil_from_days(days as i64);
     let year = (y - 1980).clamp(0, 127) as u16;
     let date = (year << 9) | ((m as u16) << 5) | d as u16;
-    let time = (((secs / 3600) as u16) << 11) | ((((secs % 3600) / 60) as u16) << 5) | ((secs % 60) / 2) as u16;
+    let time = (((secs / 3600) as u16) << 11)
+        | ((((secs % 3600) / 60) as u16) << 5)
+        | ((secs % 60) / 2) as u16;
     (date, time)
 }
 

@@ -58,7 +58,10 @@ pub const IMAGE: &[Need] = &[
     exe("mcopy", "mtools"),
     exe("syslinux", "syslinux"),
     file("/usr/lib/syslinux/mbr/mbr.bin", "syslinux-common"),
-    file("/usr/lib/syslinux/modules/bios/ldlinux.c32", "syslinux-common"),
+    file(
+        "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+        "syslinux-common",
+    ),
 ];
 
 /// Booting images in tests.
@@ -94,12 +97,19 @@ fn present(n: &Need) -> bool {
 
 /// The packages to install for what is missing, sorted, deduplicated.
 pub fn missing_packages(needs: &[Need], present: impl Fn(&Need) -> bool) -> Vec<&'static str> {
-    let set: BTreeSet<&'static str> = needs.iter().filter(|n| !present(n)).map(|n| n.package).collect();
+    let set: BTreeSet<&'static str> = needs
+        .iter()
+        .filter(|n| !present(n))
+        .map(|n| n.package)
+        .collect();
     set.into_iter().collect()
 }
 
 pub fn install_command(packages: &[&str]) -> String {
-    format!("apt-get update && apt-get install -y {}", packages.join(" "))
+    format!(
+        "apt-get update && apt-get install -y {}",
+        packages.join(" ")
+    )
 }
 
 fn is_root() -> bool {
@@ -115,7 +125,11 @@ fn is_root() -> bool {
 
 /// Makes sure every need is met, installing Debian packages when allowed.
 /// `extra` are more packages that must be installed (checked with dpkg).
-pub fn ensure(needs: &[Need], extra: &[(&str, &str)], on_event: &mut dyn FnMut(Event)) -> Result<(), Error> {
+pub fn ensure(
+    needs: &[Need],
+    extra: &[(&str, &str)],
+    on_event: &mut dyn FnMut(Event),
+) -> Result<(), Error> {
     let mut missing: Vec<&str> = missing_packages(needs, present);
     for (path, package) in extra {
         if !Path::new(path).exists() && !missing.contains(package) {
@@ -126,7 +140,9 @@ pub fn ensure(needs: &[Need], extra: &[(&str, &str)], on_event: &mut dyn FnMut(E
         return Ok(());
     }
     let command = install_command(&missing);
-    let can_install = is_root() && which("apt-get").is_some() && std::env::var_os("WANFLASH_NO_INSTALL").is_none();
+    let can_install = is_root()
+        && which("apt-get").is_some()
+        && std::env::var_os("WANFLASH_NO_INSTALL").is_none();
     if !can_install {
         return Err(Error::MissingTools {
             packages: missing.join(" "),
@@ -191,7 +207,9 @@ pub fn ensure_rust_target(target: &str, on_event: &mut dyn FnMut(Event)) -> Resu
     if std::env::var_os("WANFLASH_NO_INSTALL").is_some() {
         return Err(missing_target(target));
     }
-    on_event(Event::Info(format!("adding the Rust target {target} with rustup")));
+    on_event(Event::Info(format!(
+        "adding the Rust target {target} with rustup"
+    )));
     let ok = Command::new("rustup")
         .args(["target", "add", target])
         .output()
@@ -229,7 +247,9 @@ mod tests {
 
     #[test]
     fn missing_packages_are_deduplicated_and_sorted() {
-        let got = missing_packages(IMAGE, |n| n.package != "syslinux-common" && n.package != "mtools");
+        let got = missing_packages(IMAGE, |n| {
+            n.package != "syslinux-common" && n.package != "mtools"
+        });
         assert_eq!(got, ["mtools", "syslinux-common"]);
         assert_eq!(
             install_command(&got),
@@ -245,6 +265,9 @@ mod tests {
     #[test]
     fn missing_target_error_names_the_command() {
         let e = missing_target("x86_64-unknown-linux-musl").to_string();
-        assert!(e.contains("rustup target add x86_64-unknown-linux-musl"), "{e}");
+        assert!(
+            e.contains("rustup target add x86_64-unknown-linux-musl"),
+            "{e}"
+        );
     }
 }

@@ -92,7 +92,12 @@ pub fn kconfig_dependencies(src: &Path, option: &str) -> Vec<String> {
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().starts_with("Kconfig"))
         .filter_map(|e| {
-            let rel = e.path().strip_prefix(src).ok()?.to_string_lossy().into_owned();
+            let rel = e
+                .path()
+                .strip_prefix(src)
+                .ok()?
+                .to_string_lossy()
+                .into_owned();
             Some((rel, std::fs::read_to_string(e.path()).ok()?))
         })
         .collect();
@@ -116,7 +121,10 @@ pub fn kconfig_dependencies(src: &Path, option: &str) -> Vec<String> {
             } else if inside {
                 if let Some(d) = t.strip_prefix("depends on ") {
                     deps.push(d.to_owned());
-                } else if t.starts_with("endmenu") || t.starts_with("menu ") || t.starts_with("choice") {
+                } else if t.starts_with("endmenu")
+                    || t.starts_with("menu ")
+                    || t.starts_with("choice")
+                {
                     inside = false;
                 }
             }
@@ -210,7 +218,13 @@ fn tool_version(cmd: &str) -> String {
     Command::new(cmd)
         .arg("--version")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_owned())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
         .unwrap_or_default()
 }
 
@@ -251,19 +265,33 @@ fn make(src: &Path, build: &Path) -> Command {
 }
 
 /// Unpacks a tarball once into the cache; returns the tree's top folder.
-fn unpack(source: &Path, hash: &str, cache: &Path, on_event: &mut dyn FnMut(Event)) -> Result<PathBuf, Error> {
+fn unpack(
+    source: &Path,
+    hash: &str,
+    cache: &Path,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<PathBuf, Error> {
     if fsx::metadata(source)?.is_dir() {
         return Ok(source.to_path_buf());
     }
     let dest = cache.join("src").join(&hash[..16]);
     let done = dest.join(".wanflash-unpacked");
     if !done.exists() {
-        on_event(Event::Step(format!("unpacking kernel source `{}`", source.display())));
+        on_event(Event::Step(format!(
+            "unpacking kernel source `{}`",
+            source.display()
+        )));
         let tmp = cache.join("src").join(format!(".{}.tmp", &hash[..16]));
         fsx::remove_dir_all_if_exists(&tmp)?;
         fsx::remove_dir_all_if_exists(&dest)?;
         fsx::create_dir_all(&tmp)?;
-        tools::run(Command::new("tar").arg("-xf").arg(source).arg("-C").arg(&tmp))?;
+        tools::run(
+            Command::new("tar")
+                .arg("-xf")
+                .arg(source)
+                .arg("-C")
+                .arg(&tmp),
+        )?;
         fsx::write(&tmp.join(".wanflash-unpacked"), b"")?;
         fsx::rename(&tmp, &dest)?;
     }
@@ -290,7 +318,10 @@ fn unpack(source: &Path, hash: &str, cache: &Path, on_event: &mut dyn FnMut(Even
 }
 
 /// Configures and builds the kernel, or takes it from the cache.
-pub fn build(inp: &KernelInputs<'_>, on_event: &mut dyn FnMut(Event)) -> Result<KernelBuild, Error> {
+pub fn build(
+    inp: &KernelInputs<'_>,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<KernelBuild, Error> {
     let src_hash = source_hash(inp.source, inp.cache)?;
     let key = cache_key(&src_hash, inp.fragments);
     let out = inp.cache.join("kernel").join(&key);
@@ -315,7 +346,9 @@ pub fn build(inp: &KernelInputs<'_>, on_event: &mut dyn FnMut(Event)) -> Result<
     fsx::remove_file_if_exists(&log)?;
     let mut ignore = |_: &str| {};
 
-    on_event(Event::Step("configuring kernel (tinyconfig + fragments)".into()));
+    on_event(Event::Step(
+        "configuring kernel (tinyconfig + fragments)".into(),
+    ));
     tools::run_logged(make(&src, &build).arg("tinyconfig"), &log, &mut ignore)?;
     let mut merge = Command::new(src.join("scripts/kconfig/merge_config.sh"));
     merge
@@ -331,18 +364,20 @@ pub fn build(inp: &KernelInputs<'_>, on_event: &mut dyn FnMut(Event)) -> Result<
     let dropped = dropped_options(inp.fragments, &config);
     if let Some(d) = dropped.first() {
         let deps = kconfig_dependencies(&src, &d.option);
-        return Err(Error::KernelOptionDropped {
-            option: d.option.clone(),
-            wanted: d.wanted.clone(),
-            got: d.got.clone(),
-            fragment: d.fragment.clone(),
-            depends: if deps.is_empty() {
-                "no `depends on` found in the source's Kconfig: check the option's name".into()
-            } else {
-                format!("it depends on: {}", deps.join("; "))
+        return Err(Error::KernelOptionDropped(Box::new(
+            crate::KernelOptionDropped {
+                option: d.option.clone(),
+                wanted: d.wanted.clone(),
+                got: d.got.clone(),
+                fragment: d.fragment.clone(),
+                depends: if deps.is_empty() {
+                    "no `depends on` found in the source's Kconfig: check the option's name".into()
+                } else {
+                    format!("it depends on: {}", deps.join("; "))
+                },
+                others: dropped.len() - 1,
             },
-            others: dropped.len() - 1,
-        });
+        )));
     }
 
     let total = std::fs::read_to_string(inp.cache.join("kernel/last-build-lines"))
@@ -358,7 +393,11 @@ pub fn build(inp: &KernelInputs<'_>, on_event: &mut dyn FnMut(Event)) -> Result<
         }
     };
     let jobs = format!("-j{}", inp.jobs.max(1));
-    tools::run_logged(make(&src, &build).arg(&jobs).arg("bzImage"), &log, &mut progress)?;
+    tools::run_logged(
+        make(&src, &build).arg(&jobs).arg("bzImage"),
+        &log,
+        &mut progress,
+    )?;
     let release = tools::run(make(&src, &build).arg("-s").arg("kernelrelease"))?
         .trim()
         .to_owned();
@@ -397,7 +436,9 @@ mod tests {
 
     #[test]
     fn parses_set_and_unset_options() {
-        let m = parse_config("# comment\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x\"\nCONFIG_D=n\n");
+        let m = parse_config(
+            "# comment\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x\"\nCONFIG_D=n\n",
+        );
         assert_eq!(m["CONFIG_A"].as_deref(), Some("y"));
         assert_eq!(m["CONFIG_B"], None);
         assert_eq!(m["CONFIG_C"].as_deref(), Some("\"x\""));
@@ -407,7 +448,10 @@ mod tests {
 
     #[test]
     fn reports_dropped_option_with_its_fragment() {
-        let frags = [frag("flash-ide", "CONFIG_SQUASHFS=y\nCONFIG_BLOCK=y\n"), frag("base", "# CONFIG_MODULES is not set\n")];
+        let frags = [
+            frag("flash-ide", "CONFIG_SQUASHFS=y\nCONFIG_BLOCK=y\n"),
+            frag("base", "# CONFIG_MODULES is not set\n"),
+        ];
         let fin = "CONFIG_BLOCK=y\n# CONFIG_SQUASHFS is not set\n";
         let d = dropped_options(&frags, fin);
         assert_eq!(
@@ -420,7 +464,14 @@ mod tests {
             }]
         );
         assert!(dropped_options(&frags, "CONFIG_BLOCK=y\nCONFIG_SQUASHFS=y\n").is_empty());
-        assert_eq!(dropped_options(&frags, "CONFIG_BLOCK=y\nCONFIG_SQUASHFS=y\nCONFIG_MODULES=y\n").len(), 1);
+        assert_eq!(
+            dropped_options(
+                &frags,
+                "CONFIG_BLOCK=y\nCONFIG_SQUASHFS=y\nCONFIG_MODULES=y\n"
+            )
+            .len(),
+            1
+        );
     }
 
     #[test]

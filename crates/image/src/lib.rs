@@ -62,27 +62,37 @@ pub enum Error {
         output: String,
         log: Option<PathBuf>,
     },
-    #[error("host tools are missing (Debian packages: {packages}); install them with:\n    {command}")]
+    #[error(
+        "host tools are missing (Debian packages: {packages}); install them with:\n    {command}"
+    )]
     MissingTools { packages: String, command: String },
     #[error("the Rust target `{target}` is not installed; add it with:\n    {command}")]
     MissingRustTarget { target: String, command: String },
-    #[error("kernel option `{option}` asked for as `{wanted}` in `{fragment}` is `{got}` after olddefconfig: {depends}; enable those in a fragment{}", if *others > 0 { format!(" ({others} more options dropped)") } else { String::new() })]
-    KernelOptionDropped {
-        option: String,
-        wanted: String,
-        got: String,
-        fragment: String,
-        depends: String,
-        others: usize,
-    },
-    #[error("image `{image}` does not fit the {flash} flash card (`flash_size`): it needs {needed}, {over} too much:\n{parts}\nraise `flash_size` or shrink `layout`")]
-    TooBig {
-        image: String,
-        flash: String,
-        needed: String,
-        over: String,
-        parts: String,
-    },
+    #[error(transparent)]
+    KernelOptionDropped(Box<KernelOptionDropped>),
+    #[error(transparent)]
+    TooBig(Box<TooBig>),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("kernel option `{option}` asked for as `{wanted}` in `{fragment}` is `{got}` after olddefconfig: {depends}; enable those in a fragment{}", if *others > 0 { format!(" ({others} more options dropped)") } else { String::new() })]
+pub struct KernelOptionDropped {
+    pub option: String,
+    pub wanted: String,
+    pub got: String,
+    pub fragment: String,
+    pub depends: String,
+    pub others: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("image `{image}` does not fit the {flash} flash card (`flash_size`): it needs {needed}, {over} too much:\n{parts}\nraise `flash_size` or shrink `layout`")]
+pub struct TooBig {
+    pub image: String,
+    pub flash: String,
+    pub needed: String,
+    pub over: String,
+    pub parts: String,
 }
 
 /// Progress reported by the builder; the CLI draws it.
@@ -100,6 +110,8 @@ pub struct Options {
     pub workspace: PathBuf,
     /// Image descriptions and `kernel/*.config` fragments: `images/`.
     pub images_dir: PathBuf,
+    /// Kernel config fragments: `images/kernel/`.
+    pub fragments_dir: PathBuf,
     /// Overlay trees: `overlays/`.
     pub overlays_dir: PathBuf,
     pub image: String,
@@ -119,6 +131,7 @@ impl Options {
         Options {
             workspace: workspace.to_path_buf(),
             images_dir: workspace.join("images"),
+            fragments_dir: workspace.join("images/kernel"),
             overlays_dir: workspace.join("overlays"),
             image: image.to_owned(),
             out_root: target.join("images"),
@@ -127,7 +140,9 @@ impl Options {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(DEFAULT_EPOCH),
-            jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            jobs: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             cargo_target_dir: target,
         }
     }
@@ -161,8 +176,12 @@ pub struct Report {
     pub build_id: String,
 }
 
-/// Reads `images/<name>.toml` and the bases it inherits from.
-pub fn load_description(images: &Path, name: &str) -> Result<(Description, Vec<(String, String)>), Error> {
+/// Reads `images/<name>.toml` and the bases it inherits from (an `inherit`
+/// path is relative to the folder of the file that names it).
+pub fn load_description(
+    images: &Path,
+    name: &str,
+) -> Result<(Description, Vec<(String, String)>), Error> {
     let first = images.join(format!("{name}.toml"));
     if !first.exists() {
         let available = list_images(images).join(", ");
@@ -170,10 +189,18 @@ pub fn load_description(images: &Path, name: &str) -> Result<(Description, Vec<(
             "no image description `images/{name}.toml`; the images are: {available}"
         )));
     }
+    // Files are shown relative to the repository: `images/wan-router.toml`.
+    let top = images.parent().unwrap_or(images).to_path_buf();
+    let show = |p: &Path| -> String {
+        let p = lexical(p);
+        p.strip_prefix(lexical(&top))
+            .map(|r| r.display().to_string())
+            .unwrap_or_else(|_| p.display().to_string())
+    };
     let mut chain: Vec<(String, String)> = Vec::new();
-    let mut next = Some(format!("{name}.toml"));
-    while let Some(file) = next.take() {
-        let display = format!("images/{file}");
+    let mut next = Some(first);
+    while let Some(path) = next.take() {
+        let display = show(&path);
         if chain.iter().any(|(f, _)| *f == display) {
             let names: Vec<&str> = chain.iter().map(|(f, _)| f.as_str()).collect();
             return Err(description::DescriptionError::InheritCycle {
@@ -182,22 +209,42 @@ pub fn load_description(images: &Path, name: &str) -> Result<(Description, Vec<(
             }
             .into());
         }
-        let path = images.join(&file);
-        let text = fsx::read_to_string(&path).map_err(|e| match e {
-            Error::Io { .. } if !path.exists() => Error::Input(format!(
-                "`{}` inherits from `{display}`, which does not exist",
+        if !path.exists() {
+            return Err(Error::Input(format!(
+                "`{}` inherits from `{display}`, which does not exist: fix its `inherit` key",
                 chain.last().map(|(f, _)| f.as_str()).unwrap_or("")
-            )),
-            e => e,
+            )));
+        }
+        let text = fsx::read_to_string(&path)?;
+        let (_, inherit) = description::parse_layer(&Layer {
+            file: &display,
+            text: &text,
         })?;
-        let (_, inherit) = description::parse_layer(&Layer { file: &display, text: &text })?;
         chain.push((display, text));
-        next = inherit;
+        next = inherit.map(|i| path.parent().unwrap_or(images).join(i));
     }
     chain.reverse();
-    let layers: Vec<Layer<'_>> = chain.iter().map(|(f, t)| Layer { file: f, text: t }).collect();
+    let layers: Vec<Layer<'_>> = chain
+        .iter()
+        .map(|(f, t)| Layer { file: f, text: t })
+        .collect();
     let desc = description::from_layers(&layers)?;
     Ok((desc, chain))
+}
+
+/// `a/b/../c` as `a/c`, without touching the filesystem.
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Image names: every `images/*.toml` that sets a hostname of its own or
@@ -231,12 +278,24 @@ fn rust_target(desc: &Description) -> String {
 
 /// Builds the workspace binaries the image installs: static, stripped, with
 /// paths remapped so the checkout's location does not end up in them.
-fn build_binaries(opts: &Options, desc: &Description, on_event: &mut dyn FnMut(Event)) -> Result<BTreeMap<String, Vec<u8>>, Error> {
+fn build_binaries(
+    opts: &Options,
+    desc: &Description,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<BTreeMap<String, Vec<u8>>, Error> {
     let target = rust_target(desc);
     hosttools::ensure_rust_target(&target, on_event)?;
-    on_event(Event::Step(format!("building {} binaries for {target}", desc.rootfs.binaries.len())));
+    on_event(Event::Step(format!(
+        "building {} binaries for {target}",
+        desc.rootfs.binaries.len()
+    )));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut packages: Vec<&str> = desc.rootfs.binaries.iter().map(|b| b.package.as_str()).collect();
+    let mut packages: Vec<&str> = desc
+        .rootfs
+        .binaries
+        .iter()
+        .map(|b| b.package.as_str())
+        .collect();
     packages.sort_unstable();
     packages.dedup();
     let cargo_home = std::env::var("CARGO_HOME")
@@ -248,10 +307,21 @@ fn build_binaries(opts: &Options, desc: &Description, on_event: &mut dyn FnMut(E
         opts.workspace.display(),
         cargo_home
     );
-    let env_name = format!("CARGO_TARGET_{}_RUSTFLAGS", target.to_uppercase().replace('-', "_"));
+    let env_name = format!(
+        "CARGO_TARGET_{}_RUSTFLAGS",
+        target.to_uppercase().replace('-', "_")
+    );
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&opts.workspace)
-        .args(["build", "--quiet", "--locked", "--profile", "image", "--target", &target])
+        .args([
+            "build",
+            "--quiet",
+            "--locked",
+            "--profile",
+            "image",
+            "--target",
+            &target,
+        ])
         .arg("--target-dir")
         .arg(&opts.cargo_target_dir)
         .env(env_name, flags)
@@ -283,7 +353,23 @@ fn build_binaries(opts: &Options, desc: &Description, on_event: &mut dyn FnMut(E
 
 /// The folders every image has, before overlays.
 fn skeleton(tree: &mut Tree) {
-    for d in ["bin", "sbin", "dev", "proc", "sys", "run", "tmp", "var", "etc", "etc/wanflash", "root", "usr", "usr/bin", "usr/sbin", "mnt"] {
+    for d in [
+        "bin",
+        "sbin",
+        "dev",
+        "proc",
+        "sys",
+        "run",
+        "tmp",
+        "var",
+        "etc",
+        "etc/wanflash",
+        "root",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
+        "mnt",
+    ] {
         let mode = match d {
             "tmp" => 0o1777,
             "root" => 0o700,
@@ -324,10 +410,18 @@ fn system_config(desc: &Description, name: &str, build_id: &str) -> SystemConfig
 fn mksquashfs(stage: &Path, out: &Path, desc: &Description, epoch: u64) -> Result<Vec<u8>, Error> {
     fsx::remove_file_if_exists(out)?;
     let e = epoch.to_string();
-    let mut cmd = Command::new(hosttools::which("mksquashfs").unwrap_or_else(|| "mksquashfs".into()));
+    let mut cmd =
+        Command::new(hosttools::which("mksquashfs").unwrap_or_else(|| "mksquashfs".into()));
     cmd.arg(stage)
         .arg(out)
-        .args(["-noappend", "-no-progress", "-quiet", "-all-root", "-no-xattrs", "-no-exports"])
+        .args([
+            "-noappend",
+            "-no-progress",
+            "-quiet",
+            "-all-root",
+            "-no-xattrs",
+            "-no-exports",
+        ])
         .args(["-mkfs-time", &e, "-all-time", &e])
         .args(["-comp", desc.rootfs.compression.as_str()]);
     if desc.rootfs.compression == description::Compression::Xz {
@@ -338,10 +432,10 @@ fn mksquashfs(stage: &Path, out: &Path, desc: &Description, epoch: u64) -> Resul
 }
 
 fn gzip(data: &[u8]) -> Result<Vec<u8>, std::io::Error> {
-    let mut gz = flate2::GzBuilder::new()
-        .mtime(0)
-        .operating_system(3)
-        .write(Vec::with_capacity(data.len() / 2), flate2::Compression::best());
+    let mut gz = flate2::GzBuilder::new().mtime(0).operating_system(3).write(
+        Vec::with_capacity(data.len() / 2),
+        flate2::Compression::best(),
+    );
     gz.write_all(data)?;
     gz.finish()
 }
@@ -416,7 +510,11 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
         });
     }
     hosttools::ensure(&needs, &extra, on_event)?;
-    let source = if source.is_absolute() { source } else { ws.join(source) };
+    let source = if source.is_absolute() {
+        source
+    } else {
+        ws.join(source)
+    };
     if !source.exists() {
         return Err(Error::Input(format!(
             "kernel source `{}` (key `kernel.source`) does not exist: name a kernel tarball or an unpacked tree",
@@ -433,13 +531,16 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
 
     let mut fragments = Vec::new();
     for f in &desc.kernel.fragments {
-        let path = opts.images_dir.join("kernel").join(format!("{f}.config"));
+        let path = opts.fragments_dir.join(format!("{f}.config"));
         let text = fsx::read_to_string(&path).map_err(|_| {
             Error::Input(format!(
                 "kernel fragment `{f}` (key `kernel.fragments`) has no file `images/kernel/{f}.config`"
             ))
         })?;
-        inputs.insert(format!("images/kernel/{f}.config"), sha256_hex(text.as_bytes()));
+        inputs.insert(
+            format!("images/kernel/{f}.config"),
+            sha256_hex(text.as_bytes()),
+        );
         fragments.push(kernel::Fragment {
             name: f.clone(),
             path: PathBuf::from(format!("images/kernel/{f}.config")),
@@ -450,7 +551,7 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
     let abs_fragments: Vec<kernel::Fragment> = fragments
         .iter()
         .map(|f| kernel::Fragment {
-            path: opts.images_dir.join("kernel").join(format!("{}.config", f.name)),
+            path: opts.fragments_dir.join(format!("{}.config", f.name)),
             ..f.clone()
         })
         .collect();
@@ -466,23 +567,21 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
         on_event,
     )
     .map_err(|e| match e {
-        Error::KernelOptionDropped { option, wanted, got, fragment, depends, others } => Error::KernelOptionDropped {
-            option,
-            wanted,
-            got,
-            fragment: Path::new(&fragment)
-                .strip_prefix(&opts.images_dir)
-                .map(|p| format!("images/{}", p.display()))
-                .unwrap_or(fragment),
-            depends,
-            others,
-        },
+        Error::KernelOptionDropped(mut d) => {
+            if let Ok(p) = Path::new(&d.fragment).strip_prefix(&opts.fragments_dir) {
+                d.fragment = format!("images/kernel/{}", p.display());
+            }
+            Error::KernelOptionDropped(d)
+        }
         e => e,
     })?;
     if k.cached {
         on_event(Event::KernelCached(k.key.clone()));
     }
-    inputs.insert("kernel.source".into(), kernel::source_hash(&source, &opts.cache)?);
+    inputs.insert(
+        "kernel.source".into(),
+        kernel::source_hash(&source, &opts.cache)?,
+    );
 
     let binaries = build_binaries(opts, &desc, on_event)?;
 
@@ -492,7 +591,12 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
     let mut overlay_hash = Sha256::new();
     let mut templates = Vec::new();
     for o in &desc.rootfs.overlays {
-        templates.extend(overlay::apply(&mut tree, o, &opts.overlays_dir.join(o), &mut overlay_hash)?);
+        templates.extend(overlay::apply(
+            &mut tree,
+            o,
+            &opts.overlays_dir.join(o),
+            &mut overlay_hash,
+        )?);
     }
     inputs.insert("overlays".into(), hex(&overlay_hash.finalize()));
     let mut bin_sizes = BTreeMap::new();
@@ -507,7 +611,10 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
         tree.file(&h.path, data, 0o755, &format!("host file {}", h.source));
     }
     inputs.insert("kernel.config".into(), sha256_hex(k.config.as_bytes()));
-    inputs.insert("source_date_epoch".into(), opts.source_date_epoch.to_string());
+    inputs.insert(
+        "source_date_epoch".into(),
+        opts.source_date_epoch.to_string(),
+    );
     inputs.insert("version".into(), VERSION.into());
 
     let mut id = Sha256::new();
@@ -531,14 +638,24 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
     ctx.insert("kernel_release", &k.release);
     overlay::render_all(&mut tree, &templates, &ctx)?;
     let sys = system_config(&desc, &opts.image, &build_id);
-    tree.file(system::SYSTEM_CONFIG_PATH, sys.to_json().into_bytes(), 0o644, "wanflash");
+    tree.file(
+        system::SYSTEM_CONFIG_PATH,
+        sys.to_json().into_bytes(),
+        0o644,
+        "wanflash",
+    );
     tree.check_links()?;
     check_services(&desc, &tree)?;
 
     let work = opts.cache.join("work").join(&opts.image);
     let stage = work.join("rootfs");
     tree.materialize(&stage)?;
-    let sqfs = mksquashfs(&stage, &work.join("rootfs.squashfs"), &desc, opts.source_date_epoch)?;
+    let sqfs = mksquashfs(
+        &stage,
+        &work.join("rootfs.squashfs"),
+        &desc,
+        opts.source_date_epoch,
+    )?;
 
     let mut sig_hash = Sha256::new();
     sig_hash.update(opts.image.as_bytes());
@@ -546,15 +663,22 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
     sig_hash.update(&sqfs);
     let d = sig_hash.finalize();
     let signature = u32::from_le_bytes([d[0], d[1], d[2], d[3]]).max(1);
-    let layout = mbr::Layout::new(signature, desc.layout.boot_size.0, desc.layout.root_slot_size.0);
+    let layout = mbr::Layout::new(
+        signature,
+        desc.layout.boot_size.0,
+        desc.layout.root_slot_size.0,
+    );
 
     let root_a = &layout.partitions[1];
     let image_len = root_a.start + round_up(sqfs.len() as u64, 4096);
     let flash = desc.flash_size().0;
     let boot_files_len = k.bzimage.len() as u64;
-    if layout.card_bytes() > flash || sqfs.len() as u64 > root_a.size || boot_files_len * 2 + 512 * 1024 > layout.partitions[0].size {
+    if layout.card_bytes() > flash
+        || sqfs.len() as u64 > root_a.size
+        || boot_files_len * 2 + 512 * 1024 > layout.partitions[0].size
+    {
         let needed = layout.card_bytes().max(flash + 1);
-        return Err(Error::TooBig {
+        return Err(Error::TooBig(Box::new(TooBig {
             image: opts.image.clone(),
             flash: human(flash),
             needed: human(layout.card_bytes()),
@@ -568,7 +692,7 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
                 human(sqfs.len() as u64),
                 human(layout.partitions[2].size)
             ),
-        });
+        })));
     }
 
     on_event(Event::Step("boot partition and disk image".into()));
@@ -601,7 +725,9 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
     on_event(Event::Step("writing outputs".into()));
     let img_name = format!("{}.img", opts.image);
     let img_gz = gzip(&img).map_err(compress_err(out_dir.join(format!("{img_name}.gz"))))?;
-    let rootfs_tgz = tree.tar_gz(opts.source_date_epoch).map_err(compress_err(out_dir.join("rootfs.tar.gz")))?;
+    let rootfs_tgz = tree
+        .tar_gz(opts.source_date_epoch)
+        .map_err(compress_err(out_dir.join("rootfs.tar.gz")))?;
     let sizes = Sizes {
         mbr_gap: mbr::ALIGN,
         boot_partition: layout.partitions[0].size,
@@ -676,8 +802,16 @@ fn write_outputs(dir: &Path, outputs: &[(String, &[u8])], sums: &str) -> Result<
             let tmp = fsx::tmp_name(&path);
             let mut f = fsx::create(&tmp)?;
             staged.push(tmp.clone());
-            f.write_all(data).map_err(|e| Error::Io { action: "write", path: tmp.clone(), source: e })?;
-            f.sync_all().map_err(|e| Error::Io { action: "sync", path: tmp.clone(), source: e })?;
+            f.write_all(data).map_err(|e| Error::Io {
+                action: "write",
+                path: tmp.clone(),
+                source: e,
+            })?;
+            f.sync_all().map_err(|e| Error::Io {
+                action: "sync",
+                path: tmp.clone(),
+                source: e,
+            })?;
         }
         Ok(())
     })();

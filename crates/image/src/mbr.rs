@@ -81,7 +81,11 @@ impl Layout {
 
     /// Bytes of the card the layout uses.
     pub fn card_bytes(&self) -> u64 {
-        self.partitions.iter().map(Partition::end).max().unwrap_or(ALIGN)
+        self.partitions
+            .iter()
+            .map(Partition::end)
+            .max()
+            .unwrap_or(ALIGN)
     }
 
     pub fn partuuid(&self, index: u8) -> String {

@@ -33,7 +33,12 @@ pub struct Template {
 /// Adds the overlay at `dir` (called `name`) to `tree` and feeds every
 /// input byte into `hasher`. Templates get a placeholder in the tree and are
 /// returned, to be rendered by [`render_all`] once the variables are known.
-pub fn apply(tree: &mut Tree, name: &str, dir: &Path, hasher: &mut Sha256) -> Result<Vec<Template>, Error> {
+pub fn apply(
+    tree: &mut Tree,
+    name: &str,
+    dir: &Path,
+    hasher: &mut Sha256,
+) -> Result<Vec<Template>, Error> {
     let mut templates = Vec::new();
     if !dir.is_dir() {
         return Err(Error::Input(format!(
@@ -46,13 +51,14 @@ pub fn apply(tree: &mut Tree, name: &str, dir: &Path, hasher: &mut Sha256) -> Re
         .follow_links(false)
         .sort_by_file_name();
     for entry in walker {
-        let entry = entry.map_err(|e| {
-            Error::Input(format!("cannot walk overlay `{}`: {e}", dir.display()))
+        let entry = entry
+            .map_err(|e| Error::Input(format!("cannot walk overlay `{}`: {e}", dir.display())))?;
+        let rel = entry.path().strip_prefix(dir).map_err(|_| {
+            Error::Input(format!(
+                "path `{}` escapes overlay `{name}`",
+                entry.path().display()
+            ))
         })?;
-        let rel = entry
-            .path()
-            .strip_prefix(dir)
-            .map_err(|_| Error::Input(format!("path `{}` escapes overlay `{name}`", entry.path().display())))?;
         let Some(rel) = rel.to_str() else {
             return Err(Error::Input(format!(
                 "`{}` has a name that is not UTF-8: rename it",
@@ -72,7 +78,10 @@ pub fn apply(tree: &mut Tree, name: &str, dir: &Path, hasher: &mut Sha256) -> Re
         } else if ft.is_symlink() {
             let target = fsx::read_link(entry.path())?;
             let target = target.to_str().ok_or_else(|| {
-                Error::Input(format!("symlink `{}` has a non UTF-8 target", entry.path().display()))
+                Error::Input(format!(
+                    "symlink `{}` has a non UTF-8 target",
+                    entry.path().display()
+                ))
             })?;
             hasher.update(target.as_bytes());
             tree.symlink(rel, target, &origin);
@@ -82,7 +91,10 @@ pub fn apply(tree: &mut Tree, name: &str, dir: &Path, hasher: &mut Sha256) -> Re
             hasher.update(&data);
             if let Some(out) = rel.strip_suffix(".tera") {
                 let text = String::from_utf8(data).map_err(|_| {
-                    Error::Input(format!("template `{}` is not UTF-8 text", entry.path().display()))
+                    Error::Input(format!(
+                        "template `{}` is not UTF-8 text",
+                        entry.path().display()
+                    ))
                 })?;
                 let t = Template {
                     path: out.to_owned(),
@@ -107,7 +119,11 @@ pub fn apply(tree: &mut Tree, name: &str, dir: &Path, hasher: &mut Sha256) -> Re
 }
 
 /// Renders the templates whose placeholder no later overlay replaced.
-pub fn render_all(tree: &mut Tree, templates: &[Template], ctx: &tera::Context) -> Result<(), Error> {
+pub fn render_all(
+    tree: &mut Tree,
+    templates: &[Template],
+    ctx: &tera::Context,
+) -> Result<(), Error> {
     for t in templates {
         if tree.get(&t.path).map(|e| e.origin.as_str()) == Some(t.origin.as_str()) {
             let rendered = render(&t.file, &t.text, ctx)?;
@@ -159,7 +175,10 @@ mod tests {
 
     #[test]
     fn renders_variables() {
-        assert_eq!(render("t", "host {{ hostname }}\n", &ctx()).unwrap(), "host r1\n");
+        assert_eq!(
+            render("t", "host {{ hostname }}\n", &ctx()).unwrap(),
+            "host r1\n"
+        );
     }
 
     #[test]
@@ -173,7 +192,9 @@ mod tests {
 
     #[test]
     fn undefined_variable_is_an_error() {
-        let err = render("f.tera", "{{ nope }}", &ctx()).unwrap_err().to_string();
+        let err = render("f.tera", "{{ nope }}", &ctx())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nope"), "{err}");
     }
 
@@ -184,12 +205,16 @@ mod tests {
         std::fs::create_dir_all(o.join("etc")).unwrap();
         std::fs::write(o.join("etc/hostname.tera"), "{{ hostname }}\n").unwrap();
         std::fs::write(o.join("etc/secret"), "x").unwrap();
-        std::fs::set_permissions(o.join("etc/secret"), std::fs::Permissions::from_mode(0o660)).unwrap();
+        std::fs::set_permissions(o.join("etc/secret"), std::fs::Permissions::from_mode(0o660))
+            .unwrap();
         std::os::unix::fs::symlink("hostname", o.join("etc/name")).unwrap();
         let mut t = Tree::new();
         let templates = apply(&mut t, "base", &o, &mut Sha256::new()).unwrap();
         render_all(&mut t, &templates, &ctx()).unwrap();
-        assert_eq!(t.get("etc/hostname").unwrap().node, crate::tree::Node::File(b"r1\n".to_vec()));
+        assert_eq!(
+            t.get("etc/hostname").unwrap().node,
+            crate::tree::Node::File(b"r1\n".to_vec())
+        );
         assert_eq!(t.get("etc/secret").unwrap().mode, 0o640);
         assert!(t.get("etc/hostname.tera").is_none());
         assert_eq!(
@@ -201,9 +226,14 @@ mod tests {
     #[test]
     fn missing_overlay_says_what_to_do() {
         let d = tempfile::tempdir().unwrap();
-        let err = apply(&mut Tree::new(), "nope", &d.path().join("nope"), &mut Sha256::new())
-            .unwrap_err()
-            .to_string();
+        let err = apply(
+            &mut Tree::new(),
+            "nope",
+            &d.path().join("nope"),
+            &mut Sha256::new(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("overlay `nope` does not exist"), "{err}");
     }
 }

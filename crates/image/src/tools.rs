@@ -45,7 +45,11 @@ pub fn run(cmd: &mut Command) -> Result<String, Error> {
 
 /// Runs `cmd` with its output appended to the log file at `log`, calling
 /// `on_line` for every line of stdout (for progress).
-pub fn run_logged(cmd: &mut Command, log: &Path, on_line: &mut dyn FnMut(&str)) -> Result<(), Error> {
+pub fn run_logged(
+    cmd: &mut Command,
+    log: &Path,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<(), Error> {
     use std::io::{BufRead, BufReader, Write};
     let mut logf = std::fs::OpenOptions::new()
         .create(true)

@@ -156,7 +156,9 @@ impl Tree {
                 let base = if target.starts_with('/') {
                     String::new()
                 } else {
-                    path.rsplit_once('/').map(|(d, _)| d.to_owned()).unwrap_or_default()
+                    path.rsplit_once('/')
+                        .map(|(d, _)| d.to_owned())
+                        .unwrap_or_default()
                 };
                 if normalize(&format!("{base}/{target}")).is_none() {
                     return Err(Error::Input(format!(
@@ -240,12 +242,12 @@ impl Tree {
                 Node::File(d) => {
                     h.set_entry_type(tar::EntryType::Regular);
                     h.set_size(d.len() as u64);
-                    b.append_data(&mut h, format!("{path}"), d.as_slice())?;
+                    b.append_data(&mut h, path.as_str(), d.as_slice())?;
                 }
                 Node::Symlink(t) => {
                     h.set_entry_type(tar::EntryType::Symlink);
                     h.set_size(0);
-                    b.append_link(&mut h, format!("{path}"), t)?;
+                    b.append_link(&mut h, path.as_str(), t)?;
                 }
             }
         }
@@ -288,7 +290,10 @@ mod tests {
         t.check_links().unwrap();
         t.symlink("etc/evil", "../../../host/etc/shadow", "overlays/base");
         let err = t.check_links().unwrap_err().to_string();
-        assert!(err.contains("/etc/evil") && err.contains("overlays/base"), "{err}");
+        assert!(
+            err.contains("/etc/evil") && err.contains("overlays/base"),
+            "{err}"
+        );
     }
 
     #[test]

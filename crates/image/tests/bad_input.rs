@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use wanflash_image::{build, Options};
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 struct Fixture {
@@ -47,6 +50,7 @@ fn fixture(description: &str) -> Fixture {
     std::fs::create_dir_all(overlays.join("base/etc")).unwrap();
     std::fs::write(overlays.join("base/etc/hostname.tera"), "{{ hostname }}\n").unwrap();
     let mut opts = Options::new(&ws, "bad");
+    opts.fragments_dir = images.join("kernel");
     opts.images_dir = images;
     opts.overlays_dir = overlays;
     opts.out_root = dir.path().join("out");
@@ -93,7 +97,7 @@ fn unknown_key_names_file_line_and_key() {
     let f = fixture(&format!("{GOOD}\n[console]\nbaudrate = 9600\n"));
     let err = fails(&f);
     assert!(err.contains("images/bad.toml"), "{err}");
-    assert!(err.contains("line 13"), "{err}");
+    assert!(err.contains("line 12"), "{err}");
     assert!(err.contains("baudrate"), "{err}");
 }
 
@@ -101,7 +105,10 @@ fn unknown_key_names_file_line_and_key() {
 fn wrong_type_names_the_key() {
     let f = fixture(&GOOD.replace("flash_size = \"64MiB\"", "flash_size = \"lots\""));
     let err = fails(&f);
-    assert!(err.contains("images/bad.toml") && err.contains("flash_size"), "{err}");
+    assert!(
+        err.contains("images/bad.toml") && err.contains("flash_size"),
+        "{err}"
+    );
     assert!(err.contains("not a size"), "{err}");
 }
 
@@ -110,7 +117,10 @@ fn missing_image_lists_the_images() {
     let mut f = fixture(GOOD);
     f.opts.image = "nope".into();
     let err = build(&f.opts, &mut |_| {}).unwrap_err().to_string();
-    assert!(err.contains("no image description `images/nope.toml`"), "{err}");
+    assert!(
+        err.contains("no image description `images/nope.toml`"),
+        "{err}"
+    );
     assert!(err.contains("the images are: "), "{err}");
 }
 
@@ -147,7 +157,7 @@ fn dropped_kernel_option_names_option_fragment_and_dependency() {
     }
     let f = fixture(&GOOD.replace(
         "fragments = [\"base\", \"flash-ide\", \"console\", \"network\", \"bonding\", \"watchdog\"]",
-        "fragments = [\"base\", \"console\", \"squashfs-only\"]",
+        "fragments = [\"base\", \"console\", \"network\", \"squashfs-only\"]",
     ));
     std::fs::write(
         f.opts.images_dir.join("kernel/squashfs-only.config"),
@@ -167,9 +177,15 @@ fn image_too_big_for_the_flash_lists_the_parts() {
     }
     let f = fixture(&GOOD.replace("flash_size = \"64MiB\"", "flash_size = \"32MiB\""));
     let err = fails(&f);
-    assert!(err.contains("does not fit the 32.00 MiB flash card"), "{err}");
+    assert!(
+        err.contains("does not fit the 32.00 MiB flash card"),
+        "{err}"
+    );
     assert!(err.contains("needs 39.00 MiB, 7.00 MiB too much"), "{err}");
-    assert!(err.contains("boot partition") && err.contains("root slot B"), "{err}");
+    assert!(
+        err.contains("boot partition") && err.contains("root slot B"),
+        "{err}"
+    );
 }
 
 #[test]

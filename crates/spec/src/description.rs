@@ -390,7 +390,13 @@ impl Description {
     /// references between services.
     pub fn validate(&self, file: &str) -> Result<(), DescriptionError> {
         match &self.hostname {
-            None => return Err(invalid(file, "hostname", "missing: set `hostname = \"...\"` in the image or its base")),
+            None => {
+                return Err(invalid(
+                    file,
+                    "hostname",
+                    "missing: set `hostname = \"...\"` in the image or its base",
+                ))
+            }
             Some(h) => {
                 let ok = !h.is_empty()
                     && h.len() <= 63
@@ -406,24 +412,48 @@ impl Description {
             return Err(invalid(file, "flash_size", "missing: set the size of the card the image must fit, like `flash_size = \"64MiB\"`"));
         }
         if self.arch == Arch::I686 {
-            return Err(invalid(file, "arch", "i686 images are described but not built yet: use `x86_64`"));
+            return Err(invalid(
+                file,
+                "arch",
+                "i686 images are described but not built yet: use `x86_64`",
+            ));
         }
         if !matches!(self.console.baud, 9600 | 19200 | 38400 | 57600 | 115200) {
             return Err(invalid(file, "console.baud", format!("{} is not a serial speed syslinux and the kernel share: use 9600, 19200, 38400, 57600 or 115200", self.console.baud)));
         }
-        if !self.console.serial.starts_with("ttyS") || self.console.serial[4..].parse::<u8>().is_err() {
-            return Err(invalid(file, "console.serial", format!("`{}` is not a serial port: use `ttyS0` to `ttyS3`", self.console.serial)));
+        if !self.console.serial.starts_with("ttyS")
+            || self.console.serial[4..].parse::<u8>().is_err()
+        {
+            return Err(invalid(
+                file,
+                "console.serial",
+                format!(
+                    "`{}` is not a serial port: use `ttyS0` to `ttyS3`",
+                    self.console.serial
+                ),
+            ));
         }
-        for (key, size) in [("layout.boot_size", self.layout.boot_size), ("layout.root_slot_size", self.layout.root_slot_size)] {
+        for (key, size) in [
+            ("layout.boot_size", self.layout.boot_size),
+            ("layout.root_slot_size", self.layout.root_slot_size),
+        ] {
             if size.0 == 0 || size.0 % MIB != 0 {
                 return Err(invalid(file, key, format!("{size} is not a whole number of MiB: partitions are aligned to 1 MiB erase blocks")));
             }
         }
         if self.layout.boot_size.0 < 4 * MIB {
-            return Err(invalid(file, "layout.boot_size", "at least 4MiB: two kernels and syslinux must fit"));
+            return Err(invalid(
+                file,
+                "layout.boot_size",
+                "at least 4MiB: two kernels and syslinux must fit",
+            ));
         }
         if self.kernel.fragments.is_empty() {
-            return Err(invalid(file, "kernel.fragments", "empty: list the config fragments of `images/kernel/`"));
+            return Err(invalid(
+                file,
+                "kernel.fragments",
+                "empty: list the config fragments of `images/kernel/`",
+            ));
         }
         for f in &self.kernel.fragments {
             if !is_simple_name(f) {
@@ -432,16 +462,28 @@ impl Description {
         }
         for o in &self.rootfs.overlays {
             if !is_simple_name(o) {
-                return Err(invalid(file, "rootfs.overlays", format!("`{o}` is not an overlay name: write a folder name of `overlays/`")));
+                return Err(invalid(
+                    file,
+                    "rootfs.overlays",
+                    format!("`{o}` is not an overlay name: write a folder name of `overlays/`"),
+                ));
             }
         }
         let mut paths = BTreeSet::new();
         for b in &self.rootfs.binaries {
             if !b.path.starts_with('/') || b.path.ends_with('/') {
-                return Err(invalid(file, "rootfs.binary.path", format!("`{}` must be an absolute file path", b.path)));
+                return Err(invalid(
+                    file,
+                    "rootfs.binary.path",
+                    format!("`{}` must be an absolute file path", b.path),
+                ));
             }
             if !paths.insert(b.path.as_str()) {
-                return Err(invalid(file, "rootfs.binary.path", format!("`{}` is installed twice", b.path)));
+                return Err(invalid(
+                    file,
+                    "rootfs.binary.path",
+                    format!("`{}` is installed twice", b.path),
+                ));
             }
         }
         if !self.rootfs.binaries.iter().any(|b| b.path == "/sbin/init") {
@@ -450,34 +492,75 @@ impl Description {
         let mut mounts = BTreeSet::new();
         for t in &self.rootfs.tmpfs {
             if !t.path.starts_with('/') || t.path == "/" {
-                return Err(invalid(file, "rootfs.tmpfs.path", format!("`{}` must be an absolute path below `/`", t.path)));
+                return Err(invalid(
+                    file,
+                    "rootfs.tmpfs.path",
+                    format!("`{}` must be an absolute path below `/`", t.path),
+                ));
             }
             if !mounts.insert(t.path.as_str()) {
-                return Err(invalid(file, "rootfs.tmpfs.path", format!("`{}` is mounted twice", t.path)));
+                return Err(invalid(
+                    file,
+                    "rootfs.tmpfs.path",
+                    format!("`{}` is mounted twice", t.path),
+                ));
             }
             if t.size.0 < 64 * 1024 {
-                return Err(invalid(file, "rootfs.tmpfs.size", format!("{} for `{}` is too small: at least 64KiB", t.size, t.path)));
+                return Err(invalid(
+                    file,
+                    "rootfs.tmpfs.size",
+                    format!("{} for `{}` is too small: at least 64KiB", t.size, t.path),
+                ));
             }
         }
         for h in &self.rootfs.host_files {
             if !h.source.starts_with('/') || !h.path.starts_with('/') {
-                return Err(invalid(file, "rootfs.host_file", format!("`{}` -> `{}`: both paths must be absolute", h.source, h.path)));
+                return Err(invalid(
+                    file,
+                    "rootfs.host_file",
+                    format!(
+                        "`{}` -> `{}`: both paths must be absolute",
+                        h.source, h.path
+                    ),
+                ));
             }
         }
         let names: BTreeSet<&str> = self.services.iter().map(|s| s.name.as_str()).collect();
         if names.len() != self.services.len() {
-            return Err(invalid(file, "service.name", "two services share a name: names must be unique"));
+            return Err(invalid(
+                file,
+                "service.name",
+                "two services share a name: names must be unique",
+            ));
         }
         for s in &self.services {
             if !is_simple_name(&s.name) {
-                return Err(invalid(file, "service.name", format!("`{}` is not a valid service name", s.name)));
+                return Err(invalid(
+                    file,
+                    "service.name",
+                    format!("`{}` is not a valid service name", s.name),
+                ));
             }
             if !s.exec.starts_with('/') {
-                return Err(invalid(file, "service.exec", format!("service `{}`: `{}` must be an absolute path", s.name, s.exec)));
+                return Err(invalid(
+                    file,
+                    "service.exec",
+                    format!(
+                        "service `{}`: `{}` must be an absolute path",
+                        s.name, s.exec
+                    ),
+                ));
             }
             for a in &s.after {
                 if !names.contains(a.as_str()) {
-                    return Err(invalid(file, "service.after", format!("service `{}` comes after `{a}`, which is not declared", s.name)));
+                    return Err(invalid(
+                        file,
+                        "service.after",
+                        format!(
+                            "service `{}` comes after `{a}`, which is not declared",
+                            s.name
+                        ),
+                    ));
                 }
             }
             let r = &s.restart;
@@ -487,12 +570,20 @@ impl Description {
         }
         for o in &self.init.options {
             if !o.starts_with("wanflash.") {
-                return Err(invalid(file, "init.options", format!("`{o}` is not a `wanflash.*` option")));
+                return Err(invalid(
+                    file,
+                    "init.options",
+                    format!("`{o}` is not a `wanflash.*` option"),
+                ));
             }
         }
         if let Some(sh) = &self.init.rescue_shell {
             if !sh.starts_with('/') {
-                return Err(invalid(file, "init.rescue_shell", format!("`{sh}` must be an absolute path")));
+                return Err(invalid(
+                    file,
+                    "init.rescue_shell",
+                    format!("`{sh}` must be an absolute path"),
+                ));
             }
         }
         Ok(())
@@ -518,14 +609,21 @@ site = "office"
 
     fn chain(image: &str) -> Result<Description, DescriptionError> {
         from_layers(&[
-            Layer { file: "images/common.toml", text: BASE },
-            Layer { file: "images/x.toml", text: image },
+            Layer {
+                file: "images/common.toml",
+                text: BASE,
+            },
+            Layer {
+                file: "images/x.toml",
+                text: image,
+            },
         ])
     }
 
     #[test]
     fn image_overrides_base_and_tables_merge() {
-        let d = chain("inherit = \"common.toml\"\nhostname = \"r1\"\n[vars]\nmotd = \"lan\"\n").unwrap();
+        let d = chain("inherit = \"common.toml\"\nhostname = \"r1\"\n[vars]\nmotd = \"lan\"\n")
+            .unwrap();
         assert_eq!(d.hostname(), "r1");
         assert_eq!(d.vars["motd"].as_str(), Some("lan"));
         assert_eq!(d.vars["site"].as_str(), Some("office"));
@@ -535,7 +633,9 @@ site = "office"
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let err = chain("hostname = \"r1\"\n\n[kernel]\nfragmets = [\"x\"]\n").unwrap_err().to_string();
+        let err = chain("hostname = \"r1\"\n\n[kernel]\nfragmets = [\"x\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("images/x.toml"), "{err}");
         assert!(err.contains("line 4"), "{err}");
         assert!(err.contains("fragmets"), "{err}");
@@ -544,7 +644,10 @@ site = "office"
     #[test]
     fn wrong_type_is_reported_with_the_line() {
         let err = chain("hostname = 7\n").unwrap_err().to_string();
-        assert!(err.contains("images/x.toml") && err.contains("line 1"), "{err}");
+        assert!(
+            err.contains("images/x.toml") && err.contains("line 1"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -557,21 +660,30 @@ site = "office"
 
     #[test]
     fn sizes_must_be_whole_mib() {
-        let err = chain("hostname = \"r\"\n[layout]\nboot_size = \"5000KiB\"\n").unwrap_err().to_string();
+        let err = chain("hostname = \"r\"\n[layout]\nboot_size = \"5000KiB\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("layout.boot_size"), "{err}");
     }
 
     #[test]
     fn service_after_must_name_a_service() {
-        let err = chain("hostname = \"r\"\n[[service]]\nname = \"a\"\nexec = \"/bin/a\"\nafter = [\"b\"]\n")
-            .unwrap_err()
-            .to_string();
+        let err = chain(
+            "hostname = \"r\"\n[[service]]\nname = \"a\"\nexec = \"/bin/a\"\nafter = [\"b\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("comes after `b`"), "{err}");
     }
 
     #[test]
     fn i686_is_refused_with_a_reason() {
-        let err = chain("hostname = \"r\"\narch = \"i686\"").unwrap_err().to_string();
-        assert!(err.contains("i686 images are described but not built yet"), "{err}");
+        let err = chain("hostname = \"r\"\narch = \"i686\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("i686 images are described but not built yet"),
+            "{err}"
+        );
     }
 }

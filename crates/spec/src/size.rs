@@ -66,11 +66,11 @@ impl std::str::FromStr for ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
-        if n != 0 && n % GIB == 0 {
+        if n != 0 && n.is_multiple_of(GIB) {
             write!(f, "{}GiB", n / GIB)
-        } else if n != 0 && n % MIB == 0 {
+        } else if n != 0 && n.is_multiple_of(MIB) {
             write!(f, "{}MiB", n / MIB)
-        } else if n != 0 && n % KIB == 0 {
+        } else if n != 0 && n.is_multiple_of(KIB) {
             write!(f, "{}KiB", n / KIB)
         } else {
             write!(f, "{n}B")

@@ -13,7 +13,12 @@ use std::time::{Duration, Instant};
 pub use wanflash_spec::READY_MARKER;
 
 /// Lines that mean the boot went wrong, whatever the test.
-pub const FAILURE_MARKERS: &[&str] = &["Kernel panic", "end Kernel panic", "Attempted to kill init", "init: fatal"];
+pub const FAILURE_MARKERS: &[&str] = &[
+    "Kernel panic",
+    "end Kernel panic",
+    "Attempted to kill init",
+    "init: fatal",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -32,7 +37,9 @@ pub enum Error {
         console: String,
         exit: Option<ExitStatus>,
     },
-    #[error("the console shows `{marker}`\n--- console ({path}) ---\n{console}\n--- end of console ---")]
+    #[error(
+        "the console shows `{marker}`\n--- console ({path}) ---\n{console}\n--- end of console ---"
+    )]
     Failure {
         marker: String,
         path: String,
@@ -44,7 +51,11 @@ pub enum Error {
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.to_path_buf();
-    move |source| Error::Io { action, path, source }
+    move |source| Error::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 /// How to start one guest.
@@ -100,7 +111,10 @@ impl VmConfig {
             "-machine".into(),
             "pc".into(),
             "-drive".into(),
-            format!("file={},format=raw,if=ide,cache=unsafe", self.disk.display()),
+            format!(
+                "file={},format=raw,if=ide,cache=unsafe",
+                self.disk.display()
+            ),
             "-nic".into(),
             "none".into(),
             "-display".into(),
@@ -161,15 +175,26 @@ impl Vm {
     /// Waits until `marker` appears on the console after byte `from`; returns
     /// the line holding it and the offset just after it. Fails at once on a
     /// kernel panic, and with the whole console on timeout.
-    pub fn wait_for_from(&mut self, marker: &str, from: usize, timeout: Duration) -> Result<(String, usize), Error> {
+    pub fn wait_for_from(
+        &mut self,
+        marker: &str,
+        from: usize,
+        timeout: Duration,
+    ) -> Result<(String, usize), Error> {
         let deadline = Instant::now() + timeout;
         loop {
             let console = self.console();
             let tail = console.get(from..).unwrap_or("");
             if let Some(pos) = tail.find(marker) {
                 let start = tail[..pos].rfind('\n').map(|i| i + 1).unwrap_or(0);
-                let end = tail[pos..].find('\n').map(|i| pos + i).unwrap_or(tail.len());
-                return Ok((tail[start..end].trim_end_matches('\r').to_owned(), from + end));
+                let end = tail[pos..]
+                    .find('\n')
+                    .map(|i| pos + i)
+                    .unwrap_or(tail.len());
+                return Ok((
+                    tail[start..end].trim_end_matches('\r').to_owned(),
+                    from + end,
+                ));
             }
             for f in FAILURE_MARKERS {
                 if tail.contains(f) {
@@ -222,14 +247,18 @@ impl Vm {
     pub fn monitor(&self, command: &str) -> Result<String, Error> {
         let path = self.config.monitor_path();
         let mut s = UnixStream::connect(&path).map_err(io("connect to the monitor", &path))?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).map_err(io("configure", &path))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(io("configure", &path))?;
         let mut reader = BufReader::new(s.try_clone().map_err(io("clone", &path))?);
         let mut banner = String::new();
         // The banner ends with the "(qemu) " prompt, which has no newline.
-        read_until_prompt(&mut reader, &mut banner).map_err(|e| Error::Monitor(format!("no prompt: {e}")))?;
-        s.write_all(format!("{command}\n").as_bytes()).map_err(io("write to", &path))?;
+        read_until_prompt(&mut reader, &mut banner)
+            .map_err(|e| Error::Monitor(format!("no prompt: {e}")))?;
+        s.write_all(format!("{command}\n").as_bytes())
+            .map_err(io("write to", &path))?;
         let mut answer = String::new();
-        read_until_prompt(&mut reader, &mut answer).map_err(|e| Error::Monitor(format!("`{command}`: {e}")))?;
+        read_until_prompt(&mut reader, &mut answer)
+            .map_err(|e| Error::Monitor(format!("`{command}`: {e}")))?;
         Ok(answer)
     }
 
@@ -290,14 +319,20 @@ pub fn parse_ready(line: &str) -> Option<Vec<(String, u64)>> {
 }
 
 pub fn ready_field(line: &str, key: &str) -> Option<u64> {
-    parse_ready(line)?.into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    parse_ready(line)?
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
 }
 
 /// Copies `image` to `dest` and extends it to `card_bytes`, like the card it
 /// is written to: slot B lies past the end of the image file.
 pub fn card_copy(image: &Path, dest: &Path, card_bytes: u64) -> Result<(), Error> {
     std::fs::copy(image, dest).map_err(io("copy image to", dest))?;
-    let f = std::fs::OpenOptions::new().write(true).open(dest).map_err(io("open", dest))?;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dest)
+        .map_err(io("open", dest))?;
     let len = f.metadata().map_err(io("stat", dest))?.len();
     if card_bytes > len {
         f.set_len(card_bytes).map_err(io("extend", dest))?;

@@ -13,14 +13,17 @@ const BOOT_DEADLINE: Duration = Duration::from_secs(180);
 /// The built images, or `None` (with a note) outside `cargo xtask test`.
 fn images() -> Option<Vec<(String, PathBuf)>> {
     let Some(dir) = images_dir() else {
-        eprintln!("skipped: no WANFLASH_IMAGES_DIR; `cargo xtask test` builds the images and runs this");
+        eprintln!(
+            "skipped: no WANFLASH_IMAGES_DIR; `cargo xtask test` builds the images and runs this"
+        );
         return None;
     };
     let mut out = Vec::new();
     for name in ["wan-router", "lan-router"] {
         let d = dir.join(name);
         assert!(
-            d.join(format!("{name}.img")).exists() || std::env::var_os("WANFLASH_REQUIRE_IMAGES").is_none(),
+            d.join(format!("{name}.img")).exists()
+                || std::env::var_os("WANFLASH_REQUIRE_IMAGES").is_none(),
             "image `{name}` was not built in `{}`",
             d.display()
         );
@@ -62,14 +65,32 @@ fn every_image_boots_from_ide_to_ready_without_errors() {
         let console = vm.console();
         vm.kill();
         let uptime = ready_field(&line, "uptime_ms");
-        assert!(uptime.is_some_and(|u| u > 0), "{name}: readiness line without uptime: {line}");
-        assert_eq!(ready_field(&line, "failed"), Some(0), "{name}: a service failed: {line}\n{console}");
+        assert!(
+            uptime.is_some_and(|u| u > 0),
+            "{name}: readiness line without uptime: {line}"
+        );
+        assert_eq!(
+            ready_field(&line, "failed"),
+            Some(0),
+            "{name}: a service failed: {line}\n{console}"
+        );
         // The kernel found the root by PARTUUID on the IDE disk (libata: sda).
         let m = manifest(&dir);
         let sig = m["disk_signature"].as_str().unwrap();
-        assert!(console.contains("sda"), "{name}: no IDE disk on the console:\n{console}");
-        for bad in ["Kernel panic", "init: error", "init: fatal", "VFS: Cannot open root"] {
-            assert!(!console.contains(bad), "{name}: `{bad}` on the console:\n{console}");
+        assert!(
+            console.contains("sda"),
+            "{name}: no IDE disk on the console:\n{console}"
+        );
+        for bad in [
+            "Kernel panic",
+            "init: error",
+            "init: fatal",
+            "VFS: Cannot open root",
+        ] {
+            assert!(
+                !console.contains(bad),
+                "{name}: `{bad}` on the console:\n{console}"
+            );
         }
         eprintln!("{name}: ready ({line}), disk signature {sig}");
     }
@@ -84,11 +105,20 @@ fn sha256sums_describe_the_files_written() {
         for line in sums.lines() {
             let (hash, file) = line.split_once("  ").expect("sha256sum format: HASH  NAME");
             let data = std::fs::read(dir.join(file)).unwrap();
-            let got: String = Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
+            let got: String = Sha256::digest(&data)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             assert_eq!(got, hash, "{name}: `{file}` does not match SHA256SUMS");
             seen.push(file.to_owned());
         }
-        for f in [format!("{name}.img"), format!("{name}.img.gz"), "manifest.json".into(), "kernel.config".into(), "rootfs.tar.gz".into()] {
+        for f in [
+            format!("{name}.img"),
+            format!("{name}.img.gz"),
+            "manifest.json".into(),
+            "kernel.config".into(),
+            "rootfs.tar.gz".into(),
+        ] {
             assert!(seen.contains(&f), "{name}: SHA256SUMS does not list `{f}`");
         }
         // sha256sum itself agrees (the format users check with).
@@ -118,7 +148,11 @@ fn image_mbr_matches_the_manifest() {
             let size = u32::from_le_bytes(e[12..16].try_into().unwrap()) as u64 * 512;
             assert_eq!(start, p["start"].as_u64().unwrap());
             assert_eq!(size, p["size"].as_u64().unwrap());
-            assert_eq!(start % (1024 * 1024), 0, "{name}: partition {i} not aligned to 1 MiB");
+            assert_eq!(
+                start % (1024 * 1024),
+                0,
+                "{name}: partition {i} not aligned to 1 MiB"
+            );
             assert_eq!(e[0] == 0x80, p["bootable"].as_bool().unwrap());
         }
         // The root filesystem of slot A is a squashfs ("hsqs").
