@@ -202,3 +202,34 @@ fn unwritable_output_folder_is_named() {
     assert!(err.contains("failed to create directory"), "{err}");
     assert!(err.contains("file/images/bad"), "{err}");
 }
+
+/// Not bad input, but the same harness: two builds of the same inputs, at
+/// different times and into different folders, give byte-identical outputs.
+#[test]
+fn same_inputs_give_byte_identical_outputs() {
+    if !needs_built_images() {
+        return;
+    }
+    let f = fixture(GOOD);
+    let first = build(&f.opts, &mut |_| {}).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let mut again = f.opts.clone();
+    again.out_root = f.opts.out_root.with_file_name("out-again");
+    let second = build(&again, &mut |_| {}).unwrap();
+    assert_eq!(first.image_sha256, second.image_sha256);
+    for name in [
+        "bad.img",
+        "bad.img.gz",
+        "manifest.json",
+        "kernel.config",
+        "rootfs.tar.gz",
+        "SHA256SUMS",
+    ] {
+        let a = std::fs::read(first.out_dir.join(name)).unwrap();
+        let b = std::fs::read(second.out_dir.join(name)).unwrap();
+        assert!(
+            a == b,
+            "`{name}` differs between two builds of the same inputs"
+        );
+    }
+}

@@ -75,6 +75,9 @@ pub struct VmConfig {
     pub no_reboot: bool,
     /// Extra QEMU arguments (NICs, netdevs).
     pub extra: Vec<String>,
+    /// A second serial port (`ttyS1` in the guest) on a unix socket, for the
+    /// test agent.
+    pub agent: bool,
 }
 
 impl VmConfig {
@@ -88,7 +91,12 @@ impl VmConfig {
             watchdog: true,
             no_reboot: false,
             extra: Vec::new(),
+            agent: false,
         }
+    }
+
+    pub fn agent_path(&self) -> PathBuf {
+        self.work.join(format!("{}.agent.sock", self.name))
     }
 
     pub fn console_path(&self) -> PathBuf {
@@ -135,6 +143,12 @@ impl VmConfig {
         if self.no_reboot {
             a.push("-no-reboot".into());
         }
+        if self.agent {
+            a.extend([
+                "-serial".into(),
+                format!("unix:{},server=on,wait=off", self.agent_path().display()),
+            ]);
+        }
         a.extend(self.extra.iter().cloned());
         a
     }
@@ -153,6 +167,7 @@ impl Vm {
         let console = config.console_path();
         let _ = std::fs::remove_file(&console);
         let _ = std::fs::remove_file(config.monitor_path());
+        let _ = std::fs::remove_file(config.agent_path());
         let child = Command::new("qemu-system-x86_64")
             .args(config.args())
             .stdin(Stdio::null())
@@ -305,6 +320,187 @@ fn read_until_prompt(r: &mut impl BufRead, out: &mut String) -> std::io::Result<
     }
     out.push_str(&String::from_utf8_lossy(&buf));
     Ok(())
+}
+
+/// End marker of one answer of the guest's test agent (`wanflash-testsvc agent`).
+pub const AGENT_END: &str = "@@WANFLASH-END";
+
+/// The channel to the test agent on the guest's second serial port.
+pub struct Agent {
+    stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Agent {
+    /// Connects to the agent of `vm` and waits until it says it is ready.
+    pub fn connect(vm: &Vm, timeout: Duration) -> Result<Agent, Error> {
+        let path = vm.config.agent_path();
+        let deadline = Instant::now() + timeout;
+        let stream = loop {
+            match UnixStream::connect(&path) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() > deadline => {
+                    return Err(io("connect to the agent", &path)(e))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        let mut a = Agent {
+            stream,
+            buf: Vec::new(),
+        };
+        a.read_answer(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(1)),
+        )
+        .map_err(|e| {
+            Error::Monitor(format!(
+                "agent of `{}` never said ready: {e}",
+                vm.config.name
+            ))
+        })?;
+        Ok(a)
+    }
+
+    /// Runs one command (words separated by spaces; busybox applets or
+    /// absolute paths) and returns its exit status and output.
+    pub fn run(&mut self, command: &str, timeout: Duration) -> Result<(i32, String), Error> {
+        self.stream
+            .write_all(format!("{command}\n").as_bytes())
+            .map_err(|e| Error::Monitor(format!("agent: cannot send `{command}`: {e}")))?;
+        self.read_answer(timeout)
+            .map_err(|e| Error::Monitor(format!("agent: `{command}`: {e}")))
+    }
+
+    /// Like `run`, but a non-zero status is an error showing the output.
+    pub fn ok(&mut self, command: &str) -> Result<String, Error> {
+        let (rc, out) = self.run(command, Duration::from_secs(120))?;
+        if rc != 0 {
+            return Err(Error::Monitor(format!("`{command}` exited {rc}:\n{out}")));
+        }
+        Ok(out)
+    }
+
+    fn read_answer(&mut self, timeout: Duration) -> Result<(i32, String), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = String::from_utf8_lossy(&self.buf).into_owned();
+            if let Some(pos) = text.find(AGENT_END) {
+                if let Some(end) = text[pos..].find("@@\n").map(|e| pos + e + 3) {
+                    let status = text[pos + AGENT_END.len()..end - 3].trim();
+                    let out = text[..pos].to_owned();
+                    self.buf.drain(..end);
+                    let rc = if status == "ready" {
+                        0
+                    } else {
+                        status.parse().unwrap_or(-1)
+                    };
+                    return Ok((rc, out));
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "no answer within {} s; got so far:\n{text}",
+                    timeout.as_secs()
+                ));
+            }
+            self.stream
+                .set_read_timeout(Some(left.min(Duration::from_millis(500))))
+                .map_err(|e| e.to_string())?;
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err("the agent closed the channel".into()),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+}
+
+/// The circuits between the two routers of the test bed, in NIC order:
+/// `eth0`-`eth2` are the bonded T1s, `eth3` the T3, `eth4` each site's LAN.
+pub const CIRCUITS: &[&str] = &["t1a", "t1b", "t1c", "t3"];
+
+/// Which end(s) of a circuit to cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Both ends lose carrier: a cut circuit.
+    Both,
+    /// Only the office's NIC loses carrier: the backup keeps sending into a
+    /// dead link (a silent far-end failure as the backup sees it).
+    Office,
+    Backup,
+}
+
+/// Two routers, office and backup site, joined by the circuits of
+/// [`CIRCUITS`] (QEMU e1000 NIC pairs over unix datagram sockets; no host
+/// network involved), each with a LAN NIC and the test agent.
+pub struct Testbed {
+    pub office: Vm,
+    pub backup: Vm,
+}
+
+impl Testbed {
+    /// QEMU arguments for one site's NICs (`site` 1 = office, 2 = backup).
+    pub fn nic_args(work: &Path, site: u8) -> Vec<String> {
+        let me = if site == 1 { "office" } else { "backup" };
+        let peer = if site == 1 { "backup" } else { "office" };
+        let mut a = Vec::new();
+        for (i, c) in CIRCUITS.iter().chain(std::iter::once(&"lan")).enumerate() {
+            let remote = if *c == "lan" {
+                // Nobody listens: the LAN side exists for addresses and routes.
+                work.join(format!("{me}-lan-peer.sock"))
+            } else {
+                work.join(format!("{peer}-{c}.sock"))
+            };
+            a.push("-netdev".into());
+            a.push(format!(
+                "dgram,id={c},local.type=unix,local.path={},remote.type=unix,remote.path={}",
+                work.join(format!("{me}-{c}.sock")).display(),
+                remote.display()
+            ));
+            a.push("-device".into());
+            a.push(format!("e1000,netdev={c},mac=52:54:00:0{site}:00:0{i}"));
+        }
+        a
+    }
+
+    pub fn start(office_disk: &Path, backup_disk: &Path, work: &Path) -> Result<Testbed, Error> {
+        std::fs::create_dir_all(work).map_err(io("create", work))?;
+        for e in std::fs::read_dir(work).map_err(io("read", work))?.flatten() {
+            if e.path().extension().is_some_and(|x| x == "sock") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let cfg = |disk: &Path, name: &str, site: u8| {
+            let mut c = VmConfig::new(disk, work, name);
+            c.agent = true;
+            c.extra = Self::nic_args(work, site);
+            c
+        };
+        let office = Vm::start(cfg(office_disk, "office", 1))?;
+        let backup = Vm::start(cfg(backup_disk, "backup", 2))?;
+        Ok(Testbed { office, backup })
+    }
+
+    /// Cuts (`up = false`) or restores a circuit through the QEMU monitor.
+    pub fn set_link(&self, circuit: &str, side: Side, up: bool) -> Result<(), Error> {
+        let cmd = format!("set_link {circuit} {}", if up { "on" } else { "off" });
+        if side != Side::Backup {
+            self.office.monitor(&cmd)?;
+        }
+        if side != Side::Office {
+            self.backup.monitor(&cmd)?;
+        }
+        Ok(())
+    }
 }
 
 /// The fields of the readiness line: `wanflash: ready uptime_ms=1234 ...`.

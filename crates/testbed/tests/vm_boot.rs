@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wanflash_testbed::{card_copy, images_dir, ready_field, Vm, VmConfig, READY_MARKER};
+use wanflash_testbed::{card_copy, images_dir, ready_field, Testbed, Vm, VmConfig, READY_MARKER};
 
 const BOOT_DEADLINE: Duration = Duration::from_secs(180);
 
@@ -19,7 +19,7 @@ fn images() -> Option<Vec<(String, PathBuf)>> {
         return None;
     };
     let mut out = Vec::new();
-    for name in ["wan-router", "lan-router"] {
+    for name in ["wan-router", "wan-backup", "lan-router"] {
         let d = dir.join(name);
         assert!(
             d.join(format!("{name}.img")).exists()
@@ -57,7 +57,11 @@ fn every_image_boots_from_ide_to_ready_without_errors() {
         let work = tempfile::tempdir().unwrap();
         let card = work.path().join("card.img");
         card_copy(&dir.join(format!("{name}.img")), &card, card_bytes(&dir)).unwrap();
-        let mut vm = Vm::start(VmConfig::new(&card, work.path(), &name)).unwrap();
+        // The NICs of the test bed (four circuits and a LAN, unconnected
+        // here), so that netcfg finds the interfaces the image names.
+        let mut cfg = VmConfig::new(&card, work.path(), &name);
+        cfg.extra = Testbed::nic_args(work.path(), if name == "wan-backup" { 2 } else { 1 });
+        let mut vm = Vm::start(cfg).unwrap();
         let line = match vm.wait_for(READY_MARKER, BOOT_DEADLINE) {
             Ok(l) => l,
             Err(e) => panic!("{name}: {e}"),

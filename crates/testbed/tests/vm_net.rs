@@ -1,0 +1,247 @@
+//! Issue 4 on the real images: two routers (office and backup site) joined
+//! by three bonded T1 circuits and a T3, each a QEMU NIC pair over unix
+//! datagram sockets. netcfg configures both from their descriptions; the
+//! tests ping across the bond and the T3, cut circuits through the QEMU
+//! monitor, and read the kernel's view back.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use wanflash_testbed::{card_copy, Agent, Side, Testbed, READY_MARKER};
+
+const DEADLINE: Duration = Duration::from_secs(180);
+const CARD: u64 = 64 * 1024 * 1024;
+
+fn image(name: &str) -> Option<PathBuf> {
+    let Some(dir) = std::env::var_os("WANFLASH_TEST_IMAGES_DIR") else {
+        eprintln!("skipped: no WANFLASH_TEST_IMAGES_DIR; `cargo xtask test` builds the test bed images and runs this");
+        return None;
+    };
+    let p = PathBuf::from(dir).join(name).join(format!("{name}.img"));
+    assert!(p.exists(), "`{}` was not built", p.display());
+    Some(p)
+}
+
+struct Bed {
+    bed: Testbed,
+    office: Agent,
+    backup: Agent,
+    _work: tempfile::TempDir,
+}
+
+fn start() -> Option<Bed> {
+    let office_img = image("test-office")?;
+    let backup_img = image("test-backup")?;
+    let work = tempfile::tempdir().unwrap();
+    let o = work.path().join("office.img");
+    let b = work.path().join("backup.img");
+    card_copy(&office_img, &o, CARD).unwrap();
+    card_copy(&backup_img, &b, CARD).unwrap();
+    let mut bed = Testbed::start(&o, &b, work.path()).unwrap();
+    for vm in [&mut bed.office, &mut bed.backup] {
+        if let Err(e) = vm.wait_for(READY_MARKER, DEADLINE) {
+            panic!("{e}");
+        }
+    }
+    let office = Agent::connect(&bed.office, Duration::from_secs(60)).unwrap();
+    let backup = Agent::connect(&bed.backup, Duration::from_secs(60)).unwrap();
+    Some(Bed {
+        bed,
+        office,
+        backup,
+        _work: work,
+    })
+}
+
+/// `ping` summary: (transmitted, received).
+fn ping_counts(out: &str) -> (u32, u32) {
+    let line = out
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("no ping summary:\n{out}"));
+    let nums: Vec<u32> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (nums[0], nums[1])
+}
+
+fn mii_status(bonding: &str, member: &str) -> Option<String> {
+    let block = bonding
+        .split("Slave Interface: ")
+        .find(|b| b.starts_with(member))?;
+    block
+        .lines()
+        .find_map(|l| l.strip_prefix("MII Status: ").map(str::to_owned))
+}
+
+fn wait_mii(agent: &mut Agent, member: &str, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let b = agent.ok("cat /proc/net/bonding/bond0").unwrap();
+        if mii_status(&b, member).as_deref() == Some(want) || Instant::now() > deadline {
+            return b;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn two_routers_bond_three_t1s_and_survive_cuts() {
+    let Some(mut t) = start() else { return };
+
+    // bond0 on each side: balance-rr, miimon 50, three members up.
+    for (name, agent) in [("office", &mut t.office), ("backup", &mut t.backup)] {
+        let b = agent.ok("cat /proc/net/bonding/bond0").unwrap();
+        assert!(
+            b.contains("Bonding Mode: load balancing (round-robin)"),
+            "{name}:\n{b}"
+        );
+        assert!(b.contains("MII Polling Interval (ms): 50"), "{name}:\n{b}");
+        for m in ["eth0", "eth1", "eth2"] {
+            assert_eq!(mii_status(&b, m).as_deref(), Some("up"), "{name} {m}:\n{b}");
+        }
+    }
+
+    // The far end answers across the bond, across the T3, and LAN to LAN.
+    let out = t.office.ok("ping -c 5 -W 5 192.0.2.2").unwrap();
+    assert_eq!(ping_counts(&out).1, 5, "bond:\n{out}");
+    let out = t.office.ok("ping -c 5 -W 5 198.51.100.2").unwrap();
+    assert_eq!(ping_counts(&out).1, 5, "T3:\n{out}");
+    let out = t
+        .office
+        .ok("ping -c 5 -W 5 -I 203.0.113.1 203.0.113.129")
+        .unwrap();
+    assert_eq!(ping_counts(&out).1, 5, "LAN to LAN:\n{out}");
+    let out = t.backup.ok("ping -c 3 -W 5 2001:db8:0:1::1").unwrap();
+    assert_eq!(ping_counts(&out).1, 3, "IPv6 over the bond:\n{out}");
+
+    // 100 pings per second across the bond while one, then two of the
+    // three T1s are cut at both ends.
+    let bed = &t.bed;
+    let office = &mut t.office;
+    let out = std::thread::scope(|s| {
+        let cutter = s.spawn(|| {
+            std::thread::sleep(Duration::from_secs(2));
+            bed.set_link("t1a", Side::Both, false).unwrap();
+            std::thread::sleep(Duration::from_secs(2));
+            bed.set_link("t1b", Side::Both, false).unwrap();
+        });
+        let out = office.ok("ping -c 600 -i 0.01 -W 5 -q 192.0.2.2").unwrap();
+        cutter.join().unwrap();
+        out
+    });
+    let (sent, received) = ping_counts(&out);
+    let lost = sent - received;
+    eprintln!("bond under cuts: {sent} sent, {received} received, {lost} lost (one then two of three T1s cut)");
+    assert!(
+        received > 0 && lost * 10 < sent,
+        "more than 10 % lost across the bond with one T1 left:\n{out}"
+    );
+    for agent in [&mut t.office, &mut t.backup] {
+        let b = wait_mii(agent, "eth0", "down");
+        assert_eq!(mii_status(&b, "eth0").as_deref(), Some("down"), "{b}");
+        assert_eq!(mii_status(&b, "eth1").as_deref(), Some("down"), "{b}");
+        assert_eq!(mii_status(&b, "eth2").as_deref(), Some("up"), "{b}");
+    }
+    let out = t.office.ok("ping -c 20 -i 0.05 -W 5 192.0.2.2").unwrap();
+    assert_eq!(
+        ping_counts(&out).1,
+        20,
+        "one T1 left must carry everything:\n{out}"
+    );
+
+    // Restored circuits come back into the bond.
+    t.bed.set_link("t1a", Side::Both, true).unwrap();
+    t.bed.set_link("t1b", Side::Both, true).unwrap();
+    for agent in [&mut t.office, &mut t.backup] {
+        let b = wait_mii(agent, "eth1", "up");
+        for m in ["eth0", "eth1", "eth2"] {
+            assert_eq!(
+                mii_status(&b, m).as_deref(),
+                Some("up"),
+                "{m} not back:\n{b}"
+            );
+        }
+    }
+
+    // The whole bundle cut: the backup LAN is still reached over the T3
+    // (the bond's route has no carrier and is skipped).
+    for c in ["t1a", "t1b", "t1c"] {
+        t.bed.set_link(c, Side::Both, false).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let out = t
+        .office
+        .ok("ping -c 5 -W 5 -I 203.0.113.1 203.0.113.129")
+        .unwrap();
+    assert_eq!(
+        ping_counts(&out).1,
+        5,
+        "LAN to LAN over the T3 with the bundle down:\n{out}"
+    );
+}
+
+#[test]
+fn kernel_view_matches_the_description_and_netcfg_is_idempotent() {
+    let Some(mut t) = start() else { return };
+    for (name, agent, me, peer) in [
+        ("office", &mut t.office, "1", "2"),
+        ("backup", &mut t.backup, "2", "1"),
+    ] {
+        let addrs = agent.ok("ip -o addr show").unwrap();
+        for want in [
+            format!("bond0    inet 192.0.2.{me}/30"),
+            format!("eth3    inet 198.51.100.{me}/30"),
+            format!("bond0    inet6 2001:db8:0:1::{me}/64"),
+        ] {
+            let compact: String = addrs.split_whitespace().collect::<Vec<_>>().join(" ");
+            let want_compact: String = want.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(
+                compact.contains(&want_compact),
+                "{name}: no `{want}` in:\n{addrs}"
+            );
+        }
+        // Members carry no address of their own and have the bond as master.
+        let links = agent.ok("ip -o link show").unwrap();
+        for m in ["eth0", "eth1", "eth2"] {
+            let l = links
+                .lines()
+                .find(|l| l.contains(&format!(" {m}:")))
+                .unwrap_or_else(|| panic!("{name}: no {m}:\n{links}"));
+            assert!(l.contains("master bond0"), "{name}: {m} not in bond0: {l}");
+            assert!(
+                !addrs
+                    .lines()
+                    .any(|a| a.contains(&format!(" {m} ")) && a.contains("inet ")),
+                "{name}: {m} has an address:\n{addrs}"
+            );
+        }
+        let routes = agent.ok("ip route show").unwrap();
+        let far_lan = if me == "1" {
+            "203.0.113.128/25"
+        } else {
+            "203.0.113.0/25"
+        };
+        assert!(
+            routes.contains(&format!("{far_lan} via 192.0.2.{peer} dev bond0 metric 10")),
+            "{name}:\n{routes}"
+        );
+        assert!(
+            routes.contains(&format!(
+                "{far_lan} via 198.51.100.{peer} dev eth3 metric 20"
+            )),
+            "{name}:\n{routes}"
+        );
+        let fwd = agent.ok("cat /proc/sys/net/ipv4/ip_forward").unwrap();
+        assert_eq!(fwd.trim(), "1", "{name}: forwarding off");
+
+        // A second run changes nothing and says so.
+        let (rc, out) = agent.run("/sbin/netcfg", Duration::from_secs(60)).unwrap();
+        assert_eq!(rc, 0, "{name}: second netcfg run failed:\n{out}");
+        assert!(
+            out.contains("nothing to change"),
+            "{name}: second run changed something:\n{out}"
+        );
+    }
+}
