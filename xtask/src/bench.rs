@@ -8,9 +8,13 @@ use serde::Serialize;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Fewer boot trials (a smoke check).
+    /// Fewer boot trials and no cold kernel build (a smoke check).
     #[arg(long)]
     pub quick: bool,
+    /// Also time a cold kernel build (unpack + configure + compile) into a
+    /// scratch cache; takes minutes.
+    #[arg(long)]
+    pub cold_kernel: bool,
     /// Boot trials for the boot-time figure.
     #[arg(long, default_value_t = 5)]
     pub boots: u32,
@@ -104,6 +108,22 @@ pub fn run(args: &Args) -> Result<()> {
         ));
     }
 
+    if args.cold_kernel && !args.quick {
+        let mut opts = wanflash_image::Options::new(&ws, name);
+        opts.cache = ws.join("target/bench/cold-cache");
+        opts.out_root = ws.join("target/bench/cold-images");
+        let _ = std::fs::remove_dir_all(&opts.cache);
+        let t = Instant::now();
+        crate::build_image::build_with(&opts)?;
+        figures.push(fig(
+            "build with a cold kernel cache, 2 cores (s)",
+            t.elapsed().as_secs_f64(),
+            "s",
+            None,
+        ));
+        let _ = std::fs::remove_dir_all(&opts.cache);
+    }
+
     // Boot: guest uptime at the readiness line (kernel start to ready).
     let (desc, _) = wanflash_image::load_description(&ws.join("images"), name)?;
     let work = ws.join("target/bench");
@@ -115,7 +135,8 @@ pub fn run(args: &Args) -> Result<()> {
     for i in 0..trials {
         let card = work.join(format!("boot{i}.img"));
         wanflash_testbed::card_copy(&report.image_path, &card, desc.flash_size().0)?;
-        let cfg = wanflash_testbed::VmConfig::new(&card, &work, &format!("boot{i}"));
+        let mut cfg = wanflash_testbed::VmConfig::new(&card, &work, &format!("boot{i}"));
+        cfg.extra = wanflash_testbed::Testbed::nic_args(&work, 1);
         let mut vm = wanflash_testbed::Vm::start(cfg)?;
         let line = vm.wait_for(wanflash_testbed::READY_MARKER, Duration::from_secs(120))?;
         wall.push(vm.elapsed().as_secs_f64());
@@ -142,6 +163,38 @@ pub fn run(args: &Args) -> Result<()> {
         median(&mut wall),
         "s",
         None,
+    ));
+
+    // The smallest guest memory that still boots to ready.
+    let mut smallest = f64::NAN;
+    let sizes: &[u32] = if args.quick {
+        &[48]
+    } else {
+        &[64, 48, 40, 32, 28, 24]
+    };
+    for &mib in sizes {
+        let card = work.join("mem.img");
+        wanflash_testbed::card_copy(&report.image_path, &card, desc.flash_size().0)?;
+        let mut cfg = wanflash_testbed::VmConfig::new(&card, &work, &format!("mem{mib}"));
+        cfg.memory_mib = mib;
+        cfg.no_reboot = true;
+        cfg.extra = wanflash_testbed::Testbed::nic_args(&work, 1);
+        let mut vm = wanflash_testbed::Vm::start(cfg)?;
+        let ok = vm
+            .wait_for(wanflash_testbed::READY_MARKER, Duration::from_secs(60))
+            .is_ok();
+        vm.kill();
+        let _ = std::fs::remove_file(&card);
+        if !ok {
+            break;
+        }
+        smallest = f64::from(mib);
+    }
+    figures.push(fig(
+        "smallest guest memory booting to ready (MiB)",
+        smallest,
+        "MiB",
+        Some(48.0),
     ));
 
     println!("\n{:<52} {:>10}  {:>8}", "figure", "value", "target");

@@ -20,6 +20,13 @@ pub struct Args {
     /// Parallel jobs for the kernel build (default: the number of cores).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Folder of image descriptions (default: images/). Kernel fragments and
+    /// overlays still come from images/kernel/ and overlays/.
+    #[arg(long, value_name = "DIR")]
+    pub images_dir: Option<std::path::PathBuf>,
+    /// Where `<name>/` is written (default: target/images/).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -27,13 +34,22 @@ pub fn run(args: &Args) -> Result<()> {
     if args.list {
         return list(&ws);
     }
+    let images_dir = args.images_dir.clone().unwrap_or_else(|| ws.join("images"));
     let names = if args.all {
-        wanflash_image::list_images(&ws.join("images"))
+        wanflash_image::list_images(&images_dir)
     } else {
         vec![args.image.clone()]
     };
     for name in names {
-        build_one(&ws, &name, args.jobs)?;
+        let mut opts = Options::new(&ws, &name);
+        opts.images_dir = images_dir.clone();
+        if let Some(o) = &args.out_dir {
+            opts.out_root = o.clone();
+        }
+        if let Some(j) = args.jobs {
+            opts.jobs = j;
+        }
+        build_with(&opts)?;
     }
     Ok(())
 }

@@ -40,6 +40,33 @@ fn step(name: &str, cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// rustfmt and clippy come with rustup's default profile but not its
+/// minimal one: add them when missing (a set-up step, like apt).
+fn ensure_components() -> Result<()> {
+    let have = |sub: &str| {
+        cargo()
+            .args([sub, "--version"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if have("fmt") && have("clippy") {
+        return Ok(());
+    }
+    println!("adding the rustfmt and clippy components with rustup");
+    let ok = Command::new("rustup")
+        .args(["component", "add", "rustfmt", "clippy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        bail!(
+            "rustfmt or clippy is missing; add them with:\n    rustup component add rustfmt clippy"
+        );
+    }
+    Ok(())
+}
+
 pub fn run(args: &Args) -> Result<()> {
     let ws = crate::workspace();
     let started = Instant::now();
@@ -84,6 +111,13 @@ pub fn run(args: &Args) -> Result<()> {
         opts.out_root = ws.join("target/test-images");
         crate::build_image::build_with(&opts)?;
     }
+
+    // QEMU for the boot tests, installed like the build's tools.
+    wanflash_image::hosttools::ensure(wanflash_image::hosttools::QEMU, &[], &mut |e| {
+        if let wanflash_image::Event::Info(s) = e {
+            println!("{s}");
+        }
+    })?;
 
     let mut vm = cargo();
     vm.args([

@@ -247,8 +247,8 @@ fn lexical(p: &Path) -> PathBuf {
     out
 }
 
-/// Image names: every `images/*.toml` that sets a hostname of its own or
-/// inherits (bases such as `common.toml` do neither).
+/// Image names: every `images/*.toml` that sets a host name of its own
+/// (bases such as `common.toml` and `wan-common.toml` do not).
 pub fn list_images(images: &Path) -> Vec<String> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(images) {
@@ -256,7 +256,11 @@ pub fn list_images(images: &Path) -> Vec<String> {
             let p = e.path();
             if p.extension().and_then(|x| x.to_str()) == Some("toml") {
                 let text = std::fs::read_to_string(&p).unwrap_or_default();
-                if text.lines().any(|l| l.trim_start().starts_with("inherit")) {
+                let is_image = text
+                    .lines()
+                    .take_while(|l| !l.trim_start().starts_with('['))
+                    .any(|l| l.trim_start().starts_with("hostname"));
+                if is_image {
                     if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
                         out.push(stem.to_owned());
                     }
@@ -492,6 +496,13 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
     for (file, text) in &chain {
         inputs.insert(file.clone(), sha256_hex(text.as_bytes()));
     }
+    let image_file = chain.last().map(|(f, _)| f.clone()).unwrap_or_default();
+    let network = desc.box_network(&image_file)?;
+    // Checked twice: now, before minutes of kernel build, and against the
+    // kernel's final config once it is known.
+    if let Some(net) = &network {
+        check_network(net, None, &image_file)?;
+    }
 
     // Fail early on what is missing from the host, before minutes of work.
     let extra: Vec<(&str, &str)> = desc
@@ -637,6 +648,16 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
     ctx.insert("arch", desc.arch.as_str());
     ctx.insert("kernel_release", &k.release);
     overlay::render_all(&mut tree, &templates, &ctx)?;
+    if let Some(net) = &network {
+        check_network(net, Some(&k.config), &image_file)?;
+        let json = serde_json::to_string_pretty(net).unwrap_or_default() + "\n";
+        tree.file(
+            wanflash_spec::network::NETWORK_CONFIG_PATH,
+            json.into_bytes(),
+            0o644,
+            "wanflash",
+        );
+    }
     let sys = system_config(&desc, &opts.image, &build_id);
     tree.file(
         system::SYSTEM_CONFIG_PATH,
@@ -826,6 +847,27 @@ fn write_outputs(dir: &Path, outputs: &[(String, &[u8])], sums: &str) -> Result<
         fsx::rename(&fsx::tmp_name(&path), &path)?;
     }
     Ok(())
+}
+
+/// The network description against the kernel's features; every problem
+/// is listed with its key.
+fn check_network(
+    net: &wanflash_spec::network::Network,
+    kernel_config: Option<&str>,
+    file: &str,
+) -> Result<(), Error> {
+    match net.validate(kernel_config) {
+        Ok(()) => Ok(()),
+        Err(errors) => {
+            let list: Vec<String> = errors.iter().map(|e| format!("  - {e}")).collect();
+            Err(Error::Input(format!(
+                "`{file}`: the network description has {} problem{}:\n{}",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" },
+                list.join("\n")
+            )))
+        }
+    }
 }
 
 /// Every service's executable must be in the image.

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::network::{Bond, Interface, Network};
 use crate::size::{ByteSize, MIB};
 use crate::system::{RestartPolicy, Service};
 
@@ -25,6 +26,37 @@ pub enum DescriptionError {
     },
     #[error("`{file}` inherits from itself through `{chain}`: remove the cycle")]
     InheritCycle { file: String, chain: String },
+}
+
+/// Host `n` (1-based) of an IPv4 or IPv6 subnet, with the subnet's prefix:
+/// `host_address("192.0.2.0/30", 2)` is `192.0.2.2/30`.
+pub fn host_address(subnet: &str, n: u32) -> Option<String> {
+    let (addr, len) = subnet.split_once('/')?;
+    let len: u32 = len.parse().ok()?;
+    if let Ok(v4) = addr.parse::<std::net::Ipv4Addr>() {
+        if len > 30 {
+            return None;
+        }
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        let base = u32::from(v4) & mask;
+        let host = base.checked_add(n)?;
+        // The broadcast address is not a host.
+        if host >= base | !mask {
+            return None;
+        }
+        return Some(format!("{}/{len}", std::net::Ipv4Addr::from(host)));
+    }
+    let v6 = addr.parse::<std::net::Ipv6Addr>().ok()?;
+    if len > 126 {
+        return None;
+    }
+    let mask = if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - len)
+    };
+    let host = (u128::from(v6) & mask).checked_add(u128::from(n))?;
+    Some(format!("{}/{len}", std::net::Ipv6Addr::from(host)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -106,6 +138,44 @@ pub struct Description {
     pub services: Vec<ServiceDecl>,
     #[serde(default)]
     pub init: Init,
+    /// This box's own network: interfaces, bonds, VLANs, routes, rules.
+    #[serde(default)]
+    pub network: Option<Network>,
+    /// Circuits between two sites, described once (in a base both sites'
+    /// images inherit) so the two ends cannot disagree.
+    #[serde(default, rename = "circuit")]
+    pub circuits: Vec<Circuit>,
+    /// Which end of the circuits this box is: `a` takes the first host
+    /// address of each circuit's subnet, `b` the second.
+    #[serde(default)]
+    pub circuit_end: Option<CircuitEnd>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CircuitEnd {
+    A,
+    B,
+}
+
+/// A point-to-point circuit (or a bundle of them, bonded) between two
+/// sites. Both ends use the same interface names, bond settings and subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Circuit {
+    pub name: String,
+    /// A single circuit: the interface it arrives on.
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// A bundle: the bond (its members are declared as interfaces here).
+    #[serde(default)]
+    pub bond: Option<Bond>,
+    /// IPv4 subnet of the circuit: end `a` gets the first host address,
+    /// end `b` the second (`192.0.2.0/30` gives .1 and .2).
+    pub subnet: String,
+    /// Optional IPv6 subnet, same rule (`2001:db8:0:1::/64` gives ::1, ::2).
+    #[serde(default)]
+    pub subnet6: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -348,11 +418,35 @@ fn merge(into: &mut toml::Table, from: toml::Table) {
     for (k, v) in from {
         match (into.get_mut(&k), v) {
             (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (Some(toml::Value::Array(a)), toml::Value::Array(b))
+                if keyed(a).is_some() && keyed(&b) == keyed(a) =>
+            {
+                let key = keyed(a).unwrap_or("name");
+                for item in b {
+                    let id = item.get(key).cloned();
+                    match a.iter_mut().find(|x| x.get(key).cloned() == id) {
+                        Some(slot) => *slot = item,
+                        None => a.push(item),
+                    }
+                }
+            }
             (_, v) => {
                 into.insert(k, v);
             }
         }
     }
+}
+
+/// Arrays of tables that all have a `name` (services, circuits,
+/// interfaces) or a `path` (binaries, tmpfs, host files) merge by it: an
+/// image adds entries and replaces those of the same name, keeping the
+/// base's others. Other arrays replace.
+fn keyed(a: &[toml::Value]) -> Option<&'static str> {
+    ["name", "path"].into_iter().find(|k| {
+        !a.is_empty()
+            && a.iter()
+                .all(|x| x.as_table().is_some_and(|t| t.contains_key(*k)))
+    })
 }
 
 /// toml's messages span several lines with a source excerpt; keep them, but
@@ -377,6 +471,76 @@ fn is_simple_name(s: &str) -> bool {
 }
 
 impl Description {
+    /// This box's network: `network` plus its end of every circuit.
+    /// `None` when the image configures no network.
+    pub fn box_network(&self, file: &str) -> Result<Option<Network>, DescriptionError> {
+        if self.network.is_none() && self.circuits.is_empty() {
+            return Ok(None);
+        }
+        let mut net = self.network.clone().unwrap_or_default();
+        if self.circuits.is_empty() {
+            return Ok(Some(net));
+        }
+        let Some(end) = self.circuit_end else {
+            return Err(invalid(file, "circuit_end", "missing: the image has circuits, so say which end this box is: `circuit_end = \"a\"` or `\"b\"`"));
+        };
+        let n = match end {
+            CircuitEnd::A => 1,
+            CircuitEnd::B => 2,
+        };
+        for c in &self.circuits {
+            let key = format!("circuit[{}]", c.name);
+            let mut addresses = vec![host_address(&c.subnet, n).ok_or_else(|| {
+                invalid(
+                    file,
+                    &format!("{key}.subnet"),
+                    format!(
+                        "`{}` is not an IPv4 subnet with room for two hosts, like `192.0.2.0/30`",
+                        c.subnet
+                    ),
+                )
+            })?];
+            if let Some(s6) = &c.subnet6 {
+                addresses.push(host_address(s6, n).ok_or_else(|| {
+                    invalid(
+                        file,
+                        &format!("{key}.subnet6"),
+                        format!("`{s6}` is not an IPv6 subnet, like `2001:db8:0:1::/64`"),
+                    )
+                })?);
+            }
+            match (&c.interface, &c.bond) {
+                (Some(i), None) => net.interfaces.push(Interface {
+                    name: i.clone(),
+                    r#match: None,
+                    addresses,
+                    mtu: None,
+                    up: true,
+                }),
+                (None, Some(b)) => {
+                    for m in &b.members {
+                        if !net.interfaces.iter().any(|i| &i.name == m) {
+                            net.interfaces.push(Interface {
+                                name: m.clone(),
+                                r#match: None,
+                                addresses: Vec::new(),
+                                mtu: None,
+                                up: true,
+                            });
+                        }
+                    }
+                    let mut bond = b.clone();
+                    bond.addresses.extend(addresses);
+                    net.bonds.push(bond);
+                }
+                _ => {
+                    return Err(invalid(file, &key, "give either `interface` (one circuit) or `bond` (a bundle), not both or neither"));
+                }
+            }
+        }
+        Ok(Some(net))
+    }
+
     /// The host name; `validate` guarantees it is set.
     pub fn hostname(&self) -> &str {
         self.hostname.as_deref().unwrap_or("wanflash")
@@ -632,6 +796,19 @@ site = "office"
     }
 
     #[test]
+    fn named_arrays_merge_by_name_and_others_replace() {
+        let d = chain("hostname = \"r\"\n[rootfs]\noverlays = [\"lan\"]\nbinary = [{ package = \"t\", path = \"/usr/bin/t\" }, { package = \"init2\", path = \"/sbin/init\" }]\n").unwrap();
+        assert_eq!(d.rootfs.overlays, ["lan"]);
+        let b: Vec<(&str, &str)> = d
+            .rootfs
+            .binaries
+            .iter()
+            .map(|b| (b.package.as_str(), b.path.as_str()))
+            .collect();
+        assert_eq!(b, [("init2", "/sbin/init"), ("t", "/usr/bin/t")]);
+    }
+
+    #[test]
     fn unknown_key_names_file_line_and_key() {
         let err = chain("hostname = \"r1\"\n\n[kernel]\nfragmets = [\"x\"]\n")
             .unwrap_err()
@@ -674,6 +851,49 @@ site = "office"
         .unwrap_err()
         .to_string();
         assert!(err.contains("comes after `b`"), "{err}");
+    }
+
+    #[test]
+    fn host_addresses_of_subnets() {
+        assert_eq!(
+            host_address("192.0.2.0/30", 1).as_deref(),
+            Some("192.0.2.1/30")
+        );
+        assert_eq!(
+            host_address("192.0.2.4/30", 2).as_deref(),
+            Some("192.0.2.6/30")
+        );
+        assert_eq!(host_address("192.0.2.0/30", 3), None, "broadcast");
+        assert_eq!(host_address("192.0.2.0/31", 1), None);
+        assert_eq!(
+            host_address("2001:db8:0:1::/64", 2).as_deref(),
+            Some("2001:db8:0:1::2/64")
+        );
+        assert_eq!(host_address("nonsense", 1), None);
+    }
+
+    #[test]
+    fn circuits_give_each_end_its_address() {
+        let shared = "hostname = \"r\"\n[[circuit]]\nname = \"t1\"\nsubnet = \"192.0.2.0/30\"\nbond = { name = \"bond0\", members = [\"eth0\", \"eth1\"], mode = \"balance-rr\", miimon = 50 }\n[[circuit]]\nname = \"t3\"\ninterface = \"eth3\"\nsubnet = \"198.51.100.0/30\"\nsubnet6 = \"2001:db8:3::/64\"\n";
+        let a = chain(&format!("circuit_end = \"a\"\n{shared}")).unwrap();
+        let b = chain(&format!("circuit_end = \"b\"\n{shared}")).unwrap();
+        let na = a.box_network("x").unwrap().unwrap();
+        let nb = b.box_network("x").unwrap().unwrap();
+        assert_eq!(na.bonds[0].addresses, ["192.0.2.1/30"]);
+        assert_eq!(nb.bonds[0].addresses, ["192.0.2.2/30"]);
+        assert_eq!(na.bonds[0].members, nb.bonds[0].members);
+        let t3 = nb.interfaces.iter().find(|i| i.name == "eth3").unwrap();
+        assert_eq!(t3.addresses, ["198.51.100.2/30", "2001:db8:3::2/64"]);
+        assert!(na
+            .interfaces
+            .iter()
+            .any(|i| i.name == "eth1" && i.addresses.is_empty()));
+        let err = chain(shared)
+            .unwrap()
+            .box_network("images/x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("circuit_end"), "{err}");
     }
 
     #[test]

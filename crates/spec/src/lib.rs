@@ -5,6 +5,7 @@ pub mod system;
 
 #[cfg(feature = "description")]
 pub mod description;
+pub mod network;
 pub mod size;
 
 pub use system::{SystemConfig, READY_MARKER, SYSTEM_CONFIG_PATH};

@@ -349,17 +349,33 @@ impl Agent {
             stream,
             buf: Vec::new(),
         };
-        a.read_answer(
-            deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_secs(1)),
-        )
-        .map_err(|e| {
-            Error::Monitor(format!(
-                "agent of `{}` never said ready: {e}",
-                vm.config.name
-            ))
-        })?;
+        // What the agent writes while no client is connected is dropped,
+        // and so is (part of) what we send before it opens the port: send
+        // numbered `echo`s until the answer to the latest one comes back.
+        // The agent answers in order, so nothing older is pending then.
+        let mut n = 0u32;
+        'sync: loop {
+            n += 1;
+            let token = format!("wanflash-sync-{n}");
+            a.stream
+                .write_all(format!("echo {token}\n").as_bytes())
+                .map_err(|e| Error::Monitor(format!("agent of `{}`: {e}", vm.config.name)))?;
+            loop {
+                match a.read_answer(Duration::from_secs(1)) {
+                    Ok((_, out)) if out.contains(&token) => break 'sync,
+                    Ok(_) => {}
+                    Err(_) if Instant::now() > deadline => {
+                        return Err(Error::Monitor(format!(
+                            "agent of `{}` did not answer within {} s",
+                            vm.config.name,
+                            timeout.as_secs()
+                        )))
+                    }
+                    Err(_) => continue 'sync,
+                }
+            }
+        }
+        a.buf.clear();
         Ok(a)
     }
 

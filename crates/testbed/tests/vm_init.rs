@@ -51,7 +51,7 @@ fn init_supervises_reaps_and_keeps_the_root_read_only() {
 
     // The crashing service: restarted with doubling back-off up to its cap,
     // then marked failed and left alone.
-    let failed = wait(&mut vm, "failed:");
+    let failed = wait(&mut vm, "giving up; not restarted");
     assert!(failed.contains("service `crash`"), "{failed}");
     let console = vm.console();
     let restarts: Vec<u64> = lines_with(&console, "service `crash`")

@@ -98,6 +98,8 @@ fn agent(dev: &str) -> ExitCode {
             {
                 println!("testsvc: agent: cannot set `{dev}` raw: {e}");
             }
+            // Drop what arrived before raw mode (echoed, half lines).
+            let _ = nix::sys::termios::tcflush(port.as_fd(), nix::sys::termios::FlushArg::TCIFLUSH);
         }
         Err(e) => println!("testsvc: agent: cannot read the settings of `{dev}`: {e}"),
     }

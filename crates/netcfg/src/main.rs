@@ -1,0 +1,96 @@
+//! `netcfg [--config PATH] [--dry-run] [--check]`: applies the network
+//! description (default `/etc/wanflash/network.json`).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use wanflash_netcfg::{run, Line, Options, EXIT_BAD_CONFIG};
+
+const USAGE: &str = "usage: netcfg [--config PATH] [--dry-run] [--check]
+  --config PATH  network description (default /etc/wanflash/network.json)
+  --dry-run      print the changes, make none
+  --check        only check the description";
+
+fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut opts = Options::default();
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" => match args.next() {
+                Some(p) => opts.config = PathBuf::from(p),
+                None => return Err("--config needs a path".to_owned()),
+            },
+            "--dry-run" => opts.dry_run = true,
+            "--check" => opts.check = true,
+            "-h" | "--help" => return Ok(None),
+            other => match other.strip_prefix("--config=") {
+                Some(p) => opts.config = PathBuf::from(p),
+                None => return Err(format!("unknown argument `{other}`")),
+            },
+        }
+    }
+    Ok(Some(opts))
+}
+
+fn code(c: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(c).unwrap_or(1))
+}
+
+fn main() -> ExitCode {
+    let opts = match parse(std::env::args().skip(1)) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("netcfg: error: {e}\n{USAGE}");
+            return code(EXIT_BAD_CONFIG);
+        }
+    };
+    let status = run(&opts, &mut |line| {
+        // The console may be gone; nothing better to do than go on.
+        let _ = match line {
+            Line::Info(s) => writeln!(std::io::stdout(), "netcfg: {s}"),
+            Line::Error(s) => writeln!(std::io::stderr(), "netcfg: error: {s}"),
+        };
+    });
+    code(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> impl Iterator<Item = String> {
+        a.iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn parses_arguments() {
+        let o = parse(args(&[])).unwrap().unwrap();
+        assert_eq!(o.config, PathBuf::from("/etc/wanflash/network.json"));
+        let o = parse(args(&["--config", "/tmp/n.json", "--dry-run"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.config, PathBuf::from("/tmp/n.json"));
+        assert!(o.dry_run && !o.check);
+        let o = parse(args(&["--config=/x", "--check"])).unwrap().unwrap();
+        assert!(o.check);
+        assert_eq!(o.config, PathBuf::from("/x"));
+        assert!(parse(args(&["--help"])).unwrap().is_none());
+        assert_eq!(
+            parse(args(&["--bogus"])).unwrap_err(),
+            "unknown argument `--bogus`"
+        );
+        assert_eq!(
+            parse(args(&["--config"])).unwrap_err(),
+            "--config needs a path"
+        );
+    }
+}
