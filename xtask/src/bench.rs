@@ -129,6 +129,26 @@ pub fn run(args: &Args) -> Result<()> {
     let work = ws.join("target/bench");
     std::fs::create_dir_all(&work).with_context(|| format!("create `{}`", work.display()))?;
     let trials = if args.quick { 1 } else { args.boots.max(1) };
+    // Without NICs: the kernel, the disk and init alone (netcfg then finds
+    // no interface and fails, which does not delay readiness).
+    let mut bare = Vec::new();
+    for i in 0..trials {
+        let card = work.join(format!("bare{i}.img"));
+        wanflash_testbed::card_copy(&report.image_path, &card, desc.flash_size().0)?;
+        let cfg = wanflash_testbed::VmConfig::new(&card, &work, &format!("bare{i}"));
+        let mut vm = wanflash_testbed::Vm::start(cfg)?;
+        let line = vm.wait_for(wanflash_testbed::READY_MARKER, Duration::from_secs(120))?;
+        vm.kill();
+        let _ = std::fs::remove_file(&card);
+        bare.push(wanflash_testbed::ready_field(&line, "uptime_ms").unwrap_or(0) as f64 / 1000.0);
+    }
+    figures.push(fig(
+        "boot: kernel start to ready, no NICs, TCG, median (s)",
+        median(&mut bare),
+        "s",
+        Some(1.5),
+    ));
+
     let mut uptimes = Vec::new();
     let mut inits = Vec::new();
     let mut wall = Vec::new();

@@ -71,6 +71,7 @@ pub fn run(args: &Args) -> Result<()> {
     let ws = crate::workspace();
     let started = Instant::now();
     if !args.no_lint {
+        ensure_components()?;
         step(
             "cargo fmt --check",
             cargo().args(["fmt", "--all", "--", "--check"]),
@@ -139,7 +140,7 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(f) = &args.filter {
         vm.arg(f);
     }
-    vm.args(["--", "--test-threads", "2"]);
+    vm.args(["--", "--test-threads", "1"]);
     step("image and QEMU tests", &mut vm)?;
     println!(
         "all tests passed in {:.0} s",

@@ -503,6 +503,17 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
     if let Some(net) = &network {
         check_network(net, None, &image_file)?;
     }
+    if let Some(f) = &desc.failover {
+        if let Err(errors) = f.validate(network.as_ref()) {
+            let list: Vec<String> = errors.iter().map(|e| format!("  - {e}")).collect();
+            return Err(Error::Input(format!(
+                "`{image_file}`: the failover description has {} problem{}:\n{}",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" },
+                list.join("\n")
+            )));
+        }
+    }
 
     // Fail early on what is missing from the host, before minutes of work.
     let extra: Vec<(&str, &str)> = desc
@@ -653,6 +664,15 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
         let json = serde_json::to_string_pretty(net).unwrap_or_default() + "\n";
         tree.file(
             wanflash_spec::network::NETWORK_CONFIG_PATH,
+            json.into_bytes(),
+            0o644,
+            "wanflash",
+        );
+    }
+    if let Some(f) = &desc.failover {
+        let json = serde_json::to_string_pretty(f).unwrap_or_default() + "\n";
+        tree.file(
+            wanflash_spec::failover::FAILOVER_CONFIG_PATH,
             json.into_bytes(),
             0o644,
             "wanflash",

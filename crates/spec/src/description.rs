@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::failover::Failover;
 use crate::network::{Bond, Interface, Network};
 use crate::size::{ByteSize, MIB};
 use crate::system::{RestartPolicy, Service};
@@ -149,6 +150,9 @@ pub struct Description {
     /// address of each circuit's subnet, `b` the second.
     #[serde(default)]
     pub circuit_end: Option<CircuitEnd>,
+    /// Paths to the other site, probed and switched by failoverd.
+    #[serde(default)]
+    pub failover: Option<Failover>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@ pub mod system;
 
 #[cfg(feature = "description")]
 pub mod description;
+pub mod failover;
 pub mod network;
 pub mod size;
 

@@ -1,0 +1,819 @@
+//! The event loop: one thread, one `poll(2)` over the link-event socket,
+//! the probe sockets (one per path and per member circuit, each bound to
+//! its interface), the echo responders, the control socket and its
+//! clients; the timeout is the state machine's next deadline. Everything
+//! else is in [`crate::fsm`] (what to decide) and [`crate::actions`] (how
+//! to carry it out).
+//!
+//! The UDP echo responder answers only the far ends named in the
+//! description (each path's gateway and probe target), so that the port
+//! cannot be used to reflect traffic at anyone else; member circuits are
+//! answered on the circuit itself, at layer 2.
+
+use std::collections::hash_map::RandomState;
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use wanflash_spec::failover::{Failover, ProbeKind};
+
+use crate::actions::{self, Kernel, Plan, RealKernel};
+use crate::control::{self, Request, Response};
+use crate::fsm::{Decision, Fsm, Ms, ProbeOut, TargetKind};
+use crate::netlink::{LinkState, LinkWatch};
+use crate::probe::{self, IcmpEcho, Kind, Probe, Sample, FLAG_MEMBER};
+use crate::sockets::{self, IcmpSocket, PacketSocket, BROADCAST};
+use crate::{Error, Line};
+
+/// At most this many control clients at once.
+const MAX_CLIENTS: usize = 16;
+/// Missing interfaces are looked for again this often.
+const REOPEN_MS: Ms = 1000;
+/// The loop wakes at least this often (to notice a stop request).
+const MAX_SLEEP_MS: Ms = 250;
+
+enum Sock {
+    Closed,
+    Udp(UdpSocket),
+    Icmp(IcmpSocket),
+    Packet(PacketSocket),
+}
+
+struct TargetIo {
+    kind: TargetKind,
+    interface: String,
+    probe: ProbeKind,
+    /// The far end, for path targets.
+    addr: Option<IpAddr>,
+    session: u32,
+    sock: Sock,
+    /// Where member probes go: broadcast until the far end has answered.
+    peer_mac: [u8; 6],
+    /// The last send or open error said, so that it is said once.
+    said: Option<String>,
+}
+
+struct Client {
+    stream: UnixStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    eof: bool,
+}
+
+/// What a ready descriptor is.
+#[derive(Clone, Copy)]
+enum Source {
+    Watch,
+    Listener,
+    Responder(usize),
+    Target(usize),
+    Client(usize),
+}
+
+pub struct Daemon {
+    fsm: Fsm,
+    plan: Plan,
+    kernel: RealKernel,
+    watch: LinkWatch,
+    start: Instant,
+    port: u16,
+    targets: Vec<TargetIo>,
+    responders: Vec<UdpSocket>,
+    control: Option<UnixListener>,
+    control_path: PathBuf,
+    clients: Vec<Client>,
+    links: BTreeMap<String, LinkState>,
+    responder_session: u32,
+    /// The far ends named in the description: the only addresses whose
+    /// UDP echo requests are answered.
+    peers: Vec<IpAddr>,
+    last_reopen: Ms,
+    log: Box<dyn FnMut(Line) + Send>,
+    buf: Vec<u8>,
+}
+
+fn random_u32(salt: u64) -> u32 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(salt);
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    (h.finish() as u32).max(1)
+}
+
+/// Removes a stale control socket left by an earlier run, then listens.
+fn listen(path: &Path) -> Result<UnixListener, Error> {
+    let io = |action: &'static str| {
+        move |source: io::Error| Error::Io {
+            action,
+            path: path.display().to_string(),
+            source,
+        }
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path).map_err(io("remove the stale control socket"))?;
+        }
+    }
+    let l = UnixListener::bind(path).map_err(io("listen on"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(io("restrict the permissions of"))?;
+    l.set_nonblocking(true).map_err(io("configure"))?;
+    Ok(l)
+}
+
+impl Daemon {
+    /// Opens every socket, reads the links' state and starts the state
+    /// machine. Problems that leave the daemon useful (a missing
+    /// interface, no control socket) are logged; the others are errors.
+    pub fn new(cfg: &Failover, log: Box<dyn FnMut(Line) + Send>) -> Result<Daemon, Error> {
+        let start = Instant::now();
+        let fsm = Fsm::new(cfg, 0).map_err(Error::Config)?;
+        let plan = Plan::new(cfg).map_err(Error::Config)?;
+        // Subscribe before reading the state, so that no change falls in
+        // between.
+        let watch = LinkWatch::open()?;
+        let kernel = RealKernel::open()?;
+        let mut targets = Vec::new();
+        for i in 0..fsm.target_count() {
+            let Some(kind) = fsm.target_kind(i) else {
+                continue;
+            };
+            let (probe, addr) = match kind {
+                TargetKind::Path(p) => {
+                    let path = &cfg.paths[p];
+                    (path.probe, path.probe_addr().ok())
+                }
+                TargetKind::Member { .. } => (ProbeKind::Udp, None),
+            };
+            targets.push(TargetIo {
+                kind,
+                interface: fsm.target_interface(i).to_owned(),
+                probe,
+                addr,
+                session: random_u32(i as u64),
+                sock: Sock::Closed,
+                peer_mac: BROADCAST,
+                said: None,
+            });
+        }
+        let mut d = Daemon {
+            fsm,
+            plan,
+            kernel,
+            watch,
+            start,
+            port: cfg.udp_port,
+            targets,
+            responders: Vec::new(),
+            control: None,
+            control_path: PathBuf::from(&cfg.control_socket),
+            clients: Vec::new(),
+            links: BTreeMap::new(),
+            responder_session: random_u32(u64::MAX),
+            peers: cfg
+                .paths
+                .iter()
+                .flat_map(|p| [p.gateway_addr().ok(), p.probe_addr().ok()])
+                .flatten()
+                .collect(),
+            last_reopen: 0,
+            log,
+            buf: vec![0u8; 2048],
+        };
+        d.say_config(cfg);
+        if d.kernel.tracks_connections() {
+            d.info("the kernel tracks connections: conntrack is flushed after each switch".into());
+        } else {
+            d.info(
+                "the kernel tracks no connections (no conntrack): nothing to flush after a switch"
+                    .into(),
+            );
+        }
+        let v6 = cfg
+            .paths
+            .iter()
+            .any(|p| p.probe_addr().is_ok_and(|a| a.is_ipv6()));
+        for want_v6 in [false, true] {
+            match sockets::udp_responder(want_v6, cfg.udp_port) {
+                Ok(s) => d.responders.push(s),
+                // IPv6 may be off in the kernel; only an error if a path
+                // needs it.
+                Err(e) if !want_v6 || v6 => d.error(format!(
+                    "cannot answer probes on UDP port {} ({}): {e}",
+                    cfg.udp_port,
+                    if want_v6 { "IPv6" } else { "IPv4" }
+                )),
+                Err(_) => {}
+            }
+        }
+        match listen(&d.control_path) {
+            Ok(l) => d.control = Some(l),
+            Err(e) => d.error(format!("{e}; running without a control socket")),
+        }
+        d.resync_links(true);
+        d.reopen_sockets();
+        Ok(d)
+    }
+
+    fn now_ms(&self) -> Ms {
+        self.start.elapsed().as_millis() as Ms
+    }
+
+    fn now_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    fn info(&mut self, s: String) {
+        (self.log)(Line::Info(s));
+    }
+
+    fn error(&mut self, s: String) {
+        (self.log)(Line::Error(s));
+    }
+
+    fn say_config(&mut self, cfg: &Failover) {
+        let paths: Vec<String> = cfg
+            .paths
+            .iter()
+            .map(|p| {
+                let s = p.settings(&cfg.probe);
+                let members = if p.members.is_empty() {
+                    String::new()
+                } else {
+                    format!(", members {}", p.members.join(" "))
+                };
+                format!(
+                    "{} ({} via {}, {} probes to {} every {} ms, down after {} missed = {} ms, hold-down {} ms{members})",
+                    p.name,
+                    p.interface,
+                    p.gateway,
+                    p.probe,
+                    p.probe_target.as_deref().unwrap_or(&p.gateway),
+                    s.interval_ms,
+                    s.multiplier,
+                    s.detection_ms(),
+                    s.hold_down_ms
+                )
+            })
+            .collect();
+        self.info(format!("watching {}", paths.join("; ")));
+    }
+
+    /// Reads every link's state and feeds the differences to the state
+    /// machine (at start, and after the event queue overflowed).
+    fn resync_links(&mut self, starting: bool) {
+        let links = match self.kernel.channel().links() {
+            Ok(l) => l,
+            Err(e) => {
+                self.error(format!("cannot read the links' state: {e}"));
+                return;
+            }
+        };
+        let by_name: BTreeMap<String, LinkState> =
+            links.into_iter().map(|l| (l.name.clone(), l)).collect();
+        let watched: Vec<String> = self.targets.iter().map(|t| t.interface.clone()).collect();
+        let mut seen = Vec::new();
+        for name in watched {
+            if seen.contains(&name) {
+                continue;
+            }
+            seen.push(name.clone());
+            match by_name.get(&name) {
+                Some(l) => self.link_changed(l.clone()),
+                None => {
+                    if starting {
+                        self.error(format!(
+                            "interface {name} does not exist: it counts as without carrier until it appears"
+                        ));
+                    }
+                    let now = self.now_ms();
+                    let ds = self.fsm.on_carrier(&name, false, now);
+                    self.handle(ds);
+                }
+            }
+        }
+        if starting {
+            self.members_at_start(&by_name);
+        }
+        self.links = by_name;
+    }
+
+    /// Members found outside their bond (an earlier run took them out and
+    /// stopped): brought up, and put back once healthy.
+    fn members_at_start(&mut self, links: &BTreeMap<String, LinkState>) {
+        let mut found = Vec::new();
+        for t in &self.targets {
+            if let TargetKind::Member { path, member } = t.kind {
+                let bond = &self.plan.paths[path].0;
+                let (Some(l), Some(b)) = (links.get(&t.interface), links.get(bond)) else {
+                    continue;
+                };
+                if l.master != Some(b.index) {
+                    found.push((member, t.interface.clone(), bond.clone()));
+                }
+            }
+        }
+        for (member, name, bond) in found {
+            let now = self.now_ms();
+            self.fsm.member_found_out(member, now);
+            self.info(format!(
+                "member {name} is not in {bond} (an earlier run took it out?): it is put back once healthy"
+            ));
+            if let Err(e) = self.kernel.set_up(&name, true) {
+                self.error(format!("failed to bring {name} up: {e}"));
+            }
+        }
+    }
+
+    fn link_changed(&mut self, l: LinkState) {
+        let before = self.links.get(&l.name).cloned();
+        if l.removed {
+            self.links.remove(&l.name);
+        } else {
+            self.links.insert(l.name.clone(), l.clone());
+        }
+        if !self.fsm.watches(&l.name) {
+            return;
+        }
+        if before.as_ref().map(|b| b.carrier) != Some(l.carrier) {
+            let now = self.now_ms();
+            let ds = self.fsm.on_carrier(&l.name, l.carrier, now);
+            self.handle(ds);
+        }
+        // Taking a link down flushes the routes through it: put back the
+        // ones this daemon placed there when it comes up again.
+        if before.as_ref().is_some_and(|b| !b.admin_up) && l.admin_up {
+            self.reinstall_routes(&l.name);
+        }
+        if before.as_ref().map(|b| b.index) != Some(l.index) || l.removed {
+            // The interface was created or re-created: reopen its sockets.
+            for t in &mut self.targets {
+                if t.interface == l.name {
+                    t.sock = Sock::Closed;
+                }
+            }
+            self.last_reopen = 0;
+        }
+    }
+
+    fn reinstall_routes(&mut self, iface: &str) {
+        let mut routes = Vec::new();
+        for (si, s) in self.fsm.route_sets().iter().enumerate() {
+            if let Some(p) = s.current {
+                if self.plan.paths.get(p).is_some_and(|(dev, _)| dev == iface) {
+                    routes.extend(self.plan.route(&self.fsm, si, p));
+                }
+            }
+        }
+        for r in routes {
+            match self.kernel.replace_route(&r) {
+                Ok(()) => self.info(format!(
+                    "{iface} is up again: route {} via {} reinstalled",
+                    r.destination, r.gateway
+                )),
+                Err(e) => self.error(format!(
+                    "{iface} is up again but route {} via {} cannot be reinstalled: {e}",
+                    r.destination, r.gateway
+                )),
+            }
+        }
+    }
+
+    /// Opens the sockets that are not open (interfaces that did not exist).
+    fn reopen_sockets(&mut self) {
+        self.last_reopen = self.now_ms();
+        let mut said = Vec::new();
+        for t in self.targets.iter_mut() {
+            if !matches!(t.sock, Sock::Closed) {
+                continue;
+            }
+            let opened = match (t.kind, t.probe, t.addr) {
+                (TargetKind::Member { .. }, _, _) => match sockets::ifindex(&t.interface) {
+                    Some(ix) => PacketSocket::open(ix).map(Sock::Packet),
+                    None => Err(io::Error::from_raw_os_error(libc::ENODEV)),
+                },
+                (TargetKind::Path(_), ProbeKind::Udp, Some(a)) => {
+                    sockets::udp_prober(&t.interface, a).map(Sock::Udp)
+                }
+                (TargetKind::Path(_), ProbeKind::Icmp, Some(a)) => {
+                    IcmpSocket::open(&t.interface, a.is_ipv6()).map(Sock::Icmp)
+                }
+                (TargetKind::Path(_), _, None) => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+            };
+            match opened {
+                Ok(s) => {
+                    t.sock = s;
+                    t.said = None;
+                }
+                Err(e) => {
+                    let msg = format!("cannot probe on {}: {e}", t.interface);
+                    if t.said.as_deref() != Some(msg.as_str()) {
+                        t.said = Some(msg.clone());
+                        said.push(msg);
+                    }
+                }
+            }
+        }
+        for m in said {
+            self.error(m);
+        }
+    }
+
+    fn send_probe(&mut self, p: ProbeOut) {
+        let now_us = self.now_us();
+        let port = self.port;
+        let Some(t) = self.targets.get_mut(p.target) else {
+            return;
+        };
+        let result = match (&t.sock, t.addr) {
+            (Sock::Udp(s), Some(a)) => {
+                let bytes = Probe::request(t.session, p.seq, now_us, 0).encode();
+                sockets::udp_send(s, &bytes, SocketAddr::new(a, port))
+            }
+            (Sock::Icmp(s), Some(a)) => {
+                let bytes = IcmpEcho::new(t.session, p.seq, now_us).request(s.v6);
+                s.send(&bytes, a)
+            }
+            (Sock::Packet(s), _) => {
+                let bytes = Probe::request(t.session, p.seq, now_us, FLAG_MEMBER).encode();
+                s.send(&bytes, t.peer_mac)
+            }
+            // Not open: the probe is simply lost, and counted so.
+            _ => Ok(()),
+        };
+        // A send error (no carrier, no route) loses the probe: the state
+        // machine counts it missed. Say it once, not every probe.
+        let msg = match result {
+            Ok(()) => {
+                if t.said.is_some() && !matches!(t.sock, Sock::Closed) {
+                    t.said = None;
+                }
+                None
+            }
+            Err(e) => {
+                let m = format!("probes on {} cannot be sent: {e}", t.interface);
+                if t.said.as_deref() == Some(m.as_str()) {
+                    None
+                } else {
+                    t.said = Some(m.clone());
+                    Some(m)
+                }
+            }
+        };
+        if let Some(m) = msg {
+            self.error(m);
+        }
+    }
+
+    fn handle(&mut self, decisions: Vec<Decision>) {
+        for d in decisions {
+            let t0 = Instant::now();
+            let applied = actions::apply(&d, &self.fsm, &self.plan, &mut self.kernel);
+            let took = t0.elapsed();
+            let mut line = self.fsm.describe(&d);
+            let acted = !d.moves.is_empty()
+                || matches!(
+                    d.event,
+                    crate::fsm::Event::MemberOut { .. } | crate::fsm::Event::MemberIn { .. }
+                );
+            if applied.conntrack_flushed {
+                line.push_str("; conntrack flushed");
+            }
+            if acted {
+                line.push_str(&format!(
+                    "; applied in {:.2} ms",
+                    took.as_secs_f64() * 1000.0
+                ));
+            }
+            if applied.errors.is_empty() {
+                self.info(line);
+            } else {
+                line.push_str("; ");
+                line.push_str(&applied.errors.join("; "));
+                self.error(line);
+            }
+        }
+    }
+
+    /// Runs until `stop` is set (never, for the real daemon). Returns an
+    /// error only when the loop itself cannot go on.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), Error> {
+        while !stop.load(Ordering::Relaxed) {
+            let now = self.now_ms();
+            let tick = self.fsm.tick(now);
+            for p in tick.probes {
+                self.send_probe(p);
+            }
+            self.handle(tick.decisions);
+            if now >= self.last_reopen + REOPEN_MS {
+                self.reopen_sockets();
+            }
+            let wake = self.fsm.next_wakeup();
+            let sleep = wake.saturating_sub(self.now_ms()).min(MAX_SLEEP_MS);
+            let ready = self.wait(sleep)?;
+            for src in ready {
+                self.serve(src);
+            }
+            self.clients.retain(|c| !(c.eof && c.output.is_empty()));
+        }
+        Ok(())
+    }
+
+    /// Polls every descriptor for at most `sleep_ms`; returns the ready
+    /// ones.
+    fn wait(&mut self, sleep_ms: Ms) -> Result<Vec<Source>, Error> {
+        let mut sources: Vec<(Source, BorrowedFd<'_>, PollFlags)> = Vec::new();
+        sources.push((Source::Watch, self.watch.as_fd(), PollFlags::POLLIN));
+        if let Some(l) = &self.control {
+            sources.push((Source::Listener, l.as_fd(), PollFlags::POLLIN));
+        }
+        for (i, r) in self.responders.iter().enumerate() {
+            sources.push((Source::Responder(i), r.as_fd(), PollFlags::POLLIN));
+        }
+        for (i, t) in self.targets.iter().enumerate() {
+            let fd = match &t.sock {
+                Sock::Closed => continue,
+                Sock::Udp(s) => s.as_fd(),
+                Sock::Icmp(s) => s.as_fd(),
+                Sock::Packet(s) => s.as_fd(),
+            };
+            sources.push((Source::Target(i), fd, PollFlags::POLLIN));
+        }
+        for (i, c) in self.clients.iter().enumerate() {
+            let mut ev = PollFlags::POLLIN;
+            if !c.output.is_empty() {
+                ev |= PollFlags::POLLOUT;
+            }
+            sources.push((Source::Client(i), c.stream.as_fd(), ev));
+        }
+        let mut fds: Vec<PollFd<'_>> = sources
+            .iter()
+            .map(|(_, fd, ev)| PollFd::new(*fd, *ev))
+            .collect();
+        let timeout = PollTimeout::from(u16::try_from(sleep_ms).unwrap_or(u16::MAX));
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => return Ok(Vec::new()),
+            Err(e) => return Err(Error::Socket(io::Error::from_raw_os_error(e as i32))),
+        }
+        Ok(sources
+            .iter()
+            .zip(fds.iter())
+            .filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty()))
+            .map(|((s, _, _), _)| *s)
+            .collect())
+    }
+
+    fn serve(&mut self, src: Source) {
+        match src {
+            Source::Watch => self.read_links(),
+            Source::Listener => self.accept(),
+            Source::Responder(i) => self.answer_udp(i),
+            Source::Target(i) => self.read_target(i),
+            Source::Client(i) => self.serve_client(i),
+        }
+    }
+
+    fn read_links(&mut self) {
+        match self.watch.read() {
+            Ok(events) => {
+                for l in events {
+                    self.link_changed(l);
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                self.error(
+                    "link events were lost (queue overflow): reading every link's state again"
+                        .into(),
+                );
+                self.resync_links(false);
+            }
+            Err(e) => self.error(format!("cannot read link events: {e}")),
+        }
+    }
+
+    /// Answers the far end's UDP echo requests.
+    fn answer_udp(&mut self, i: usize) {
+        loop {
+            let Some(s) = self.responders.get(i) else {
+                return;
+            };
+            let (n, from) = match s.recv_from(&mut self.buf) {
+                Ok(x) => x,
+                Err(_) => return,
+            };
+            let t2 = self.now_us();
+            // Not a reflector for anyone else.
+            if !self.peers.contains(&from.ip()) {
+                continue;
+            }
+            let Ok(req) = Probe::decode(&self.buf[..n]) else {
+                continue;
+            };
+            if req.kind != Kind::Request {
+                continue;
+            }
+            let reply = req
+                .reply(t2, self.now_us(), self.responder_session)
+                .encode();
+            // A reply that cannot be sent is the requester's lost probe.
+            let _ = s.send_to(&reply, from);
+        }
+    }
+
+    fn read_target(&mut self, i: usize) {
+        loop {
+            let now_us = self.now_us();
+            let Some(t) = self.targets.get_mut(i) else {
+                return;
+            };
+            let session = t.session;
+            let got: Option<(u32, Sample)> = match &t.sock {
+                Sock::Closed => return,
+                Sock::Udp(s) => match s.recv_from(&mut self.buf) {
+                    Ok((n, _)) => match Probe::decode(&self.buf[..n]) {
+                        Ok(p) if p.kind == Kind::Reply && p.session == session => {
+                            Some((p.seq, probe::measure(&p, now_us)))
+                        }
+                        _ => None,
+                    },
+                    Err(_) => return,
+                },
+                Sock::Icmp(s) => match s.recv(&mut self.buf) {
+                    Ok(Some(n)) => match IcmpEcho::parse_reply(&self.buf[..n], s.v6) {
+                        Ok(e) if e.session == session => Some((
+                            e.seq,
+                            Sample {
+                                rtt_us: now_us.saturating_sub(e.t1_us),
+                                one_way_us: None,
+                            },
+                        )),
+                        _ => None,
+                    },
+                    _ => return,
+                },
+                Sock::Packet(s) => match s.recv(&mut self.buf) {
+                    Ok(Some((n, mac))) => match Probe::decode_frame(&self.buf[..n]) {
+                        Ok(p) if p.kind == Kind::Request => {
+                            // The far end probes this circuit: answer on it.
+                            let reply = p.reply(
+                                now_us,
+                                self.start.elapsed().as_micros() as u64,
+                                self.responder_session,
+                            );
+                            let _ = s.send(&reply.encode(), mac);
+                            None
+                        }
+                        Ok(p) if p.session == session => {
+                            t.peer_mac = mac;
+                            Some((p.seq, probe::measure(&p, now_us)))
+                        }
+                        _ => None,
+                    },
+                    _ => return,
+                },
+            };
+            if let Some((seq, sample)) = got {
+                let now = self.now_ms();
+                let ds = self.fsm.on_reply(i, seq, sample, now);
+                self.handle(ds);
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        let Some(l) = &self.control else { return };
+        while let Ok((stream, _)) = l.accept() {
+            if self.clients.len() >= MAX_CLIENTS {
+                let mut s = stream;
+                let _ = s.write_all(
+                    Response::error("too many control clients")
+                        .to_line()
+                        .as_bytes(),
+                );
+                continue;
+            }
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            self.clients.push(Client {
+                stream,
+                input: Vec::new(),
+                output: Vec::new(),
+                eof: false,
+            });
+        }
+    }
+
+    fn serve_client(&mut self, i: usize) {
+        let mut lines = Vec::new();
+        {
+            let Some(c) = self.clients.get_mut(i) else {
+                return;
+            };
+            let mut chunk = [0u8; 1024];
+            loop {
+                match c.stream.read(&mut chunk) {
+                    Ok(0) => {
+                        c.eof = true;
+                        break;
+                    }
+                    Ok(n) => c.input.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        c.eof = true;
+                        c.output.clear();
+                        break;
+                    }
+                }
+            }
+            match control::take_lines(&mut c.input) {
+                Ok(l) => lines = l,
+                Err(e) => {
+                    c.output
+                        .extend_from_slice(Response::error(e).to_line().as_bytes());
+                    c.input.clear();
+                    c.eof = true;
+                }
+            }
+            if c.eof && !c.input.is_empty() {
+                // A last request without its newline.
+                lines.push(String::from_utf8_lossy(&c.input).into_owned());
+                c.input.clear();
+            }
+        }
+        for line in lines {
+            let answer = self.command(&line).to_line();
+            if let Some(c) = self.clients.get_mut(i) {
+                c.output.extend_from_slice(answer.as_bytes());
+            }
+        }
+        if let Some(c) = self.clients.get_mut(i) {
+            while !c.output.is_empty() {
+                match c.stream.write(&c.output) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        c.output.drain(..n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        c.output.clear();
+                        c.eof = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One control request.
+    pub fn command(&mut self, line: &str) -> Response {
+        let now = self.now_ms();
+        match Request::parse(line) {
+            Err(e) => Response::error(e),
+            Ok(Request::Status) => Response::status(self.fsm.status(now)),
+            Ok(Request::Force { path }) => match self.fsm.force(&path, now) {
+                Ok(ds) => {
+                    let text: Vec<String> = ds.iter().map(|d| self.fsm.describe(d)).collect();
+                    self.handle(ds);
+                    Response::message(text.join("\n"))
+                }
+                Err(e) => Response::error(e),
+            },
+            Ok(Request::Release) => {
+                let ds = self.fsm.release(now);
+                if ds.is_empty() {
+                    return Response::message("no path was forced");
+                }
+                let text: Vec<String> = ds.iter().map(|d| self.fsm.describe(d)).collect();
+                self.handle(ds);
+                Response::message(text.join("\n"))
+            }
+        }
+    }
+
+    pub fn control_path(&self) -> &Path {
+        &self.control_path
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.control.is_some() {
+            let _ = std::fs::remove_file(&self.control_path);
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! `failoverd [--config PATH] [--check]`: watches the paths of the
+//! failover description (default `/etc/wanflash/failover.json`) and moves
+//! routes to the best healthy one. Exits 2 on a bad description.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+// Tests may unwrap; the library itself is checked without `cfg(test)`.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+
+use wanflash_failoverd::{run, Line, Options, EXIT_BAD_CONFIG};
+
+const USAGE: &str = "usage: failoverd [--config PATH] [--check]
+  --config PATH  failover description (default /etc/wanflash/failover.json)
+  --check        only check the description";
+
+fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut opts = Options::default();
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" => match args.next() {
+                Some(p) => opts.config = PathBuf::from(p),
+                None => return Err("--config needs a path".to_owned()),
+            },
+            "--check" => opts.check = true,
+            "-h" | "--help" => return Ok(None),
+            other => match other.strip_prefix("--config=") {
+                Some(p) => opts.config = PathBuf::from(p),
+                None => return Err(format!("unknown argument `{other}`")),
+            },
+        }
+    }
+    Ok(Some(opts))
+}
+
+fn code(c: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(c).unwrap_or(1))
+}
+
+fn main() -> ExitCode {
+    let opts = match parse(std::env::args().skip(1)) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("failoverd: error: {e}\n{USAGE}");
+            return code(EXIT_BAD_CONFIG);
+        }
+    };
+    // Never set: the daemon runs until init stops it.
+    let stop = AtomicBool::new(false);
+    let status = run(
+        &opts,
+        &stop,
+        Box::new(|line| {
+            // The console may be gone; nothing better to do than go on.
+            let _ = match line {
+                Line::Info(s) => writeln!(std::io::stdout(), "failoverd: {s}"),
+                Line::Error(s) => writeln!(std::io::stderr(), "failoverd: error: {s}"),
+            };
+        }),
+    );
+    code(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> impl Iterator<Item = String> {
+        a.iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn parses_arguments() {
+        let o = parse(args(&[])).unwrap().unwrap();
+        assert_eq!(o.config, PathBuf::from("/etc/wanflash/failover.json"));
+        assert!(!o.check);
+        let o = parse(args(&["--config", "/tmp/f.json", "--check"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.config, PathBuf::from("/tmp/f.json"));
+        assert!(o.check);
+        let o = parse(args(&["--config=/x"])).unwrap().unwrap();
+        assert_eq!(o.config, PathBuf::from("/x"));
+        assert!(parse(args(&["--help"])).unwrap().is_none());
+        assert_eq!(
+            parse(args(&["--bogus"])).unwrap_err(),
+            "unknown argument `--bogus`"
+        );
+        assert_eq!(
+            parse(args(&["--config"])).unwrap_err(),
+            "--config needs a path"
+        );
+    }
+}

@@ -1,0 +1,264 @@
+//! The probe sockets, each bound to its interface: UDP (the wanflash echo
+//! toward a wanflash router), raw ICMP (toward anything else) and packet
+//! sockets on bond members. All non-blocking; the daemon polls them.
+//!
+//! Why packet sockets on members: an IP packet sent with `SO_BINDTODEVICE`
+//! on a bond member is answered through the far end's bond, on whichever
+//! member it picks, and its ARP replies land on our bond, not the member.
+//! A frame of our own EtherType sent on the member and answered by the far
+//! end's failoverd on the member it arrived on crosses exactly one
+//! circuit, both ways. The kernel hands such frames to a packet socket
+//! bound to the member even while the member is enslaved.
+
+use std::ffi::OsString;
+use std::io;
+use std::mem;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use nix::sys::socket::{
+    bind, recvfrom, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag,
+    SockProtocol, SockType, SockaddrIn, SockaddrIn6, SockaddrStorage,
+};
+
+use crate::probe::ETHERTYPE;
+
+fn io_err(e: nix::Error) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+fn flags() -> SockFlag {
+    SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC
+}
+
+fn family_of(a: &IpAddr) -> AddressFamily {
+    match a {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    }
+}
+
+fn bind_to_device(fd: &OwnedFd, iface: &str) -> io::Result<()> {
+    setsockopt(fd, sockopt::BindToDevice, &OsString::from(iface)).map_err(io_err)
+}
+
+/// A UDP socket on an ephemeral port, bound to `iface`, for probing
+/// `target`.
+pub fn udp_prober(iface: &str, target: IpAddr) -> io::Result<UdpSocket> {
+    let fd = socket(family_of(&target), SockType::Datagram, flags(), None).map_err(io_err)?;
+    bind_to_device(&fd, iface)?;
+    match target {
+        IpAddr::V4(_) => bind(
+            fd.as_raw_fd(),
+            &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+        ),
+        IpAddr::V6(_) => bind(
+            fd.as_raw_fd(),
+            &SockaddrIn6::from(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0)),
+        ),
+    }
+    .map_err(io_err)?;
+    Ok(UdpSocket::from(fd))
+}
+
+/// The echo responder: `port` on every address of one family. IPv6 is
+/// IPv6-only so that the IPv4 socket can coexist.
+pub fn udp_responder(v6: bool, port: u16) -> io::Result<UdpSocket> {
+    let family = if v6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    let fd = socket(family, SockType::Datagram, flags(), None).map_err(io_err)?;
+    if v6 {
+        setsockopt(&fd, sockopt::Ipv6V6Only, &true).map_err(io_err)?;
+        bind(
+            fd.as_raw_fd(),
+            &SockaddrIn6::from(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0)),
+        )
+    } else {
+        bind(
+            fd.as_raw_fd(),
+            &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)),
+        )
+    }
+    .map_err(io_err)?;
+    Ok(UdpSocket::from(fd))
+}
+
+/// Sends without blocking; a full queue (the link is congested or down)
+/// is reported like any error.
+pub fn udp_send(s: &UdpSocket, buf: &[u8], to: SocketAddr) -> io::Result<()> {
+    s.send_to(buf, to).map(|_| ())
+}
+
+/// A raw ICMP (or ICMPv6) socket bound to `iface`. Needs CAP_NET_RAW.
+pub struct IcmpSocket {
+    fd: OwnedFd,
+    pub v6: bool,
+}
+
+impl IcmpSocket {
+    pub fn open(iface: &str, v6: bool) -> io::Result<IcmpSocket> {
+        let (family, proto) = if v6 {
+            (AddressFamily::Inet6, SockProtocol::IcmpV6)
+        } else {
+            (AddressFamily::Inet, SockProtocol::Icmp)
+        };
+        let fd = socket(family, SockType::Raw, flags(), proto).map_err(io_err)?;
+        bind_to_device(&fd, iface)?;
+        Ok(IcmpSocket { fd, v6 })
+    }
+
+    pub fn send(&self, buf: &[u8], to: IpAddr) -> io::Result<()> {
+        match to {
+            IpAddr::V4(a) => sendto(
+                self.fd.as_raw_fd(),
+                buf,
+                &SockaddrIn::from(SocketAddrV4::new(a, 0)),
+                MsgFlags::empty(),
+            ),
+            IpAddr::V6(a) => sendto(
+                self.fd.as_raw_fd(),
+                buf,
+                &SockaddrIn6::from(SocketAddrV6::new(a, 0, 0, 0)),
+                MsgFlags::empty(),
+            ),
+        }
+        .map(|_| ())
+        .map_err(io_err)
+    }
+
+    /// One packet, or `None` when nothing is queued.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match recvfrom::<SockaddrStorage>(self.fd.as_raw_fd(), buf) {
+            Ok((n, _)) => Ok(Some(n)),
+            Err(nix::Error::EAGAIN) => Ok(None),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+}
+
+impl AsFd for IcmpSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+pub const BROADCAST: [u8; 6] = [0xff; 6];
+
+/// A packet socket (`AF_PACKET`, `SOCK_DGRAM`) on one interface for
+/// frames of type [`ETHERTYPE`]: the kernel adds and strips the Ethernet
+/// header.
+pub struct PacketSocket {
+    fd: OwnedFd,
+    ifindex: i32,
+}
+
+fn sockaddr_ll(ifindex: i32, mac: Option<[u8; 6]>) -> libc::sockaddr_ll {
+    // SAFETY: sockaddr_ll is plain old data; all zeroes is a valid value.
+    let mut sa: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    sa.sll_family = libc::AF_PACKET as u16;
+    sa.sll_protocol = ETHERTYPE.to_be();
+    sa.sll_ifindex = ifindex;
+    if let Some(mac) = mac {
+        sa.sll_halen = 6;
+        sa.sll_addr[..6].copy_from_slice(&mac);
+    }
+    sa
+}
+
+fn last_error<T>(rc: T) -> io::Result<T>
+where
+    T: PartialOrd + Default,
+{
+    if rc < T::default() {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+impl PacketSocket {
+    pub fn open(ifindex: u32) -> io::Result<PacketSocket> {
+        let ifindex =
+            i32::try_from(ifindex).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
+        // SAFETY: socket(2) with constant arguments; it returns a new
+        // descriptor or -1.
+        let raw = last_error(unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                i32::from(ETHERTYPE.to_be()),
+            )
+        })?;
+        // SAFETY: `raw` is a descriptor we just opened and own alone.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let sa = sockaddr_ll(ifindex, None);
+        // SAFETY: `sa` is a valid sockaddr_ll and the length is its size.
+        last_error(unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_ll).cast(),
+                mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        })?;
+        Ok(PacketSocket { fd, ifindex })
+    }
+
+    pub fn send(&self, buf: &[u8], to: [u8; 6]) -> io::Result<()> {
+        let sa = sockaddr_ll(self.ifindex, Some(to));
+        // SAFETY: `buf` is valid for `buf.len()` bytes and `sa` is a valid
+        // sockaddr_ll of the length given.
+        last_error(unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                0,
+                (&sa as *const libc::sockaddr_ll).cast(),
+                mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        })
+        .map(|_| ())
+    }
+
+    /// One frame's payload and its sender's MAC address, or `None` when
+    /// nothing is queued.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<(usize, [u8; 6])>> {
+        let mut sa = sockaddr_ll(0, None);
+        let mut len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: `buf` is writable for `buf.len()` bytes; `sa` and `len`
+        // describe a writable sockaddr_ll.
+        let rc = unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                0,
+                (&mut sa as *mut libc::sockaddr_ll).cast(),
+                &mut len,
+            )
+        };
+        match last_error(rc) {
+            Ok(n) => {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(&sa.sll_addr[..6]);
+                Ok(Some((n as usize, mac)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl AsFd for PacketSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// The index of an interface, `None` if it does not exist.
+pub fn ifindex(name: &str) -> Option<u32> {
+    nix::net::if_::if_nametoindex(name).ok().filter(|i| *i > 0)
+}

@@ -1,0 +1,617 @@
+//! Tests in fresh network namespaces, on veth pairs: two "routers", A
+//! (office) and B (backup site), each a thread that unshared its network
+//! namespace. Only documentation addresses; the host's interfaces are
+//! never touched. They need root (CAP_SYS_ADMIN, CAP_NET_ADMIN,
+//! CAP_NET_RAW) and `ip` (iproute2) for the set-up; without them they say
+//! why and return. The kernel needs veth; bonding is not needed (nor
+//! available on the build host): bond membership is tested in the VM.
+//!
+//! ```text
+//!   A (office)                          B (backup site)
+//!   va  192.0.2.1/30      <-- veth -->  vb  192.0.2.2/30     "T1"
+//!   va2 198.51.100.1/30   <-- veth -->  vb2 198.51.100.2/30  "T3"
+//! ```
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sched::{unshare, CloneFlags};
+use wanflash_failoverd::control::Response;
+use wanflash_failoverd::daemon::Daemon;
+use wanflash_failoverd::netlink::{self, Channel, LinkWatch, RTPROT_FAILOVERD};
+use wanflash_failoverd::probe::{self, IcmpEcho, Kind, Probe, FLAG_MEMBER};
+use wanflash_failoverd::sockets::{self, IcmpSocket, PacketSocket, BROADCAST};
+use wanflash_failoverd::Line;
+use wanflash_spec::failover::Failover;
+use wanflash_spec::network::{Cidr, Family};
+
+const FAR_LAN: &str = "203.0.113.128/25";
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run `ip`: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Why the namespace tests cannot run here, if they cannot.
+fn cannot_run() -> Option<String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Some("not root".into());
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return Some("`ip` (iproute2) is not installed".into());
+    }
+    // Try in a throw-away thread: a namespace and a veth pair.
+    thread::spawn(|| -> Option<String> {
+        if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
+            return Some(format!("cannot create a network namespace: {e}"));
+        }
+        ip(&["link", "add", "vt0", "type", "veth", "peer", "name", "vt1"])
+            .err()
+            .map(|e| format!("no veth: {e}"))
+    })
+    .join()
+    .unwrap_or_else(|_| Some("the probe thread panicked".into()))
+}
+
+macro_rules! skip_unless_possible {
+    () => {
+        if let Some(why) = cannot_run() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+/// A request to router B: an `ip` command line run in B's namespace, or
+/// a word its closure understands; answered when done.
+pub type Cmd = (String, mpsc::Sender<Result<(), String>>);
+
+/// Sends `cmd` to B and waits for it to be done.
+fn on_b(tx: &mpsc::Sender<Cmd>, cmd: &str) -> Result<(), String> {
+    let (done_tx, done_rx) = mpsc::channel();
+    tx.send((cmd.to_owned(), done_tx))
+        .map_err(|e| e.to_string())?;
+    done_rx.recv().map_err(|e| e.to_string())?
+}
+
+/// Runs an `ip ...` command of B; other words go back to the caller.
+fn b_command(cmd: Cmd) -> Option<Cmd> {
+    match cmd.0.strip_prefix("ip ") {
+        Some(args) => {
+            let args: Vec<&str> = args.split(' ').collect();
+            let _ = cmd.1.send(ip(&args));
+            None
+        }
+        None => Some(cmd),
+    }
+}
+
+/// Builds the two-router lab, runs `b` in B's namespace once its side is
+/// configured (it gets B's commands; `exit` when A is done) and `a` in
+/// A's, and returns what `a` returns.
+fn lab<A, B, R>(b: B, a: A) -> R
+where
+    A: FnOnce(mpsc::Sender<Cmd>) -> R + Send + 'static,
+    B: FnOnce(mpsc::Receiver<Cmd>) + Send + 'static,
+    R: Send + 'static,
+{
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
+    let peer = thread::spawn(move || {
+        unshare(CloneFlags::CLONE_NEWNET).unwrap();
+        tid_tx.send(nix::unistd::gettid().as_raw()).unwrap();
+        go_rx.recv().unwrap();
+        ip(&["link", "set", "lo", "up"]).unwrap();
+        ip(&["addr", "add", "192.0.2.2/30", "dev", "vb"]).unwrap();
+        ip(&["addr", "add", "198.51.100.2/30", "dev", "vb2"]).unwrap();
+        ip(&["link", "set", "vb", "up"]).unwrap();
+        ip(&["link", "set", "vb2", "up"]).unwrap();
+        ready_tx.send(()).unwrap();
+        b(cmd_rx);
+    });
+    let tid = tid_rx.recv().unwrap();
+    let local = thread::spawn(move || {
+        unshare(CloneFlags::CLONE_NEWNET).unwrap();
+        ip(&["link", "set", "lo", "up"]).unwrap();
+        ip(&["link", "add", "va", "type", "veth", "peer", "name", "vb"]).unwrap();
+        ip(&["link", "add", "va2", "type", "veth", "peer", "name", "vb2"]).unwrap();
+        // A thread's id names its namespace as a process id would.
+        ip(&["link", "set", "vb", "netns", &tid.to_string()]).unwrap();
+        ip(&["link", "set", "vb2", "netns", &tid.to_string()]).unwrap();
+        ip(&["addr", "add", "192.0.2.1/30", "dev", "va"]).unwrap();
+        ip(&["addr", "add", "198.51.100.1/30", "dev", "va2"]).unwrap();
+        ip(&["link", "set", "va", "up"]).unwrap();
+        ip(&["link", "set", "va2", "up"]).unwrap();
+        go_tx.send(()).unwrap();
+        ready_rx.recv().unwrap();
+        // B is told to exit even when A's checks fail, or it would wait
+        // for ever.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a(cmd_tx.clone())));
+        let _ = on_b(&cmd_tx, "exit");
+        match r {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    });
+    let r = local.join();
+    let p = peer.join();
+    match (r, p) {
+        (Ok(r), Ok(())) => r,
+        (Err(e), _) | (_, Err(e)) => std::panic::resume_unwind(e),
+    }
+}
+
+/// Waits until `f` is true or `limit` passes; returns the time it took.
+fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if f() {
+            return Some(t0.elapsed());
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    None
+}
+
+/// A minimal far end for the socket-level test: UDP echo on 4784 and the
+/// member echo on `vb`, until told to stop.
+fn echo_responder(cmds: mpsc::Receiver<Cmd>) {
+    let udp = sockets::udp_responder(false, 4784).unwrap();
+    let member = PacketSocket::open(sockets::ifindex("vb").unwrap()).unwrap();
+    let t0 = Instant::now();
+    let mut buf = [0u8; 2048];
+    loop {
+        if let Ok(cmd) = cmds.try_recv() {
+            if let Some((word, done)) = b_command(cmd) {
+                let _ = done.send(Ok(()));
+                if word == "exit" {
+                    return;
+                }
+            }
+        }
+        if let Ok((n, from)) = udp.recv_from(&mut buf) {
+            let t2 = t0.elapsed().as_micros() as u64;
+            if let Ok(p) = Probe::decode(&buf[..n]) {
+                let _ = udp.send_to(&p.reply(t2, t2 + 1, 99).encode(), from);
+            }
+        }
+        if let Ok(Some((n, mac))) = member.recv(&mut buf) {
+            if let Ok(p) = Probe::decode_frame(&buf[..n]) {
+                if p.kind == Kind::Request {
+                    member.send(&p.reply(1, 2, 99).encode(), mac).unwrap();
+                }
+            }
+        }
+        thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn udp_round_trip(iface: &str, target: &str, session: u32) -> Result<probe::Sample, String> {
+    let addr: IpAddr = target.parse().unwrap();
+    let s = sockets::udp_prober(iface, addr).map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    let mut buf = [0u8; 256];
+    for seq in 1..=20u32 {
+        let t1 = t0.elapsed().as_micros() as u64;
+        sockets::udp_send(
+            &s,
+            &Probe::request(session, seq, t1, 0).encode(),
+            SocketAddr::new(addr, 4784),
+        )
+        .map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < deadline {
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                let p = Probe::decode(&buf[..n]).map_err(|e| e.to_string())?;
+                // The first requests may be answered late (ARP, the
+                // responder starting): wait for the answer to the last.
+                assert_eq!((p.kind, p.session, p.responder), (Kind::Reply, session, 99));
+                assert!(p.seq >= 1 && p.seq <= seq, "{p:?}");
+                if p.seq != seq {
+                    continue;
+                }
+                return Ok(probe::measure(&p, t0.elapsed().as_micros() as u64));
+            }
+            thread::sleep(Duration::from_micros(100));
+        }
+    }
+    Err(format!("no UDP echo reply on {iface} from {target}"))
+}
+
+fn routes_to(ch: &mut Channel, dest: &str) -> Vec<netlink::RouteEntry> {
+    let d: Cidr = dest.parse().unwrap();
+    ch.routes(Family::Ipv4)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.destination == Some(d))
+        .collect()
+}
+
+#[test]
+fn probes_bound_to_their_interface_and_route_replace_in_namespaces() {
+    skip_unless_possible!();
+    lab(echo_responder, |_b| {
+        // The wanflash echo over each circuit, each socket bound to its
+        // interface.
+        let s = udp_round_trip("va", "192.0.2.2", 7).unwrap();
+        assert!(s.rtt_us < 1_000_000, "{s:?}");
+        udp_round_trip("va2", "198.51.100.2", 8).unwrap();
+
+        // ICMP echo toward the far end's kernel.
+        let icmp = IcmpSocket::open("va2", false).unwrap();
+        let e = IcmpEcho::new(0x1234_5678, 1, 5);
+        let mut got = None;
+        for _ in 0..200 {
+            icmp.send(&e.request(false), "198.51.100.2".parse().unwrap())
+                .unwrap();
+            thread::sleep(Duration::from_millis(5));
+            let mut buf = [0u8; 512];
+            while let Ok(Some(n)) = icmp.recv(&mut buf) {
+                if let Ok(r) = IcmpEcho::parse_reply(&buf[..n], false) {
+                    got = Some(r);
+                }
+            }
+            if got.is_some() {
+                break;
+            }
+        }
+        assert_eq!(got, Some(e));
+
+        // The member echo: a frame of our EtherType on the circuit,
+        // answered on the same circuit.
+        let member = PacketSocket::open(sockets::ifindex("va").unwrap()).unwrap();
+        let mut reply = None;
+        for seq in 0..100 {
+            member
+                .send(&Probe::request(3, seq, 10, FLAG_MEMBER).encode(), BROADCAST)
+                .unwrap();
+            thread::sleep(Duration::from_millis(5));
+            let mut buf = [0u8; 256];
+            while let Ok(Some((n, _mac))) = member.recv(&mut buf) {
+                if let Ok(p) = Probe::decode_frame(&buf[..n]) {
+                    if p.kind == Kind::Reply {
+                        reply = Some(p);
+                    }
+                }
+            }
+            if reply.is_some() {
+                break;
+            }
+        }
+        let reply = reply.expect("no member echo reply on va");
+        assert_eq!(
+            (reply.session, reply.flags, reply.responder),
+            (3, FLAG_MEMBER, 99)
+        );
+
+        // Route replace moves the far LAN from one circuit to the other:
+        // one route throughout, read back over netlink.
+        let va = sockets::ifindex("va").unwrap();
+        let va2 = sockets::ifindex("va2").unwrap();
+        let mut ch = Channel::route().unwrap();
+        let spec = |gw: &str, dev: &str| netlink::RouteSpec {
+            destination: FAR_LAN.parse().unwrap(),
+            gateway: gw.parse().unwrap(),
+            device: dev.into(),
+            table: 254,
+        };
+        ch.change(&netlink::route_replace(&spec("192.0.2.2", "va"), va))
+            .unwrap();
+        let r = routes_to(&mut ch, FAR_LAN);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!((r[0].oif, r[0].protocol), (Some(va), RTPROT_FAILOVERD));
+        assert_eq!(r[0].gateway, Some("192.0.2.2".parse().unwrap()));
+        ch.change(&netlink::route_replace(&spec("198.51.100.2", "va2"), va2))
+            .unwrap();
+        let r = routes_to(&mut ch, FAR_LAN);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].oif, Some(va2));
+        assert_eq!(r[0].gateway, Some("198.51.100.2".parse().unwrap()));
+        // A gateway that is not on the link is refused with the kernel's
+        // reason.
+        let err = ch
+            .change(&netlink::route_replace(&spec("198.51.100.2", "va"), va))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unreachable") || err.contains("Nexthop"),
+            "{err}"
+        );
+
+        // Link events: taking va2 down is pushed on the multicast socket.
+        let mut watch = LinkWatch::open().unwrap();
+        ch.change(&netlink::set_up(va2, false)).unwrap();
+        let mut seen = None;
+        wait_for(Duration::from_secs(2), || {
+            for l in watch.read().unwrap() {
+                if l.name == "va2" && !l.carrier {
+                    seen = Some(l);
+                }
+            }
+            seen.is_some()
+        })
+        .expect("no link event for va2");
+        assert!(!seen.unwrap().admin_up);
+        let links = ch.links().unwrap();
+        let va_state = links.iter().find(|l| l.name == "va").unwrap();
+        assert!(va_state.carrier && va_state.admin_up);
+
+        // Conntrack: flushed when the kernel has it, skipped otherwise.
+        if netlink::conntrack_present(std::path::Path::new("/proc/sys")) {
+            netlink::flush_conntrack().unwrap();
+        } else {
+            eprintln!("no conntrack in this kernel: flush not exercised");
+        }
+    });
+}
+
+fn config(text: &str, socket: &std::path::Path) -> Failover {
+    let text = text.replace("SOCKET", &socket.display().to_string());
+    let cfg = Failover::from_json("test", &text).unwrap();
+    cfg.validate(None).unwrap();
+    cfg
+}
+
+const OFFICE: &str = r#"{
+  "paths": [
+    { "name": "t1", "interface": "va", "gateway": "192.0.2.2", "priority": 10,
+      "routes": ["203.0.113.128/25"] },
+    { "name": "t3", "interface": "va2", "gateway": "198.51.100.2", "priority": 20,
+      "routes": ["203.0.113.128/25"], "probe": "icmp" }
+  ],
+  "probe": { "interval_ms": 20, "multiplier": 3, "hold_down_ms": 500 },
+  "control_socket": "SOCKET"
+}"#;
+
+const BACKUP: &str = r#"{
+  "paths": [
+    { "name": "t1", "interface": "vb", "gateway": "192.0.2.1", "priority": 10,
+      "routes": ["203.0.113.0/25"] },
+    { "name": "t3", "interface": "vb2", "gateway": "198.51.100.1", "priority": 20,
+      "routes": ["203.0.113.0/25"] }
+  ],
+  "probe": { "interval_ms": 20, "multiplier": 3, "hold_down_ms": 500 },
+  "control_socket": "SOCKET"
+}"#;
+
+fn ask(socket: &std::path::Path, request: &str) -> Response {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    s.write_all(b"\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+fn logger(log: &Log) -> Box<dyn FnMut(Line) + Send> {
+    let log = log.clone();
+    Box::new(move |l| {
+        let s = match l {
+            Line::Info(s) => s,
+            Line::Error(s) => format!("error: {s}"),
+        };
+        eprintln!("failoverd: {s}");
+        log.lock().unwrap().push(s);
+    })
+}
+
+fn logged(log: &Log, needle: &str) -> Option<String> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains(needle))
+        .cloned()
+}
+
+/// Router B: a whole failoverd, serving B's commands; `kill` stops the
+/// daemon (its circuits keep carrier: a silent far-end failure).
+fn b_daemon(cfg: Failover, log: Log) -> impl FnOnce(mpsc::Receiver<Cmd>) + Send + 'static {
+    move |cmds| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f2 = flag.clone();
+        let d = thread::spawn(move || {
+            let mut d = Daemon::new(&cfg, logger(&log)).unwrap();
+            d.run(&f2).unwrap();
+        });
+        let mut d = Some(d);
+        for cmd in cmds.iter() {
+            let Some((word, done)) = b_command(cmd) else {
+                continue;
+            };
+            if word == "kill" || word == "exit" {
+                flag.store(true, Ordering::Relaxed);
+                if let Some(d) = d.take() {
+                    d.join().unwrap();
+                }
+            }
+            let _ = done.send(Ok(()));
+            if word == "exit" {
+                return;
+            }
+        }
+    }
+}
+
+/// A's failoverd in a thread of A's namespace; returns its stop flag and
+/// thread.
+fn a_daemon(cfg: Failover, log: &Log) -> (Arc<AtomicBool>, thread::JoinHandle<()>) {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f2 = flag.clone();
+    let log = log.clone();
+    let t = thread::spawn(move || {
+        let mut d = Daemon::new(&cfg, logger(&log)).unwrap();
+        d.run(&f2).unwrap();
+    });
+    (flag, t)
+}
+
+#[test]
+fn daemons_fail_over_on_carrier_loss_and_come_back_after_hold_down() {
+    skip_unless_possible!();
+    let dir = tempfile::tempdir().unwrap();
+    let a_sock = dir.path().join("a.sock");
+    let a_cfg = config(OFFICE, &a_sock);
+    let b_cfg = config(BACKUP, &dir.path().join("b.sock"));
+    let b_log: Log = Arc::default();
+    lab(b_daemon(b_cfg, b_log.clone()), move |b| {
+        let a_log: Log = Arc::default();
+        let (stop, daemon) = a_daemon(a_cfg, &a_log);
+        let va = sockets::ifindex("va").unwrap();
+        let va2 = sockets::ifindex("va2").unwrap();
+        let mut ch = Channel::route().unwrap();
+        let oif = |ch: &mut Channel| routes_to(ch, FAR_LAN).first().and_then(|r| r.oif);
+
+        // Start-up: both paths answer, the far LAN goes over t1.
+        wait_for(Duration::from_secs(5), || oif(&mut ch) == Some(va))
+            .expect("route never installed on va");
+        wait_for(Duration::from_secs(5), || {
+            let st = ask(&a_sock, r#"{"cmd":"status"}"#).status.unwrap();
+            st.paths
+                .iter()
+                .all(|p| p.state == wanflash_failoverd::fsm::Health::Up)
+        })
+        .expect("both paths up");
+        // A second answer gives a delay variation.
+        wait_for(Duration::from_secs(2), || {
+            let st = ask(&a_sock, r#"{"cmd":"status"}"#).status.unwrap();
+            st.paths[0].jitter_forward_us.is_some()
+        })
+        .expect("no delay variation measured");
+        let st = ask(&a_sock, r#"{"cmd":"status"}"#).status.unwrap();
+        assert_eq!(st.route_sets[0].path.as_deref(), Some("t1"));
+        assert!(
+            st.paths[0].last_rtt_us.is_some() && st.paths[0].jitter_reverse_us.is_some(),
+            "{st:?}"
+        );
+        assert!(
+            st.paths[1].last_rtt_us.is_some(),
+            "the ICMP path has an RTT: {st:?}"
+        );
+
+        // Force and release over the control socket.
+        let r = ask(&a_sock, r#"{"cmd":"force","path":"t3"}"#);
+        assert!(r.ok, "{r:?}");
+        wait_for(Duration::from_secs(2), || oif(&mut ch) == Some(va2)).expect("forced to va2");
+        assert_eq!(
+            ask(&a_sock, r#"{"cmd":"status"}"#)
+                .status
+                .unwrap()
+                .forced
+                .as_deref(),
+            Some("t3")
+        );
+        let r = ask(&a_sock, r#"{"cmd":"force","path":"t9"}"#);
+        assert!(!r.ok && r.error.unwrap().contains("no path named `t9`"));
+        assert!(ask(&a_sock, r#"{"cmd":"release"}"#).ok);
+        wait_for(Duration::from_secs(2), || oif(&mut ch) == Some(va)).expect("released to va");
+
+        // Carrier loss: the far end's side of the T1 goes down, so va
+        // loses carrier.
+        on_b(&b, "ip link set vb down").unwrap();
+        let took =
+            wait_for(Duration::from_secs(2), || oif(&mut ch) == Some(va2)).expect("no move to va2");
+        eprintln!("carrier loss to new route, as seen by the test: {took:?}");
+        wait_for(Duration::from_secs(1), || {
+            logged(&a_log, "path t1 down").is_some()
+        })
+        .unwrap();
+        let line = logged(&a_log, "path t1 down").unwrap();
+        assert!(
+            line.starts_with(
+                "path t1 down (carrier lost, detected in 0 ms); routes 203.0.113.128/25 -> t3"
+            ),
+            "{line}"
+        );
+        // Back up: the route returns only after the hold-down.
+        let back = Instant::now();
+        on_b(&b, "ip link set vb up").unwrap();
+        wait_for(Duration::from_secs(5), || oif(&mut ch) == Some(va)).expect("no move back to va");
+        assert!(
+            back.elapsed() >= Duration::from_millis(500),
+            "{:?}",
+            back.elapsed()
+        );
+        let up = logged(&a_log, "path t1 up (healthy for").unwrap();
+        assert!(up.contains("routes 203.0.113.128/25 -> t1"), "{up}");
+        stop.store(true, Ordering::Relaxed);
+        daemon.join().unwrap();
+    });
+    assert!(logged(&b_log, "watching t1").is_some());
+}
+
+#[test]
+fn silent_far_end_failure_is_detected_from_probes() {
+    skip_unless_possible!();
+    let dir = tempfile::tempdir().unwrap();
+    let a_cfg = config(OFFICE, &dir.path().join("a.sock"));
+    let b_cfg = config(BACKUP, &dir.path().join("b.sock"));
+    lab(b_daemon(b_cfg, Arc::default()), move |b| {
+        let a_log: Log = Arc::default();
+        let (stop, daemon) = a_daemon(a_cfg, &a_log);
+        let va = sockets::ifindex("va").unwrap();
+        let va2 = sockets::ifindex("va2").unwrap();
+        let mut ch = Channel::route().unwrap();
+        let oif = |ch: &mut Channel| routes_to(ch, FAR_LAN).first().and_then(|r| r.oif);
+        wait_for(Duration::from_secs(5), || oif(&mut ch) == Some(va))
+            .expect("route never installed on va");
+        wait_for(Duration::from_secs(5), || {
+            logged(&a_log, "path t3 up").is_some()
+        })
+        .expect("t3 never up");
+        // The far end's failoverd dies; its circuits keep carrier and its
+        // kernel still answers ICMP, so only t1 (the UDP echo) fails.
+        on_b(&b, "kill").unwrap();
+        wait_for(Duration::from_secs(3), || {
+            logged(&a_log, "path t1 down").is_some()
+        })
+        .expect("t1 never declared down");
+        let line = logged(&a_log, "path t1 down").unwrap();
+        let prefix = "path t1 down (3 probes missed, detected in ";
+        assert!(line.starts_with(prefix), "{line}");
+        let ms: u64 = line[prefix.len()..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // 20 ms x 3, give or take a millisecond of rounding (a probe sent
+        // late on its 20 ms grid) and the scheduler of a busy build host.
+        assert!((55..=200).contains(&ms), "{line}");
+        assert!(line.contains("routes 203.0.113.128/25 -> t3"), "{line}");
+        wait_for(Duration::from_secs(1), || oif(&mut ch) == Some(va2))
+            .expect("route not moved to va2");
+        // Said once, not every probe.
+        thread::sleep(Duration::from_millis(300));
+        let downs = a_log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("path t1 down"))
+            .count();
+        assert_eq!(downs, 1);
+        stop.store(true, Ordering::Relaxed);
+        daemon.join().unwrap();
+    });
+}

@@ -1,0 +1,1130 @@
+//! The failover description: which paths lead to the other site, which
+//! routes each carries and how it is probed. The builder bakes it into the
+//! image at [`FAILOVER_CONFIG_PATH`]; `failoverd` reads it. No I/O here:
+//! [`Failover::validate`] is pure, and checks the description against the
+//! [`Network`] when given one.
+//!
+//! The office router of the two-site set-up (three T1s bonded as `bond0`,
+//! a T3 on `eth3`, the backup site's LAN behind both) in JSON:
+//!
+//! ```json
+//! {
+//!   "paths": [
+//!     { "name": "t1", "interface": "bond0", "gateway": "192.0.2.2",
+//!       "priority": 10, "routes": ["203.0.113.128/25"],
+//!       "members": ["eth0", "eth1", "eth2"] },
+//!     { "name": "t3", "interface": "eth3", "gateway": "198.51.100.2",
+//!       "priority": 20, "routes": ["203.0.113.128/25"] }
+//!   ],
+//!   "probe": { "interval_ms": 20, "multiplier": 3, "hold_down_ms": 5000 }
+//! }
+//! ```
+//!
+//! A path is declared down after `multiplier` probes in a row go
+//! unanswered (so `interval_ms` x `multiplier` after the first lost probe)
+//! or at once when its interface loses carrier, and is used again only
+//! after it has stayed healthy for `hold_down_ms`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::network::{ifname_problem, route_destination, Cidr, Family, Network, Table};
+
+/// Where the builder puts the failover description inside the root
+/// filesystem.
+pub const FAILOVER_CONFIG_PATH: &str = "/etc/wanflash/failover.json";
+
+/// Default UDP port of the wanflash echo protocol. Not 3784: that is BFD's
+/// single-hop control port (RFC 5881), which a router at the far end (or a
+/// future bfdd on this box) may own, and whose BFD parser would count our
+/// probes as errors. 4784 sits beside it so that a firewall rule reads as
+/// "BFD-like liveness probes". Be aware that IANA assigns 4784 to BFD
+/// *multihop* control (RFC 5883): harmless here, since both ends of a
+/// wanflash circuit run failoverd and no multihop BFD, and a BFD
+/// implementation drops our packets (their first byte reads as BFD
+/// version 2) as we drop theirs (no `WF` magic), but choose another port
+/// with `udp_port` if multihop BFD runs between the two addresses.
+pub const DEFAULT_UDP_PORT: u16 = 4784;
+
+/// Default path of the control socket.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/failoverd.sock";
+
+/// Shortest probe interval accepted, in ms.
+pub const MIN_INTERVAL_MS: u32 = 10;
+/// Longest probe interval accepted, in ms.
+pub const MAX_INTERVAL_MS: u32 = 60_000;
+/// Longest path name (it appears in every log line and control answer).
+pub const MAX_PATH_NAME_LEN: usize = 32;
+/// `sun_path` holds 108 bytes, the last one a NUL.
+pub const MAX_SOCKET_PATH_LEN: usize = 107;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Failover {
+    /// The paths to the other site, primary and backups. Which one carries
+    /// a route is decided by health first, then by `priority`.
+    pub paths: Vec<Path>,
+    /// Probe timing, for every path that does not override it.
+    #[serde(default)]
+    pub probe: ProbeDefaults,
+    /// When a member circuit of a bond is taken out and put back.
+    #[serde(default)]
+    pub member_loss: MemberLoss,
+    /// Unix socket for status and commands (`wanctl`).
+    #[serde(default = "default_control_socket")]
+    pub control_socket: String,
+    /// UDP port of the echo protocol, on both routers. See
+    /// [`DEFAULT_UDP_PORT`] for why 4784.
+    #[serde(default = "default_udp_port")]
+    pub udp_port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeDefaults {
+    /// A probe every this many ms on every path and member circuit.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u32,
+    /// Probes in a row that go unanswered before a path is declared down
+    /// (BFD's detect multiplier).
+    #[serde(default = "default_multiplier")]
+    pub multiplier: u32,
+    /// A path that recovers carries traffic again only after this long
+    /// without failing (hysteresis: a flapping circuit cannot make the
+    /// traffic flap). At least `interval_ms` x `multiplier`.
+    #[serde(default = "default_hold_down_ms")]
+    pub hold_down_ms: u32,
+}
+
+impl Default for ProbeDefaults {
+    fn default() -> Self {
+        ProbeDefaults {
+            interval_ms: default_interval_ms(),
+            multiplier: default_multiplier(),
+            hold_down_ms: default_hold_down_ms(),
+        }
+    }
+}
+
+/// Circuit splitting: a member circuit of a bond whose loss exceeds
+/// `take_out_percent` is taken out of the bond (its share of the traffic
+/// would be lost), and put back once its loss has stayed at or below
+/// `put_back_percent` for the hold-down time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberLoss {
+    #[serde(default = "default_take_out_percent")]
+    pub take_out_percent: u32,
+    #[serde(default = "default_put_back_percent")]
+    pub put_back_percent: u32,
+    /// The loss is measured over this many of the member's latest probes;
+    /// no loss-based decision is taken before that many were sent.
+    #[serde(default = "default_window")]
+    pub window: u32,
+}
+
+impl Default for MemberLoss {
+    fn default() -> Self {
+        MemberLoss {
+            take_out_percent: default_take_out_percent(),
+            put_back_percent: default_put_back_percent(),
+            window: default_window(),
+        }
+    }
+}
+
+/// How a path's far end is probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    /// The wanflash UDP echo, answered by the far end's failoverd: loss,
+    /// round-trip time and one-way delay variation. Needed for member
+    /// probing.
+    #[default]
+    Udp,
+    /// ICMP echo, for a far end that is not a wanflash router: loss and
+    /// round-trip time only.
+    Icmp,
+}
+
+impl ProbeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeKind::Udp => "udp",
+            ProbeKind::Icmp => "icmp",
+        }
+    }
+}
+
+impl fmt::Display for ProbeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One way to the other site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Path {
+    /// Short name used in logs and commands: `t1`, `t3`.
+    pub name: String,
+    /// The device the routes leave through: `bond0`, `eth3`.
+    pub interface: String,
+    /// Next hop of the routes, on `interface`'s subnet.
+    pub gateway: String,
+    /// The far-end address probed; the gateway when left out.
+    #[serde(default)]
+    pub probe_target: Option<String>,
+    /// Lower is preferred; two paths cannot have the same priority.
+    pub priority: u32,
+    /// Destinations this path carries (`203.0.113.128/25`, `default`).
+    /// Paths that list the same destination back each other up.
+    pub routes: Vec<String>,
+    /// Routing table of the routes: a number or `main`; main when left out.
+    #[serde(default)]
+    pub table: Option<Table>,
+    /// Bond members probed one by one and taken out of the bond while they
+    /// lose traffic. Empty for a plain interface.
+    #[serde(default)]
+    pub members: Vec<String>,
+    #[serde(default)]
+    pub probe: ProbeKind,
+    /// Overrides of [`ProbeDefaults`] for this path and its members.
+    #[serde(default)]
+    pub interval_ms: Option<u32>,
+    #[serde(default)]
+    pub multiplier: Option<u32>,
+    #[serde(default)]
+    pub hold_down_ms: Option<u32>,
+}
+
+/// Probe timing of one path, defaults and overrides merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeSettings {
+    pub interval_ms: u32,
+    pub multiplier: u32,
+    pub hold_down_ms: u32,
+}
+
+impl ProbeSettings {
+    /// How long after the first lost probe a silent failure is declared:
+    /// `interval_ms` x `multiplier`.
+    pub fn detection_ms(&self) -> u64 {
+        u64::from(self.interval_ms) * u64::from(self.multiplier)
+    }
+}
+
+impl Path {
+    pub fn settings(&self, defaults: &ProbeDefaults) -> ProbeSettings {
+        ProbeSettings {
+            interval_ms: self.interval_ms.unwrap_or(defaults.interval_ms),
+            multiplier: self.multiplier.unwrap_or(defaults.multiplier),
+            hold_down_ms: self.hold_down_ms.unwrap_or(defaults.hold_down_ms),
+        }
+    }
+
+    pub fn gateway_addr(&self) -> Result<IpAddr, String> {
+        parse_host(&self.gateway)
+    }
+
+    /// The address probed: `probe_target`, or the gateway.
+    pub fn probe_addr(&self) -> Result<IpAddr, String> {
+        parse_host(self.probe_target.as_deref().unwrap_or(&self.gateway))
+    }
+
+    /// The routing table number (main when left out).
+    pub fn table_number(&self) -> u32 {
+        self.table.unwrap_or_default().0
+    }
+
+    /// The destinations as networks; `default` takes the gateway's family.
+    pub fn route_cidrs(&self) -> Result<Vec<Cidr>, String> {
+        self.routes
+            .iter()
+            .map(|r| route_destination(r, Some(&self.gateway), &[]))
+            .collect()
+    }
+}
+
+fn parse_host(s: &str) -> Result<IpAddr, String> {
+    let a: IpAddr = s.parse().map_err(|_| {
+        format!("`{s}` is not an IPv4 or IPv6 address (write the far end's address, without a prefix length)")
+    })?;
+    let unusable = match a {
+        IpAddr::V4(v4) => v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast(),
+        IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
+    };
+    if unusable {
+        return Err(format!(
+            "{a} is not a unicast address: use the far end's own address"
+        ));
+    }
+    Ok(a)
+}
+
+fn default_interval_ms() -> u32 {
+    100
+}
+fn default_multiplier() -> u32 {
+    3
+}
+fn default_hold_down_ms() -> u32 {
+    5000
+}
+fn default_take_out_percent() -> u32 {
+    20
+}
+fn default_put_back_percent() -> u32 {
+    2
+}
+fn default_window() -> u32 {
+    50
+}
+fn default_control_socket() -> String {
+    DEFAULT_CONTROL_SOCKET.to_owned()
+}
+fn default_udp_port() -> u16 {
+    DEFAULT_UDP_PORT
+}
+
+/// A problem found by [`Failover::validate`]: the key it concerns, like
+/// `failover.paths[t3].gateway`, and what is wrong and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct FailoverError {
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid failover configuration `{path}`: {source}")]
+pub struct FailoverConfigError {
+    pub path: String,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+impl Failover {
+    /// Parses the baked configuration; `path` is only used in the error.
+    pub fn from_json(path: &str, text: &str) -> Result<Self, FailoverConfigError> {
+        serde_json::from_str(text).map_err(|source| FailoverConfigError {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Serialises deterministically (field order fixed).
+    pub fn to_json(&self) -> String {
+        // Serialising plain data structs with string keys cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+
+    pub fn path(&self, name: &str) -> Option<&Path> {
+        self.paths.iter().find(|p| p.name == name)
+    }
+
+    /// Checks everything that can be checked without the running system,
+    /// and, given this box's network description, that the interfaces,
+    /// bond members and gateways exist there. Returns every problem found.
+    pub fn validate(&self, network: Option<&Network>) -> Result<(), Vec<FailoverError>> {
+        let mut v = Validator {
+            f: self,
+            errors: Vec::new(),
+        };
+        v.top();
+        v.paths();
+        if let Some(net) = network {
+            v.network(net);
+        }
+        if v.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(v.errors)
+        }
+    }
+}
+
+struct Validator<'a> {
+    f: &'a Failover,
+    errors: Vec<FailoverError>,
+}
+
+fn path_key(p: &Path) -> String {
+    format!("failover.paths[{}]", p.name)
+}
+
+impl Validator<'_> {
+    fn err(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FailoverError {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn top(&mut self) {
+        let f = self.f;
+        if f.paths.is_empty() {
+            self.err(
+                "failover.paths",
+                "no path is declared: add the primary path and at least one backup",
+            );
+        }
+        self.timing("failover.probe", [true; 3], &f.probe);
+        let m = f.member_loss;
+        if !(1..=100).contains(&m.take_out_percent) {
+            self.err(
+                "failover.member_loss.take_out_percent",
+                format!("{} is not a percentage from 1 to 100", m.take_out_percent),
+            );
+        }
+        if m.put_back_percent >= m.take_out_percent {
+            self.err(
+                "failover.member_loss.put_back_percent",
+                format!(
+                    "put_back_percent {} must be below take_out_percent {} (the gap between them is the hysteresis): lower it",
+                    m.put_back_percent, m.take_out_percent
+                ),
+            );
+        }
+        if !(10..=1000).contains(&m.window) {
+            self.err(
+                "failover.member_loss.window",
+                format!(
+                    "a window of {} probes is out of range: use 10 to 1000 (50 gives a 2 % resolution)",
+                    m.window
+                ),
+            );
+        }
+        let sock = &f.control_socket;
+        if !sock.starts_with('/') || sock.ends_with('/') {
+            self.err(
+                "failover.control_socket",
+                format!(
+                    "`{sock}` is not an absolute file path: use one like {DEFAULT_CONTROL_SOCKET}"
+                ),
+            );
+        } else if sock.len() > MAX_SOCKET_PATH_LEN {
+            self.err(
+                "failover.control_socket",
+                format!(
+                    "`{sock}` is {} bytes long; a Unix socket path has at most {MAX_SOCKET_PATH_LEN}: shorten it",
+                    sock.len()
+                ),
+            );
+        }
+        if f.udp_port == 0 {
+            self.err(
+                "failover.udp_port",
+                format!(
+                    "port 0 cannot be probed: use {DEFAULT_UDP_PORT}, the same on both routers"
+                ),
+            );
+        }
+    }
+
+    /// Checks one set of timing values, set at `key` (`failover.probe`,
+    /// or a path's key); `set` says which of interval, multiplier and
+    /// hold-down are set there (all of them for the defaults).
+    fn timing(&mut self, key: &str, set: [bool; 3], s: &ProbeDefaults) {
+        let [interval_set, multiplier_set, hold_down_set] = set;
+        if interval_set && !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&s.interval_ms) {
+            self.err(
+                format!("{key}.interval_ms"),
+                format!(
+                    "interval {} ms is out of range: use {MIN_INTERVAL_MS} to {MAX_INTERVAL_MS} (20 detects a silent failure in 60 ms with multiplier 3)",
+                    s.interval_ms
+                ),
+            );
+        }
+        if multiplier_set && !(2..=255).contains(&s.multiplier) {
+            self.err(
+                format!("{key}.multiplier"),
+                format!(
+                    "multiplier {} is out of range: use 2 to 255 (with 1 a single lost probe would take the path down; 3 is BFD's usual value)",
+                    s.multiplier
+                ),
+            );
+        }
+        let detect = u64::from(s.interval_ms) * u64::from(s.multiplier);
+        if u64::from(s.hold_down_ms) < detect {
+            let k = if hold_down_set {
+                format!("{key}.hold_down_ms")
+            } else {
+                key.to_owned()
+            };
+            self.err(
+                k,
+                format!(
+                    "hold-down {} ms is shorter than the detection time interval x multiplier = {} x {} = {detect} ms, so a flapping circuit could carry traffic between two failures: raise it to at least {detect} ms (seconds are usual)",
+                    s.hold_down_ms, s.interval_ms, s.multiplier
+                ),
+            );
+        }
+    }
+
+    fn paths(&mut self) {
+        let f = self.f;
+        let mut names = BTreeSet::new();
+        let mut priorities: BTreeMap<u32, &str> = BTreeMap::new();
+        // Interface name -> (what uses it, path name).
+        let mut devices: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+        for p in &f.paths {
+            devices
+                .entry(&p.interface)
+                .or_insert(("interface", &p.name));
+        }
+        let mut members_seen: BTreeMap<&str, &str> = BTreeMap::new();
+        for p in &f.paths {
+            let key = path_key(p);
+            if let Some(problem) = name_problem(&p.name) {
+                self.err(format!("{key}.name"), problem);
+            } else if !names.insert(p.name.as_str()) {
+                self.err(
+                    format!("{key}.name"),
+                    format!(
+                        "path `{}` is declared twice: path names must be unique",
+                        p.name
+                    ),
+                );
+            }
+            if let Some(other) = priorities.insert(p.priority, &p.name) {
+                self.err(
+                    format!("{key}.priority"),
+                    format!(
+                        "priority {} is also the priority of path `{other}`: give each path its own (lower is preferred)",
+                        p.priority
+                    ),
+                );
+            }
+            if let Some(problem) = ifname_problem(&p.interface) {
+                self.err(format!("{key}.interface"), problem);
+            }
+            let gateway = match p.gateway_addr() {
+                Ok(g) => Some(g),
+                Err(e) => {
+                    self.err(format!("{key}.gateway"), e);
+                    None
+                }
+            };
+            if p.probe_target.is_some() {
+                if let Err(e) = p.probe_addr() {
+                    self.err(format!("{key}.probe_target"), e);
+                }
+            }
+            self.routes(p, &key, gateway);
+            self.members(p, &key, &devices, &mut members_seen);
+            let merged = ProbeDefaults {
+                interval_ms: p.interval_ms.unwrap_or(f.probe.interval_ms),
+                multiplier: p.multiplier.unwrap_or(f.probe.multiplier),
+                hold_down_ms: p.hold_down_ms.unwrap_or(f.probe.hold_down_ms),
+            };
+            let set = [
+                p.interval_ms.is_some(),
+                p.multiplier.is_some(),
+                p.hold_down_ms.is_some(),
+            ];
+            if set.contains(&true) {
+                self.timing(&key, set, &merged);
+            }
+        }
+    }
+
+    fn routes(&mut self, p: &Path, key: &str, gateway: Option<IpAddr>) {
+        let rkey = format!("{key}.routes");
+        if p.routes.is_empty() {
+            self.err(
+                &rkey,
+                "the path carries no route: list the destinations it leads to, like the far site's LAN 203.0.113.128/25",
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for r in &p.routes {
+            let cidr = match route_destination(r, Some(&p.gateway), &[]) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.err(&rkey, e);
+                    continue;
+                }
+            };
+            if !cidr.is_network() {
+                self.err(
+                    &rkey,
+                    format!(
+                        "{cidr} has host bits set: write the network, {}",
+                        cidr.network()
+                    ),
+                );
+            }
+            if let Some(g) = gateway {
+                if Family::of(&g) != cidr.family() {
+                    self.err(
+                        &rkey,
+                        format!("{cidr} is not of the same family as the gateway {g}: declare another path for it"),
+                    );
+                }
+            }
+            if !seen.insert(cidr) {
+                self.err(&rkey, format!("{cidr} is listed twice: remove one"));
+            }
+        }
+    }
+
+    fn members<'a>(
+        &mut self,
+        p: &'a Path,
+        key: &str,
+        devices: &BTreeMap<&str, (&str, &str)>,
+        members_seen: &mut BTreeMap<&'a str, &'a str>,
+    ) {
+        if p.members.is_empty() {
+            return;
+        }
+        let mkey = format!("{key}.members");
+        if p.probe != ProbeKind::Udp {
+            self.err(
+                format!("{key}.probe"),
+                "member circuits are probed with the wanflash echo, which the far end's failoverd answers on the same circuit: use probe \"udp\" (a wanflash router at the far end), or remove members",
+            );
+        }
+        let mut local = BTreeSet::new();
+        for m in &p.members {
+            if let Some(problem) = ifname_problem(m) {
+                self.err(&mkey, problem);
+                continue;
+            }
+            if !local.insert(m.as_str()) {
+                self.err(&mkey, format!("`{m}` is listed twice: remove one"));
+                continue;
+            }
+            if *m == p.interface {
+                self.err(
+                    &mkey,
+                    format!("`{m}` is the path's own interface: list the bond's member interfaces, not the bond"),
+                );
+                continue;
+            }
+            if let Some((_, other)) = devices.get(m.as_str()) {
+                self.err(
+                    &mkey,
+                    format!("`{m}` is the interface of path `{other}`: a bond member carries no routes of its own"),
+                );
+            }
+            if let Some(other) = members_seen.insert(m, &p.name) {
+                if other != p.name {
+                    self.err(
+                        &mkey,
+                        format!("`{m}` is already a member of path `{other}`: an interface is in one bond only"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn network(&mut self, net: &Network) {
+        for p in &self.f.paths {
+            let key = path_key(p);
+            let links = net.links();
+            let Some((_, kind)) = links.iter().find(|(n, _)| *n == p.interface) else {
+                self.err(
+                    format!("{key}.interface"),
+                    format!(
+                        "interface `{}` is not declared in the network description: declare it in network.interfaces or network.bonds, or fix the name",
+                        p.interface
+                    ),
+                );
+                continue;
+            };
+            if !p.members.is_empty() {
+                match net.bonds.iter().find(|b| b.name == p.interface) {
+                    None => self.err(
+                        format!("{key}.members"),
+                        format!(
+                            "`{}` is {}, not a bond, so it has no member circuits to probe: remove members, or point the path at the bond",
+                            p.interface,
+                            match kind {
+                                crate::network::LinkKind::Vlan => "a vlan",
+                                _ => "an interface",
+                            }
+                        ),
+                    ),
+                    Some(bond) => {
+                        for m in &p.members {
+                            if !bond.members.contains(m) {
+                                self.err(
+                                    format!("{key}.members"),
+                                    format!(
+                                        "`{m}` is not a member of bond `{}` (members: {}): fix the name or add it to the bond",
+                                        bond.name,
+                                        bond.members.join(", ")
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(bond) = net.bond_of(&p.interface) {
+                self.err(
+                    format!("{key}.interface"),
+                    format!(
+                        "`{}` is a member of bond `{}` and carries no routes of its own: use `{}` as the path's interface",
+                        p.interface, bond.name, bond.name
+                    ),
+                );
+            }
+            self.on_link(net, p, &key);
+        }
+    }
+
+    /// The gateway must be on one of the interface's subnets (when the
+    /// description gives the interface addresses).
+    fn on_link(&mut self, net: &Network, p: &Path, key: &str) {
+        let Ok(gw) = p.gateway_addr() else { return };
+        let addresses: Vec<Cidr> = net
+            .interfaces
+            .iter()
+            .filter(|i| i.name == p.interface)
+            .flat_map(|i| &i.addresses)
+            .chain(
+                net.bonds
+                    .iter()
+                    .filter(|b| b.name == p.interface)
+                    .flat_map(|b| &b.addresses),
+            )
+            .chain(
+                net.vlans
+                    .iter()
+                    .filter(|v| v.name == p.interface)
+                    .flat_map(|v| &v.addresses),
+            )
+            .filter_map(|a| a.parse::<Cidr>().ok())
+            .filter(|c| c.family() == Family::of(&gw))
+            .collect();
+        if addresses.is_empty() {
+            return;
+        }
+        if addresses.iter().any(|a| a.addr == gw) {
+            self.err(
+                format!("{key}.gateway"),
+                format!(
+                    "{gw} is this router's own address on `{}`: the gateway is the far end's",
+                    p.interface
+                ),
+            );
+            return;
+        }
+        let inside = addresses.iter().any(|a| {
+            Cidr {
+                addr: gw,
+                prefix_len: a.prefix_len,
+            }
+            .network()
+                == a.network()
+        });
+        if !inside {
+            let list: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+            self.err(
+                format!("{key}.gateway"),
+                format!(
+                    "{gw} is on none of the subnets of `{}` ({}): the next hop must be on the link, the far end of the circuit",
+                    p.interface,
+                    list.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// Why a path name is not acceptable, if it is not.
+fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("a path needs a name, like `t1`".to_owned());
+    }
+    if name.len() > MAX_PATH_NAME_LEN {
+        return Some(format!(
+            "`{name}` is longer than {MAX_PATH_NAME_LEN} bytes: shorten it"
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return Some(format!(
+            "`{name}` may only contain letters, digits, `-`, `_` and `.`"
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFICE: &str = r#"{
+      "paths": [
+        { "name": "t1", "interface": "bond0", "gateway": "192.0.2.2",
+          "priority": 10, "routes": ["203.0.113.128/25"],
+          "members": ["eth0", "eth1", "eth2"] },
+        { "name": "t3", "interface": "eth3", "gateway": "198.51.100.2",
+          "priority": 20, "routes": ["203.0.113.128/25"] }
+      ],
+      "probe": { "interval_ms": 20, "multiplier": 3, "hold_down_ms": 5000 }
+    }"#;
+
+    fn office() -> Failover {
+        Failover::from_json("failover.json", OFFICE).unwrap()
+    }
+
+    fn office_network() -> Network {
+        Network::from_json(
+            "network.json",
+            r#"{
+              "interfaces": [{"name": "eth0"}, {"name": "eth1"}, {"name": "eth2"},
+                             {"name": "eth3", "addresses": ["198.51.100.1/30"]},
+                             {"name": "eth4", "addresses": ["203.0.113.1/25"]}],
+              "bonds": [{"name": "bond0", "members": ["eth0", "eth1", "eth2"],
+                         "mode": "balance-rr", "miimon": 100,
+                         "addresses": ["192.0.2.1/30"]}]
+            }"#,
+        )
+        .unwrap()
+    }
+
+    fn errors(f: &Failover, net: Option<&Network>) -> Vec<String> {
+        match f.validate(net) {
+            Ok(()) => Vec::new(),
+            Err(errs) => errs.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    /// Exactly one error, at `key`, containing `needle`.
+    fn one_error(f: &Failover, net: Option<&Network>, key: &str, needle: &str) {
+        let errs = errors(f, net);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(errs[0].starts_with(&format!("{key}: ")), "{errs:#?}");
+        assert!(errs[0].contains(needle), "{errs:#?}");
+    }
+
+    #[test]
+    fn example_parses_with_defaults_and_is_valid() {
+        let f = office();
+        assert_eq!(errors(&f, None), Vec::<String>::new());
+        assert_eq!(errors(&f, Some(&office_network())), Vec::<String>::new());
+        assert_eq!(f.udp_port, 4784);
+        assert_eq!(f.control_socket, "/run/failoverd.sock");
+        assert_eq!(f.member_loss, MemberLoss::default());
+        assert_eq!(f.member_loss.take_out_percent, 20);
+        assert_eq!(f.member_loss.put_back_percent, 2);
+        assert_eq!(f.member_loss.window, 50);
+        let t1 = f.path("t1").unwrap();
+        assert_eq!(t1.probe, ProbeKind::Udp);
+        assert_eq!(t1.probe_addr().unwrap(), t1.gateway_addr().unwrap());
+        assert_eq!(t1.table_number(), 254);
+        let s = t1.settings(&f.probe);
+        assert_eq!(s.detection_ms(), 60);
+        assert_eq!(s.hold_down_ms, 5000);
+        let again = Failover::from_json("x", &f.to_json()).unwrap();
+        assert_eq!(f, again);
+    }
+
+    #[test]
+    fn minimal_path_gets_probe_defaults() {
+        let f = Failover::from_json(
+            "x",
+            r#"{"paths":[{"name":"a","interface":"eth3","gateway":"198.51.100.2","priority":1,"routes":["default"]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(f.probe, ProbeDefaults::default());
+        let s = f.paths[0].settings(&f.probe);
+        assert_eq!(
+            (s.interval_ms, s.multiplier, s.hold_down_ms),
+            (100, 3, 5000)
+        );
+        assert_eq!(
+            f.paths[0].route_cidrs().unwrap(),
+            vec!["0.0.0.0/0".parse::<Cidr>().unwrap()]
+        );
+        assert!(f.validate(None).is_ok());
+    }
+
+    #[test]
+    fn overrides_and_probe_kinds() {
+        let mut f = office();
+        f.paths[1].probe = ProbeKind::Icmp;
+        f.paths[1].interval_ms = Some(50);
+        f.paths[1].probe_target = Some("198.51.100.6".into());
+        let t3 = f.path("t3").unwrap();
+        assert_eq!(t3.settings(&f.probe).interval_ms, 50);
+        assert_eq!(t3.settings(&f.probe).multiplier, 3);
+        assert_eq!(t3.probe_addr().unwrap().to_string(), "198.51.100.6");
+        assert!(f.to_json().contains("\"probe\": \"icmp\""));
+        assert!(f.validate(None).is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_are_parse_errors_naming_the_file() {
+        let text = OFFICE.replace("\"priority\": 20", "\"priority\": 20, \"weight\": 3");
+        let err = Failover::from_json("/etc/wanflash/failover.json", &text).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("/etc/wanflash/failover.json"), "{msg}");
+        assert!(msg.contains("weight"), "{msg}");
+        let bad_kind = OFFICE.replace("\"priority\": 20", "\"priority\": 20, \"probe\": \"arp\"");
+        assert!(Failover::from_json("x", &bad_kind).is_err());
+    }
+
+    #[test]
+    fn no_paths() {
+        let f = Failover::from_json("x", r#"{"paths":[]}"#).unwrap();
+        one_error(&f, None, "failover.paths", "add the primary path");
+    }
+
+    #[test]
+    fn duplicate_names_and_priorities() {
+        let mut f = office();
+        f.paths[1].name = "t1".into();
+        f.paths[1].priority = 10;
+        let errs = errors(&f, None);
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        assert!(
+            errs[0].starts_with("failover.paths[t1].name: path `t1` is declared twice"),
+            "{errs:#?}"
+        );
+        assert!(
+            errs[1].contains("priority 10 is also the priority of path `t1`"),
+            "{errs:#?}"
+        );
+
+        let mut f = office();
+        f.paths[1].name = "t 3".into();
+        one_error(&f, None, "failover.paths[t 3].name", "may only contain");
+    }
+
+    #[test]
+    fn bad_addresses_are_reported_at_their_key() {
+        let mut f = office();
+        f.paths[1].gateway = "198.51.100.2/30".into();
+        one_error(
+            &f,
+            None,
+            "failover.paths[t3].gateway",
+            "is not an IPv4 or IPv6 address",
+        );
+        let mut f = office();
+        f.paths[1].probe_target = Some("224.0.0.5".into());
+        one_error(
+            &f,
+            None,
+            "failover.paths[t3].probe_target",
+            "not a unicast address",
+        );
+        let mut f = office();
+        f.paths[1].gateway = "0.0.0.0".into();
+        one_error(
+            &f,
+            None,
+            "failover.paths[t3].gateway",
+            "not a unicast address",
+        );
+        let mut f = office();
+        f.paths[1].interface = "a-very-long-interface-name".into();
+        one_error(&f, None, "failover.paths[t3].interface", "at most 15");
+    }
+
+    #[test]
+    fn routes_must_be_networks_of_the_gateway_family() {
+        let mut f = office();
+        f.paths[1].routes.clear();
+        one_error(&f, None, "failover.paths[t3].routes", "carries no route");
+        let mut f = office();
+        f.paths[1].routes = vec!["203.0.113.130/25".into()];
+        one_error(
+            &f,
+            None,
+            "failover.paths[t3].routes",
+            "write the network, 203.0.113.128/25",
+        );
+        let mut f = office();
+        f.paths[1].routes = vec!["203.0.113.128".into()];
+        one_error(&f, None, "failover.paths[t3].routes", "no prefix length");
+        let mut f = office();
+        f.paths[1].routes = vec!["2001:db8:1::/48".into()];
+        one_error(
+            &f,
+            None,
+            "failover.paths[t3].routes",
+            "not of the same family",
+        );
+        let mut f = office();
+        f.paths[1].routes = vec!["203.0.113.128/25".into(), "203.0.113.128/25".into()];
+        one_error(&f, None, "failover.paths[t3].routes", "listed twice");
+        let mut f = office();
+        f.paths[1].routes = vec!["203.0.113.128/33".into()];
+        one_error(&f, None, "failover.paths[t3].routes", "prefix length `33`");
+    }
+
+    #[test]
+    fn timing_checks_name_the_key_that_is_set() {
+        let mut f = office();
+        f.probe.hold_down_ms = 50;
+        one_error(&f, None, "failover.probe.hold_down_ms", "at least 60 ms");
+        let mut f = office();
+        f.paths[1].interval_ms = Some(2000);
+        one_error(
+            &f,
+            None,
+            "failover.paths[t3]",
+            "interval x multiplier = 2000 x 3 = 6000 ms",
+        );
+        let mut f = office();
+        f.paths[1].hold_down_ms = Some(10);
+        one_error(
+            &f,
+            None,
+            "failover.paths[t3].hold_down_ms",
+            "at least 60 ms",
+        );
+        let mut f = office();
+        f.probe.interval_ms = 5;
+        one_error(&f, None, "failover.probe.interval_ms", "out of range");
+        let mut f = office();
+        f.paths[0].multiplier = Some(1);
+        one_error(
+            &f,
+            None,
+            "failover.paths[t1].multiplier",
+            "a single lost probe",
+        );
+    }
+
+    #[test]
+    fn member_loss_and_top_level_checks() {
+        let mut f = office();
+        f.member_loss.put_back_percent = 20;
+        one_error(
+            &f,
+            None,
+            "failover.member_loss.put_back_percent",
+            "must be below take_out_percent 20",
+        );
+        let mut f = office();
+        f.member_loss.take_out_percent = 150;
+        one_error(
+            &f,
+            None,
+            "failover.member_loss.take_out_percent",
+            "1 to 100",
+        );
+        let mut f = office();
+        f.member_loss.window = 3;
+        one_error(&f, None, "failover.member_loss.window", "10 to 1000");
+        let mut f = office();
+        f.control_socket = "run/failoverd.sock".into();
+        one_error(
+            &f,
+            None,
+            "failover.control_socket",
+            "not an absolute file path",
+        );
+        let mut f = office();
+        f.control_socket = format!("/{}", "x".repeat(120));
+        one_error(&f, None, "failover.control_socket", "at most 107");
+        let mut f = office();
+        f.udp_port = 0;
+        one_error(&f, None, "failover.udp_port", "port 0");
+    }
+
+    #[test]
+    fn member_checks_without_network() {
+        let mut f = office();
+        f.paths[0].probe = ProbeKind::Icmp;
+        one_error(&f, None, "failover.paths[t1].probe", "use probe \"udp\"");
+        let mut f = office();
+        f.paths[0].members.push("eth1".into());
+        one_error(
+            &f,
+            None,
+            "failover.paths[t1].members",
+            "`eth1` is listed twice",
+        );
+        let mut f = office();
+        f.paths[0].members.push("bond0".into());
+        one_error(
+            &f,
+            None,
+            "failover.paths[t1].members",
+            "the path's own interface",
+        );
+        let mut f = office();
+        f.paths[0].members.push("eth3".into());
+        one_error(
+            &f,
+            None,
+            "failover.paths[t1].members",
+            "interface of path `t3`",
+        );
+        let mut f = office();
+        f.paths[1].members = vec!["eth0".into()];
+        let errs = errors(&f, None);
+        assert!(
+            errs.iter().any(|e| e == "failover.paths[t3].members: `eth0` is already a member of path `t1`: an interface is in one bond only"),
+            "{errs:#?}"
+        );
+    }
+
+    #[test]
+    fn checks_against_the_network_description() {
+        let net = office_network();
+        // Member probing on a plain interface.
+        let mut f = office();
+        f.paths[1].members = vec!["eth4".into()];
+        one_error(&f, Some(&net), "failover.paths[t3].members", "not a bond");
+        // A member that is not in the bond.
+        let mut f = office();
+        f.paths[0].members.push("eth4".into());
+        one_error(
+            &f,
+            Some(&net),
+            "failover.paths[t1].members",
+            "`eth4` is not a member of bond `bond0`",
+        );
+        // An undeclared interface.
+        let mut f = office();
+        f.paths[1].interface = "eth9".into();
+        one_error(
+            &f,
+            Some(&net),
+            "failover.paths[t3].interface",
+            "`eth9` is not declared",
+        );
+        // A bond member as a path.
+        let mut f = office();
+        f.paths[1].interface = "eth2".into();
+        f.paths[0].members.retain(|m| m != "eth2");
+        one_error(
+            &f,
+            Some(&net),
+            "failover.paths[t3].interface",
+            "member of bond `bond0`",
+        );
+        // The gateway off the link, and our own address as gateway.
+        let mut f = office();
+        f.paths[1].gateway = "198.51.100.6".into();
+        one_error(
+            &f,
+            Some(&net),
+            "failover.paths[t3].gateway",
+            "on none of the subnets of `eth3` (198.51.100.1/30)",
+        );
+        let mut f = office();
+        f.paths[0].gateway = "192.0.2.1".into();
+        one_error(
+            &f,
+            Some(&net),
+            "failover.paths[t1].gateway",
+            "this router's own address",
+        );
+    }
+}
