@@ -553,6 +553,16 @@ fn daemons_fail_over_on_carrier_loss_and_come_back_after_hold_down() {
             "{:?}",
             back.elapsed()
         );
+        // The line is logged right after the route is applied: wait for it.
+        wait_for(Duration::from_secs(1), || {
+            logged(&a_log, "path t1 up (healthy for").is_some()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no `path t1 up` line: {:?}",
+                a_log.lock().map(|l| l.clone())
+            )
+        });
         let up = logged(&a_log, "path t1 up (healthy for").unwrap();
         assert!(up.contains("routes 203.0.113.128/25 -> t1"), "{up}");
         stop.store(true, Ordering::Relaxed);
