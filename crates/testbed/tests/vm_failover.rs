@@ -1,0 +1,211 @@
+//! Issue 5 on the real images: failoverd on both routers of the test bed
+//! moves the far LAN's route between the T1 bundle and the T3.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use wanflash_testbed::{card_copy, Agent, Side, Testbed, READY_MARKER};
+
+const DEADLINE: Duration = Duration::from_secs(180);
+const CARD: u64 = 64 * 1024 * 1024;
+const FAR_LAN: &str = "203.0.113.128/25";
+
+fn image(name: &str) -> Option<PathBuf> {
+    let Some(dir) = std::env::var_os("WANFLASH_TEST_IMAGES_DIR") else {
+        eprintln!("skipped: no WANFLASH_TEST_IMAGES_DIR; `cargo xtask test` builds the test bed images and runs this");
+        return None;
+    };
+    let p = PathBuf::from(dir).join(name).join(format!("{name}.img"));
+    assert!(p.exists(), "`{}` was not built", p.display());
+    Some(p)
+}
+
+struct Bed {
+    bed: Testbed,
+    office: Agent,
+    _work: tempfile::TempDir,
+}
+
+fn start() -> Option<Bed> {
+    let office_img = image("test-office")?;
+    let backup_img = image("test-backup")?;
+    let work = tempfile::tempdir().unwrap();
+    let o = work.path().join("office.img");
+    let b = work.path().join("backup.img");
+    card_copy(&office_img, &o, CARD).unwrap();
+    card_copy(&backup_img, &b, CARD).unwrap();
+    let mut bed = Testbed::start(&o, &b, work.path()).unwrap();
+    for vm in [&mut bed.office, &mut bed.backup] {
+        if let Err(e) = vm.wait_for(READY_MARKER, DEADLINE) {
+            panic!("{e}");
+        }
+    }
+    let office = Agent::connect(&bed.office, Duration::from_secs(60)).unwrap();
+    Some(Bed {
+        bed,
+        office,
+        _work: work,
+    })
+}
+
+/// The device of the route the kernel uses from the office LAN to the far LAN.
+fn route_dev(agent: &mut Agent) -> String {
+    let out = agent
+        .ok("ip route get 203.0.113.129 from 203.0.113.1")
+        .unwrap();
+    out.split_whitespace()
+        .skip_while(|w| *w != "dev")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Asserts the far LAN's route uses `dev`; shows both consoles otherwise.
+fn expect_route(t: &mut Bed, dev: &str, why: &str) {
+    let got = route_dev(&mut t.office);
+    if got != dev {
+        let routes = t.office.ok("ip route show").unwrap_or_default();
+        panic!(
+            "{why}: far LAN via `{got}`, expected `{dev}`\n{routes}\n--- office console ---\n{}\n--- backup console ---\n{}",
+            t.bed.office.console(),
+            t.bed.backup.console()
+        );
+    }
+}
+
+/// Both daemons start together and find the far end silent until it is up,
+/// so a path first returns through its hold-down: wait (at most 60 s) for
+/// the bundle to carry the far LAN.
+fn settle_on_bundle(t: &mut Bed) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while route_dev(&mut t.office) != "bond0" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    expect_route(t, "bond0", "the T1 bundle is the preferred path");
+    // The backup's daemon too, for the replies.
+    if let Err(e) = t.bed.backup.wait_for("path t1 up", DEADLINE) {
+        panic!("{e}");
+    }
+}
+
+/// Pings from the office LAN address to the backup's; returns the replies.
+fn lan_to_lan(agent: &mut Agent, n: u32) -> u32 {
+    let out = agent
+        .ok(&format!(
+            "ping -c {n} -i 0.2 -W 5 -I 203.0.113.1 203.0.113.129"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let line = out
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_default();
+    line.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .nth(1)
+        .unwrap_or(0)
+}
+
+/// Seconds of guest uptime of a `[   12.345] ...` console line.
+fn stamp(line: &str) -> f64 {
+    line.trim_start_matches('[')
+        .split(']')
+        .next()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+#[test]
+fn bundle_cut_moves_to_t3_and_back_after_hold_down_and_survives_a_daemon_kill() {
+    let Some(mut t) = start() else { return };
+    settle_on_bundle(&mut t);
+    assert_eq!(
+        lan_to_lan(&mut t.office, 5),
+        5,
+        "LAN to LAN over the bundle"
+    );
+
+    // The whole bundle cut at both ends.
+    let from_o = t.bed.office.console().len();
+    let from_b = t.bed.backup.console().len();
+    for c in ["t1a", "t1b", "t1c"] {
+        t.bed.set_link(c, Side::Both, false).unwrap();
+    }
+    let (down, _) = t
+        .bed
+        .office
+        .wait_for_from("path t1 down", from_o, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("office: {down}");
+    assert!(down.contains(&format!("{FAR_LAN} -> t3")), "{down}");
+    if let Err(e) = t
+        .bed
+        .backup
+        .wait_for_from("path t1 down", from_b, Duration::from_secs(60))
+    {
+        panic!("{e}");
+    }
+    expect_route(&mut t, "eth3", "after the bundle was cut");
+    assert_eq!(lan_to_lan(&mut t.office, 5), 5, "LAN to LAN over the T3");
+
+    // Restored: back to the bundle only after the 5 s hold-down.
+    let from = t.bed.office.console().len();
+    let restored = Instant::now();
+    for c in ["t1a", "t1b", "t1c"] {
+        t.bed.set_link(c, Side::Both, true).unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    expect_route(&mut t, "eth3", "moved back before the hold-down");
+    let (up, _) = t
+        .bed
+        .office
+        .wait_for_from("path t1 up", from, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("office: {up} ({:?} after the restore)", restored.elapsed());
+    assert!(up.contains("healthy for"), "{up}");
+    assert!(restored.elapsed() >= Duration::from_secs(5), "{up}");
+    expect_route(&mut t, "bond0", "after the hold-down");
+    let _ = stamp(&up);
+
+    // failoverd killed: init restarts it and the routes stay as they are.
+    t.office.ok("killall -9 failoverd").unwrap();
+    expect_route(&mut t, "bond0", "while failoverd is gone");
+    assert_eq!(
+        lan_to_lan(&mut t.office, 5),
+        5,
+        "LAN to LAN while failoverd is gone"
+    );
+    if let Err(e) = t.bed.office.wait_for_from(
+        "restarted service `failoverd`",
+        from,
+        Duration::from_secs(30),
+    ) {
+        panic!("{e}");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    expect_route(&mut t, "bond0", "after failoverd came back");
+}
+
+#[test]
+fn silent_far_end_failure_is_detected_by_probes() {
+    let Some(mut t) = start() else { return };
+    settle_on_bundle(&mut t);
+
+    // Only the backup's NICs lose carrier: the office's stay up and its
+    // bond keeps sending into dead circuits. Only probes can tell.
+    let from = t.bed.office.console().len();
+    for c in ["t1a", "t1b", "t1c"] {
+        t.bed.set_link(c, Side::Backup, false).unwrap();
+    }
+    let (down, _) = t
+        .bed
+        .office
+        .wait_for_from("path t1 down", from, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("office: {down}");
+    assert!(
+        down.contains("probes missed"),
+        "not detected by probes: {down}"
+    );
+    expect_route(&mut t, "eth3", "after the silent failure");
+    assert_eq!(lan_to_lan(&mut t.office, 5), 5, "LAN to LAN over the T3");
+}
