@@ -263,6 +263,15 @@ fn kernel_view_matches_the_description_and_netcfg_is_idempotent() {
         let fwd = agent.ok("cat /proc/sys/net/ipv4/ip_forward").unwrap();
         assert_eq!(fwd.trim(), "1", "{name}: forwarding off");
 
+        // Resident memory of PID 1 and failoverd at steady state, for the
+        // notes and BENCHMARKS.md (a figure, not a pass/fail).
+        let init = agent.ok("grep VmRSS /proc/1/status").unwrap_or_default();
+        let pid = agent.ok("pidof failoverd").unwrap_or_default();
+        let fo = agent
+            .ok(&format!("grep VmRSS /proc/{}/status", pid.trim()))
+            .unwrap_or_default();
+        eprintln!("{name}: init {} failoverd {}", init.trim(), fo.trim());
+
         // A second run changes nothing and says so.
         let (rc, out) = agent.run("/sbin/netcfg", Duration::from_secs(60)).unwrap();
         assert_eq!(rc, 0, "{name}: second netcfg run failed:\n{out}");
