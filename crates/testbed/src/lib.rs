@@ -519,6 +519,75 @@ impl Testbed {
     }
 }
 
+/// A test-bed image built by `cargo xtask test`:
+/// `$WANFLASH_TEST_IMAGES_DIR/<name>/<name>.img`. `None`, with a note,
+/// outside `cargo xtask test`; a missing image there is a failure.
+pub fn test_image(name: &str) -> Option<PathBuf> {
+    let Some(dir) = std::env::var_os("WANFLASH_TEST_IMAGES_DIR") else {
+        eprintln!("skipped: no WANFLASH_TEST_IMAGES_DIR; `cargo xtask test` builds the test bed images and runs this");
+        return None;
+    };
+    let p = PathBuf::from(dir).join(name).join(format!("{name}.img"));
+    assert!(p.exists(), "`{}` was not built", p.display());
+    Some(p)
+}
+
+/// The office and backup test-bed routers (`test-office`, `test-backup`),
+/// booted to ready on card-sized copies, with their agents connected.
+/// The work folder goes when the pair is dropped.
+pub struct Pair {
+    pub bed: Testbed,
+    pub office: Agent,
+    pub backup: Agent,
+    work: PathBuf,
+}
+
+impl Pair {
+    /// `None` outside `cargo xtask test` (see [`test_image`]).
+    pub fn boot(card_bytes: u64, deadline: Duration) -> Option<Pair> {
+        let office_img = test_image("test-office")?;
+        let backup_img = test_image("test-backup")?;
+        let work = std::env::temp_dir().join(format!(
+            "wanflash-pair-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let run = || -> Result<Pair, Error> {
+            std::fs::create_dir_all(&work).map_err(io("create", &work))?;
+            let o = work.join("office.img");
+            let b = work.join("backup.img");
+            card_copy(&office_img, &o, card_bytes)?;
+            card_copy(&backup_img, &b, card_bytes)?;
+            let mut bed = Testbed::start(&o, &b, &work)?;
+            bed.office.wait_for(READY_MARKER, deadline)?;
+            bed.backup.wait_for(READY_MARKER, deadline)?;
+            let office = Agent::connect(&bed.office, Duration::from_secs(60))?;
+            let backup = Agent::connect(&bed.backup, Duration::from_secs(60))?;
+            Ok(Pair {
+                bed,
+                office,
+                backup,
+                work: work.clone(),
+            })
+        };
+        match run() {
+            Ok(p) => Some(p),
+            Err(e) => panic!("the test bed did not come up: {e}"),
+        }
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        self.bed.office.kill();
+        self.bed.backup.kill();
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
 /// The fields of the readiness line: `wanflash: ready uptime_ms=1234 ...`.
 pub fn parse_ready(line: &str) -> Option<Vec<(String, u64)>> {
     let rest = &line[line.find(READY_MARKER)? + READY_MARKER.len()..];

@@ -1,51 +1,18 @@
 //! Issue 5 on the real images: failoverd on both routers of the test bed
 //! moves the far LAN's route between the T1 bundle and the T3.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use wanflash_testbed::{card_copy, Agent, Side, Testbed, READY_MARKER};
+use wanflash_testbed::{Agent, Pair, Side};
 
 const DEADLINE: Duration = Duration::from_secs(180);
 const CARD: u64 = 64 * 1024 * 1024;
 const FAR_LAN: &str = "203.0.113.128/25";
 
-fn image(name: &str) -> Option<PathBuf> {
-    let Some(dir) = std::env::var_os("WANFLASH_TEST_IMAGES_DIR") else {
-        eprintln!("skipped: no WANFLASH_TEST_IMAGES_DIR; `cargo xtask test` builds the test bed images and runs this");
-        return None;
-    };
-    let p = PathBuf::from(dir).join(name).join(format!("{name}.img"));
-    assert!(p.exists(), "`{}` was not built", p.display());
-    Some(p)
-}
-
-struct Bed {
-    bed: Testbed,
-    office: Agent,
-    _work: tempfile::TempDir,
-}
+type Bed = Pair;
 
 fn start() -> Option<Bed> {
-    let office_img = image("test-office")?;
-    let backup_img = image("test-backup")?;
-    let work = tempfile::tempdir().unwrap();
-    let o = work.path().join("office.img");
-    let b = work.path().join("backup.img");
-    card_copy(&office_img, &o, CARD).unwrap();
-    card_copy(&backup_img, &b, CARD).unwrap();
-    let mut bed = Testbed::start(&o, &b, work.path()).unwrap();
-    for vm in [&mut bed.office, &mut bed.backup] {
-        if let Err(e) = vm.wait_for(READY_MARKER, DEADLINE) {
-            panic!("{e}");
-        }
-    }
-    let office = Agent::connect(&bed.office, Duration::from_secs(60)).unwrap();
-    Some(Bed {
-        bed,
-        office,
-        _work: work,
-    })
+    Pair::boot(CARD, DEADLINE)
 }
 
 /// The device of the route the kernel uses from the office LAN to the far LAN.

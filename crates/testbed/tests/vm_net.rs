@@ -4,53 +4,17 @@
 //! tests ping across the bond and the T3, cut circuits through the QEMU
 //! monitor, and read the kernel's view back.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use wanflash_testbed::{card_copy, Agent, Side, Testbed, READY_MARKER};
+use wanflash_testbed::{Agent, Pair, Side};
 
 const DEADLINE: Duration = Duration::from_secs(180);
 const CARD: u64 = 64 * 1024 * 1024;
 
-fn image(name: &str) -> Option<PathBuf> {
-    let Some(dir) = std::env::var_os("WANFLASH_TEST_IMAGES_DIR") else {
-        eprintln!("skipped: no WANFLASH_TEST_IMAGES_DIR; `cargo xtask test` builds the test bed images and runs this");
-        return None;
-    };
-    let p = PathBuf::from(dir).join(name).join(format!("{name}.img"));
-    assert!(p.exists(), "`{}` was not built", p.display());
-    Some(p)
-}
-
-struct Bed {
-    bed: Testbed,
-    office: Agent,
-    backup: Agent,
-    _work: tempfile::TempDir,
-}
+type Bed = Pair;
 
 fn start() -> Option<Bed> {
-    let office_img = image("test-office")?;
-    let backup_img = image("test-backup")?;
-    let work = tempfile::tempdir().unwrap();
-    let o = work.path().join("office.img");
-    let b = work.path().join("backup.img");
-    card_copy(&office_img, &o, CARD).unwrap();
-    card_copy(&backup_img, &b, CARD).unwrap();
-    let mut bed = Testbed::start(&o, &b, work.path()).unwrap();
-    for vm in [&mut bed.office, &mut bed.backup] {
-        if let Err(e) = vm.wait_for(READY_MARKER, DEADLINE) {
-            panic!("{e}");
-        }
-    }
-    let office = Agent::connect(&bed.office, Duration::from_secs(60)).unwrap();
-    let backup = Agent::connect(&bed.backup, Duration::from_secs(60)).unwrap();
-    Some(Bed {
-        bed,
-        office,
-        backup,
-        _work: work,
-    })
+    Pair::boot(CARD, DEADLINE)
 }
 
 /// Runs of spaces as one, per line (busybox pads its columns).
