@@ -160,6 +160,7 @@ fn silent_far_end_failure_is_detected_by_probes() {
     // Only the backup's NICs lose carrier: the office's stay up and its
     // bond keeps sending into dead circuits. Only probes can tell.
     let from = t.bed.office.console().len();
+    let from_b = t.bed.backup.console().len();
     for c in ["t1a", "t1b", "t1c"] {
         t.bed.set_link(c, Side::Backup, false).unwrap();
     }
@@ -174,5 +175,14 @@ fn silent_far_end_failure_is_detected_by_probes() {
         "not detected by probes: {down}"
     );
     expect_route(&mut t, "eth3", "after the silent failure");
+    // The replies come back once the backup has moved too (it sees its
+    // own carrier loss, or its probes go unanswered).
+    if let Err(e) = t
+        .bed
+        .backup
+        .wait_for_from("path t1 down", from_b, Duration::from_secs(60))
+    {
+        panic!("{e}");
+    }
     assert_eq!(lan_to_lan(&mut t.office, 5), 5, "LAN to LAN over the T3");
 }
