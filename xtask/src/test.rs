@@ -4,7 +4,8 @@
 //! 2. the unit tests of every crate;
 //! 3. every image in `images/` built (host tools installed as needed);
 //! 4. the tests that need the built images: QEMU boots, bad-input builds,
-//!    reproducibility, with `WANFLASH_IMAGES_DIR` pointing at them.
+//!    reproducibility, with `WANFLASH_IMAGES_DIR` pointing at them;
+//! 5. `cargo xtask bench --quick`, which must produce every figure.
 
 use std::process::Command;
 use std::time::Instant;
@@ -142,6 +143,34 @@ pub fn run(args: &Args) -> Result<()> {
     }
     vm.args(["--", "--test-threads", "1"]);
     step("image and QEMU tests", &mut vm)?;
+
+    // The benchmarks, once, quickly: every figure must be produced (never
+    // a judgement of the values, which depend on the machine).
+    if args.filter.is_none() {
+        println!("==> cargo xtask bench --quick");
+        crate::bench::run(&crate::bench::Args {
+            quick: true,
+            cold_kernel: false,
+            boots: 1,
+        })?;
+        let json = ws.join("target/bench.json");
+        let text =
+            std::fs::read_to_string(&json).with_context(|| format!("read `{}`", json.display()))?;
+        let figures: Vec<serde_json::Value> =
+            serde_json::from_str(&text).with_context(|| format!("parse `{}`", json.display()))?;
+        let missing: Vec<String> = figures
+            .iter()
+            .filter(|f| !f["value"].as_f64().is_some_and(f64::is_finite))
+            .map(|f| f["name"].as_str().unwrap_or("?").to_owned())
+            .collect();
+        if figures.is_empty() || !missing.is_empty() {
+            bail!("cargo xtask bench --quick produced no figure for: {missing:?}");
+        }
+        println!(
+            "==> cargo xtask bench --quick: ok ({} figures)",
+            figures.len()
+        );
+    }
     println!(
         "all tests passed in {:.0} s",
         started.elapsed().as_secs_f64()
