@@ -6,7 +6,6 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
@@ -17,22 +16,14 @@ const USAGE: &str = "usage: failoverd [--config PATH] [--check]
   --check        only check the description";
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+    let Some(cl) = wanflash_spec::cli::parse(args, &["--check"])? else {
+        return Ok(None);
+    };
     let mut opts = Options::default();
-    let mut args = args.peekable();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--config" => match args.next() {
-                Some(p) => opts.config = PathBuf::from(p),
-                None => return Err("--config needs a path".to_owned()),
-            },
-            "--check" => opts.check = true,
-            "-h" | "--help" => return Ok(None),
-            other => match other.strip_prefix("--config=") {
-                Some(p) => opts.config = PathBuf::from(p),
-                None => return Err(format!("unknown argument `{other}`")),
-            },
-        }
+    if let Some(p) = &cl.config {
+        opts.config.clone_from(p);
     }
+    opts.check = cl.has("--check");
     Ok(Some(opts))
 }
 
@@ -70,6 +61,8 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn args(a: &[&str]) -> impl Iterator<Item = String> {

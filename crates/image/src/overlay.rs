@@ -27,7 +27,6 @@ pub struct Template {
     pub file: String,
     pub text: String,
     pub mode: u32,
-    origin: String,
 }
 
 /// Adds the overlay at `dir` (called `name`) to `tree` and feeds every
@@ -101,9 +100,10 @@ pub fn apply(
                     file: format!("{origin}/{rel}"),
                     text,
                     mode,
-                    origin: format!("{origin}/{rel}"),
                 };
-                tree.file(out, Vec::new(), mode, &t.origin);
+                // The placeholder's origin is the template's own path, so
+                // render_all can tell whether a later overlay replaced it.
+                tree.file(out, Vec::new(), mode, &t.file);
                 templates.push(t);
             } else {
                 tree.file(rel, data, mode, &origin);
@@ -125,9 +125,9 @@ pub fn render_all(
     ctx: &tera::Context,
 ) -> Result<(), Error> {
     for t in templates {
-        if tree.get(&t.path).map(|e| e.origin.as_str()) == Some(t.origin.as_str()) {
+        if tree.get(&t.path).map(|e| e.origin.as_str()) == Some(t.file.as_str()) {
             let rendered = render(&t.file, &t.text, ctx)?;
-            tree.file(&t.path, rendered.into_bytes(), t.mode, &t.origin);
+            tree.file(&t.path, rendered.into_bytes(), t.mode, &t.file);
         }
     }
     Ok(())

@@ -3,7 +3,6 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use wanflash_netcfg::{run, Line, Options, EXIT_BAD_CONFIG};
@@ -14,23 +13,15 @@ const USAGE: &str = "usage: netcfg [--config PATH] [--dry-run] [--check]
   --check        only check the description";
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+    let Some(cl) = wanflash_spec::cli::parse(args, &["--dry-run", "--check"])? else {
+        return Ok(None);
+    };
     let mut opts = Options::default();
-    let mut args = args.peekable();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--config" => match args.next() {
-                Some(p) => opts.config = PathBuf::from(p),
-                None => return Err("--config needs a path".to_owned()),
-            },
-            "--dry-run" => opts.dry_run = true,
-            "--check" => opts.check = true,
-            "-h" | "--help" => return Ok(None),
-            other => match other.strip_prefix("--config=") {
-                Some(p) => opts.config = PathBuf::from(p),
-                None => return Err(format!("unknown argument `{other}`")),
-            },
-        }
+    if let Some(p) = &cl.config {
+        opts.config.clone_from(p);
     }
+    opts.dry_run = cl.has("--dry-run");
+    opts.check = cl.has("--check");
     Ok(Some(opts))
 }
 
@@ -62,6 +53,8 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn args(a: &[&str]) -> impl Iterator<Item = String> {

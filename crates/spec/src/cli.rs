@@ -1,0 +1,87 @@
+//! The command lines of the programs on the appliance: `--config PATH`
+//! (or `--config=PATH`), boolean flags, `-h`/`--help`. Hand-written rather
+//! than clap, whose weight does not belong in a static binary on a flash
+//! card; one parser so every daemon reads its arguments the same way.
+
+use std::path::PathBuf;
+
+/// What a command line said.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommandLine {
+    /// `--config PATH`, when given.
+    pub config: Option<PathBuf>,
+    flags: Vec<&'static str>,
+}
+
+impl CommandLine {
+    /// Whether `flag` (for example `--check`) was given.
+    pub fn has(&self, flag: &str) -> bool {
+        self.flags.contains(&flag)
+    }
+}
+
+/// Parses `args` (without the program name). `flags` are the boolean
+/// flags the program knows. `Ok(None)` means help was asked for.
+pub fn parse(
+    args: impl Iterator<Item = String>,
+    flags: &[&'static str],
+) -> Result<Option<CommandLine>, String> {
+    let mut out = CommandLine::default();
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" => match args.next() {
+                Some(p) => out.config = Some(PathBuf::from(p)),
+                None => return Err("--config needs a path".to_owned()),
+            },
+            "-h" | "--help" => return Ok(None),
+            other => {
+                if let Some(p) = other.strip_prefix("--config=") {
+                    out.config = Some(PathBuf::from(p));
+                } else if let Some(f) = flags.iter().find(|f| **f == other) {
+                    out.flags.push(f);
+                } else {
+                    return Err(format!("unknown argument `{other}`"));
+                }
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> impl Iterator<Item = String> {
+        v.iter()
+            .map(|s| (*s).to_owned())
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn config_flags_and_help() {
+        let c = parse(args(&["--config", "/a", "--check"]), &["--check"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.config, Some(PathBuf::from("/a")));
+        assert!(c.has("--check"));
+        assert!(!c.has("--dry-run"));
+        let c = parse(args(&["--config=/b"]), &[]).unwrap().unwrap();
+        assert_eq!(c.config, Some(PathBuf::from("/b")));
+        assert!(parse(args(&["-h"]), &[]).unwrap().is_none());
+    }
+
+    #[test]
+    fn errors_name_the_argument() {
+        assert_eq!(
+            parse(args(&["--check"]), &[]).unwrap_err(),
+            "unknown argument `--check`"
+        );
+        assert_eq!(
+            parse(args(&["--config"]), &[]).unwrap_err(),
+            "--config needs a path"
+        );
+    }
+}
