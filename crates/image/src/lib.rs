@@ -504,15 +504,8 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
         check_network(net, None, &image_file)?;
     }
     if let Some(f) = &desc.failover {
-        if let Err(errors) = f.validate(network.as_ref()) {
-            let list: Vec<String> = errors.iter().map(|e| format!("  - {e}")).collect();
-            return Err(Error::Input(format!(
-                "`{image_file}`: the failover description has {} problem{}:\n{}",
-                errors.len(),
-                if errors.len() == 1 { "" } else { "s" },
-                list.join("\n")
-            )));
-        }
+        f.validate(network.as_ref())
+            .map_err(|errors| problems(&image_file, "failover", &errors))?;
     }
 
     // Fail early on what is missing from the host, before minutes of work.
@@ -876,18 +869,19 @@ fn check_network(
     kernel_config: Option<&str>,
     file: &str,
 ) -> Result<(), Error> {
-    match net.validate(kernel_config) {
-        Ok(()) => Ok(()),
-        Err(errors) => {
-            let list: Vec<String> = errors.iter().map(|e| format!("  - {e}")).collect();
-            Err(Error::Input(format!(
-                "`{file}`: the network description has {} problem{}:\n{}",
-                errors.len(),
-                if errors.len() == 1 { "" } else { "s" },
-                list.join("\n")
-            )))
-        }
-    }
+    net.validate(kernel_config)
+        .map_err(|errors| problems(file, "network", &errors))
+}
+
+/// One error listing every problem of a section, each with its key.
+fn problems(file: &str, section: &str, errors: &[impl std::fmt::Display]) -> Error {
+    let list: Vec<String> = errors.iter().map(|e| format!("  - {e}")).collect();
+    Error::Input(format!(
+        "`{file}`: the {section} description has {} problem{}:\n{}",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" },
+        list.join("\n")
+    ))
 }
 
 /// Every service's executable must be in the image.

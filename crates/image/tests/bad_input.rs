@@ -233,3 +233,14 @@ fn same_inputs_give_byte_identical_outputs() {
         );
     }
 }
+
+#[test]
+fn bond_without_link_monitoring_is_refused_with_its_key() {
+    let f = fixture(&format!(
+        "{GOOD}\n[network]\ninterfaces = [{{ name = \"eth0\" }}, {{ name = \"eth1\" }}]\nbonds = [{{ name = \"bond0\", members = [\"eth0\", \"eth1\"], mode = \"balance-rr\" }}]\n"
+    ));
+    let err = fails(&f);
+    assert!(err.contains("images/bad.toml"), "{err}");
+    assert!(err.contains("the network description has"), "{err}");
+    assert!(err.contains("bond0"), "{err}");
+}
