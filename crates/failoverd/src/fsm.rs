@@ -272,6 +272,11 @@ impl Window {
         }
     }
 
+    fn clear(&mut self) {
+        self.bits.clear();
+        self.lost = 0;
+    }
+
     fn full(&self) -> bool {
         self.bits.len() == self.cap
     }
@@ -824,6 +829,7 @@ impl Fsm {
 
     fn paths_step(&mut self, now: Ms) -> Vec<Event> {
         let mut events = Vec::new();
+        let mut came_up = Vec::new();
         let mut carrying = vec![false; self.paths.len()];
         for c in self.sets.iter().filter_map(|s| s.current) {
             carrying[c] = true;
@@ -850,6 +856,7 @@ impl Fsm {
                     } else if p.health == Health::Unknown && answered {
                         p.health = Health::Up;
                         p.since = now;
+                        came_up.push(pi);
                         events.push(Event::PathUp {
                             path: pi,
                             cause: Cause::FirstReply,
@@ -883,6 +890,7 @@ impl Fsm {
                         if held >= u64::from(t.settings.hold_down_ms) {
                             p.health = Health::Up;
                             p.since = now;
+                            came_up.push(pi);
                             events.push(Event::PathUp {
                                 path: pi,
                                 cause: Cause::Healthy { for_ms: held },
@@ -891,6 +899,14 @@ impl Fsm {
                         }
                     }
                 }
+            }
+        }
+        // Members are judged from now on, on what they do from now on.
+        for pi in came_up {
+            for &mi in &self.paths[pi].members {
+                let t = &mut self.targets[self.members[mi].target];
+                t.misses = 0;
+                t.window.clear();
             }
         }
         events
@@ -921,10 +937,21 @@ impl Fsm {
     }
 
     /// Why a member should not be in the bond now, if it should not.
+    ///
+    /// Missed probes and loss count only while the member's path is up:
+    /// while the far end is starting, or the whole bundle is recovering,
+    /// members answer one after another, and the first to answer must not
+    /// make the others look like failed circuits. Their counts start anew
+    /// when the path comes up ([`Fsm::paths_step`]). Carrier loss counts
+    /// at any time.
     fn member_fault(&self, mi: usize, now: Ms) -> Option<(Cause, Ms)> {
-        let t = &self.targets[self.members[mi].target];
+        let m = &self.members[mi];
+        let t = &self.targets[m.target];
+        let judged = self.paths[m.path].health == Health::Up;
         if !t.carrier {
             Some((Cause::CarrierLost, 0))
+        } else if !judged {
+            None
         } else if t.misses >= t.settings.multiplier {
             Some((
                 Cause::Missed { probes: t.misses },

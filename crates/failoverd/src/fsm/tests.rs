@@ -667,3 +667,51 @@ fn window_loss_is_exact() {
     w.push(true);
     assert_eq!(w.permille(), 0);
 }
+
+fn member_moves(ds: &[Decision]) -> Vec<String> {
+    ds.iter()
+        .filter(|d| matches!(d.event, Event::MemberOut { .. } | Event::MemberIn { .. }))
+        .map(|d| format!("{:?}", d.event))
+        .collect()
+}
+
+#[test]
+fn a_far_end_that_starts_late_and_answers_member_by_member_splits_nothing() {
+    // The far end's daemon is not running yet: every probe is missed.
+    let mut sim = Sim::office();
+    sim.set_silent(&["bond0", "eth0", "eth1", "eth2", "eth3"], true);
+    sim.run_until(2000);
+    // It starts, and its answers reach the members one interval apart.
+    sim.set_silent(&["eth0", "bond0", "eth3"], false);
+    sim.run_until(2030);
+    sim.set_silent(&["eth1"], false);
+    sim.run_until(2050);
+    sim.set_silent(&["eth2"], false);
+    sim.run_until(10_000);
+    let ds = sim.take();
+    assert_eq!(member_moves(&ds), Vec::<String>::new(), "{:#?}", sim.lines(&ds));
+    for m in 0..3 {
+        assert_eq!(sim.fsm.member_state(m), Some(MemberState::In));
+    }
+}
+
+#[test]
+fn a_restored_bundle_keeps_every_member_even_if_they_answer_one_by_one() {
+    let mut sim = started();
+    sim.set_silent(&["bond0", "eth0", "eth1", "eth2"], true);
+    sim.run_until(3000);
+    assert_eq!(sim.fsm.path_health(T1), Some(Health::Down));
+    sim.set_silent(&["bond0", "eth0"], false);
+    sim.run_until(3040);
+    sim.set_silent(&["eth1", "eth2"], false);
+    sim.run_until(12_000);
+    let ds = sim.take();
+    assert_eq!(member_moves(&ds), Vec::<String>::new(), "{:#?}", sim.lines(&ds));
+    assert_eq!(sim.fsm.path_health(T1), Some(Health::Up));
+    // And a member that stays dead after the path is back is split.
+    sim.set_silent(&["eth2"], true);
+    sim.run_until(12_200);
+    let ds = sim.take();
+    assert_eq!(member_moves(&ds).len(), 1, "{:#?}", sim.lines(&ds));
+    assert_eq!(sim.fsm.member_state(2), Some(MemberState::Out));
+}
