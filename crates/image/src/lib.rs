@@ -12,6 +12,7 @@ pub mod hosttools;
 pub mod kernel;
 pub mod mbr;
 pub mod overlay;
+pub mod release;
 pub mod tools;
 pub mod tree;
 
@@ -631,6 +632,8 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
         opts.source_date_epoch.to_string(),
     );
     inputs.insert("version".into(), VERSION.into());
+    let source_commit = release::source_commit(ws);
+    inputs.insert("source_commit".into(), source_commit.clone());
 
     let mut id = Sha256::new();
     for (k, v) in &inputs {
@@ -675,6 +678,18 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
     tree.file(
         system::SYSTEM_CONFIG_PATH,
         sys.to_json().into_bytes(),
+        0o644,
+        "wanflash",
+    );
+    let rel = release::Release {
+        image: opts.image.clone(),
+        version: VERSION.into(),
+        commit: source_commit.clone(),
+        build_id: build_id.clone(),
+    };
+    tree.file(
+        release::RELEASE_PATH,
+        rel.to_file().into_bytes(),
         0o644,
         "wanflash",
     );

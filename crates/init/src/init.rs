@@ -313,6 +313,13 @@ impl<S: Sys> Init<S> {
             ),
             Err(_) => say!(self, Info, "wanflash init"),
         }
+        // The image's release line (`/etc/wanflash-release`) on the console.
+        if let Ok(b) = self.sys.read_file("/etc/wanflash-release", 4096) {
+            let text = String::from_utf8_lossy(&b);
+            if let Some(p) = text.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=")) {
+                say!(self, Info, "release: {}", p.trim().trim_matches('"'));
+            }
+        }
         if let Some(e) = signal_err {
             say!(
                 self,
@@ -1391,5 +1398,28 @@ pub fn last_resort<S: Sys>(
                 log.flush_console(sys);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod release_line_tests {
+    use crate::fake::FakeSys;
+    use crate::init::Init;
+
+    #[test]
+    fn boot_prints_the_image_release_line() {
+        let mut sys = FakeSys::with_root(None, "");
+        sys.file(
+            "/etc/wanflash-release",
+            0o644,
+            b"NAME=wanflash\nIMAGE=r\nPRETTY_NAME=\"wanflash r 0.1.0 (commit abc, build 12)\"\n",
+        );
+        let mut init = Init::new(sys, 900);
+        init.boot();
+        let out = init.sys.console_text();
+        assert!(
+            out.contains("release: wanflash r 0.1.0 (commit abc, build 12)"),
+            "{out}"
+        );
     }
 }
