@@ -1,0 +1,565 @@
+//! A/B updates on the box. [`update`] verifies a bundle whole, writes the
+//! inactive slot and its kernel, reads both back, records the trial in the
+//! store and arms syslinux's boot-once entry; [`commit`] makes the booted
+//! trial slot the default; [`status`] reports. init calls [`on_boot`] and
+//! [`commit`]/[`roll_back`] for the trial boot (crates/init/src/trial.rs);
+//! `wanctl update` calls [`update`].
+//!
+//! Every write here follows an update, commit or rollback the user
+//! started; nothing writes the flash otherwise.
+
+pub mod adv;
+pub mod disk;
+pub mod fat;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use wanflash_store::{FileDevice, Reset, ResetReason, Slot, SlotInfo, State, Store, Trial};
+
+pub use disk::Disk;
+
+/// Written by the builder from the description's `[update]`.
+pub const CONFIG_PATH: &str = "/etc/wanflash/update.json";
+pub const STORE_PARTITION: u8 = 4;
+pub const BOOT_PARTITION: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to {action} `{}`: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Layout(String),
+    #[error("{0}")]
+    Bundle(#[from] wanflash_bundle::Error),
+    #[error("{0}")]
+    Store(#[from] wanflash_store::Error),
+    #[error("`{path}`: {message}")]
+    Config { path: String, message: String },
+    #[error("read-back of {what} on `{}` differs from what was written at byte {at}: the card may be failing; the slot is not armed", path.display())]
+    ReadBack {
+        what: &'static str,
+        path: PathBuf,
+        at: u64,
+    },
+    #[error("{0}")]
+    State(String),
+}
+
+impl Error {
+    pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> Error {
+        Error::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The box's update policy and trial health, from `/etc/wanflash/update.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// ed25519 public keys (hex) whose bundles are accepted.
+    #[serde(default)]
+    pub public_keys: Vec<String>,
+    #[serde(default)]
+    pub accept_unsigned: bool,
+    #[serde(default)]
+    pub health: Health,
+    /// Log every boot's reset reason in the store (one write per boot).
+    #[serde(default)]
+    pub reset_log: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// Seconds from init's start for the trial boot to prove health.
+    #[serde(default = "default_deadline")]
+    pub deadline_s: u64,
+    /// Every service started and none failed.
+    #[serde(default = "yes")]
+    pub services: bool,
+    /// At least one WAN path `up` in failoverd's status.
+    #[serde(default)]
+    pub wan_path: bool,
+    #[serde(default = "default_socket")]
+    pub failoverd_socket: String,
+}
+
+fn default_deadline() -> u64 {
+    120
+}
+fn yes() -> bool {
+    true
+}
+fn default_socket() -> String {
+    "/run/failoverd.sock".into()
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            deadline_s: default_deadline(),
+            services: true,
+            wan_path: false,
+            failoverd_socket: default_socket(),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::Config {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn keys(&self) -> Result<Vec<[u8; 32]>, Error> {
+        self.public_keys
+            .iter()
+            .map(|k| {
+                wanflash_bundle::unhex(k)
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| Error::Config {
+                        path: CONFIG_PATH.into(),
+                        message: format!("public key `{k}` is not 64 hex digits"),
+                    })
+            })
+            .collect()
+    }
+}
+
+/// The boot disk opened for reads and writes at absolute offsets.
+pub struct Card {
+    pub disk: Disk,
+    file: std::fs::File,
+}
+
+impl Card {
+    pub fn open(disk: Disk) -> Result<Card, Error> {
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(&disk.path)
+            .map_err(|e| Error::io("open", &disk.path, e))?;
+        Ok(Card { disk, file })
+    }
+
+    pub fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<(), Error> {
+        self.file
+            .read_exact_at(buf, off)
+            .map_err(|e| Error::io("read", &self.disk.path, e))
+    }
+
+    pub fn write_at(&self, off: u64, data: &[u8]) -> Result<(), Error> {
+        self.file
+            .write_all_at(data, off)
+            .map_err(|e| Error::io("write", &self.disk.path, e))
+    }
+
+    /// fsync, then drop the page cache so a read-back reads the card.
+    pub fn sync(&self) -> Result<(), Error> {
+        self.file
+            .sync_all()
+            .map_err(|e| Error::io("sync", &self.disk.path, e))?;
+        let _ = nix::fcntl::posix_fadvise(
+            self.file.as_raw_fd(),
+            0,
+            0,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        );
+        Ok(())
+    }
+
+    /// Writes `data` at `off`, syncs, reads it back and compares.
+    fn write_checked(&self, off: u64, data: &[u8], what: &'static str) -> Result<(), Error> {
+        self.write_at(off, data)?;
+        self.sync()?;
+        let mut back = vec![0u8; data.len()];
+        self.read_at(off, &mut back)?;
+        if let Some(i) = back.iter().zip(data).position(|(a, b)| a != b) {
+            return Err(Error::ReadBack {
+                what,
+                path: self.disk.path.clone(),
+                at: off + i as u64,
+            });
+        }
+        Ok(())
+    }
+
+    fn map(&self, name: &[u8; 11]) -> Result<(u64, fat::FileMap), Error> {
+        let boot = self.disk.part(BOOT_PARTITION)?;
+        let m = fat::map_file(&mut |o, b| self.read_at(boot.start + o, b), name)?;
+        Ok((boot.start, m))
+    }
+
+    pub fn store(&self) -> Result<Store<FileDevice>, Error> {
+        let p = self.disk.part(STORE_PARTITION)?;
+        Ok(Store::new(FileDevice::open(
+            &self.disk.path,
+            p.start,
+            p.size,
+        )?)?)
+    }
+
+    /// Writes a file's bytes in place: `data` then zeros to its fixed size.
+    fn overwrite_file(
+        &self,
+        name: &[u8; 11],
+        data: &[u8],
+        what: &'static str,
+    ) -> Result<(), Error> {
+        let (base, m) = self.map(name)?;
+        if data.len() as u64 > m.size {
+            return Err(Error::Layout(format!(
+                "the new {what} is {} bytes; its file on the boot partition holds {}: raise `layout.boot_size` and write a new card",
+                data.len(),
+                m.size
+            )));
+        }
+        let mut full = data.to_vec();
+        full.resize(m.size as usize, 0);
+        let mut pos = 0usize;
+        for (off, n) in m.ranges(0, m.size) {
+            self.write_at(base + off, &full[pos..pos + n as usize])?;
+            pos += n as usize;
+        }
+        self.sync()?;
+        let mut pos = 0usize;
+        for (off, n) in m.ranges(0, m.size) {
+            let mut back = vec![0u8; n as usize];
+            self.read_at(base + off, &mut back)?;
+            if let Some(i) = back.iter().zip(&full[pos..]).position(|(a, b)| a != b) {
+                return Err(Error::ReadBack {
+                    what,
+                    path: self.disk.path.clone(),
+                    at: base + off + i as u64,
+                });
+            }
+            pos += n as usize;
+        }
+        Ok(())
+    }
+
+    /// Writes both ADV copies at the end of `ldlinux.sys`.
+    pub fn set_boot_once(&self, label: Option<Slot>) -> Result<(), Error> {
+        let (base, m) = self.map(&fat::LDLINUX)?;
+        if m.size < 1024 {
+            return Err(Error::Layout(
+                "`ldlinux.sys` is too small to hold an ADV".into(),
+            ));
+        }
+        let ranges = m.ranges(m.size - 1024, 1024);
+        let mut cur = vec![0u8; 1024];
+        let mut pos = 0usize;
+        for (off, n) in &ranges {
+            self.read_at(base + off, &mut cur[pos..pos + *n as usize])?;
+            pos += *n as usize;
+        }
+        // Keep the other records syslinux may hold; replace boot-once.
+        let mut recs = adv::decode(&cur[..512])
+            .or_else(|| adv::decode(&cur[512..]))
+            .ok_or_else(|| {
+                Error::Layout(
+                    "`ldlinux.sys` has no valid ADV: reinstall syslinux (write a current image)"
+                        .into(),
+                )
+            })?;
+        recs.retain(|(t, _)| *t != adv::BOOT_ONCE);
+        if let Some(s) = label {
+            recs.push((adv::BOOT_ONCE, s.label().as_bytes().to_vec()));
+        }
+        let refs: Vec<(u8, &[u8])> = recs.iter().map(|(t, d)| (*t, d.as_slice())).collect();
+        let one =
+            adv::encode(&refs).ok_or_else(|| Error::Layout("the ADV records do not fit".into()))?;
+        // Copy by copy, synced between: a cut leaves one valid copy.
+        for copy in 0..2u64 {
+            let mut pos = 0u64;
+            for (off, n) in m.ranges(m.size - 1024 + copy * 512, 512) {
+                self.write_checked(
+                    base + off,
+                    &one[pos as usize..(pos + n) as usize],
+                    "the ADV",
+                )?;
+                pos += n;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `DEFAULT` label of `syslinux.cfg`.
+    pub fn default_label(&self) -> Result<Slot, Error> {
+        let (base, m, text) = self.cfg()?;
+        let _ = (base, m);
+        let (_, label) = default_pos(&text)?;
+        Ok(label)
+    }
+
+    fn cfg(&self) -> Result<(u64, fat::FileMap, Vec<u8>), Error> {
+        let (base, m) = self.map(&fat::SYSLINUX_CFG)?;
+        let mut text = vec![0u8; m.size as usize];
+        let mut pos = 0usize;
+        for (off, n) in m.ranges(0, m.size) {
+            self.read_at(base + off, &mut text[pos..pos + n as usize])?;
+            pos += n as usize;
+        }
+        Ok((base, m, text))
+    }
+
+    /// Rewrites the one byte of `DEFAULT x` in `syslinux.cfg`: `a` and `b`
+    /// are the same length, so the file's size and clusters stay.
+    pub fn set_default(&self, slot: Slot) -> Result<(), Error> {
+        let (base, m, text) = self.cfg()?;
+        let (at, cur) = default_pos(&text)?;
+        if cur == slot {
+            return Ok(());
+        }
+        let r = m.ranges(at as u64, 1);
+        let (off, _) = r
+            .first()
+            .copied()
+            .ok_or_else(|| Error::Layout("`syslinux.cfg` is cut short".into()))?;
+        self.write_checked(base + off, slot.label().as_bytes(), "syslinux.cfg")
+    }
+}
+
+/// Position of the label after `DEFAULT ` and the label.
+fn default_pos(text: &[u8]) -> Result<(usize, Slot), Error> {
+    let key = b"DEFAULT ";
+    let at = text
+        .windows(key.len())
+        .position(|w| w == key)
+        .map(|p| p + key.len())
+        .ok_or_else(|| {
+            Error::Layout("`syslinux.cfg` on the boot partition has no `DEFAULT` line".into())
+        })?;
+    let label = text
+        .get(at..at + 2)
+        .and_then(|l| match l {
+            b"a\n" => Some(Slot::A),
+            b"b\n" => Some(Slot::B),
+            _ => None,
+        })
+        .ok_or_else(|| Error::Layout("`syslinux.cfg`'s `DEFAULT` is not `a` or `b`".into()))?;
+    Ok((at, label))
+}
+
+/// The running system: its card and the slot it booted.
+pub fn this_box() -> Result<(Card, Slot), Error> {
+    let (disk, slot) = disk::boot_disk()?;
+    let slot = slot.as_deref().and_then(Slot::parse).ok_or_else(|| {
+        Error::Layout("the kernel command line has no `wanflash.slot=a|b`".into())
+    })?;
+    Ok((Card::open(disk)?, slot))
+}
+
+/// What [`update`] did.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub slot: Slot,
+    pub manifest: wanflash_bundle::Manifest,
+}
+
+/// Verifies the bundle read from `src` whole (it is spooled into memory
+/// first: a stdin stream cannot be read twice), then writes the inactive
+/// slot and its kernel with read-back, records the trial and arms the
+/// boot-once entry. Writes nothing when any check fails.
+pub fn update(
+    card: &Card,
+    booted: Slot,
+    cfg: &Config,
+    src: &mut dyn Read,
+    log: &mut dyn Write,
+) -> Result<Installed, Error> {
+    let target = booted.other();
+    let root = card.disk.part(target.partition())?;
+    let (_, kmap) = card.map(&fat::kernel_name(target))?;
+    let policy = wanflash_bundle::Policy {
+        public_keys: cfg.keys()?,
+        accept_unsigned: cfg.accept_unsigned,
+        max_kernel: kmap.size,
+        max_rootfs: root.size,
+    };
+    let v = wanflash_bundle::verify(src, &policy)?;
+    // The store must be readable before anything is written.
+    let mut store = card.store()?;
+    let (mut state, _) = store.load()?;
+    let m = &v.manifest;
+    let _ = writeln!(
+        log,
+        "verified {} {} (build {}, {}): writing slot {target}",
+        m.image,
+        m.version,
+        m.build_id,
+        if v.signed {
+            "signed"
+        } else {
+            "unsigned, accepted by this image"
+        }
+    );
+    card.write_checked(root.start, &v.rootfs, "the root filesystem")?;
+    card.overwrite_file(&fat::kernel_name(target), &v.kernel, "kernel")?;
+    state.set_slot_info(
+        target,
+        SlotInfo {
+            image: m.image.clone(),
+            version: m.version.clone(),
+            build_id: m.build_id.clone(),
+        },
+    );
+    if state.slot_info(booted).is_none() {
+        state.default_slot = booted;
+    }
+    state.trial = Some(Trial {
+        slot: target,
+        attempts: 0,
+    });
+    state.last_result = Some(format!(
+        "installed {} {} (build {}) in slot {target}; trial boot armed",
+        m.image, m.version, m.build_id
+    ));
+    store.save(&state)?;
+    card.set_boot_once(Some(target))?;
+    let _ = writeln!(
+        log,
+        "slot {target} written and read back; the next boot tries it once"
+    );
+    Ok(Installed {
+        slot: target,
+        manifest: v.manifest,
+    })
+}
+
+/// Makes the booted slot the default (syslinux.cfg, then the store).
+pub fn commit(card: &Card, booted: Slot) -> Result<String, Error> {
+    let mut store = card.store()?;
+    let (mut state, _) = store.load()?;
+    match &state.trial {
+        Some(t) if t.slot == booted => {}
+        _ if card.default_label()? == booted => {
+            return Ok(format!(
+                "slot {booted} is already the default; nothing to commit"
+            ));
+        }
+        _ => {
+            return Err(Error::State(format!(
+            "slot {booted} is running without a pending trial: run `wanflash-update update` first"
+        )))
+        }
+    }
+    card.set_default(booted)?;
+    state.default_slot = booted;
+    state.trial = None;
+    let what = state
+        .slot_info(booted)
+        .map(|i| format!("{} {} (build {})", i.image, i.version, i.build_id))
+        .unwrap_or_default();
+    let msg = format!("committed slot {booted} {what}");
+    state.last_result = Some(msg.clone());
+    store.save(&state)?;
+    Ok(msg)
+}
+
+/// The trial failed on the trial boot: record why; the caller reboots and
+/// syslinux boots the default slot (the boot-once entry is spent).
+pub fn roll_back(card: &Card, booted: Slot, reason: &str) -> Result<String, Error> {
+    let mut store = card.store()?;
+    let (mut state, _) = store.load()?;
+    let msg = format!("rolled back from slot {booted}: {reason}");
+    state.trial = None;
+    state.last_result = Some(msg.clone());
+    state.push_reset(Reset {
+        reason: ResetReason::Rollback,
+        slot: booted,
+        detail: reason.to_owned(),
+    });
+    store.save(&state)?;
+    // Disarm in case syslinux did not consume it (it does; belt and braces).
+    card.set_boot_once(None)?;
+    Ok(msg)
+}
+
+/// What this boot is, for init.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boot {
+    /// A normal boot; the last update's outcome, if any.
+    Normal(Option<String>),
+    /// The trial boot of an update: prove health, then commit.
+    Trial(Slot),
+    /// A trial that never proved health (watchdog, hang, power cut):
+    /// recorded now; the message says so.
+    RolledBack(String),
+}
+
+/// Reads the store at boot. Writes it only when a pending trial of the
+/// other slot shows the trial boot died (the rollback is recorded).
+pub fn on_boot(card: &Card, booted: Slot) -> Result<Boot, Error> {
+    let mut store = card.store()?;
+    let (state, _) = store.load()?;
+    match &state.trial {
+        Some(t) if t.slot == booted => Ok(Boot::Trial(booted)),
+        Some(t) => {
+            let failed = t.slot;
+            let reason = format!("the trial boot of slot {failed} never proved health (watchdog reset, hang or power cut)");
+            let mut s: State = state.clone();
+            s.trial = None;
+            let msg = format!("rolled back from slot {failed}: {reason}");
+            s.last_result = Some(msg.clone());
+            s.push_reset(Reset {
+                reason: ResetReason::Rollback,
+                slot: failed,
+                detail: reason,
+            });
+            store.save(&s)?;
+            Ok(Boot::RolledBack(msg))
+        }
+        None => Ok(Boot::Normal(state.last_result.clone())),
+    }
+}
+
+/// A human status: slots, versions, trial, last result, reset reasons.
+pub fn status(card: &Card, booted: Slot) -> Result<String, Error> {
+    let mut store = card.store()?;
+    let (state, generation) = store.load()?;
+    let default = card.default_label()?;
+    let mut s = format!(
+        "booted slot {booted}; syslinux default {default}; store generation {generation}\n"
+    );
+    for slot in [Slot::A, Slot::B] {
+        let info = state
+            .slot_info(slot)
+            .map(|i| format!("{} {} (build {})", i.image, i.version, i.build_id))
+            .unwrap_or_else(|| "as built (no update recorded)".into());
+        s.push_str(&format!("slot {slot}: {info}\n"));
+    }
+    if let Some(t) = &state.trial {
+        s.push_str(&format!("trial pending: slot {}\n", t.slot));
+    }
+    if let Some(r) = &state.last_result {
+        s.push_str(&format!("last result: {r}\n"));
+    }
+    for r in &state.resets {
+        s.push_str(&format!(
+            "reset: {} slot {} {}\n",
+            r.reason.as_str(),
+            r.slot,
+            r.detail
+        ));
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests;

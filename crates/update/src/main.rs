@@ -1,0 +1,74 @@
+//! `wanflash-update`: install an update bundle in the inactive slot and
+//! try it once, commit the running trial slot, or show the slots.
+
+use std::io::Write;
+use std::path::Path;
+
+const USAGE: &str = "usage: wanflash-update update FILE|-   verify a bundle, write the inactive slot, try it once (reboots)
+       wanflash-update update --no-reboot FILE|-
+       wanflash-update commit                make the running trial slot the default
+       wanflash-update status                slots, versions, last result, reset reasons";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("wanflash-update: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (card, booted) = wanflash_update::this_box().map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout();
+    match a.as_slice() {
+        ["update", rest @ ..] => {
+            let (reboot, file) = match rest {
+                ["--no-reboot", f] => (false, *f),
+                [f] => (true, *f),
+                _ => return Err(USAGE.into()),
+            };
+            let cfg = wanflash_update::Config::load(Path::new(wanflash_update::CONFIG_PATH))
+                .map_err(|e| e.to_string())?;
+            let r = if file == "-" {
+                wanflash_update::update(&card, booted, &cfg, &mut std::io::stdin().lock(), &mut out)
+            } else {
+                let mut f =
+                    std::fs::File::open(file).map_err(|e| format!("cannot open `{file}`: {e}"))?;
+                wanflash_update::update(&card, booted, &cfg, &mut f, &mut out)
+            };
+            let done = r.map_err(|e| format!("update refused, nothing armed: {e}"))?;
+            println!(
+                "installed {} {} in slot {}",
+                done.manifest.image, done.manifest.version, done.slot
+            );
+            if reboot {
+                println!("rebooting into slot {} for its trial boot", done.slot);
+                let _ = out.flush();
+                // init does the orderly reboot (services stopped, synced).
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(1),
+                    nix::sys::signal::Signal::SIGUSR1,
+                )
+                .map_err(|e| format!("cannot ask init to reboot: {e}"))?;
+            }
+            Ok(())
+        }
+        ["commit"] => {
+            let m = wanflash_update::commit(&card, booted).map_err(|e| e.to_string())?;
+            println!("{m}");
+            Ok(())
+        }
+        ["status"] => {
+            print!(
+                "{}",
+                wanflash_update::status(&card, booted).map_err(|e| e.to_string())?
+            );
+            Ok(())
+        }
+        _ => Err(USAGE.into()),
+    }
+}

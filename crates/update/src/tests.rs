@@ -1,0 +1,61 @@
+use super::*;
+
+#[test]
+fn default_label_position() {
+    let cfg = b"SERIAL 0 115200\nCONSOLE 0\nDEFAULT a\nPROMPT 0\n";
+    let (at, s) = default_pos(cfg).unwrap();
+    assert_eq!(s, Slot::A);
+    assert_eq!(cfg[at], b'a');
+    assert!(default_pos(b"DEFAULT x\n").is_err());
+    assert!(default_pos(b"PROMPT 0\n").is_err());
+}
+
+#[test]
+fn cmdline_gives_disk_signature_and_slot() {
+    let (sig, slot) =
+        disk::parse_cmdline("console=ttyS0 root=PARTUUID=0b755162-03 ro wanflash.slot=b quiet");
+    assert_eq!(sig, Some(0x0b75_5162));
+    assert_eq!(slot.as_deref(), Some("b"));
+}
+
+#[test]
+fn mbr_entries_parse() {
+    let mut m = [0u8; 512];
+    m[0x1b8..0x1bc].copy_from_slice(&0xdead_beefu32.to_le_bytes());
+    m[0x1be + 8..0x1be + 12].copy_from_slice(&2048u32.to_le_bytes());
+    m[0x1be + 12..0x1be + 16].copy_from_slice(&12288u32.to_le_bytes());
+    m[510] = 0x55;
+    m[511] = 0xaa;
+    let (sig, parts) = disk::parse_mbr(&m).unwrap();
+    assert_eq!(sig, 0xdead_beef);
+    assert_eq!(
+        parts[0],
+        disk::Part {
+            start: 1 << 20,
+            size: 6 << 20
+        }
+    );
+    assert_eq!(parts[1].size, 0);
+    m[511] = 0;
+    assert!(disk::parse_mbr(&m).is_none());
+}
+
+#[test]
+fn file_ranges_cross_extents() {
+    let m = fat::FileMap {
+        size: 3000,
+        extents: vec![(10_000, 1024), (50_000, 1976)],
+    };
+    assert_eq!(m.ranges(0, 3000), vec![(10_000, 1024), (50_000, 1976)]);
+    assert_eq!(m.ranges(1000, 100), vec![(11_000, 24), (50_000, 76)]);
+    assert_eq!(m.ranges(2000, 1000), vec![(50_976, 1000)]);
+}
+
+#[test]
+fn config_defaults_and_unknown_keys() {
+    let c: Config = serde_json::from_str(r#"{"public_keys":["00"]}"#).unwrap();
+    assert!(!c.accept_unsigned);
+    assert_eq!(c.health, Health::default());
+    assert!(c.keys().is_err());
+    assert!(serde_json::from_str::<Config>(r#"{"publik_keys":[]}"#).is_err());
+}
