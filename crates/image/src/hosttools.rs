@@ -14,6 +14,8 @@ pub enum Probe {
     Exe(&'static str),
     /// A file at a fixed path.
     File(&'static str),
+    /// A module that Debian's `/usr/bin/python3` can import.
+    PyModule(&'static str),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +73,27 @@ pub const QEMU: &[Need] = &[
     file("/usr/lib/ipxe/qemu/efi-e1000.rom", "ipxe-qemu"),
 ];
 
+/// Checking our `.bmap` files with Debian's bmaptool in tests.
+pub const BMAP: &[Need] = &[exe("bmaptool", "bmap-tools")];
+
+/// The `qcow2` output for VM users.
+pub const QEMU_IMG: &[Need] = &[exe("qemu-img", "qemu-utils")];
+
+/// The SBOM: the Debian packages of host files, looked up with dpkg.
+pub const DPKG: &[Need] = &[exe("dpkg-query", "dpkg")];
+
+/// A Python venv under `target/` for the SBOM validator in tests.
+pub const PYTHON_VENV: &[Need] = &[
+    file(SYSTEM_PYTHON, "python3"),
+    Need {
+        probe: Probe::PyModule("ensurepip"),
+        package: "python3-venv",
+    },
+];
+
+/// Debian's Python (not one from a version manager earlier on `PATH`).
+pub const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
 /// Finds an executable on `PATH`, then in the sbin folders that a non-root
 /// `PATH` often lacks.
 pub fn which(name: &str) -> Option<PathBuf> {
@@ -92,6 +115,12 @@ fn present(n: &Need) -> bool {
     match n.probe {
         Probe::Exe(e) => which(e).is_some(),
         Probe::File(f) => Path::new(f).exists(),
+        Probe::PyModule(m) => Command::new(SYSTEM_PYTHON)
+            .args(["-c", &format!("import {m}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success()),
     }
 }
 

@@ -6,13 +6,16 @@
 //! (see [`mbr`], [`tree`], [`boot`]); external tools do only what they must:
 //! the kernel's make, mksquashfs, mkfs.fat/mcopy and syslinux's installer.
 
+pub mod bmap;
 pub mod boot;
+pub mod flash;
 pub mod fsx;
 pub mod hosttools;
 pub mod kernel;
 pub mod mbr;
 pub mod overlay;
 pub mod release;
+pub mod sbom;
 pub mod tools;
 pub mod tree;
 
@@ -813,8 +816,26 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
     };
     let manifest_json = serde_json::to_string_pretty(&manifest).unwrap_or_default() + "\n";
     let image_sha = sha256_hex(&img);
+    let bmap_xml = bmap::Bmap::of(&img).to_xml();
+    let sbom_json = sbom::for_image(&sbom::ImageInputs {
+        workspace: ws,
+        target: &rust_target(&desc),
+        desc: &desc,
+        image: &opts.image,
+        version: VERSION,
+        commit: &source_commit,
+        build_id: &build_id,
+        source_date_epoch: opts.source_date_epoch,
+        image_sha256: &image_sha,
+        kernel: &k,
+        kernel_source: &source,
+        binaries: &binaries,
+        files: &tree.manifest(),
+    })?;
     let outputs: Vec<(String, &[u8])> = vec![
         (img_name.clone(), &img),
+        (format!("{}.bmap", opts.image), bmap_xml.as_bytes()),
+        (format!("{}.sbom.json", opts.image), sbom_json.as_bytes()),
         (format!("{img_name}.gz"), &img_gz),
         ("manifest.json".into(), manifest_json.as_bytes()),
         ("kernel.config".into(), k.config.as_bytes()),
