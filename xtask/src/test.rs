@@ -92,7 +92,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let mut unit = cargo();
     unit.args(["test", "--workspace", "--locked"])
-        .env_remove("WANFLASH_IMAGES_DIR");
+        .env_remove("WANFLASH_IMAGES_DIR")
+        // Tests that need a host tool (promtool) install it or fail here.
+        .env("WANFLASH_REQUIRE_TOOLS", "1");
     if let Some(f) = &args.filter {
         unit.arg(f);
     }

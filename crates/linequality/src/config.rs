@@ -1,0 +1,226 @@
+//! What the image description says about recording: the tiers (fixed at
+//! build time), the metrics address and the syslog collector. Carried
+//! under `[failover.recording]` (or `[recording]`) in the TOML description
+//! and as JSON on the box.
+//!
+//! ```toml
+//! [failover.recording]
+//! metrics_listen = "192.0.2.1:9101"     # a management address; none by default
+//! syslog = "198.51.100.10:514"          # RFC 5424 over UDP; none by default
+//! events = 1024
+//! tiers = [
+//!   { width_s = 10, buckets = 8640 },   # 10 s for a day
+//!   { width_s = 300, buckets = 8640 },  # 5 min for 30 days
+//!   { width_s = 3600, buckets = 9600 }, # 1 h for 400 days
+//! ]
+//! ```
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::stats::BUCKET_BYTES;
+
+/// One tier: `buckets` buckets of `width_s` seconds, kept in a ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierSpec {
+    pub width_s: u32,
+    pub buckets: u32,
+}
+
+impl TierSpec {
+    /// How much time the tier covers, in seconds.
+    pub fn span_s(&self) -> u64 {
+        u64::from(self.width_s) * u64::from(self.buckets)
+    }
+
+    /// `10s`, `5m`, `1h`, `1d`: the tier's name in the export and in
+    /// `wanctl`.
+    pub fn label(&self) -> String {
+        duration_label(u64::from(self.width_s))
+    }
+}
+
+/// A number of seconds as the largest whole unit: `90s`, `5m`, `1h`, `2d`.
+pub fn duration_label(s: u64) -> String {
+    if s != 0 && s.is_multiple_of(86_400) {
+        format!("{}d", s / 86_400)
+    } else if s != 0 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s != 0 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// The default tiers, in the spirit of SmokePing: 10 s for a day, 5 min
+/// for 30 days, 1 h for 400 days.
+pub fn default_tiers() -> Vec<TierSpec> {
+    vec![
+        TierSpec {
+            width_s: 10,
+            buckets: 8640,
+        },
+        TierSpec {
+            width_s: 300,
+            buckets: 8640,
+        },
+        TierSpec {
+            width_s: 3600,
+            buckets: 9600,
+        },
+    ]
+}
+
+/// Default length of the event log.
+pub const DEFAULT_EVENTS: u32 = 1024;
+/// Longest event log accepted.
+pub const MAX_EVENTS: u32 = 65_536;
+/// Most buckets a tier may have (a year of minutes).
+pub const MAX_BUCKETS: u32 = 525_600;
+
+fn default_events() -> u32 {
+    DEFAULT_EVENTS
+}
+
+/// Recording settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recording {
+    /// Finest first; each width a multiple of the one before.
+    #[serde(default = "default_tiers")]
+    pub tiers: Vec<TierSpec>,
+    /// How many outage and failover events are kept (oldest dropped).
+    #[serde(default = "default_events")]
+    pub events: u32,
+    /// Where the Prometheus metrics are served (`GET /metrics`); nothing
+    /// listens when absent. Name a management address, never `0.0.0.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// The syslog collector events are sent to (RFC 5424 over UDP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syslog: Option<SocketAddr>,
+}
+
+impl Default for Recording {
+    fn default() -> Self {
+        Recording {
+            tiers: default_tiers(),
+            events: DEFAULT_EVENTS,
+            metrics_listen: None,
+            syslog: None,
+        }
+    }
+}
+
+impl Recording {
+    /// Every problem, one line each, prefixed with the key (`recording.tiers[1]`).
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut errs = Vec::new();
+        if self.tiers.is_empty() {
+            errs.push("recording.tiers: no tier: list at least one, like { width_s = 10, buckets = 8640 }".to_owned());
+        }
+        for (i, t) in self.tiers.iter().enumerate() {
+            let key = format!("recording.tiers[{i}]");
+            if t.width_s == 0 {
+                errs.push(format!("{key}.width_s: must be at least 1 second"));
+            }
+            if t.buckets == 0 || t.buckets > MAX_BUCKETS {
+                errs.push(format!(
+                    "{key}.buckets: {} is out of range: use 1 to {MAX_BUCKETS}",
+                    t.buckets
+                ));
+            }
+            if i > 0 {
+                let prev = self.tiers[i - 1];
+                if t.width_s <= prev.width_s
+                    || prev.width_s == 0
+                    || !t.width_s.is_multiple_of(prev.width_s)
+                {
+                    errs.push(format!(
+                        "{key}.width_s: {} s must be a multiple of the previous tier's {} s and larger",
+                        t.width_s, prev.width_s
+                    ));
+                }
+            }
+        }
+        if self.events == 0 || self.events > MAX_EVENTS {
+            errs.push(format!(
+                "recording.events: {} is out of range: use 1 to {MAX_EVENTS}",
+                self.events
+            ));
+        }
+        if let Some(a) = self.metrics_listen {
+            if a.ip().is_unspecified() {
+                errs.push(format!(
+                    "recording.metrics_listen: `{a}` listens on every address: name the management interface's address"
+                ));
+            }
+            if a.port() == 0 {
+                errs.push(format!(
+                    "recording.metrics_listen: `{a}` has no port: use one like 9101"
+                ));
+            }
+        }
+        if let Some(a) = self.syslog {
+            if a.ip().is_unspecified() || a.port() == 0 {
+                errs.push(format!(
+                    "recording.syslog: `{a}` is not a collector's address: use one like 198.51.100.10:514"
+                ));
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs)
+        }
+    }
+
+    /// Bytes the tiers take per circuit (allocated once, at start).
+    pub fn bytes_per_circuit(&self) -> usize {
+        self.tiers
+            .iter()
+            .map(|t| t.buckets as usize * BUCKET_BYTES)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_smokeping_like_and_valid() {
+        let r = Recording::default();
+        assert_eq!(
+            r.tiers.iter().map(TierSpec::span_s).collect::<Vec<_>>(),
+            vec![86_400, 30 * 86_400, 400 * 86_400]
+        );
+        assert_eq!(
+            r.tiers.iter().map(TierSpec::label).collect::<Vec<_>>(),
+            vec!["10s", "5m", "1h"]
+        );
+        assert_eq!(r.validate(), Ok(()));
+        let back: Recording = serde_json::from_str("{}").unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn bad_settings_name_their_key() {
+        let r: Recording = serde_json::from_str(
+            r#"{"tiers":[{"width_s":10,"buckets":0},{"width_s":15,"buckets":10}],"events":0,
+                "metrics_listen":"0.0.0.0:9101","syslog":"198.51.100.10:0"}"#,
+        )
+        .unwrap();
+        let errs = r.validate().unwrap_err();
+        assert_eq!(errs.len(), 5, "{errs:#?}");
+        assert!(errs[0].starts_with("recording.tiers[0].buckets: 0 is out of range"));
+        assert!(errs[1].starts_with("recording.tiers[1].width_s: 15 s must be a multiple"));
+        assert!(errs[2].starts_with("recording.events: 0"));
+        assert!(errs[3].contains("listens on every address"));
+        assert!(errs[4].starts_with("recording.syslog:"));
+        assert!(serde_json::from_str::<Recording>(r#"{"tier":[]}"#).is_err());
+    }
+}

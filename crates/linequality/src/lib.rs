@@ -1,0 +1,114 @@
+//! Line-quality history: what failoverd measured on every circuit, kept
+//! in fixed-size tiers so that memory is bounded whatever the uptime, and
+//! the ways out of the box (JSON/CSV export, Prometheus metrics, RFC 5424
+//! syslog, the control requests `wanctl` sends).
+//!
+//! No I/O except where named: [`syslog::Sender`] (UDP), [`http::Server`]
+//! (the daemon's TCP socket) and [`export::Export::read`]. Time is passed
+//! in: monotonic milliseconds with every input, and the offset to the wall
+//! clock ([`Recorder::new`], [`Recorder::set_wall_offset`]).
+//!
+//! # Feeding the recorder (failoverd)
+//!
+//! Circuits are declared once ([`CircuitSpec`]: each path, each bond
+//! member); their index is the [`CircuitId`] every input takes.
+//!
+//! | failoverd knows | call |
+//! |---|---|
+//! | a probe is due (`Tick::probes`), even if the send fails | [`Recorder::probe_sent`] |
+//! | a reply was decoded (`probe::measure`) | [`Recorder::probe_answered`] |
+//! | a probe counted missed | [`Recorder::probe_lost`] (or [`Recorder::expire`]) |
+//! | a netlink link event | [`Recorder::carrier`] |
+//! | the interface counters (`IFLA_STATS64`), every few seconds | [`Recorder::counters`] |
+//! | a member taken out or put back, the bond's link-failure count | [`Recorder::member`] |
+//! | `PathDown` / `MemberOut` (with `detection_ms`) | [`Recorder::begin`] |
+//! | `PathUp` / `MemberIn` | [`Recorder::end`] (and [`Recorder::point`] for `member_in`) |
+//! | a route set moved | [`Recorder::point`] with [`EventKind::Failover`] |
+//! | every loop turn | [`Recorder::advance`] |
+//!
+//! # Statistics per bucket
+//!
+//! Probes sent, answered, lost; the longest run of consecutive losses;
+//! answers that came back after a later probe's answer (reordered) or
+//! twice (duplicates), by sequence number over the last 64 probes; RTT
+//! min, median, mean, p95, max and population standard deviation;
+//! RFC 3393 delay variation (mean absolute difference of the delays of
+//! consecutive probes) of the round trip and, for the UDP echo, of each
+//! one-way delay; carrier changes; bond link failures; interface byte,
+//! packet, error and drop counts. Median and p95 come from a fixed
+//! histogram of 896 logarithmic buckets (32 per power of two, see
+//! [`stats`]): within 1/64 (1.6 %) of the exact nearest-rank value.
+//!
+//! Each tier keeps its own accumulator fed by the raw samples (not a
+//! roll-up of the finer tier), so the 1 h median is the median of the
+//! hour's probes. Tiers are rings allocated when the recorder is made:
+//! [`stats::BUCKET_BYTES`] bytes per bucket, so the default tiers (26,880
+//! buckets) take [`Recording::bytes_per_circuit`] per circuit plus three
+//! 3.5 KiB histograms.
+//!
+//! # Export format, version 1
+//!
+//! One JSON object:
+//!
+//! ```json
+//! {
+//!   "schema": "wanflash-linequality",
+//!   "version": 1,
+//!   "host": "wan-router",
+//!   "exported_ms": 1795646771000,
+//!   "circuits": [
+//!     { "name": "t1", "kind": "path", "path": "t1", "interface": "bond0",
+//!       "tiers": [
+//!         { "width_s": 10, "buckets": 8640,
+//!           "columns": ["start_ms", "sent", "received", "..."],
+//!           "rows": [[1795646770000, 500, 498, 2, 1, 0, 0, 20011, ...]] } ] } ],
+//!   "events": [
+//!     { "id": 1, "kind": "outage", "circuit": "t1", "path": "t1",
+//!       "start_ms": 1795646771000, "end_ms": 1795646783500,
+//!       "duration_ms": 12500, "cause": "3 probes missed", "detection_ms": 60 } ]
+//! }
+//! ```
+//!
+//! - `exported_ms`, `start_ms`, `end_ms`: Unix milliseconds (UTC).
+//! - `kind` of a circuit: `path` or `member`; of an event: `outage`,
+//!   `failover`, `member_out`, `member_in`. `end_ms` and `duration_ms` are
+//!   `null` while an event lasts; `detection_ms` is `null` when not
+//!   measured; `detail` (optional) says what moved where.
+//! - `rows`: one array per bucket that holds data, oldest first, values in
+//!   the order of [`export::COLUMNS`]; the last row of a tier may be the
+//!   bucket in progress. A bucket where probes were sent and none came
+//!   back is 100 % loss; a bucket that is absent holds no data. RTT and
+//!   delay-variation values are microseconds, `null` without a reply (or
+//!   without two consecutive ones); counters are what was counted in the
+//!   bucket.
+//! - A reader refuses another `schema` or `version` with an error naming
+//!   the file; a truncated file is an error naming the byte offset.
+//!
+//! The CSV export has one line per bucket: `circuit,path,width_s,start`
+//! (RFC 3339) and the same columns, empty for `null`.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod config;
+pub mod control;
+pub mod event;
+pub mod export;
+pub mod http;
+pub mod metrics;
+pub mod recorder;
+pub mod stats;
+pub mod syslog;
+pub mod time;
+
+pub use config::{Recording, TierSpec};
+pub use event::{Event, EventKind};
+pub use export::{Export, ExportError, Row};
+pub use metrics::{render_metrics, Extra, RouteInfo};
+pub use recorder::{CircuitId, CircuitKind, CircuitSpec, Ms, Recorder, Sample, Totals};
+pub use stats::Counters;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid recording settings: {0}")]
+    Config(String),
+}

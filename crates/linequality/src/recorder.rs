@@ -1,0 +1,631 @@
+//! The recorder: what failoverd feeds, per circuit, with the time passed
+//! in (monotonic milliseconds; wall-clock time is that plus an offset the
+//! daemon sets and may correct).
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Recording, TierSpec};
+use crate::event::{Event, EventKind};
+use crate::stats::{Acc, Bucket, Counters};
+use crate::Error;
+
+/// Milliseconds on the caller's monotonic clock.
+pub type Ms = u64;
+
+/// What a circuit is: a path's far end, or one member circuit of a bond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CircuitKind {
+    Path,
+    Member,
+}
+
+impl CircuitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CircuitKind::Path => "path",
+            CircuitKind::Member => "member",
+        }
+    }
+}
+
+/// A circuit to record, declared when the recorder is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CircuitSpec {
+    /// The path name for a path, the member interface for a member.
+    pub name: String,
+    pub kind: CircuitKind,
+    /// The path it belongs to (itself for a path).
+    pub path: String,
+    /// The interface its counters are read from (the bond for a bond path).
+    pub interface: String,
+}
+
+/// Index of a circuit, in the order given to [`Recorder::new`].
+pub type CircuitId = usize;
+
+/// What one answered probe measured (the same as failoverd's
+/// `probe::Sample`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    pub rtt_us: u64,
+    /// One-way delays there and back, each off by the constant offset
+    /// between the two clocks (UDP echo); `None` for ICMP.
+    pub one_way_us: Option<(i64, i64)>,
+}
+
+/// Probes remembered per circuit, to recognise duplicates and late answers.
+const SEQ_WINDOW: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum SeqState {
+    #[default]
+    Free,
+    Pending,
+    Answered,
+    Lost,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    seq: u32,
+    sent_at: Ms,
+    state: SeqState,
+}
+
+/// One tier of one circuit: the bucket in progress and the ring of closed
+/// ones, allocated once.
+#[derive(Debug, Clone)]
+pub(crate) struct Tier {
+    pub spec: TierSpec,
+    ring: Vec<Bucket>,
+    /// Bucket number (wall ms / width) of the bucket in progress.
+    open: Option<i64>,
+    /// Closed buckets in the ring (at most its length).
+    filled: u64,
+    acc: Acc,
+}
+
+impl Tier {
+    fn new(spec: TierSpec) -> Tier {
+        Tier {
+            spec,
+            ring: vec![Bucket::default(); spec.buckets as usize],
+            open: None,
+            filled: 0,
+            acc: Acc::default(),
+        }
+    }
+
+    fn width_ms(&self) -> i64 {
+        i64::from(self.spec.width_s) * 1000
+    }
+
+    /// Makes the bucket holding `wall` the one in progress, closing those
+    /// before. Time going backwards (a clock step) stays in the current
+    /// bucket.
+    fn advance(&mut self, wall: i64) {
+        let b = wall.div_euclid(self.width_ms());
+        let Some(open) = self.open else {
+            self.open = Some(b);
+            return;
+        };
+        if b <= open {
+            return;
+        }
+        let len = self.ring.len() as i64;
+        let closed = self.acc.close();
+        self.push(open, closed);
+        // Buckets nobody recorded in; at most a ring's worth.
+        let first_gap = (open + 1).max(b - len);
+        for n in first_gap..b {
+            self.push(n, Bucket::default());
+        }
+        self.open = Some(b);
+    }
+
+    fn push(&mut self, n: i64, bucket: Bucket) {
+        let len = self.ring.len() as i64;
+        self.ring[n.rem_euclid(len) as usize] = bucket;
+        self.filled = (self.filled + 1).min(len as u64);
+    }
+
+    /// Closed buckets, oldest first, with their start (wall ms), then the
+    /// bucket in progress.
+    pub fn rows(&self) -> Vec<crate::export::Row> {
+        let Some(open) = self.open else {
+            return Vec::new();
+        };
+        let len = self.ring.len() as i64;
+        let w = self.width_ms();
+        let mut out = Vec::new();
+        for n in (open - self.filled as i64)..open {
+            let b = &self.ring[n.rem_euclid(len) as usize];
+            if !b.is_empty() {
+                out.push(b.row(n * w));
+            }
+        }
+        if self.acc.touched {
+            out.push(self.acc.clone().close().row(open * w));
+        }
+        out
+    }
+
+    /// The last closed bucket, if any.
+    pub fn last_closed(&self) -> Option<Bucket> {
+        let open = self.open?;
+        if self.filled == 0 {
+            return None;
+        }
+        let len = self.ring.len() as i64;
+        Some(self.ring[(open - 1).rem_euclid(len) as usize])
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.ring.capacity() * std::mem::size_of::<Bucket>()
+    }
+}
+
+/// Totals since the recorder started, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    pub sent: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub rtt_sum_us: u64,
+    pub carrier_changes: u64,
+    pub link_failures: u64,
+    pub outages: u64,
+}
+
+/// The last answer in sequence: (seq, rtt, one-way delays).
+type Answered = (u32, u64, Option<(i64, i64)>);
+
+#[derive(Debug, Clone)]
+pub(crate) struct Circuit {
+    pub spec: CircuitSpec,
+    pub tiers: Vec<Tier>,
+    slots: [Slot; SEQ_WINDOW],
+    highest: Option<u32>,
+    /// Last answered (seq, rtt, one-way delays), for IPDV.
+    prev: Option<Answered>,
+    run: u64,
+    pub totals: Totals,
+    pub carrier: Option<bool>,
+    pub in_bond: Option<bool>,
+    counters_prev: Option<Counters>,
+    pub counters: Option<Counters>,
+    pub last_rtt_us: Option<u64>,
+}
+
+impl Circuit {
+    fn each(&mut self, f: impl Fn(&mut Acc)) {
+        for t in &mut self.tiers {
+            f(&mut t.acc);
+            t.acc.touched = true;
+        }
+    }
+
+    fn lose(&mut self) {
+        self.totals.lost += 1;
+        self.run += 1;
+        let run = self.run;
+        self.each(|a| {
+            a.lost += 1;
+            a.loss_run(run);
+        });
+    }
+}
+
+/// Everything recorded, bounded in memory from the start.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    pub(crate) circuits: Vec<Circuit>,
+    pub(crate) events: VecDeque<Event>,
+    events_cap: usize,
+    next_event_id: u64,
+    wall_offset_ms: i64,
+    /// Probes not answered within this long are lost.
+    timeout_ms: Ms,
+    pub(crate) last_t: Ms,
+}
+
+/// How long an unanswered probe waits before [`Recorder::expire`] counts
+/// it lost, by default.
+pub const DEFAULT_TIMEOUT_MS: Ms = 2000;
+
+impl Recorder {
+    /// A recorder for these circuits; every ring is allocated here and
+    /// never grows. `wall_offset_ms`: wall-clock (Unix) ms minus monotonic
+    /// ms.
+    pub fn new(
+        cfg: &Recording,
+        circuits: &[CircuitSpec],
+        wall_offset_ms: i64,
+    ) -> Result<Recorder, Error> {
+        cfg.validate()
+            .map_err(|errs| Error::Config(errs.join("; ")))?;
+        for (i, c) in circuits.iter().enumerate() {
+            if circuits[..i].iter().any(|o| o.name == c.name) {
+                return Err(Error::Config(format!(
+                    "circuit `{}` is declared twice: give each path and member its own name",
+                    c.name
+                )));
+            }
+        }
+        Ok(Recorder {
+            circuits: circuits
+                .iter()
+                .map(|spec| Circuit {
+                    spec: spec.clone(),
+                    tiers: cfg.tiers.iter().map(|t| Tier::new(*t)).collect(),
+                    slots: [Slot::default(); SEQ_WINDOW],
+                    highest: None,
+                    prev: None,
+                    run: 0,
+                    totals: Totals::default(),
+                    carrier: None,
+                    in_bond: None,
+                    counters_prev: None,
+                    counters: None,
+                    last_rtt_us: None,
+                })
+                .collect(),
+            events: VecDeque::with_capacity(cfg.events as usize),
+            events_cap: cfg.events as usize,
+            next_event_id: 1,
+            wall_offset_ms,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            last_t: 0,
+        })
+    }
+
+    /// Unanswered probes older than this are counted lost by
+    /// [`Recorder::expire`].
+    pub fn set_timeout(&mut self, ms: Ms) {
+        self.timeout_ms = ms.max(1);
+    }
+
+    /// The wall clock was corrected: new wall-clock ms minus monotonic ms.
+    pub fn set_wall_offset(&mut self, wall_offset_ms: i64) {
+        self.wall_offset_ms = wall_offset_ms;
+    }
+
+    /// Unix ms of a monotonic time.
+    pub fn wall(&self, t: Ms) -> i64 {
+        (t as i64).saturating_add(self.wall_offset_ms)
+    }
+
+    pub fn circuit_id(&self, name: &str) -> Option<CircuitId> {
+        self.circuits.iter().position(|c| c.spec.name == name)
+    }
+
+    pub fn circuits(&self) -> impl Iterator<Item = &CircuitSpec> {
+        self.circuits.iter().map(|c| &c.spec)
+    }
+
+    pub fn totals(&self, c: CircuitId) -> Option<Totals> {
+        self.circuits.get(c).map(|c| c.totals)
+    }
+
+    /// Brings every tier to time `t`, closing the buckets that ended.
+    /// Every input does it; call it also when idle (each loop turn).
+    pub fn advance(&mut self, t: Ms) {
+        self.last_t = self.last_t.max(t);
+        let wall = self.wall(t);
+        for c in &mut self.circuits {
+            for tier in &mut c.tiers {
+                tier.advance(wall);
+            }
+        }
+    }
+
+    fn circuit(&mut self, c: CircuitId, t: Ms) -> Option<&mut Circuit> {
+        self.advance(t);
+        self.circuits.get_mut(c)
+    }
+
+    /// Probe `seq` of circuit `c` left at `t`. Call it for every probe
+    /// failoverd decides to send, even when the send fails (a down
+    /// interface): that is loss.
+    pub fn probe_sent(&mut self, c: CircuitId, seq: u32, t: Ms) {
+        let Some(circ) = self.circuit(c, t) else {
+            return;
+        };
+        let i = seq as usize % SEQ_WINDOW;
+        if circ.slots[i].state == SeqState::Pending {
+            // Not answered a whole window later.
+            circ.lose();
+        }
+        circ.slots[i] = Slot {
+            seq,
+            sent_at: t,
+            state: SeqState::Pending,
+        };
+        circ.totals.sent += 1;
+        circ.each(|a| a.sent += 1);
+    }
+
+    /// The answer to probe `seq` arrived at `t`.
+    pub fn probe_answered(&mut self, c: CircuitId, seq: u32, t: Ms, sample: Sample) {
+        let Some(circ) = self.circuit(c, t) else {
+            return;
+        };
+        let i = seq as usize % SEQ_WINDOW;
+        let slot = circ.slots[i];
+        if slot.seq != seq || slot.state == SeqState::Free {
+            // Older than the window, or never sent: nothing to match.
+            return;
+        }
+        if slot.state == SeqState::Answered {
+            circ.totals.duplicates += 1;
+            circ.each(|a| a.duplicates += 1);
+            return;
+        }
+        let behind = circ
+            .highest
+            .is_some_and(|h| (seq.wrapping_sub(h) as i32) < 0);
+        if behind {
+            circ.totals.reordered += 1;
+            circ.each(|a| a.reordered += 1);
+        } else {
+            circ.highest = Some(seq);
+        }
+        if slot.state == SeqState::Lost {
+            // Counted lost already: the loss stands (it came too late to
+            // be of use), but no longer twice.
+            circ.slots[i].state = SeqState::Answered;
+            return;
+        }
+        circ.slots[i].state = SeqState::Answered;
+        circ.totals.received += 1;
+        circ.totals.rtt_sum_us = circ.totals.rtt_sum_us.saturating_add(sample.rtt_us);
+        circ.last_rtt_us = Some(sample.rtt_us);
+        circ.run = 0;
+        let rtt = sample.rtt_us;
+        let ipdv = match circ.prev {
+            Some((pseq, prtt, pow)) if pseq.wrapping_add(1) == seq => {
+                let per_dir = match (pow, sample.one_way_us) {
+                    (Some((pf, pr)), Some((f, r))) => (
+                        Some(f.wrapping_sub(pf).unsigned_abs()),
+                        Some(r.wrapping_sub(pr).unsigned_abs()),
+                    ),
+                    _ => (None, None),
+                };
+                Some((rtt.abs_diff(prtt), per_dir.0, per_dir.1))
+            }
+            _ => None,
+        };
+        if !behind {
+            circ.prev = Some((seq, rtt, sample.one_way_us));
+        }
+        circ.each(|a| {
+            a.received += 1;
+            a.rtt(rtt);
+            if let Some((d, f, r)) = ipdv {
+                a.ipdv(d, f, r);
+            }
+        });
+    }
+
+    /// Probe `seq` is given up (failoverd counted it missed).
+    pub fn probe_lost(&mut self, c: CircuitId, seq: u32, t: Ms) {
+        let Some(circ) = self.circuit(c, t) else {
+            return;
+        };
+        let i = seq as usize % SEQ_WINDOW;
+        if circ.slots[i].seq == seq && circ.slots[i].state == SeqState::Pending {
+            circ.slots[i].state = SeqState::Lost;
+            circ.lose();
+        }
+    }
+
+    /// Counts lost every probe unanswered for the timeout.
+    pub fn expire(&mut self, t: Ms) {
+        self.advance(t);
+        let timeout = self.timeout_ms;
+        for circ in &mut self.circuits {
+            for i in 0..SEQ_WINDOW {
+                let s = circ.slots[i];
+                if s.state == SeqState::Pending && t.saturating_sub(s.sent_at) >= timeout {
+                    circ.slots[i].state = SeqState::Lost;
+                    circ.lose();
+                }
+            }
+        }
+    }
+
+    /// Carrier of the circuit's interface (from netlink).
+    pub fn carrier(&mut self, c: CircuitId, up: bool, t: Ms) {
+        let Some(circ) = self.circuit(c, t) else {
+            return;
+        };
+        if circ.carrier == Some(up) {
+            return;
+        }
+        if circ.carrier.is_some() {
+            circ.totals.carrier_changes += 1;
+            circ.each(|a| a.carrier_changes += 1);
+        }
+        circ.carrier = Some(up);
+    }
+
+    /// The interface's counters as the kernel reports them (cumulative).
+    pub fn counters(&mut self, c: CircuitId, now: Counters, t: Ms) {
+        let Some(circ) = self.circuit(c, t) else {
+            return;
+        };
+        if let Some(prev) = circ.counters_prev {
+            let d = now.delta(&prev);
+            circ.each(|a| {
+                for (x, dx) in a.counters.iter_mut().zip(d) {
+                    *x = x.saturating_add(dx);
+                }
+            });
+        }
+        circ.counters_prev = Some(now);
+        circ.counters = Some(now);
+    }
+
+    /// A member circuit's state in its bond, and the bond driver's
+    /// cumulative link-failure count for it (`/proc/net/bonding`).
+    pub fn member(&mut self, c: CircuitId, in_bond: bool, link_failures: u64, t: Ms) {
+        let Some(circ) = self.circuit(c, t) else {
+            return;
+        };
+        circ.in_bond = Some(in_bond);
+        let before = circ.totals.link_failures;
+        if link_failures > before {
+            let d = link_failures - before;
+            circ.each(|a| a.link_failures += d);
+        }
+        circ.totals.link_failures = link_failures;
+    }
+
+    /// Stores a finished event (times already in wall-clock ms).
+    pub fn event(&mut self, mut e: Event) -> u64 {
+        e.id = self.next_event_id;
+        self.next_event_id += 1;
+        if e.kind == EventKind::Outage {
+            if let Some(c) = self.circuit_id(&e.circuit) {
+                self.circuits[c].totals.outages += 1;
+            }
+        }
+        if self.events.len() == self.events_cap {
+            self.events.pop_front();
+        }
+        let id = e.id;
+        self.events.push_back(e);
+        id
+    }
+
+    /// Something began (an outage, a member taken out) at decision time
+    /// `t`, detected `detection_ms` after it began: the event starts then.
+    pub fn begin(
+        &mut self,
+        kind: EventKind,
+        circuit: &str,
+        cause: &str,
+        detection_ms: Option<Ms>,
+        t: Ms,
+    ) -> u64 {
+        self.advance(t);
+        let start = self.wall(t.saturating_sub(detection_ms.unwrap_or(0)));
+        let path = self
+            .circuit_id(circuit)
+            .map(|c| self.circuits[c].spec.path.clone())
+            .unwrap_or_else(|| circuit.to_owned());
+        self.event(Event {
+            id: 0,
+            kind,
+            circuit: circuit.to_owned(),
+            path,
+            start_ms: start,
+            end_ms: None,
+            duration_ms: None,
+            cause: cause.to_owned(),
+            detection_ms,
+            detail: None,
+        })
+    }
+
+    /// The open event of this kind on this circuit ended at `t`; returns
+    /// it, finished. `None` when none is open (it may have been dropped
+    /// from a full log).
+    pub fn end(&mut self, kind: EventKind, circuit: &str, t: Ms) -> Option<Event> {
+        self.advance(t);
+        let end = self.wall(t);
+        let e = self
+            .events
+            .iter_mut()
+            .rev()
+            .find(|e| e.kind == kind && e.circuit == circuit && e.end_ms.is_none())?;
+        e.end_ms = Some(end);
+        e.duration_ms = Some(end.saturating_sub(e.start_ms).max(0) as u64);
+        Some(e.clone())
+    }
+
+    /// A one-off event: a failover (`detail`: what moved where), a member
+    /// put back.
+    pub fn point(
+        &mut self,
+        kind: EventKind,
+        circuit: &str,
+        cause: &str,
+        detail: Option<String>,
+        t: Ms,
+    ) -> u64 {
+        self.advance(t);
+        let at = self.wall(t);
+        let path = self
+            .circuit_id(circuit)
+            .map(|c| self.circuits[c].spec.path.clone())
+            .unwrap_or_else(|| circuit.to_owned());
+        self.event(Event {
+            id: 0,
+            kind,
+            circuit: circuit.to_owned(),
+            path,
+            start_ms: at,
+            end_ms: Some(at),
+            duration_ms: Some(0),
+            cause: cause.to_owned(),
+            detection_ms: None,
+            detail,
+        })
+    }
+
+    /// Events, oldest first, that ended (or are still open) at or after
+    /// `since` (wall ms), on `circuit` or its path when given.
+    pub fn events(&self, since: Option<i64>, circuit: Option<&str>) -> Vec<Event> {
+        self.events
+            .iter()
+            .filter(|e| since.is_none_or(|s| e.end_ms.is_none_or(|end| end >= s)))
+            .filter(|e| circuit.is_none_or(|c| e.circuit == c || e.path == c))
+            .cloned()
+            .collect()
+    }
+
+    /// The rows of one tier of one circuit, oldest first.
+    pub fn rows(&self, c: CircuitId, tier: usize) -> Vec<crate::export::Row> {
+        self.circuits
+            .get(c)
+            .and_then(|c| c.tiers.get(tier))
+            .map(|t| t.rows())
+            .unwrap_or_default()
+    }
+
+    pub fn tiers(&self) -> Vec<TierSpec> {
+        self.circuits
+            .first()
+            .map(|c| c.tiers.iter().map(|t| t.spec).collect())
+            .unwrap_or_default()
+    }
+
+    /// The last closed bucket of the finest tier: what the metrics show.
+    pub(crate) fn last_fine(&self, c: CircuitId) -> Option<Bucket> {
+        self.circuits.get(c)?.tiers.first()?.last_closed()
+    }
+
+    /// Heap bytes held by the rings, the event log and the names: the
+    /// figure that must not grow with uptime.
+    pub fn heap_bytes(&self) -> usize {
+        let mut n = self.circuits.capacity() * std::mem::size_of::<Circuit>();
+        for c in &self.circuits {
+            n += c.tiers.capacity() * std::mem::size_of::<Tier>();
+            n += c
+                .tiers
+                .iter()
+                .map(|t| t.heap_bytes() + crate::stats::HIST_BUCKETS * 4)
+                .sum::<usize>();
+            n += c.spec.name.capacity() + c.spec.path.capacity() + c.spec.interface.capacity();
+        }
+        n += self.events.capacity() * std::mem::size_of::<Event>();
+        n += self.events.iter().map(Event::heap_bytes).sum::<usize>();
+        n
+    }
+}

@@ -1,0 +1,431 @@
+//! One bucket's statistics: the accumulator of the bucket in progress and
+//! the compact record a tier keeps once the bucket is closed.
+//!
+//! RTT median and p95 come from a fixed-size histogram with logarithmic
+//! buckets ([`Histogram`]): exact below 32 us, then 32 sub-buckets per
+//! power of two. A quantile is reported as the middle of the bucket that
+//! holds the nearest-rank sample, clamped to the observed min and max, so
+//! it is within 1/64 (1.6 %) of the exact nearest-rank value. Min, max,
+//! mean and standard deviation are exact (Welford's method, population
+//! standard deviation).
+
+use std::mem::size_of;
+
+/// Sub-buckets per power of two: 2^5.
+const SUB_BITS: u32 = 5;
+const SUB: u32 = 1 << SUB_BITS;
+/// Buckets for values up to `u32::MAX` microseconds (71 minutes).
+pub const HIST_BUCKETS: usize = (SUB + (32 - SUB_BITS) * SUB) as usize;
+
+/// "No value" in a closed bucket (no reply, no consecutive pair).
+const NONE: u32 = u32::MAX;
+
+/// Relative error bound of a reported quantile.
+pub const QUANTILE_ERROR: f64 = 1.0 / 64.0;
+
+/// Fixed-size histogram of microsecond values, logarithmic buckets.
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    counts: Box<[u32; HIST_BUCKETS]>,
+    n: u64,
+    /// The used index range, so that clearing and walking are cheap.
+    lo: usize,
+    hi: usize,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: Box::new([0; HIST_BUCKETS]),
+            n: 0,
+            lo: HIST_BUCKETS,
+            hi: 0,
+        }
+    }
+}
+
+/// The bucket index of a value.
+pub fn hist_index(v: u64) -> usize {
+    let v = v.min(u64::from(u32::MAX)) as u32;
+    if v < SUB {
+        return v as usize;
+    }
+    let e = 31 - v.leading_zeros();
+    let sub = (v >> (e - SUB_BITS)) & (SUB - 1);
+    (SUB + (e - SUB_BITS) * SUB + sub) as usize
+}
+
+/// The values a bucket holds: `[lo, hi]`, inclusive.
+pub fn hist_bounds(i: usize) -> (u64, u64) {
+    let i = i as u64;
+    let sub = u64::from(SUB);
+    if i < sub {
+        return (i, i);
+    }
+    let e = (i - sub) / sub;
+    let s = (i - sub) % sub;
+    let lo = (sub + s) << e;
+    (lo, lo + (1 << e) - 1)
+}
+
+impl Histogram {
+    pub fn add(&mut self, v: u64) {
+        let i = hist_index(v);
+        self.counts[i] = self.counts[i].saturating_add(1);
+        self.n += 1;
+        self.lo = self.lo.min(i);
+        self.hi = self.hi.max(i);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.n
+    }
+
+    pub fn clear(&mut self) {
+        if self.n > 0 {
+            self.counts[self.lo..=self.hi].fill(0);
+        }
+        self.n = 0;
+        self.lo = HIST_BUCKETS;
+        self.hi = 0;
+    }
+
+    /// The nearest-rank `q` quantile (rank `ceil(q * n)`), as the middle
+    /// of its bucket; `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        if self.n == 0 {
+            return None;
+        }
+        let rank = ((q * self.n as f64).ceil() as u64).clamp(1, self.n);
+        let mut seen = 0u64;
+        for i in self.lo..=self.hi {
+            seen += u64::from(self.counts[i]);
+            if seen >= rank {
+                let (lo, hi) = hist_bounds(i);
+                return Some(lo + (hi - lo) / 2);
+            }
+        }
+        None
+    }
+}
+
+/// Sum and count of absolute delay variations (RFC 3393 IPDV).
+#[derive(Debug, Clone, Copy, Default)]
+struct Ipdv {
+    sum_us: u64,
+    n: u64,
+}
+
+impl Ipdv {
+    fn add(&mut self, d: u64) {
+        self.sum_us = self.sum_us.saturating_add(d);
+        self.n += 1;
+    }
+    fn mean(&self) -> u32 {
+        match self.sum_us.checked_div(self.n) {
+            Some(m) => clamp32(m),
+            None => NONE,
+        }
+    }
+}
+
+fn clamp32(v: u64) -> u32 {
+    v.min(u64::from(NONE - 1)) as u32
+}
+
+/// Interface counters as read from the kernel (cumulative).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counters {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+    pub rx_drops: u64,
+    pub tx_drops: u64,
+}
+
+impl Counters {
+    fn as_array(&self) -> [u64; 8] {
+        [
+            self.rx_bytes,
+            self.tx_bytes,
+            self.rx_packets,
+            self.tx_packets,
+            self.rx_errors,
+            self.tx_errors,
+            self.rx_drops,
+            self.tx_drops,
+        ]
+    }
+
+    /// What was counted since `prev`; a counter that went backwards (the
+    /// interface was recreated) counts from zero.
+    pub fn delta(&self, prev: &Counters) -> [u64; 8] {
+        let (a, b) = (self.as_array(), prev.as_array());
+        let mut d = [0u64; 8];
+        for i in 0..8 {
+            d[i] = if a[i] >= b[i] { a[i] - b[i] } else { a[i] };
+        }
+        d
+    }
+}
+
+/// The bucket in progress.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Acc {
+    pub sent: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub loss_run: u64,
+    hist: Histogram,
+    rtt_min: u64,
+    rtt_max: u64,
+    mean: f64,
+    m2: f64,
+    ipdv_rtt: Ipdv,
+    ipdv_fwd: Ipdv,
+    ipdv_rev: Ipdv,
+    pub carrier_changes: u64,
+    pub link_failures: u64,
+    pub counters: [u64; 8],
+    /// Something was recorded in it.
+    pub touched: bool,
+}
+
+impl Acc {
+    pub fn rtt(&mut self, rtt_us: u64) {
+        let n = self.hist.count();
+        if n == 0 {
+            self.rtt_min = rtt_us;
+            self.rtt_max = rtt_us;
+        } else {
+            self.rtt_min = self.rtt_min.min(rtt_us);
+            self.rtt_max = self.rtt_max.max(rtt_us);
+        }
+        self.hist.add(rtt_us);
+        let x = rtt_us as f64;
+        let delta = x - self.mean;
+        self.mean += delta / (n + 1) as f64;
+        self.m2 += delta * (x - self.mean);
+        self.touched = true;
+    }
+
+    /// IPDV of consecutive packets: of the round trip, and per direction
+    /// when the one-way delays are known.
+    pub fn ipdv(&mut self, rtt: u64, fwd: Option<u64>, rev: Option<u64>) {
+        self.ipdv_rtt.add(rtt);
+        if let Some(f) = fwd {
+            self.ipdv_fwd.add(f);
+        }
+        if let Some(r) = rev {
+            self.ipdv_rev.add(r);
+        }
+    }
+
+    pub fn loss_run(&mut self, run: u64) {
+        self.loss_run = self.loss_run.max(run);
+    }
+
+    pub fn close(&mut self) -> Bucket {
+        let n = self.hist.count();
+        let q = |v: Option<u64>, min: u64, max: u64| v.map_or(NONE, |v| clamp32(v.clamp(min, max)));
+        let b = Bucket {
+            sent: clamp32(self.sent),
+            received: clamp32(self.received),
+            lost: clamp32(self.lost),
+            duplicates: self.duplicates.min(u64::from(u16::MAX)) as u16,
+            reordered: self.reordered.min(u64::from(u16::MAX)) as u16,
+            loss_run: clamp32(self.loss_run),
+            rtt_min_us: if n > 0 { clamp32(self.rtt_min) } else { NONE },
+            rtt_median_us: q(self.hist.quantile(0.5), self.rtt_min, self.rtt_max),
+            rtt_mean_us: if n > 0 {
+                clamp32(self.mean.round() as u64)
+            } else {
+                NONE
+            },
+            rtt_p95_us: q(self.hist.quantile(0.95), self.rtt_min, self.rtt_max),
+            rtt_max_us: if n > 0 { clamp32(self.rtt_max) } else { NONE },
+            rtt_stddev_us: if n > 0 {
+                clamp32((self.m2 / n as f64).sqrt().round() as u64)
+            } else {
+                NONE
+            },
+            ipdv_us: self.ipdv_rtt.mean(),
+            ipdv_forward_us: self.ipdv_fwd.mean(),
+            ipdv_reverse_us: self.ipdv_rev.mean(),
+            carrier_changes: self.carrier_changes.min(u64::from(u16::MAX)) as u16,
+            link_failures: self.link_failures.min(u64::from(u16::MAX)) as u16,
+            counters: [self.counters[0], self.counters[1]],
+            small: [2, 3, 4, 5, 6, 7].map(|i| clamp32(self.counters[i])),
+            touched: self.touched,
+        };
+        self.reset();
+        b
+    }
+
+    fn reset(&mut self) {
+        self.hist.clear();
+        let hist = std::mem::take(&mut self.hist);
+        *self = Acc {
+            hist,
+            ..Acc::default()
+        };
+    }
+}
+
+/// A closed bucket as a tier keeps it: byte counts in 64 bits, other
+/// counts in 32 (duplicates, reordering, carrier changes and link failures
+/// in 16), saturating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    counters: [u64; 2],
+    small: [u32; 6],
+    sent: u32,
+    received: u32,
+    lost: u32,
+    loss_run: u32,
+    duplicates: u16,
+    reordered: u16,
+    rtt_min_us: u32,
+    rtt_median_us: u32,
+    rtt_mean_us: u32,
+    rtt_p95_us: u32,
+    rtt_max_us: u32,
+    rtt_stddev_us: u32,
+    ipdv_us: u32,
+    ipdv_forward_us: u32,
+    ipdv_reverse_us: u32,
+    carrier_changes: u16,
+    link_failures: u16,
+    touched: bool,
+}
+
+/// Bytes one bucket takes in a tier.
+pub const BUCKET_BYTES: usize = size_of::<Bucket>();
+
+impl Default for Bucket {
+    fn default() -> Self {
+        Acc::default().close()
+    }
+}
+
+fn opt(v: u32) -> Option<u64> {
+    (v != NONE).then_some(u64::from(v))
+}
+
+impl Bucket {
+    /// Nothing was recorded in this bucket (the daemon was not running,
+    /// or the clock jumped).
+    pub fn is_empty(&self) -> bool {
+        !self.touched
+    }
+
+    pub(crate) fn row(&self, start_ms: i64) -> crate::export::Row {
+        crate::export::Row {
+            start_ms,
+            sent: u64::from(self.sent),
+            received: u64::from(self.received),
+            lost: u64::from(self.lost),
+            loss_run: u64::from(self.loss_run),
+            duplicates: u64::from(self.duplicates),
+            reordered: u64::from(self.reordered),
+            rtt_min_us: opt(self.rtt_min_us),
+            rtt_median_us: opt(self.rtt_median_us),
+            rtt_mean_us: opt(self.rtt_mean_us),
+            rtt_p95_us: opt(self.rtt_p95_us),
+            rtt_max_us: opt(self.rtt_max_us),
+            rtt_stddev_us: opt(self.rtt_stddev_us),
+            ipdv_us: opt(self.ipdv_us),
+            ipdv_forward_us: opt(self.ipdv_forward_us),
+            ipdv_reverse_us: opt(self.ipdv_reverse_us),
+            carrier_changes: u64::from(self.carrier_changes),
+            link_failures: u64::from(self.link_failures),
+            rx_bytes: self.counters[0],
+            tx_bytes: self.counters[1],
+            rx_packets: u64::from(self.small[0]),
+            tx_packets: u64::from(self.small[1]),
+            rx_errors: u64::from(self.small[2]),
+            tx_errors: u64::from(self.small[3]),
+            rx_drops: u64::from(self.small[4]),
+            tx_drops: u64::from(self.small[5]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_bucket_takes_104_bytes() {
+        assert_eq!(BUCKET_BYTES, 104);
+    }
+
+    #[test]
+    fn histogram_index_and_bounds_agree_everywhere() {
+        assert_eq!(HIST_BUCKETS, 896);
+        let mut prev_hi = None;
+        for i in 0..HIST_BUCKETS {
+            let (lo, hi) = hist_bounds(i);
+            assert!(lo <= hi);
+            if let Some(p) = prev_hi {
+                assert_eq!(lo, p + 1, "bucket {i} follows bucket {}", i - 1);
+            }
+            assert_eq!(hist_index(lo), i);
+            assert_eq!(hist_index(hi), i);
+            // Width at most 1/32 of the lower bound: half of it is 1/64.
+            assert!((hi - lo + 1) * 32 <= lo.max(32), "bucket {i}: {lo}..{hi}");
+            prev_hi = Some(hi);
+        }
+        assert_eq!(prev_hi, Some(u64::from(u32::MAX)));
+        assert_eq!(hist_index(u64::MAX), HIST_BUCKETS - 1);
+    }
+
+    #[test]
+    fn quantiles_are_within_the_documented_bound_of_nearest_rank() {
+        let mut h = Histogram::default();
+        // 10, 20, ..., 100 ms: nearest-rank median is the 5th (50 ms), p95
+        // the 10th (100 ms).
+        for ms in 1..=10u64 {
+            h.add(ms * 10_000);
+        }
+        let m = h.quantile(0.5).unwrap() as f64;
+        let p = h.quantile(0.95).unwrap() as f64;
+        assert!((m - 50_000.0).abs() <= 50_000.0 * QUANTILE_ERROR, "{m}");
+        assert!((p - 100_000.0).abs() <= 100_000.0 * QUANTILE_ERROR, "{p}");
+        // Small values are exact.
+        h.clear();
+        for v in [3, 1, 2, 9, 7] {
+            h.add(v);
+        }
+        assert_eq!(h.quantile(0.5), Some(3));
+        assert_eq!(h.quantile(0.95), Some(9));
+        h.clear();
+        assert_eq!(h.quantile(0.5), None);
+    }
+
+    #[test]
+    fn accumulator_gives_exact_min_mean_max_stddev() {
+        let mut a = Acc::default();
+        for v in [2_000u64, 4_000, 4_000, 4_000, 5_000, 5_000, 7_000, 9_000] {
+            a.rtt(v);
+        }
+        a.received = 8;
+        let b = a.close();
+        let r = b.row(0);
+        assert_eq!(r.rtt_min_us, Some(2_000));
+        assert_eq!(r.rtt_max_us, Some(9_000));
+        assert_eq!(r.rtt_mean_us, Some(5_000));
+        // The textbook example: population standard deviation 2.
+        assert_eq!(r.rtt_stddev_us, Some(2_000));
+        assert_eq!(r.ipdv_us, None);
+        // The accumulator starts afresh.
+        let empty = a.close();
+        assert!(empty.is_empty());
+        assert_eq!(empty.row(0).rtt_median_us, None);
+    }
+}
