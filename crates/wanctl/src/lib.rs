@@ -1,0 +1,405 @@
+//! `wanctl`: the operator's view of failoverd, over its control socket
+//! (JSON lines on a Unix stream socket, see `wanflash_failoverd::control`
+//! and `wanflash_linequality::control`).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wanflash_failoverd::control as fctl;
+use wanflash_failoverd::fsm::Status;
+use wanflash_linequality::control::{self as qctl, Format};
+use wanflash_linequality::time::parse_duration;
+
+pub const USAGE: &str = "usage: wanctl [--socket PATH] COMMAND
+  status                                  paths, members, routes and health
+  events [--since 24h] [--circuit NAME]   outages and failovers
+  history CIRCUIT [--since 24h]           a table from the tier that fits
+  export --format csv|json                everything recorded, to stdout
+  force PATH                              put every route PATH carries on it
+  release                                 back to automatic choice
+  --socket PATH  failoverd's control socket (default /run/failoverd.sock)";
+
+/// Longest answer read (a year of exports is a few MiB).
+const MAX_ANSWER: u64 = 256 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Status,
+    Events {
+        since_s: Option<u64>,
+        circuit: Option<String>,
+    },
+    History {
+        circuit: String,
+        since_s: u64,
+    },
+    Export {
+        format: Format,
+    },
+    Force {
+        path: String,
+    },
+    Release,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub socket: PathBuf,
+    pub command: Command,
+}
+
+/// The arguments after the program name; `Ok(None)` for `--help`.
+pub fn parse_args(args: &[String]) -> Result<Option<Invocation>, String> {
+    let mut socket = PathBuf::from(wanflash_spec::failover::DEFAULT_CONTROL_SOCKET);
+    let mut words: Vec<&str> = Vec::new();
+    let mut since: Option<u64> = None;
+    let mut circuit: Option<String> = None;
+    let mut format: Option<Format> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .map(String::as_str)
+                .ok_or_else(|| format!("`{name}` needs a value"))
+        };
+        match a.as_str() {
+            "-h" | "--help" | "help" => return Ok(None),
+            "--socket" => socket = PathBuf::from(value("--socket")?),
+            "--since" => since = Some(parse_duration(value("--since")?)?),
+            "--circuit" => circuit = Some(value("--circuit")?.to_owned()),
+            "--format" => {
+                format = Some(match value("--format")? {
+                    "csv" => Format::Csv,
+                    "json" => Format::Json,
+                    f => return Err(format!("unknown format `{f}`: use csv or json")),
+                })
+            }
+            s if s.starts_with('-') => return Err(format!("unknown option `{s}`")),
+            s => words.push(s),
+        }
+    }
+    let only = |ok: bool, what: &str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("`{what}` takes no such option"))
+        }
+    };
+    let command = match words.as_slice() {
+        [] => return Err("no command given".to_owned()),
+        ["status"] => {
+            only(
+                since.is_none() && circuit.is_none() && format.is_none(),
+                "status",
+            )?;
+            Command::Status
+        }
+        ["events"] => {
+            only(format.is_none(), "events")?;
+            Command::Events {
+                since_s: since,
+                circuit,
+            }
+        }
+        ["history", c] => {
+            only(format.is_none() && circuit.is_none(), "history")?;
+            Command::History {
+                circuit: (*c).to_owned(),
+                since_s: since.unwrap_or(86_400),
+            }
+        }
+        ["history"] => return Err("`history` needs a circuit: wanctl history t1".to_owned()),
+        ["export"] => {
+            only(since.is_none() && circuit.is_none(), "export")?;
+            Command::Export {
+                format: format.ok_or("`export` needs `--format csv` or `--format json`")?,
+            }
+        }
+        ["force", p] => {
+            only(
+                since.is_none() && circuit.is_none() && format.is_none(),
+                "force",
+            )?;
+            Command::Force {
+                path: (*p).to_owned(),
+            }
+        }
+        ["force"] => return Err("`force` needs a path: wanctl force t3".to_owned()),
+        ["release"] => {
+            only(
+                since.is_none() && circuit.is_none() && format.is_none(),
+                "release",
+            )?;
+            Command::Release
+        }
+        [w, ..] => {
+            return Err(format!(
+                "unknown command or extra argument `{}`",
+                words.last().unwrap_or(w)
+            ))
+        }
+    };
+    Ok(Some(Invocation { socket, command }))
+}
+
+/// Why a command failed: one line for the terminal, and the exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+fn fail(message: impl Into<String>) -> Failure {
+    Failure {
+        message: message.into(),
+        code: 1,
+    }
+}
+
+/// Sends one request line, reads one answer line.
+fn ask(socket: &Path, line: &str) -> Result<String, Failure> {
+    let shown = socket.display();
+    let mut s = UnixStream::connect(socket).map_err(|e| {
+        fail(format!(
+            "failoverd is not running (cannot connect to `{shown}`: {e})"
+        ))
+    })?;
+    let timeout = Some(Duration::from_secs(30));
+    let _ = s.set_read_timeout(timeout);
+    let _ = s.set_write_timeout(timeout);
+    s.write_all(line.as_bytes())
+        .map_err(|e| fail(format!("failed to send to `{shown}`: {e}")))?;
+    let mut answer = String::new();
+    let mut r = BufReader::new(std::io::Read::take(s, MAX_ANSWER));
+    r.read_line(&mut answer).map_err(|e| {
+        fail(format!(
+            "failed to read failoverd's answer on `{shown}`: {e}"
+        ))
+    })?;
+    if !answer.ends_with('\n') {
+        return Err(fail(format!(
+            "failoverd closed `{shown}` without a whole answer"
+        )));
+    }
+    Ok(answer)
+}
+
+/// Runs the command; what to print on success.
+pub fn run(inv: &Invocation) -> Result<String, Failure> {
+    let sock = &inv.socket;
+    match &inv.command {
+        Command::Status => {
+            let r = failoverd(sock, &fctl::Request::Status)?;
+            match r.status {
+                Some(st) => Ok(render_status(&st)),
+                None => Err(fail("failoverd answered without a status")),
+            }
+        }
+        Command::Force { path } => {
+            let r = failoverd(sock, &fctl::Request::Force { path: path.clone() })?;
+            Ok(r.message.unwrap_or_default() + "\n")
+        }
+        Command::Release => {
+            let r = failoverd(sock, &fctl::Request::Release)?;
+            Ok(r.message.unwrap_or_default() + "\n")
+        }
+        Command::Events { since_s, circuit } => {
+            let r = quality(
+                sock,
+                &qctl::Request::Events {
+                    since_s: *since_s,
+                    circuit: circuit.clone(),
+                },
+            )?;
+            let events = r.events.unwrap_or_default();
+            if events.is_empty() {
+                return Ok("no outage or failover recorded in that span\n".to_owned());
+            }
+            Ok(events.iter().map(|e| e.describe() + "\n").collect())
+        }
+        Command::History { circuit, since_s } => {
+            let r = quality(
+                sock,
+                &qctl::Request::History {
+                    circuit: circuit.clone(),
+                    since_s: *since_s,
+                },
+            )?;
+            r.history
+                .map(|h| qctl::history_table(&h))
+                .ok_or_else(|| fail("failoverd answered without a history"))
+        }
+        Command::Export { format } => {
+            let r = quality(sock, &qctl::Request::Export { format: *format })?;
+            let mut text = r
+                .export
+                .ok_or_else(|| fail("failoverd answered without an export"))?;
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            Ok(text)
+        }
+    }
+}
+
+fn failoverd(sock: &Path, req: &fctl::Request) -> Result<fctl::Response, Failure> {
+    let line = ask(sock, &req.to_line())?;
+    let r: fctl::Response = serde_json::from_str(&line)
+        .map_err(|e| fail(format!("failoverd's answer is not understood: {e}")))?;
+    if !r.ok {
+        return Err(fail(
+            r.error.unwrap_or_else(|| "failoverd refused".to_owned()),
+        ));
+    }
+    Ok(r)
+}
+
+fn quality(sock: &Path, req: &qctl::Request) -> Result<qctl::Response, Failure> {
+    let line = ask(sock, &req.to_line())?;
+    // An older failoverd answers in its own shape: say what it said.
+    let r: qctl::Response = match serde_json::from_str(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            let said = serde_json::from_str::<fctl::Response>(&line)
+                .ok()
+                .and_then(|r| r.error);
+            return Err(fail(said.unwrap_or_else(|| {
+                format!("failoverd's answer is not understood: {e}")
+            })));
+        }
+    };
+    if !r.ok {
+        return Err(fail(
+            r.error.unwrap_or_else(|| "failoverd refused".to_owned()),
+        ));
+    }
+    Ok(r)
+}
+
+fn dur(ms: u64) -> String {
+    let s = ms / 1000;
+    if s >= 86_400 {
+        format!("{}d{}h", s / 86_400, s % 86_400 / 3600)
+    } else if s >= 3600 {
+        format!("{}h{}m", s / 3600, s % 3600 / 60)
+    } else if s >= 60 {
+        format!("{}m{}s", s / 60, s % 60)
+    } else {
+        format!("{}.{}s", s, ms % 1000 / 100)
+    }
+}
+
+fn ms(us: Option<u64>) -> String {
+    us.map_or("-".to_owned(), |u| format!("{}.{:03}", u / 1000, u % 1000))
+}
+
+/// One screen: paths and members, routes, health.
+pub fn render_status(st: &Status) -> String {
+    let mut o = format!(
+        "failoverd up {}{}\n\n{:<10} {:<8} {:<9} {:>7} {:>4} {:>9} {:>7} {:>15} {:>5}\n",
+        dur(st.uptime_ms),
+        st.forced.as_ref().map_or(String::new(), |p| format!(
+            ", routes forced onto {p} (wanctl release)"
+        )),
+        "PATH",
+        "IFACE",
+        "STATE",
+        "FOR",
+        "CARR",
+        "RTT ms",
+        "LOSS %",
+        "JITTER ms f/r",
+        "FLAPS"
+    );
+    for p in &st.paths {
+        o += &format!(
+            "{:<10} {:<8} {:<9} {:>7} {:>4} {:>9} {:>7.1} {:>15} {:>5}\n",
+            p.name,
+            p.interface,
+            p.state.as_str(),
+            dur(p.for_ms),
+            if p.carrier { "yes" } else { "NO" },
+            ms(p.last_rtt_us),
+            p.loss_percent,
+            format!("{}/{}", ms(p.jitter_forward_us), ms(p.jitter_reverse_us)),
+            p.flaps
+        );
+        for m in &p.members {
+            let state = serde_json::to_value(m.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            o += &format!(
+                "  {:<8} {:<8} {:<9} {:>7} {:>4} {:>9} {:>7.1} {:>15} {:>5}\n",
+                m.name,
+                "member",
+                state,
+                dur(m.for_ms),
+                if m.carrier { "yes" } else { "NO" },
+                ms(m.last_rtt_us),
+                m.loss_percent,
+                format!("{}/{}", ms(m.jitter_forward_us), ms(m.jitter_reverse_us)),
+                m.flaps
+            );
+        }
+    }
+    o += "\nROUTES\n";
+    for r in &st.route_sets {
+        o += &format!(
+            "  {} (table {}) via {}{}  [paths: {}]\n",
+            r.destination,
+            r.table,
+            r.path.as_deref().unwrap_or("(not placed yet)"),
+            if r.stranded {
+                ", every path down: kept"
+            } else {
+                ""
+            },
+            r.candidates.join(", ")
+        );
+    }
+    let down: Vec<&str> = st
+        .paths
+        .iter()
+        .filter(|p| p.state.as_str() != "up")
+        .map(|p| p.name.as_str())
+        .collect();
+    let members_out: Vec<&str> = st
+        .paths
+        .iter()
+        .flat_map(|p| p.members.iter())
+        .filter(|m| {
+            serde_json::to_value(m.state)
+                .ok()
+                .and_then(|v| v.as_str().map(|s| s != "in"))
+                .unwrap_or(false)
+        })
+        .map(|m| m.name.as_str())
+        .collect();
+    let unknown = st.paths.iter().all(|p| p.state.as_str() == "unknown");
+    let health = if unknown {
+        "starting: no path has answered yet".to_owned()
+    } else if st.route_sets.iter().any(|r| r.stranded) || down.len() == st.paths.len() {
+        "DOWN: no path to the other site is up".to_owned()
+    } else if down.is_empty() && members_out.is_empty() {
+        "ok: every path is up".to_owned()
+    } else {
+        let mut parts = Vec::new();
+        if !down.is_empty() {
+            parts.push(format!("not up: {}", down.join(", ")));
+        }
+        if !members_out.is_empty() {
+            parts.push(format!(
+                "members not in their bond: {}",
+                members_out.join(", ")
+            ));
+        }
+        format!("degraded: {}", parts.join("; "))
+    };
+    o += &format!("\nHEALTH {health}\n");
+    o
+}
