@@ -3,6 +3,7 @@
 
 mod bench;
 mod build_image;
+mod keygen;
 mod run;
 mod test;
 
@@ -41,6 +42,8 @@ enum Task {
     Run(run::Args),
     /// Measure image sizes, build times and boot time, and print them.
     Bench(bench::Args),
+    /// Make an ed25519 key pair for signing update bundles (`<name>.update`).
+    Keygen(keygen::Args),
 }
 
 fn main() {
@@ -50,6 +53,7 @@ fn main() {
         Task::Test(a) => test::run(&a),
         Task::Run(a) => run::run(&a),
         Task::Bench(a) => bench::run(&a),
+        Task::Keygen(a) => keygen::run(&a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -45,8 +45,20 @@ pub fn syslinux_cfg(c: &BootConfig<'_>) -> String {
     )
 }
 
+/// Bytes each slot's kernel file is pre-allocated with on a boot partition
+/// of `boot_size`: half of what syslinux and the FAT leave (768 KiB kept
+/// for them), on 64 KiB, and never less than the kernel itself. An update
+/// overwrites the file's clusters in place, so the box never allocates.
+pub fn kernel_room(boot_size: u64, kernel_len: u64) -> u64 {
+    let half = boot_size.saturating_sub(768 * 1024) / 2 / 65_536 * 65_536;
+    half.max(kernel_len.div_ceil(65_536) * 65_536)
+}
+
 /// Builds the FAT image at `out` (exactly `size` bytes), holding syslinux,
-/// `syslinux.cfg` and `kernel-a`.
+/// `syslinux.cfg` and the files given. `kernel-a` is padded with zeros to
+/// [`kernel_room`], and `kernel-b` is made as zeros of that size: both slots' kernel files exist
+/// from the start at a fixed size (syslinux loads the padding; the kernel
+/// ignores bytes past its image), so updates write them in place.
 pub fn make_fat(
     out: &Path,
     size: u64,
@@ -68,7 +80,22 @@ pub fn make_fat(
             .arg((size / 1024).to_string()),
     )?;
     tools::run(Command::new("syslinux").arg("--install").arg(out))?;
+    let mut padded: Vec<(&str, std::borrow::Cow<'_, [u8]>)> = Vec::new();
     for (name, data) in files {
+        if *name == "kernel-a" {
+            let mut k = data.to_vec();
+            k.resize(kernel_room(size, data.len() as u64) as usize, 0);
+            let room = k.len();
+            padded.push(("kernel-a", k.into()));
+            // Zeros until an update writes slot B's kernel: the label is
+            // never booted before, and the image stays small once gzipped.
+            padded.push(("kernel-b", vec![0u8; room].into()));
+        } else {
+            padded.push((name, (*data).into()));
+        }
+    }
+    for (name, data) in &padded {
+        let data: &[u8] = data;
         let p = work.join(name);
         fsx::write(&p, data)?;
         let f = std::fs::File::options()
@@ -105,6 +132,91 @@ pub fn make_fat(
     let mut fat = fsx::read(out)?;
     fix_fat_times(&mut fat, mtime)?;
     fsx::write(out, &fat)
+}
+
+/// A/B update outputs of a build, from the description's `[vars]`:
+/// `<name>.update` (signed with the key file named by `WANFLASH_SIGN_KEY`,
+/// else by `update_sign_key`, relative to the repository; unsigned when
+/// there is no key and `update_accept_unsigned = true`; none otherwise),
+/// and the store's flash write budget (`store_snapshot_interval_s`,
+/// `card_write_cycles`), printed.
+#[allow(clippy::too_many_arguments)]
+pub fn update_outputs(
+    desc: &wanflash_spec::description::Description,
+    image: &str,
+    build_id: &str,
+    kernel: &[u8],
+    rootfs: &[u8],
+    workspace: &Path,
+    out_dir: &Path,
+    on_event: &mut dyn FnMut(crate::Event),
+) -> Result<(), Error> {
+    let var = |k: &str| desc.vars.get(k);
+    let cycles = var("card_write_cycles")
+        .and_then(|v| v.as_integer())
+        .unwrap_or(100_000)
+        .max(0) as u64;
+    let interval = var("store_snapshot_interval_s")
+        .and_then(|v| v.as_integer())
+        .unwrap_or(0)
+        .max(0) as u64;
+    let b = wanflash_store::write_budget(interval, 0.0, cycles);
+    on_event(crate::Event::Info(format!(
+        "store write budget: {:.1} writes/day ({}), {} years to wear-out at {cycles} cycles (plus one write per update, commit or rollback)",
+        b.writes_per_day,
+        if interval == 0 { "no line-quality snapshots".to_owned() } else { format!("a snapshot every {interval} s") },
+        if b.years_to_wear_out.is_finite() { format!("{:.0}", b.years_to_wear_out) } else { "unbounded".to_owned() }
+    )));
+    let key_path = std::env::var_os("WANFLASH_SIGN_KEY")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            var("update_sign_key")
+                .and_then(|v| v.as_str())
+                .map(|p| workspace.join(p))
+        });
+    let unsigned_ok = var("update_accept_unsigned")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let seed = match &key_path {
+        Some(p) => {
+            let text = fsx::read_to_string(p)?;
+            let seed = wanflash_bundle::parse_secret(&text, &p.display().to_string())
+                .map_err(|e| Error::Input(e.to_string()))?;
+            let public = wanflash_bundle::hex(&wanflash_bundle::public_of(&seed));
+            let accepted = var("update_public_keys")
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().any(|k| k.as_str() == Some(public.as_str())))
+                .unwrap_or(false);
+            if !accepted {
+                on_event(crate::Event::Info(format!(
+                    "the signing key `{}` is not among this image's `update_public_keys`: this image will refuse its own bundle",
+                    p.display()
+                )));
+            }
+            Some(seed)
+        }
+        None if unsigned_ok => None,
+        None => {
+            on_event(crate::Event::Info(
+                "no signing key (`WANFLASH_SIGN_KEY` or `update_sign_key`): no update bundle written".into(),
+            ));
+            return Ok(());
+        }
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    let m = wanflash_bundle::manifest(image, version, build_id, kernel, rootfs);
+    let bundle = wanflash_bundle::write(&m, kernel, rootfs, seed.as_ref());
+    let path = out_dir.join(format!("{image}.update"));
+    let tmp = fsx::tmp_name(&path);
+    fsx::write(&tmp, &bundle)?;
+    fsx::rename(&tmp, &path)?;
+    on_event(crate::Event::Info(format!(
+        "update bundle `{}`: {} ({})",
+        path.display(),
+        wanflash_spec::size::human(bundle.len() as u64),
+        if seed.is_some() { "signed" } else { "unsigned" }
+    )));
+    Ok(())
 }
 
 /// Sets every time field of the FAT root directory's entries to `epoch`

@@ -846,6 +846,17 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
         sums.push_str(&format!("{}  {name}\n", sha256_hex(data)));
     }
     write_outputs(&out_dir, &outputs, &sums)?;
+    // A/B updates (issue 8): `<name>.update` and the store's write budget.
+    boot::update_outputs(
+        &desc,
+        &opts.image,
+        &build_id,
+        &k.bzimage,
+        &sqfs,
+        &opts.workspace,
+        &out_dir,
+        on_event,
+    )?;
     Ok(Report {
         image_path: out_dir.join(&img_name),
         out_dir,

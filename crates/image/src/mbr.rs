@@ -10,6 +10,7 @@
 //! | 1    | FAT16 boot: syslinux, `kernel-a`, `kernel-b` | 0x0E, active |
 //! | 2    | root slot A, squashfs | 0x83 |
 //! | 3    | root slot B, squashfs (written by updates) | 0x83 |
+//! | 4    | store, 1 MiB raw: slot state and reset reasons (crates/store) | 0xda |
 //!
 //! The image file stops after the root filesystem of slot A: what lies
 //! beyond on the card is not read until an update writes slot B.
@@ -21,6 +22,8 @@ use wanflash_spec::size::MIB;
 pub const SECTOR: u64 = 512;
 pub const ALIGN: u64 = MIB;
 pub const BOOT_CODE_LEN: usize = 440;
+/// The persistent store's partition (two record copies, no filesystem).
+pub const STORE_SIZE: u64 = MIB;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Partition {
@@ -47,7 +50,8 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Boot partition, then the two root slots, each `root_slot` bytes.
+    /// Boot partition, then the two root slots, each `root_slot` bytes,
+    /// then the store.
     pub fn new(disk_signature: u32, boot: u64, root_slot: u64) -> Layout {
         let boot_p = Partition {
             index: 1,
@@ -73,9 +77,18 @@ impl Layout {
             start: a.end(),
             size: root_slot,
         };
+        let store = Partition {
+            index: 4,
+            name: "store",
+            // "Non-FS data": nothing mounts it.
+            kind: 0xda,
+            bootable: false,
+            start: b.end(),
+            size: STORE_SIZE,
+        };
         Layout {
             disk_signature,
-            partitions: vec![boot_p, a, b],
+            partitions: vec![boot_p, a, b, store],
         }
     }
 
@@ -144,7 +157,8 @@ mod tests {
         assert_eq!(l.partitions[0].start, MIB);
         assert_eq!(l.partitions[1].start, 7 * MIB);
         assert_eq!(l.partitions[2].start, 23 * MIB);
-        assert_eq!(l.card_bytes(), 39 * MIB);
+        assert_eq!(l.partitions[3].start, 39 * MIB);
+        assert_eq!(l.card_bytes(), 40 * MIB);
         for p in &l.partitions {
             assert_eq!(p.start % ALIGN, 0);
         }
@@ -171,9 +185,12 @@ mod tests {
         assert_eq!(e2[4], 0x83);
         assert_eq!(&e2[8..12], &14336u32.to_le_bytes());
         assert_eq!(&e2[12..16], &32768u32.to_le_bytes());
-        // Root B follows A; the fourth entry is empty.
+        // Root B follows A; the store follows B: 1 MiB, type 0xda.
         assert_eq!(&m[0x1de + 8..0x1de + 12], &47104u32.to_le_bytes());
-        assert!(m[0x1ee..0x1fe].iter().all(|&b| b == 0));
+        let e4 = &m[0x1ee..0x1fe];
+        assert_eq!(e4[4], 0xda);
+        assert_eq!(&e4[8..12], &79872u32.to_le_bytes());
+        assert_eq!(&e4[12..16], &2048u32.to_le_bytes());
         assert_eq!(&m[510..], &[0x55, 0xaa]);
     }
 
