@@ -1,8 +1,10 @@
 //! `cargo xtask build-image`
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use wanflash_image::{Event, Options, Report};
 
@@ -27,12 +29,40 @@ pub struct Args {
     /// Where `<name>/` is written (default: target/images/).
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<std::path::PathBuf>,
+    /// Build the image twice from two copies of this checkout (different
+    /// paths, users, home folders, time zones, at different times, same
+    /// SOURCE_DATE_EPOCH) and compare the outputs byte for byte.
+    #[arg(long)]
+    pub check_reproducible: bool,
+    /// With --check-reproducible: give both copies this checkout's cached
+    /// kernel instead of compiling it twice (a quick check of the Rust and
+    /// image parts; the kernel itself is then not checked).
+    #[arg(long, requires = "check_reproducible")]
+    pub share_kernel: bool,
+    /// Keep the two copies of --check-reproducible (else removed on success).
+    #[arg(long, requires = "check_reproducible")]
+    pub keep: bool,
+    /// The checkout to build from (default: the one of this xtask).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub workspace: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let ws = crate::workspace();
+    let ws = args.workspace.clone().unwrap_or_else(crate::workspace);
     if args.list {
-        return list(&ws);
+        let out_root = args
+            .out_dir
+            .clone()
+            .unwrap_or_else(|| ws.join("target/images"));
+        return list(&ws, &out_root);
+    }
+    if args.check_reproducible {
+        let names = if args.all {
+            wanflash_image::list_images(&ws.join("images"))
+        } else {
+            vec![args.image.clone()]
+        };
+        return check_reproducible(&ws, &names, args.share_kernel, args.keep);
     }
     let images_dir = args.images_dir.clone().unwrap_or_else(|| ws.join("images"));
     let names = if args.all {
@@ -54,19 +84,36 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn list(ws: &std::path::Path) -> Result<()> {
+/// `--list`: every image, the sizes of its last build's outputs, its build
+/// id and source commit, and the sha256 of each output from `SHA256SUMS`.
+fn list(ws: &Path, out_root: &Path) -> Result<()> {
     for name in wanflash_image::list_images(&ws.join("images")) {
-        let dir = ws.join("target/images").join(&name);
-        let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap_or_default();
-        let img = format!("{name}.img");
-        let line = sums.lines().find(|l| l.ends_with(&format!("  {img}")));
-        match (line, std::fs::metadata(dir.join(&img))) {
-            (Some(l), Ok(m)) => println!(
-                "{name:<12} {:>10}  sha256 {}",
-                wanflash_spec::size::human(m.len()),
-                l.split_whitespace().next().unwrap_or("")
-            ),
-            _ => println!("{name:<12} not built"),
+        let dir = out_root.join(&name);
+        let Ok(sums) = std::fs::read_to_string(dir.join("SHA256SUMS")) else {
+            println!("{name:<12} not built (`cargo xtask build-image --image {name}`)");
+            continue;
+        };
+        let size = |f: &str| {
+            std::fs::metadata(dir.join(f))
+                .map(|m| wanflash_spec::size::human(m.len()))
+                .unwrap_or_else(|_| "-".into())
+        };
+        let manifest: serde_json::Value = std::fs::read_to_string(dir.join("manifest.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        println!(
+            "{name:<12} raw {}, gzip {}, qcow2 {}; build {}, commit {}",
+            size(&format!("{name}.img")),
+            size(&format!("{name}.img.gz")),
+            size(&format!("{name}.qcow2")),
+            manifest["build_id"].as_str().unwrap_or("?"),
+            manifest["inputs"]["source_commit"].as_str().unwrap_or("?"),
+        );
+        for l in sums.lines() {
+            if let Some((h, f)) = l.split_once("  ") {
+                println!("    {f:<26} {:>10}  sha256 {h}", size(f));
+            }
         }
     }
     Ok(())
@@ -157,4 +204,263 @@ pub fn build_with(opts: &Options) -> Result<Report> {
         report.image_sha256
     );
     Ok(report)
+}
+
+/// The outputs compared by `--check-reproducible`: every file either
+/// build wrote (the raw image, its gzip and qcow2, the manifest, bmap, SBOM,
+/// SHA256SUMS and the rest), sorted.
+fn compared(a: &Path, b: &Path) -> Vec<String> {
+    let mut names: Vec<String> = [a, b]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The tracked files of the checkout, as they are in the work tree
+/// (uncommitted changes included; a tracked file deleted is left out).
+fn checkout_files(ws: &Path) -> Result<Vec<PathBuf>> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(ws)
+        .args(["ls-files", "-z", "--cached"])
+        .output()
+        .with_context(|| format!("cannot run `git ls-files` in `{}`", ws.display()))?;
+    if !out.status.success() {
+        bail!(
+            "`{}` is not a git checkout (`git ls-files` failed): --check-reproducible copies the tracked files",
+            ws.display()
+        );
+    }
+    let mut files: Vec<PathBuf> = out
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|f| !f.is_empty())
+        .map(|f| PathBuf::from(String::from_utf8_lossy(f).into_owned()))
+        .filter(|f| ws.join(f).is_file())
+        .collect();
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+fn copy_tree(ws: &Path, files: &[PathBuf], dest: &Path) -> Result<()> {
+    for f in files {
+        let to = dest.join(f);
+        if let Some(p) = to.parent() {
+            std::fs::create_dir_all(p).with_context(|| format!("create `{}`", p.display()))?;
+        }
+        let meta = std::fs::symlink_metadata(ws.join(f))?;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(ws.join(f))?;
+            std::os::unix::fs::symlink(target, &to)?;
+        } else {
+            std::fs::copy(ws.join(f), &to)
+                .with_context(|| format!("copy `{}` to `{}`", f.display(), to.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    for e in walkdir(from)? {
+        let rel = e.strip_prefix(from)?;
+        let dest = to.join(rel);
+        if e.is_dir() {
+            std::fs::create_dir_all(&dest)?;
+        } else {
+            if let Some(p) = dest.parent() {
+                std::fs::create_dir_all(p)?;
+            }
+            std::fs::copy(&e, &dest)
+                .with_context(|| format!("copy `{}` to `{}`", e.display(), dest.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn walkdir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("read `{}`", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The first difference of two files: `None` when equal, else the offset
+/// of the first differing byte (the shorter length when one is a prefix).
+pub fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    if a == b {
+        return None;
+    }
+    Some(
+        a.iter()
+            .zip(b)
+            .position(|(x, y)| x != y)
+            .unwrap_or(a.len().min(b.len())),
+    )
+}
+
+/// One build of a copy, in a child process with its own user name, home,
+/// time zone and cargo target folder.
+fn build_copy(
+    exe: &Path,
+    copy: &Path,
+    name: &str,
+    user: &str,
+    tz: &str,
+    commit: &str,
+    epoch: u64,
+) -> Result<PathBuf> {
+    let home = copy.join("home");
+    std::fs::create_dir_all(&home)?;
+    let out = copy.join("out");
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_default();
+    let rustup_home = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rustup")))
+        .unwrap_or_default();
+    println!(
+        "==> building `{name}` in `{}` as user {user}, TZ={tz}",
+        copy.display()
+    );
+    let status = Command::new(exe)
+        .current_dir(copy)
+        .args(["build-image", "--image", name, "--workspace"])
+        .arg(copy)
+        .arg("--out-dir")
+        .arg(&out)
+        .env("USER", user)
+        .env("LOGNAME", user)
+        .env("HOME", &home)
+        .env("TZ", tz)
+        .env("CARGO_HOME", &cargo_home)
+        .env("RUSTUP_HOME", &rustup_home)
+        .env("SOURCE_DATE_EPOCH", epoch.to_string())
+        .env(wanflash_image::release::COMMIT_ENV, commit)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .status()
+        .context("cannot run the build of a copy")?;
+    if !status.success() {
+        bail!("the build in `{}` failed ({status})", copy.display());
+    }
+    Ok(out.join(name))
+}
+
+/// `cargo xtask build-image --check-reproducible`: see [`Args`].
+pub fn check_reproducible(
+    ws: &Path,
+    names: &[String],
+    share_kernel: bool,
+    keep: bool,
+) -> Result<()> {
+    let started = Instant::now();
+    let files = checkout_files(ws)?;
+    let commit = wanflash_image::release::source_commit(ws);
+    let epoch = wanflash_image::Options::new(ws, "x").source_date_epoch;
+    let top = tempfile_dir("wanflash-repro")?;
+    // A copy of this program: a rebuild of the shared target folder while
+    // the check runs must not change the builder between the two builds.
+    let exe = top.join("xtask");
+    std::fs::copy(
+        std::env::current_exe().context("cannot find the xtask executable")?,
+        &exe,
+    )
+    .context("cannot copy the xtask executable")?;
+    let a = top.join("a/checkout");
+    let b = top.join("second/other-place/wanflash");
+    for c in [&a, &b] {
+        copy_tree(ws, &files, c)?;
+        if share_kernel {
+            let k = ws.join("target/wanflash");
+            copy_dir(&k.join("kernel"), &c.join("target/wanflash/kernel"))?;
+            let memo = k.join("source-hashes.json");
+            if memo.exists() {
+                std::fs::copy(&memo, c.join("target/wanflash/source-hashes.json"))?;
+            }
+        }
+    }
+    println!(
+        "==> {} files of `{}` (commit {commit}) copied to `{}` and `{}`; kernel {}",
+        files.len(),
+        ws.display(),
+        a.display(),
+        b.display(),
+        if share_kernel {
+            "taken from this checkout's cache (not checked)"
+        } else {
+            "compiled in each copy"
+        }
+    );
+    let mut failures = Vec::new();
+    for name in names {
+        let out_a = build_copy(&exe, &a, name, "builder-one", "UTC", &commit, epoch)?;
+        let out_b = build_copy(&exe, &b, name, "someone-else", "Asia/Tokyo", &commit, epoch)?;
+        for f in compared(&out_a, &out_b) {
+            let (Ok(x), Ok(y)) = (std::fs::read(out_a.join(&f)), std::fs::read(out_b.join(&f)))
+            else {
+                println!("{name}: {f}: written by one build only");
+                failures.push(format!("{name}/{f} missing from one build"));
+                continue;
+            };
+            match first_difference(&x, &y) {
+                None => println!("{name}: {f}: identical ({} bytes)", x.len()),
+                Some(off) => {
+                    println!(
+                        "{name}: {f}: DIFFERENT, first at byte {off} (0x{off:x}); sizes {} and {}",
+                        x.len(),
+                        y.len()
+                    );
+                    failures.push(format!("{name}/{f} at byte {off}"));
+                }
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!(
+            "not reproducible: {}; both builds kept in `{}` (compare with `cmp -l` or diffoscope)",
+            failures.join(", "),
+            top.display()
+        );
+    }
+    if keep {
+        println!("builds kept in `{}`", top.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&top);
+    }
+    println!(
+        "reproducible: {} built twice, byte-identical outputs ({:.0} s)",
+        names.join(", "),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A new folder under the temporary folder, named with the pid and time.
+fn tempfile_dir(prefix: &str) -> Result<PathBuf> {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let p = std::env::temp_dir().join(format!("{prefix}-{}-{t}", std::process::id()));
+    std::fs::create_dir_all(&p).with_context(|| format!("create `{}`", p.display()))?;
+    Ok(p)
 }

@@ -3,6 +3,7 @@
 
 mod bench;
 mod build_image;
+mod flash;
 mod keygen;
 mod run;
 mod test;
@@ -44,6 +45,13 @@ enum Task {
     Bench(bench::Args),
     /// Make an ed25519 key pair for signing update bundles (`<name>.update`).
     Keygen(keygen::Args),
+    /// Write a built image to a CompactFlash card (or a file) and verify it.
+    ///
+    /// Refuses a mounted device, the disk of the running system, a partition,
+    /// a read-only or non-removable disk (unless --force) and one smaller than
+    /// the image; asks for confirmation (unless --yes); reads the card back and
+    /// compares its sha256 with SHA256SUMS. --bench N times it against dd.
+    Flash(flash::Args),
 }
 
 fn main() {
@@ -54,6 +62,7 @@ fn main() {
         Task::Run(a) => run::run(&a),
         Task::Bench(a) => bench::run(&a),
         Task::Keygen(a) => keygen::run(&a),
+        Task::Flash(a) => flash::run(&a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -511,3 +511,35 @@ pub fn check_image(path: &Path, image: &[u8], want: &str) -> Result<(), FlashErr
     }
     Ok(())
 }
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: nix::libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Catches SIGINT and SIGTERM from now on: [`interrupted`] turns true
+/// instead of the process dying mid-write without a word.
+pub fn catch_interrupts() -> Result<(), FlashError> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let act = SigAction::new(
+        SigHandler::Handler(on_interrupt),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for s in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe; no other handler is replaced that matters.
+        unsafe { sigaction(s, &act) }.map_err(|e| FlashError::Io {
+            action: "install a signal handler for",
+            path: PathBuf::from(s.as_str()),
+            source: e.into(),
+        })?;
+    }
+    Ok(())
+}
+
+/// True once SIGINT or SIGTERM arrived after [`catch_interrupts`].
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}

@@ -64,6 +64,10 @@ pub const IMAGE: &[Need] = &[
         "/usr/lib/syslinux/modules/bios/ldlinux.c32",
         "syslinux-common",
     ),
+    // The `.qcow2` copy for VM users.
+    exe("qemu-img", "qemu-utils"),
+    // The SBOM's Debian packages.
+    exe("dpkg-query", "dpkg"),
 ];
 
 /// Booting images in tests.
@@ -75,12 +79,6 @@ pub const QEMU: &[Need] = &[
 
 /// Checking our `.bmap` files with Debian's bmaptool in tests.
 pub const BMAP: &[Need] = &[exe("bmaptool", "bmap-tools")];
-
-/// The `qcow2` output for VM users.
-pub const QEMU_IMG: &[Need] = &[exe("qemu-img", "qemu-utils")];
-
-/// The SBOM: the Debian packages of host files, looked up with dpkg.
-pub const DPKG: &[Need] = &[exe("dpkg-query", "dpkg")];
 
 /// A Python venv under `target/` for the SBOM validator in tests.
 pub const PYTHON_VENV: &[Need] = &[

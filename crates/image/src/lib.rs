@@ -14,6 +14,7 @@ pub mod hosttools;
 pub mod kernel;
 pub mod mbr;
 pub mod overlay;
+pub mod qcow2;
 pub mod release;
 pub mod sbom;
 pub mod tools;
@@ -431,6 +432,8 @@ fn mksquashfs(stage: &Path, out: &Path, desc: &Description, epoch: u64) -> Resul
             "-no-exports",
         ])
         .args(["-mkfs-time", &e, "-all-time", &e])
+        // mksquashfs refuses both; the options say the same, from `opts`.
+        .env_remove("SOURCE_DATE_EPOCH")
         .args(["-comp", desc.rootfs.compression.as_str()]);
     if desc.rootfs.compression == description::Compression::Xz {
         cmd.args(["-Xbcj", "x86"]);
@@ -832,8 +835,10 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
         binaries: &binaries,
         files: &tree.manifest(),
     })?;
+    let qcow2_img = qcow2::convert(&img, &work.join("qcow2"))?;
     let outputs: Vec<(String, &[u8])> = vec![
         (img_name.clone(), &img),
+        (format!("{}.qcow2", opts.image), &qcow2_img),
         (format!("{}.bmap", opts.image), bmap_xml.as_bytes()),
         (format!("{}.sbom.json", opts.image), sbom_json.as_bytes()),
         (format!("{img_name}.gz"), &img_gz),

@@ -64,6 +64,7 @@ fn sha256sums_lists_every_output_with_its_hash() {
         format!("{name}.img.gz"),
         format!("{name}.bmap"),
         format!("{name}.sbom.json"),
+        format!("{name}.qcow2"),
         "manifest.json".into(),
     ] {
         let (h, _) = listed
@@ -229,5 +230,36 @@ fn sbom_is_valid_cyclonedx_and_lists_kernel_crates_packages_and_files() {
     assert!(
         !text.contains(workspace().to_str().unwrap()),
         "checkout path leaked"
+    );
+}
+
+#[test]
+fn qcow2_holds_the_same_disk_as_the_raw_image() {
+    let Some(dir) = image_dir() else { return };
+    let name = wanflash_image::DEFAULT_IMAGE;
+    let qcow2 = dir.join(format!("{name}.qcow2"));
+    let raw = dir.join(format!("{name}.img"));
+    let qemu_img = hosttools::which("qemu-img").expect("qemu-img: the build installs qemu-utils");
+    let info = Command::new(&qemu_img)
+        .args(["info", "--output=json"])
+        .arg(&qcow2)
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["format"], "qcow2", "{info}");
+    assert_eq!(
+        info["virtual-size"].as_u64(),
+        Some(std::fs::metadata(&raw).unwrap().len())
+    );
+    let cmp = Command::new(&qemu_img)
+        .args(["compare", "-f", "raw", "-F", "qcow2"])
+        .arg(&raw)
+        .arg(&qcow2)
+        .output()
+        .unwrap();
+    assert!(
+        cmp.status.success(),
+        "qemu-img compare: {}",
+        String::from_utf8_lossy(&cmp.stdout)
     );
 }
