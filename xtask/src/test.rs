@@ -131,6 +131,9 @@ pub fn run(args: &Args) -> Result<()> {
         "wanflash-testbed",
         "-p",
         "wanflash-image",
+        // flash_cli, and reproducible (two builds from copies of the tree).
+        "-p",
+        "xtask",
         "--test",
         "*",
     ])
