@@ -464,3 +464,29 @@ fn tempfile_dir(prefix: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(&p).with_context(|| format!("create `{}`", p.display()))?;
     Ok(p)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_difference_is_the_first_differing_byte_or_the_shorter_length() {
+        assert_eq!(first_difference(b"abc", b"abc"), None);
+        assert_eq!(first_difference(b"abcd", b"abXd"), Some(2));
+        assert_eq!(first_difference(b"ab", b"abc"), Some(2));
+        assert_eq!(first_difference(b"", b"x"), Some(0));
+    }
+
+    #[test]
+    fn compared_is_every_file_of_either_build() {
+        let d = std::env::temp_dir().join(format!("wanflash-compared-{}", std::process::id()));
+        let (a, b) = (d.join("a"), d.join("b"));
+        std::fs::create_dir_all(a.join("sub")).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(a.join("x.img"), "1").unwrap();
+        std::fs::write(b.join("x.img"), "1").unwrap();
+        std::fs::write(b.join("only-b.qcow2"), "2").unwrap();
+        assert_eq!(compared(&a, &b), ["only-b.qcow2", "x.img"]);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
