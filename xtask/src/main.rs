@@ -5,6 +5,7 @@ mod bench;
 mod build_image;
 mod flash;
 mod keygen;
+mod line_report;
 mod run;
 mod test;
 
@@ -45,6 +46,9 @@ enum Task {
     Bench(bench::Args),
     /// Make an ed25519 key pair for signing update bundles (`<name>.update`).
     Keygen(keygen::Args),
+    /// Turn a `wanctl export --format json` file into an HTML report with
+    /// charts: latency, loss and outages per circuit, availability per month.
+    LineReport(line_report::Args),
     /// Write a built image to a CompactFlash card (or a file) and verify it.
     ///
     /// Refuses a mounted device, the disk of the running system, a partition,
@@ -62,6 +66,7 @@ fn main() {
         Task::Run(a) => run::run(&a),
         Task::Bench(a) => bench::run(&a),
         Task::Keygen(a) => keygen::run(&a),
+        Task::LineReport(a) => line_report::run(&a),
         Task::Flash(a) => flash::run(&a),
     };
     if let Err(e) = result {

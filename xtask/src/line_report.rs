@@ -1,0 +1,704 @@
+//! `cargo xtask line-report EXPORT --out DIR`: a page for people (and
+//! circuit vendors) from a `wanctl export --format json` file: per circuit,
+//! the latency bands (min, median, p95, max) and the loss over time with
+//! outages in red (100 % loss drawn, not left as a gap), the outages with
+//! their durations, and the availability per month. One self-contained
+//! `index.html` (inline SVG charts drawn with plotters, inline CSS).
+//!
+//! Availability of a circuit in a month: 1 - (time in outage) / (time
+//! observed), where "observed" runs from the first to the end of the last
+//! recorded bucket within the month, and the outages are the `outage`
+//! events of a path (`member_out` of a bond member), clipped to the month.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use wanflash_linequality::time::{month_of, rfc3339};
+use wanflash_linequality::{CircuitKind, EventKind, Export, Row};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The export, as `wanctl export --format json` writes it.
+    pub export: PathBuf,
+    /// Folder to write index.html to (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let export = Export::read(&args.export)?;
+    let html = render(&export)
+        .with_context(|| format!("failed to draw the report of `{}`", args.export.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("failed to create `{}`", args.out.display()))?;
+    let path = args.out.join("index.html");
+    write_atomic(&path, html.as_bytes())?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("html.tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("failed to write `{}`", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| {
+        format!(
+            "failed to rename `{}` to `{}`",
+            tmp.display(),
+            path.display()
+        )
+    })
+}
+
+const W: u32 = 1000;
+const H_LAT: u32 = 300;
+const H_LOSS: u32 = 170;
+
+/// The tier a circuit is drawn from: the finest one that still holds the
+/// oldest data (a ring that wrapped starts later than the coarser tiers'
+/// first buckets end), else the coarsest.
+fn pick_tier(c: &wanflash_linequality::export::CircuitExport) -> Option<usize> {
+    let first: Vec<Option<(i64, i64)>> = c
+        .tiers
+        .iter()
+        .map(|t| {
+            t.rows
+                .first()
+                .map(|r| (r.start_ms, i64::from(t.width_s) * 1000))
+        })
+        .collect();
+    if first.iter().all(Option::is_none) {
+        return None;
+    }
+    (0..c.tiers.len())
+        .find(|i| {
+            let Some((start, _)) = first[*i] else {
+                return false;
+            };
+            first[i + 1..].iter().flatten().all(|(s, w)| start < s + w)
+        })
+        .or(Some(c.tiers.len() - 1))
+}
+
+/// An outage-like interval on a circuit, in Unix ms.
+fn outages(e: &Export, circuit: &str, kind: CircuitKind) -> Vec<(i64, i64)> {
+    let want = match kind {
+        CircuitKind::Path => EventKind::Outage,
+        CircuitKind::Member => EventKind::MemberOut,
+    };
+    e.events
+        .iter()
+        .filter(|ev| ev.kind == want && ev.circuit == circuit)
+        .map(|ev| (ev.start_ms, ev.end_ms.unwrap_or(e.exported_ms)))
+        .collect()
+}
+
+/// Time ticks on whole UTC minutes, hours or days: about 8 of them.
+fn ticks(x: (f64, f64)) -> (Vec<f64>, i64) {
+    const STEPS_S: [i64; 18] = [
+        10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400, 172_800,
+        604_800, 1_209_600, 2_592_000,
+    ];
+    let span = (x.1 - x.0).max(1.0);
+    let step = STEPS_S
+        .iter()
+        .map(|s| s * 1000)
+        .find(|s| span / *s as f64 <= 8.0)
+        .unwrap_or(2_592_000_000);
+    let first = (x.0 as i64).div_euclid(step) * step + step;
+    let v = (0..)
+        .map(|i| (first + i * step) as f64)
+        .take_while(|t| *t <= x.1)
+        .collect();
+    (v, step)
+}
+
+fn axis_label(step_ms: i64, span_ms: i64) -> impl Fn(&f64) -> String {
+    move |x: &f64| {
+        let s = rfc3339(*x as i64);
+        if step_ms >= 86_400_000 {
+            s[..10].to_owned()
+        } else if span_ms > 86_400_000 {
+            format!("{} {}", &s[5..10], &s[11..16])
+        } else if step_ms >= 60_000 {
+            s[11..16].to_owned()
+        } else {
+            s[11..19].to_owned()
+        }
+    }
+}
+
+/// Rows cut where a bucket is missing (no data): each run is drawn as one
+/// line, so a gap in the data is a gap in the line, never a false slope.
+fn runs(rows: &[Row], width_ms: i64) -> Vec<&[Row]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=rows.len() {
+        let cut = i == rows.len()
+            || rows[i].start_ms - rows[i - 1].start_ms > width_ms
+            || rows[i].rtt_median_us.is_none()
+            || rows[i - 1].rtt_median_us.is_none();
+        if cut {
+            let run: Vec<usize> = (start..i)
+                .filter(|j| rows[*j].rtt_median_us.is_some())
+                .collect();
+            if let (Some(a), Some(b)) = (run.first(), run.last()) {
+                out.push(&rows[*a..=*b]);
+            }
+            start = i;
+        }
+    }
+    out
+}
+
+fn ms(us: Option<u64>) -> Option<f64> {
+    us.map(|u| u as f64 / 1000.0)
+}
+
+const RED: RGBColor = RGBColor(0xd6, 0x27, 0x28);
+const BAND_OUTER: RGBColor = RGBColor(0xc6, 0xdb, 0xef);
+const BAND_INNER: RGBColor = RGBColor(0x6b, 0xae, 0xd6);
+const MEDIAN: RGBColor = RGBColor(0x08, 0x45, 0x94);
+const LOSS: RGBColor = RGBColor(0xfd, 0x8d, 0x3c);
+
+type DrawResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// Vertical grid lines and labels at whole UTC minutes, hours or days
+/// (plotters would put them at round numbers of milliseconds).
+fn time_axis(
+    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    chart: &mut Chart<'_, '_>,
+    x: (f64, f64),
+    ymax: f64,
+) -> DrawResult<()> {
+    let (ticks, step) = ticks(x);
+    let label = axis_label(step, (x.1 - x.0) as i64);
+    let grid = RGBColor(0xcc, 0xcc, 0xcc);
+    let style = TextStyle::from(("sans-serif", 12).into_font())
+        .pos(Pos::new(HPos::Center, VPos::Top))
+        .color(&BLACK);
+    for t in ticks {
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(t, 0.0), (t, ymax)],
+            grid,
+        )))?;
+        let (px, py) = chart.backend_coord(&(t, 0.0));
+        root.draw(&Text::new(label(&t), (px, py + 6), style.clone()))?;
+    }
+    Ok(())
+}
+
+fn latency_svg(
+    rows: &[Row],
+    width_ms: i64,
+    x: (f64, f64),
+    out: &[(i64, i64)],
+    title: &str,
+) -> DrawResult<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H_LAT)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let ymax = rows
+            .iter()
+            .filter_map(|r| ms(r.rtt_max_us))
+            .fold(1.0f64, f64::max)
+            * 1.1;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(28)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x.0..x.1, 0f64..ymax)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_desc("RTT (ms)")
+            .light_line_style(WHITE.mix(0.0))
+            .draw()?;
+        time_axis(&root, &mut chart, x, ymax)?;
+        // Outages behind everything, full height.
+        for (a, b) in out {
+            let (a, b) = ((*a as f64).max(x.0), (*b as f64).min(x.1));
+            if b > a {
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [(a, 0.0), (b.max(a + (x.1 - x.0) / 800.0), ymax)],
+                    RED.mix(0.25).filled(),
+                )))?;
+            }
+        }
+        let w = width_ms as f64;
+        for run in runs(rows, width_ms) {
+            let band = |lo: fn(&Row) -> Option<u64>, hi: fn(&Row) -> Option<u64>| {
+                let mut pts: Vec<(f64, f64)> = run
+                    .iter()
+                    .filter_map(|r| Some((r.start_ms as f64 + w / 2.0, ms(hi(r))?)))
+                    .collect();
+                pts.extend(
+                    run.iter()
+                        .rev()
+                        .filter_map(|r| Some((r.start_ms as f64 + w / 2.0, ms(lo(r))?))),
+                );
+                pts
+            };
+            let outer = band(|r| r.rtt_min_us, |r| r.rtt_max_us);
+            let inner = band(|r| r.rtt_median_us, |r| r.rtt_p95_us);
+            if run.len() == 1 {
+                // One bucket: a bar, not an invisible sliver.
+                let r = run[0];
+                let (a, b) = (r.start_ms as f64, r.start_ms as f64 + w);
+                if let (Some(lo), Some(hi)) = (ms(r.rtt_min_us), ms(r.rtt_max_us)) {
+                    chart.draw_series(std::iter::once(Rectangle::new(
+                        [(a, lo), (b, hi)],
+                        BAND_OUTER.filled(),
+                    )))?;
+                }
+                if let (Some(lo), Some(hi)) = (ms(r.rtt_median_us), ms(r.rtt_p95_us)) {
+                    chart.draw_series(std::iter::once(Rectangle::new(
+                        [(a, lo), (b, hi)],
+                        BAND_INNER.filled(),
+                    )))?;
+                }
+                continue;
+            }
+            chart.draw_series(std::iter::once(Polygon::new(outer, BAND_OUTER.filled())))?;
+            chart.draw_series(std::iter::once(Polygon::new(inner, BAND_INNER.filled())))?;
+            chart.draw_series(LineSeries::new(
+                run.iter()
+                    .filter_map(|r| Some((r.start_ms as f64 + w / 2.0, ms(r.rtt_median_us)?))),
+                MEDIAN.stroke_width(2),
+            ))?;
+        }
+        root.present()?;
+    }
+    Ok(svg)
+}
+
+fn loss_svg(rows: &[Row], width_ms: i64, x: (f64, f64), out: &[(i64, i64)]) -> DrawResult<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H_LOSS)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(8)
+            .x_label_area_size(28)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x.0..x.1, 0f64..105f64)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_labels(6)
+            .y_label_formatter(&|v| format!("{v:.0} %"))
+            .y_desc("loss")
+            .light_line_style(WHITE.mix(0.0))
+            .draw()?;
+        time_axis(&root, &mut chart, x, 105.0)?;
+        for (a, b) in out {
+            let (a, b) = ((*a as f64).max(x.0), (*b as f64).min(x.1));
+            if b > a {
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [(a, 0.0), (b.max(a + (x.1 - x.0) / 800.0), 105.0)],
+                    RED.mix(0.25).filled(),
+                )))?;
+            }
+        }
+        let w = width_ms as f64;
+        chart.draw_series(rows.iter().filter_map(|r| {
+            let l = r.loss_ratio()? * 100.0;
+            if l <= 0.0 {
+                return None;
+            }
+            let color = if l >= 99.95 { RED } else { LOSS };
+            let a = r.start_ms as f64;
+            // At least a pixel wide, whatever the span.
+            let b = (a + w).max(a + (x.1 - x.0) / W as f64);
+            Some(Rectangle::new([(a, 0.0), (b, l)], color.filled()))
+        }))?;
+        root.present()?;
+    }
+    Ok(svg)
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Availability per month: `(month, percent, observed_ms, outage_ms)`.
+fn availability(rows: &[Row], width_ms: i64, out: &[(i64, i64)]) -> Vec<(String, f64, i64, i64)> {
+    let mut months: Vec<(String, i64, i64, i64, i64)> = Vec::new(); // name, start, end, first, last_end
+    for r in rows {
+        let (s, e, name) = month_of(r.start_ms);
+        let end = (r.start_ms + width_ms).min(e);
+        match months.last_mut() {
+            Some(m) if m.0 == name => m.4 = m.4.max(end),
+            _ => months.push((name, s, e, r.start_ms, end)),
+        }
+    }
+    months
+        .into_iter()
+        .map(|(name, _, _, first, last)| {
+            let observed = (last - first).max(1);
+            let down: i64 = out
+                .iter()
+                .map(|(a, b)| ((*b).min(last) - (*a).max(first)).max(0))
+                .sum();
+            let pct = 100.0 * (1.0 - down.min(observed) as f64 / observed as f64);
+            (name, pct, observed, down)
+        })
+        .collect()
+}
+
+fn human(ms: i64) -> String {
+    let s = ms / 1000;
+    if s >= 86_400 {
+        format!("{}d {}h {}m", s / 86_400, s % 86_400 / 3600, s % 3600 / 60)
+    } else if s >= 3600 {
+        format!("{}h {}m {}s", s / 3600, s % 3600 / 60, s % 60)
+    } else if s >= 60 {
+        format!("{}m {}s", s / 60, s % 60)
+    } else {
+        format!("{}.{:03} s", s, ms % 1000)
+    }
+}
+
+/// The whole page.
+pub fn render(e: &Export) -> Result<String> {
+    let mut h = String::new();
+    let title = format!("Line quality of {}", esc(&e.host));
+    write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\n<style>\
+body{{font-family:sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse;margin:1em 0}}\
+td,th{{border:1px solid #bbb;padding:3px 8px;text-align:left}} th{{background:#eee}}\
+td.n{{text-align:right}} .key span{{display:inline-block;width:1em;height:0.8em;margin:0 4px 0 12px}}\
+section{{margin-bottom:2.5em}}</style></head><body>\n<h1>{title}</h1>\n\
+<p>Exported {} UTC. Export schema {} version {}.</p>\n\
+<p class=\"key\">Key:<span style=\"background:#c6dbef\"></span>RTT min to max\
+<span style=\"background:#6baed6\"></span>median to p95<span style=\"background:#084594\"></span>median\
+<span style=\"background:#fd8d3c\"></span>loss<span style=\"background:#d62728\"></span>100 % loss\
+<span style=\"background:rgba(214,39,40,0.25)\"></span>outage. Missing data is a gap.</p>\n",
+        &rfc3339(e.exported_ms)[..19].replace('T', " "),
+        esc(&e.schema),
+        e.version
+    )?;
+
+    // Outages first: what a vendor is asked about.
+    h.push_str("<h2>Outages</h2>\n<table id=\"outages\"><thead><tr><th>circuit</th><th>kind</th><th>start (UTC)</th><th>end (UTC)</th><th>duration</th><th>duration_ms</th><th>cause</th><th>detected in</th></tr></thead><tbody>\n");
+    let mut any = false;
+    for ev in e
+        .events
+        .iter()
+        .filter(|ev| matches!(ev.kind, EventKind::Outage | EventKind::MemberOut))
+    {
+        any = true;
+        let end = ev.end_ms.map_or("ongoing".to_owned(), rfc3339);
+        writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+            esc(&ev.circuit),
+            ev.kind,
+            rfc3339(ev.start_ms),
+            end,
+            ev.duration_ms.map_or("ongoing".to_owned(), |d| human(d as i64)),
+            ev.duration_ms.map_or(String::new(), |d| d.to_string()),
+            esc(&ev.cause),
+            ev.detection_ms.map_or("-".to_owned(), |d| format!("{d} ms")),
+        )?;
+    }
+    if !any {
+        h.push_str("<tr><td colspan=\"8\">no outage recorded</td></tr>\n");
+    }
+    h.push_str("</tbody></table>\n");
+
+    let failovers: Vec<_> = e
+        .events
+        .iter()
+        .filter(|ev| ev.kind == EventKind::Failover)
+        .collect();
+    if !failovers.is_empty() {
+        h.push_str("<h2>Failovers</h2>\n<table id=\"failovers\"><thead><tr><th>time (UTC)</th><th>to</th><th>cause</th><th>what moved</th></tr></thead><tbody>\n");
+        for ev in failovers {
+            writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                rfc3339(ev.start_ms),
+                esc(&ev.circuit),
+                esc(&ev.cause),
+                esc(ev.detail.as_deref().unwrap_or(""))
+            )?;
+        }
+        h.push_str("</tbody></table>\n");
+    }
+
+    let mut avail = String::from("<h2>Availability per month</h2>\n<table id=\"availability\"><thead><tr><th>circuit</th><th>month</th><th>availability</th><th>observed</th><th>in outage</th></tr></thead><tbody>\n");
+    let mut sections = String::new();
+    for c in &e.circuits {
+        let Some(ti) = pick_tier(c) else {
+            writeln!(
+                sections,
+                "<section><h2>{}</h2><p>no data recorded</p></section>",
+                esc(&c.name)
+            )?;
+            continue;
+        };
+        let t = &c.tiers[ti];
+        let width_ms = i64::from(t.width_s) * 1000;
+        let out = outages(e, &c.name, c.kind);
+        let (Some(first), Some(last)) = (t.rows.first(), t.rows.last()) else {
+            continue;
+        };
+        let x = (first.start_ms as f64, (last.start_ms + width_ms) as f64);
+        let what = match c.kind {
+            CircuitKind::Path => format!("path {} on {}", c.name, c.interface),
+            CircuitKind::Member => format!("member circuit {} of path {}", c.name, c.path),
+        };
+        let lat = latency_svg(
+            &t.rows,
+            width_ms,
+            x,
+            &out,
+            &format!("{what}: round-trip time, {} buckets, UTC", t.spec().label()),
+        )
+        .map_err(|err| anyhow::anyhow!("latency chart of `{}`: {err}", c.name))?;
+        let loss = loss_svg(&t.rows, width_ms, x, &out)
+            .map_err(|err| anyhow::anyhow!("loss chart of `{}`: {err}", c.name))?;
+        let sent: u64 = t.rows.iter().map(|r| r.sent).sum();
+        let lost: u64 = t.rows.iter().map(|r| r.lost).sum();
+        let received: u64 = t.rows.iter().map(|r| r.received).sum();
+        write!(
+            sections,
+            "<section id=\"circuit-{}\"><h2>{}</h2>\n<p>{} to {} UTC: {} probes sent, {} lost ({:.2} %).</p>\n{}\n{}\n</section>\n",
+            esc(&c.name),
+            esc(&what),
+            &rfc3339(first.start_ms)[..16].replace('T', " "),
+            &rfc3339(last.start_ms + width_ms)[..16].replace('T', " "),
+            sent,
+            lost,
+            if lost + received > 0 { 100.0 * lost as f64 / (lost + received) as f64 } else { 0.0 },
+            strip_xml_decl(&lat),
+            strip_xml_decl(&loss)
+        )?;
+        for (month, pct, observed, down) in availability(&t.rows, width_ms, &out) {
+            writeln!(
+                avail,
+                "<tr><td>{}</td><td>{month}</td><td class=\"n\">{pct:.3} %</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(&c.name),
+                human(observed),
+                human(down)
+            )?;
+        }
+    }
+    avail.push_str("</tbody></table>\n");
+    h.push_str(&avail);
+    h.push_str(&sections);
+    h.push_str("</body></html>\n");
+    Ok(h)
+}
+
+fn strip_xml_decl(svg: &str) -> &str {
+    match svg.find("<svg") {
+        Some(i) => &svg[i..],
+        None => svg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wanflash_linequality::{CircuitSpec, Recorder, Recording, Sample};
+
+    const WALL0: i64 = 1_795_646_760_000;
+
+    /// Two hours of a T1 bond path at one probe a second: RTT 20 ms with
+    /// jitter, 10 % loss in the second hour, a 90 s cut; a member out for
+    /// 5 minutes.
+    pub(crate) fn sample_export() -> Export {
+        let specs = [
+            ("t1", CircuitKind::Path, "t1", "bond0"),
+            ("eth0", CircuitKind::Member, "t1", "eth0"),
+        ]
+        .map(|(n, k, p, i)| CircuitSpec {
+            name: n.into(),
+            kind: k,
+            path: p.into(),
+            interface: i.into(),
+        });
+        let mut rec = Recorder::new(&Recording::default(), &specs, WALL0).unwrap();
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for seq in 0..7200u32 {
+            let t = u64::from(seq) * 1000;
+            for c in 0..2 {
+                rec.probe_sent(c, seq, t);
+                let cut = c == 0 && (3000..3090).contains(&seq);
+                let member_out = c == 1 && (5000..5300).contains(&seq);
+                let lossy = seq >= 3600 && next() % 10 == 0;
+                if cut || member_out || lossy {
+                    rec.probe_lost(c, seq, t + 999);
+                } else {
+                    let rtt = 20_000 + next() % 6000 + if seq >= 3600 { 30_000 } else { 0 };
+                    rec.probe_answered(
+                        c,
+                        seq,
+                        t + 25,
+                        Sample {
+                            rtt_us: rtt,
+                            one_way_us: None,
+                        },
+                    );
+                }
+            }
+        }
+        rec.begin(
+            EventKind::Outage,
+            "t1",
+            "3 probes missed",
+            Some(3000),
+            3_003_000,
+        );
+        rec.end(EventKind::Outage, "t1", 3_090_400);
+        rec.point(
+            EventKind::Failover,
+            "t1",
+            "t1 down",
+            Some("203.0.113.128/25: t1 -> t3".into()),
+            3_003_000,
+        );
+        rec.begin(
+            EventKind::MemberOut,
+            "eth0",
+            "loss 100.0 % over the last 10 probes",
+            Some(3000),
+            5_003_000,
+        );
+        rec.end(EventKind::MemberOut, "eth0", 5_300_000);
+        rec.advance(7_200_000);
+        Export::from_recorder(&rec, "wan-router", 7_200_000)
+    }
+
+    /// The outage table read back from the HTML: (circuit, kind, start,
+    /// end, duration_ms) per row.
+    fn outage_rows(html: &str) -> Vec<Vec<String>> {
+        let table = html
+            .split("<table id=\"outages\">")
+            .nth(1)
+            .and_then(|t| t.split("</table>").next())
+            .unwrap();
+        table
+            .split("<tr>")
+            .skip(2)
+            .map(|row| {
+                row.split("<td")
+                    .skip(1)
+                    .map(|cell| {
+                        let v = &cell[cell.find('>').unwrap() + 1..];
+                        v[..v.find("</td>").unwrap()].to_owned()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_report_renders_and_its_outage_table_matches_the_exports_events() {
+        let e = sample_export();
+        let html = render(&e).unwrap();
+        let rows = outage_rows(&html);
+        let want: Vec<_> = e
+            .events
+            .iter()
+            .filter(|ev| matches!(ev.kind, EventKind::Outage | EventKind::MemberOut))
+            .collect();
+        assert_eq!(rows.len(), want.len());
+        assert_eq!(rows.len(), 2);
+        for (r, ev) in rows.iter().zip(want) {
+            assert_eq!(r[0], ev.circuit);
+            assert_eq!(r[1], ev.kind.as_str());
+            assert_eq!(r[2], rfc3339(ev.start_ms));
+            assert_eq!(r[3], rfc3339(ev.end_ms.unwrap()));
+            assert_eq!(r[5], ev.duration_ms.unwrap().to_string());
+        }
+        // The cut: declared at 3003 s, 3 s after it began; back at 3090.4 s.
+        assert_eq!(rows[0][2], "2026-11-25T23:36:00.000Z");
+        assert_eq!(rows[0][4], "1m 30s");
+        assert_eq!(rows[0][5], "90400");
+        // One chart pair per circuit, inline SVG, no external reference.
+        assert_eq!(html.matches("<svg").count(), 4);
+        assert!(!html.contains("src=") && !html.contains("href="));
+        // 100 % loss is drawn in red during the cut.
+        assert!(
+            html.contains("fill=\"#D62728\"") || html.contains("fill=\"#d62728\""),
+            "no red bar"
+        );
+        // Availability: t1 lost 90.4 s of 2 h.
+        let avail = html.split("<table id=\"availability\">").nth(1).unwrap();
+        assert!(
+            avail.contains("<td>t1</td><td>2026-11</td><td class=\"n\">98.744 %</td>"),
+            "{avail}"
+        );
+    }
+
+    #[test]
+    fn a_truncated_or_foreign_export_is_an_error_naming_the_file_and_offset() {
+        let dir = std::env::temp_dir().join(format!("wanflash-line-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cut.json");
+        let json = sample_export().to_json();
+        std::fs::write(&path, &json[..1000]).unwrap();
+        let err = run(&Args {
+            export: path.clone(),
+            out: dir.join("out"),
+        })
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains(&format!(
+                "`{}` is not a wanflash line-quality export (at byte 1000",
+                path.display()
+            )),
+            "{msg}"
+        );
+        assert!(!dir.join("out/index.html").exists());
+        std::fs::write(&path, json.replacen("\"version\":1", "\"version\":9", 1)).unwrap();
+        let msg = format!(
+            "{:#}",
+            run(&Args {
+                export: path.clone(),
+                out: dir.join("out")
+            })
+            .unwrap_err()
+        );
+        assert!(
+            msg.contains("is export version 9; this build reads version 1"),
+            "{msg}"
+        );
+        std::fs::write(&path, &json).unwrap();
+        run(&Args {
+            export: path,
+            out: dir.join("out"),
+        })
+        .unwrap();
+        assert!(std::fs::read_to_string(dir.join("out/index.html"))
+            .unwrap()
+            .starts_with("<!DOCTYPE html>"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
