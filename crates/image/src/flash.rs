@@ -34,6 +34,8 @@ pub enum FlashError {
         what: String,
         mountpoint: String,
     },
+    #[error("`{}` is in use by {holder}: stop what uses it (swapoff, vgchange -an, mdadm --stop) first", path.display())]
+    InUse { path: PathBuf, holder: String },
     #[error("`{}` is read-only{why}: check the card's lock switch or the file's permissions", path.display())]
     ReadOnly { path: PathBuf, why: String },
     #[error("`{}` is not a removable disk (`{flag}` is 0): it may be a system disk; pass `--force` if you are sure it is the card", path.display())]
@@ -300,6 +302,26 @@ pub fn check(sys: &System, t: &Target, need: u64, force: bool) -> Result<(), Fla
             mountpoint: mp.clone(),
         });
     }
+    // Swap, and device-mapper or RAID devices built on the disk or its
+    // partitions (an LVM root shows as dm-N in mountinfo, not as sdX).
+    for line in sys.read("proc/swaps").unwrap_or_default().lines().skip(1) {
+        if let Some(src) = line.split_whitespace().next() {
+            if paths.iter().any(|p| p == src) {
+                return Err(FlashError::InUse {
+                    path: t.path.clone(),
+                    holder: format!("swap on `{src}`"),
+                });
+            }
+        }
+    }
+    if let Kind::Disk { name, .. } = &t.kind {
+        if let Some(h) = holders(sys, name) {
+            return Err(FlashError::InUse {
+                path: t.path.clone(),
+                holder: h,
+            });
+        }
+    }
     if let Kind::Disk { name, .. } = &t.kind {
         if sys
             .read(&format!("sys/block/{name}/ro"))
@@ -325,6 +347,33 @@ pub fn check(sys: &System, t: &Target, need: u64, force: bool) -> Result<(), Fla
         });
     }
     Ok(())
+}
+
+/// The first `holders/` entry of the disk or one of its partitions.
+fn holders(sys: &System, name: &str) -> Option<String> {
+    let base = sys.path(&format!("sys/block/{name}"));
+    let mut dirs = vec![(name.to_owned(), base.clone())];
+    if let Ok(rd) = std::fs::read_dir(&base) {
+        for e in rd.filter_map(Result::ok) {
+            if e.path().join("partition").exists() {
+                dirs.push((e.file_name().to_string_lossy().into_owned(), e.path()));
+            }
+        }
+    }
+    dirs.sort();
+    for (n, d) in dirs {
+        if let Ok(rd) = std::fs::read_dir(d.join("holders")) {
+            let mut hs: Vec<String> = rd
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            hs.sort();
+            if let Some(h) = hs.first() {
+                return Some(format!("`/dev/{h}` (built on `/dev/{n}`)"));
+            }
+        }
+    }
+    None
 }
 
 /// Undoes the octal escapes of `/proc/self/mounts` (`\040` for a space).

@@ -116,6 +116,29 @@ fn the_disk_of_the_running_root_is_refused() {
 }
 
 #[test]
+fn a_disk_under_lvm_or_used_as_swap_is_refused() {
+    let f = Fake::new();
+    let h = f.dir.path().join("sys/block/sdb/sdb1/holders");
+    std::fs::create_dir_all(h.join("dm-0")).unwrap();
+    let e = flash::check(&f.sys(), &f.disk(), MIB, true).unwrap_err();
+    assert!(matches!(e, FlashError::InUse { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("`/dev/dm-0` (built on `/dev/sdb1`)"),
+        "{e}"
+    );
+    std::fs::remove_dir(h.join("dm-0")).unwrap();
+    flash::check(&f.sys(), &f.disk(), MIB, true).unwrap();
+
+    std::fs::write(
+        f.dir.path().join("proc/swaps"),
+        "Filename\tType\tSize\tUsed\tPriority\n/dev/sdb1 partition 1000 0 -2\n",
+    )
+    .unwrap();
+    let e = flash::check(&f.sys(), &f.disk(), MIB, true).unwrap_err();
+    assert!(e.to_string().contains("swap on `/dev/sdb1`"), "{e}");
+}
+
+#[test]
 fn read_only_disks_and_files_are_refused() {
     let f = Fake::new();
     f.set("ro", "1\n");
