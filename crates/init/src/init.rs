@@ -945,6 +945,10 @@ impl<S: Sys> Init<S> {
         let line = ready_line(now, now.saturating_sub(self.t0), started, failed);
         self.log.raw(&mut self.sys, &line);
         self.ready = true;
+        // A/B updates (issue 8): prove a trial boot healthy, then commit.
+        if let Some(e) = crate::trial::start(failed) {
+            say!(self, Error, "{e}");
+        }
         if self.opts.test_hang {
             let wd = if self.watchdog.is_some() {
                 "the watchdog must reset the box"

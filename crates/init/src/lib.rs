@@ -92,6 +92,7 @@ pub mod ready;
 pub mod real;
 pub mod service;
 pub mod sys;
+pub mod trial;
 
 #[cfg(test)]
 mod fake;

@@ -529,6 +529,77 @@ pub fn on_boot(card: &Card, booted: Slot) -> Result<Boot, Error> {
     }
 }
 
+/// Seconds since boot, from `/proc/uptime`.
+pub fn uptime_s() -> f64 {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Whether failoverd's status (one JSON line) has a path `up`.
+pub fn wan_path_up(status_line: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(status_line)
+        .ok()
+        .and_then(|v| {
+            let paths = v.get("status")?.get("paths")?.as_array()?.clone();
+            Some(
+                paths
+                    .iter()
+                    .any(|p| p.get("state").and_then(|s| s.as_str()) == Some("up")),
+            )
+        })
+        .unwrap_or(false)
+}
+
+fn ask_failoverd(socket: &str) -> Result<String, String> {
+    use std::io::BufRead;
+    let mut s = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| format!("failoverd's control socket `{socket}`: {e}"))?;
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    s.write_all(b"{\"cmd\":\"status\"}\n")
+        .map_err(|e| format!("failoverd's control socket `{socket}`: {e}"))?;
+    let mut line = String::new();
+    std::io::BufReader::new(s)
+        .read_line(&mut line)
+        .map_err(|e| format!("failoverd's control socket `{socket}`: {e}"))?;
+    Ok(line)
+}
+
+/// Waits until the trial boot is healthy as `h` asks, or the deadline
+/// (seconds since boot) passes: Ok(what was proved) or Err(why not).
+pub fn wait_healthy(
+    h: &Health,
+    failed_services: usize,
+    uptime: &dyn Fn() -> f64,
+) -> Result<String, String> {
+    if h.services && failed_services > 0 {
+        return Err(format!("{failed_services} service(s) failed to start"));
+    }
+    if !h.wan_path {
+        return Ok("every service up".into());
+    }
+    loop {
+        let last = match ask_failoverd(&h.failoverd_socket) {
+            Ok(line) if wan_path_up(&line) => {
+                return Ok(format!(
+                    "every service up, a WAN path up after {:.1} s",
+                    uptime()
+                ))
+            }
+            Ok(_) => "failoverd reports no path up".to_owned(),
+            Err(e) => e,
+        };
+        if uptime() >= h.deadline_s as f64 {
+            return Err(format!(
+                "no WAN path up within {} s of boot ({last})",
+                h.deadline_s
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 /// A human status: slots, versions, trial, last result, reset reasons.
 pub fn status(card: &Card, booted: Slot) -> Result<String, Error> {
     let mut store = card.store()?;

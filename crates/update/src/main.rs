@@ -7,7 +7,8 @@ use std::path::Path;
 const USAGE: &str = "usage: wanflash-update update FILE|-   verify a bundle, write the inactive slot, try it once (reboots)
        wanflash-update update --no-reboot FILE|-
        wanflash-update commit                make the running trial slot the default
-       wanflash-update status                slots, versions, last result, reset reasons";
+       wanflash-update status                slots, versions, last result, reset reasons
+       wanflash-update boot --failed N       (init, once ready) trial check: commit or roll back";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -57,6 +58,10 @@ fn run(args: &[String]) -> Result<(), String> {
             }
             Ok(())
         }
+        ["boot", "--failed", n] => {
+            let failed: usize = n.parse().map_err(|_| USAGE.to_owned())?;
+            trial(&card, booted, failed)
+        }
         ["commit"] => {
             let m = wanflash_update::commit(&card, booted).map_err(|e| e.to_string())?;
             println!("{m}");
@@ -71,4 +76,50 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         _ => Err(USAGE.into()),
     }
+}
+
+/// Run by init once the services are up: report the slot, record a trial
+/// that died, or prove this trial boot healthy and commit it.
+fn trial(
+    card: &wanflash_update::Card,
+    booted: wanflash_store::Slot,
+    failed: usize,
+) -> Result<(), String> {
+    use wanflash_update::Boot;
+    let cfg = wanflash_update::Config::load(Path::new(wanflash_update::CONFIG_PATH))
+        .map_err(|e| e.to_string())?;
+    match wanflash_update::on_boot(card, booted).map_err(|e| e.to_string())? {
+        Boot::Normal(last) => {
+            println!(
+                "wanflash-update: running slot {booted}{}",
+                last.map(|l| format!("; last update: {l}"))
+                    .unwrap_or_default()
+            );
+        }
+        Boot::RolledBack(msg) => println!("wanflash-update: running slot {booted}; {msg}"),
+        Boot::Trial(slot) => {
+            println!(
+                "wanflash-update: trial boot of slot {slot}: checking health (deadline {} s)",
+                cfg.health.deadline_s
+            );
+            match wanflash_update::wait_healthy(&cfg.health, failed, &wanflash_update::uptime_s) {
+                Ok(what) => {
+                    let m = wanflash_update::commit(card, slot).map_err(|e| e.to_string())?;
+                    println!("wanflash-update: healthy ({what}): {m}");
+                }
+                Err(why) => {
+                    let m =
+                        wanflash_update::roll_back(card, slot, &why).map_err(|e| e.to_string())?;
+                    println!("wanflash-update: {m}; rebooting into slot {}", slot.other());
+                    let _ = std::io::stdout().flush();
+                    nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(1),
+                        nix::sys::signal::Signal::SIGUSR1,
+                    )
+                    .map_err(|e| format!("cannot ask init to reboot: {e}"))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }

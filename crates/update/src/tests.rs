@@ -59,3 +59,37 @@ fn config_defaults_and_unknown_keys() {
     assert!(c.keys().is_err());
     assert!(serde_json::from_str::<Config>(r#"{"publik_keys":[]}"#).is_err());
 }
+
+#[test]
+fn wan_health_from_failoverd_status() {
+    assert!(wan_path_up(
+        r#"{"ok":true,"status":{"paths":[{"name":"t1","state":"down"},{"name":"t3","state":"up"}]}}"#
+    ));
+    assert!(!wan_path_up(
+        r#"{"ok":true,"status":{"paths":[{"name":"t1","state":"holding"}]}}"#
+    ));
+    assert!(!wan_path_up("not json"));
+}
+
+#[test]
+fn health_deadline_and_failed_services() {
+    let h = Health {
+        deadline_s: 3,
+        wan_path: true,
+        failoverd_socket: "/nonexistent/failoverd.sock".into(),
+        ..Health::default()
+    };
+    let e = wait_healthy(&h, 1, &|| 0.0).unwrap_err();
+    assert!(e.contains("1 service(s) failed"), "{e}");
+    // No failoverd: refused once the clock passes the deadline.
+    let e = wait_healthy(&h, 0, &|| 5.0).unwrap_err();
+    assert!(
+        e.contains("no WAN path up within 3 s") && e.contains("/nonexistent/failoverd.sock"),
+        "{e}"
+    );
+    let ok = Health {
+        wan_path: false,
+        ..h
+    };
+    assert_eq!(wait_healthy(&ok, 0, &|| 0.0).unwrap(), "every service up");
+}
