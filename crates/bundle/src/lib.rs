@@ -55,7 +55,7 @@ pub enum Error {
     },
     #[error("the bundle's {0} does not match its sha256 in the manifest: the bundle is damaged, copy it again")]
     Hash(&'static str),
-    #[error("key file `{path}`: {message}")]
+    #[error("`{path}`: {message}")]
     Key { path: String, message: String },
 }
 
@@ -298,6 +298,35 @@ pub fn public_of(seed: &[u8; 32]) -> [u8; 32] {
     let mut k = [0u8; 32];
     k.copy_from_slice(kp.pk.as_ref());
     k
+}
+
+/// Header (magic, lengths), manifest (a few hundred bytes, bounded here
+/// by 1 KiB) and signature of a bundle, beside the kernel and rootfs.
+pub const OVERHEAD_MAX: u64 = 8 + 4 + 1024 + 4 + SIGNATURE_LEN as u64;
+
+/// Bytes of the update bundle of the image built in `out_dir` (its
+/// `<name>/` folder), for `cargo xtask bench`: `<name>.update` when the
+/// build wrote one (a signing key was set), else the kernel and root
+/// filesystem sizes of `manifest.json` plus [`OVERHEAD_MAX`].
+pub fn bundle_bytes(out_dir: &std::path::Path, name: &str) -> Result<u64, Error> {
+    if let Ok(m) = std::fs::metadata(out_dir.join(format!("{name}.update"))) {
+        return Ok(m.len());
+    }
+    let path = out_dir.join("manifest.json");
+    let bad = |message: String| Error::Key {
+        path: path.display().to_string(),
+        message,
+    };
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| bad(format!("{e}: build the image first")))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let size = |k: &str| v["sizes"][k].as_u64();
+    match (size("kernel"), size("rootfs")) {
+        (Some(k), Some(r)) => Ok(k + r + OVERHEAD_MAX),
+        _ => Err(bad(
+            "no `sizes.kernel`/`sizes.rootfs`: rebuild the image".into()
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -105,3 +105,20 @@ fn key_files_round_trip() {
     let e = parse_public(&s, "k.pub").unwrap_err();
     assert!(e.to_string().contains("`k.pub`"), "{e}");
 }
+
+#[test]
+fn bundle_size_from_the_bundle_or_the_manifest() {
+    let dir = std::env::temp_dir().join(format!("wanflash-bundle-size-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("manifest.json"),
+        r#"{"sizes":{"kernel":2000000,"rootfs":1500000}}"#,
+    )
+    .unwrap();
+    assert_eq!(bundle_bytes(&dir, "r").unwrap(), 3_500_000 + OVERHEAD_MAX);
+    std::fs::write(dir.join("r.update"), [0u8; 1234]).unwrap();
+    assert_eq!(bundle_bytes(&dir, "r").unwrap(), 1234);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let e = bundle_bytes(&dir, "r").unwrap_err();
+    assert!(e.to_string().contains("manifest.json"), "{e}");
+}

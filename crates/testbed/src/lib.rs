@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 pub use wanflash_spec::READY_MARKER;
 
+pub mod update_bench;
+
 /// Lines that mean the boot went wrong, whatever the test.
 pub const FAILURE_MARKERS: &[&str] = &[
     "Kernel panic",
