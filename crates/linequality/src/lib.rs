@@ -79,8 +79,10 @@
 //!   bucket in progress. A bucket where probes were sent and none came
 //!   back is 100 % loss; a bucket that is absent holds no data. RTT and
 //!   delay-variation values are microseconds, `null` without a reply (or
-//!   without two consecutive ones); counters are what was counted in the
-//!   bucket.
+//!   without two consecutive ones), exact while the bucket's largest is
+//!   under 65.5 ms and within 1/32768 of it above; counters are what was
+//!   counted in the bucket (interface errors and drops exact up to 32,767
+//!   a bucket, within 1/1024 above). See [`stats::Bucket`].
 //! - A reader refuses another `schema` or `version` with an error naming
 //!   the file; a truncated file is an error naming the byte offset.
 //!

@@ -233,34 +233,46 @@ impl Acc {
     pub fn close(&mut self) -> Bucket {
         let n = self.hist.count();
         let q = |v: Option<u64>, min: u64, max: u64| v.map_or(NONE, |v| clamp32(v.clamp(min, max)));
-        let b = Bucket {
-            sent: clamp32(self.sent),
-            received: clamp32(self.received),
-            lost: clamp32(self.lost),
-            duplicates: self.duplicates.min(u64::from(u16::MAX)) as u16,
-            reordered: self.reordered.min(u64::from(u16::MAX)) as u16,
-            loss_run: clamp32(self.loss_run),
-            rtt_min_us: if n > 0 { clamp32(self.rtt_min) } else { NONE },
-            rtt_median_us: q(self.hist.quantile(0.5), self.rtt_min, self.rtt_max),
-            rtt_mean_us: if n > 0 {
+        let rtt = [
+            if n > 0 { clamp32(self.rtt_min) } else { NONE },
+            q(self.hist.quantile(0.5), self.rtt_min, self.rtt_max),
+            if n > 0 {
                 clamp32(self.mean.round() as u64)
             } else {
                 NONE
             },
-            rtt_p95_us: q(self.hist.quantile(0.95), self.rtt_min, self.rtt_max),
-            rtt_max_us: if n > 0 { clamp32(self.rtt_max) } else { NONE },
-            rtt_stddev_us: if n > 0 {
+            q(self.hist.quantile(0.95), self.rtt_min, self.rtt_max),
+            if n > 0 { clamp32(self.rtt_max) } else { NONE },
+            if n > 0 {
                 clamp32((self.m2 / n as f64).sqrt().round() as u64)
             } else {
                 NONE
             },
-            ipdv_us: self.ipdv_rtt.mean(),
-            ipdv_forward_us: self.ipdv_fwd.mean(),
-            ipdv_reverse_us: self.ipdv_rev.mean(),
+            self.ipdv_rtt.mean(),
+            self.ipdv_fwd.mean(),
+            self.ipdv_rev.mean(),
+        ];
+        let (scale, rtt) = scaled(rtt);
+        let c = &self.counters;
+        let b = Bucket {
+            bytes: [
+                c[0] as u32,
+                (c[0] >> 32) as u32,
+                c[1] as u32,
+                (c[1] >> 32) as u32,
+            ],
+            packets: [clamp32(c[2]), clamp32(c[3])],
+            errs_drops: [c[4], c[5], c[6], c[7]].map(count16),
+            sent: clamp32(self.sent),
+            received: clamp32(self.received),
+            lost: clamp32(self.lost),
+            loss_run: clamp32(self.loss_run),
+            duplicates: self.duplicates.min(u64::from(u16::MAX)) as u16,
+            reordered: self.reordered.min(u64::from(u16::MAX)) as u16,
+            rtt,
             carrier_changes: self.carrier_changes.min(u64::from(u16::MAX)) as u16,
             link_failures: self.link_failures.min(u64::from(u16::MAX)) as u16,
-            counters: [self.counters[0], self.counters[1]],
-            small: [2, 3, 4, 5, 6, 7].map(|i| clamp32(self.counters[i])),
+            scale,
             touched: self.touched,
         };
         self.reset();
@@ -277,31 +289,80 @@ impl Acc {
     }
 }
 
-/// A closed bucket as a tier keeps it: byte counts in 64 bits, other
-/// counts in 32 (duplicates, reordering, carrier changes and link failures
-/// in 16), saturating.
+/// A closed bucket as a tier keeps it, 76 bytes, so that four circuits'
+/// default tiers fit in 8 MiB:
+///
+/// - probe counts (sent, received, lost, longest loss run) and interface
+///   packet counts in 32 bits; duplicates, reordering, carrier changes
+///   and link failures in 16, saturating; bytes in 64 (two halves, so
+///   that nothing is aligned to 8);
+/// - interface errors and drops in 16 bits, exact up to 32,767 per
+///   bucket, then within 1/1024 ([`count16`]);
+/// - the nine RTT and delay-variation values (min, median, mean, p95, max,
+///   standard deviation, IPDV of the round trip, forward, reverse) in 16
+///   bits each, shifted right by a per-bucket `scale` chosen so that the
+///   largest fits: exact to the microsecond while the largest is under
+///   65.5 ms, else within 2^(scale-1) us (under 1/32768 of the max).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bucket {
-    counters: [u64; 2],
-    small: [u32; 6],
+    bytes: [u32; 4],
+    packets: [u32; 2],
+    errs_drops: [u16; 4],
     sent: u32,
     received: u32,
     lost: u32,
     loss_run: u32,
     duplicates: u16,
     reordered: u16,
-    rtt_min_us: u32,
-    rtt_median_us: u32,
-    rtt_mean_us: u32,
-    rtt_p95_us: u32,
-    rtt_max_us: u32,
-    rtt_stddev_us: u32,
-    ipdv_us: u32,
-    ipdv_forward_us: u32,
-    ipdv_reverse_us: u32,
+    rtt: [u16; 9],
     carrier_changes: u16,
     link_failures: u16,
+    scale: u8,
     touched: bool,
+}
+
+/// "No value" among the scaled RTT values.
+const NONE16: u16 = u16::MAX;
+
+/// The smallest shift that makes every present value fit under
+/// [`NONE16`], and the values shifted (rounded to nearest).
+fn scaled(v: [u32; 9]) -> (u8, [u16; 9]) {
+    let max = v.iter().filter(|x| **x != NONE).max().copied().unwrap_or(0);
+    let mut scale = 0u8;
+    while (u64::from(max) + ((1u64 << scale) >> 1)) >> scale >= u64::from(NONE16) {
+        scale += 1;
+    }
+    let half = (1u64 << scale) >> 1;
+    (
+        scale,
+        v.map(|x| {
+            if x == NONE {
+                NONE16
+            } else {
+                ((u64::from(x) + half) >> scale) as u16
+            }
+        }),
+    )
+}
+
+/// A count in 16 bits: exact below 32,768; above, a 5-bit exponent and a
+/// 10-bit mantissa (within 1/1024), saturating at 2^41.
+pub fn count16(v: u64) -> u16 {
+    if v < 0x8000 {
+        return v as u16;
+    }
+    let e = (63 - v.leading_zeros()).saturating_sub(10).min(31);
+    let m = ((v >> e).min(2047) - 1024) as u16;
+    0x8000 | ((e as u16) << 10) | m
+}
+
+/// The inverse of [`count16`].
+pub fn uncount16(c: u16) -> u64 {
+    if c & 0x8000 == 0 {
+        return u64::from(c);
+    }
+    let e = u32::from((c >> 10) & 31);
+    (1024 + u64::from(c & 1023)) << e
 }
 
 /// Bytes one bucket takes in a tier.
@@ -313,10 +374,6 @@ impl Default for Bucket {
     }
 }
 
-fn opt(v: u32) -> Option<u64> {
-    (v != NONE).then_some(u64::from(v))
-}
-
 impl Bucket {
     /// Nothing was recorded in this bucket (the daemon was not running,
     /// or the clock jumped).
@@ -325,6 +382,8 @@ impl Bucket {
     }
 
     pub(crate) fn row(&self, start_ms: i64) -> crate::export::Row {
+        let r = |i: usize| (self.rtt[i] != NONE16).then(|| u64::from(self.rtt[i]) << self.scale);
+        let b = |i: usize| u64::from(self.bytes[i]) | (u64::from(self.bytes[i + 1]) << 32);
         crate::export::Row {
             start_ms,
             sent: u64::from(self.sent),
@@ -333,25 +392,25 @@ impl Bucket {
             loss_run: u64::from(self.loss_run),
             duplicates: u64::from(self.duplicates),
             reordered: u64::from(self.reordered),
-            rtt_min_us: opt(self.rtt_min_us),
-            rtt_median_us: opt(self.rtt_median_us),
-            rtt_mean_us: opt(self.rtt_mean_us),
-            rtt_p95_us: opt(self.rtt_p95_us),
-            rtt_max_us: opt(self.rtt_max_us),
-            rtt_stddev_us: opt(self.rtt_stddev_us),
-            ipdv_us: opt(self.ipdv_us),
-            ipdv_forward_us: opt(self.ipdv_forward_us),
-            ipdv_reverse_us: opt(self.ipdv_reverse_us),
+            rtt_min_us: r(0),
+            rtt_median_us: r(1),
+            rtt_mean_us: r(2),
+            rtt_p95_us: r(3),
+            rtt_max_us: r(4),
+            rtt_stddev_us: r(5),
+            ipdv_us: r(6),
+            ipdv_forward_us: r(7),
+            ipdv_reverse_us: r(8),
             carrier_changes: u64::from(self.carrier_changes),
             link_failures: u64::from(self.link_failures),
-            rx_bytes: self.counters[0],
-            tx_bytes: self.counters[1],
-            rx_packets: u64::from(self.small[0]),
-            tx_packets: u64::from(self.small[1]),
-            rx_errors: u64::from(self.small[2]),
-            tx_errors: u64::from(self.small[3]),
-            rx_drops: u64::from(self.small[4]),
-            tx_drops: u64::from(self.small[5]),
+            rx_bytes: b(0),
+            tx_bytes: b(2),
+            rx_packets: u64::from(self.packets[0]),
+            tx_packets: u64::from(self.packets[1]),
+            rx_errors: uncount16(self.errs_drops[0]),
+            tx_errors: uncount16(self.errs_drops[1]),
+            rx_drops: uncount16(self.errs_drops[2]),
+            tx_drops: uncount16(self.errs_drops[3]),
         }
     }
 }
@@ -361,8 +420,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_closed_bucket_takes_104_bytes() {
-        assert_eq!(BUCKET_BYTES, 104);
+    fn a_closed_bucket_takes_76_bytes() {
+        assert_eq!(BUCKET_BYTES, 76);
+    }
+
+    #[test]
+    fn counts_in_16_bits_are_exact_then_within_a_thousandth() {
+        for v in [0u64, 1, 4095, 32_767] {
+            assert_eq!(uncount16(count16(v)), v);
+        }
+        for v in [32_768u64, 100_000, 1_234_567, 987_654_321_012] {
+            let back = uncount16(count16(v));
+            assert!(
+                back <= v && (v - back) as f64 <= v as f64 / 1024.0,
+                "{v} -> {back}"
+            );
+        }
+        assert_eq!(uncount16(count16(u64::MAX)), 2047 << 31);
+    }
+
+    #[test]
+    fn rtt_values_are_exact_under_65_ms_and_within_the_scale_above() {
+        let mut a = Acc::default();
+        for v in [12_345u64, 65_000] {
+            a.rtt(v);
+        }
+        let r = a.close().row(0);
+        assert_eq!((r.rtt_min_us, r.rtt_max_us), (Some(12_345), Some(65_000)));
+        let mut a = Acc::default();
+        for v in [20_001u64, 1_000_003] {
+            a.rtt(v);
+        }
+        let r = a.close().row(0);
+        // Largest 1 s: scale 4 (steps of 16 us), within 8 us.
+        assert_eq!(r.rtt_min_us, Some(20_000));
+        assert_eq!(r.rtt_max_us, Some(1_000_000));
+        assert_eq!(r.rtt_mean_us, Some(510_000));
     }
 
     #[test]

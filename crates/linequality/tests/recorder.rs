@@ -172,10 +172,12 @@ fn the_minute_tier_is_computed_from_raw_samples_not_from_the_ten_second_buckets(
     assert_eq!((m.sent, m.received, m.lost, m.loss_run), (20, 18, 2, 2));
     assert_eq!((m.duplicates, m.reordered), (1, 1));
     assert_eq!((m.rtt_min_us, m.rtt_max_us), (Some(10_000), Some(100_000)));
-    // 660 ms / 18.
-    assert_eq!(m.rtt_mean_us, Some(36_667));
+    // 660 ms / 18 = 36,667 us, kept in steps of 2 us (the largest value
+    // is 100 ms: scale 1), so 36,668.
+    assert_eq!(m.rtt_mean_us, Some(36_668));
     // Sum of squares 38400 ms^2: sqrt(38400/18 - (660/18)^2) = 28.087 ms.
-    assert_eq!(m.rtt_stddev_us, Some(28_087));
+    // (28,087 us, in steps of 2 us.)
+    assert_eq!(m.rtt_stddev_us, Some(28_088));
     // Sorted: 10, 20 (11 times), 30, 60, ...: the 9th of 18 is 20 ms (the
     // median of the two 10 s medians would say 40 ms).
     assert!(close(m.rtt_median_us, 20_000), "{:?}", m.rtt_median_us);
