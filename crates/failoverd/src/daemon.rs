@@ -55,8 +55,6 @@ struct TargetIo {
     addr: Option<IpAddr>,
     session: u32,
     sock: Sock,
-    /// Where member probes go: broadcast until the far end has answered.
-    peer_mac: [u8; 6],
     /// The last send or open error said, so that it is said once.
     said: Option<String>,
 }
@@ -164,7 +162,6 @@ impl Daemon {
                 addr,
                 session: random_u32(i as u64),
                 sock: Sock::Closed,
-                peer_mac: BROADCAST,
                 said: None,
             });
         }
@@ -448,7 +445,13 @@ impl Daemon {
             }
             (Sock::Packet(s), _) => {
                 let bytes = Probe::request(t.session, p.seq, now_us, FLAG_MEMBER).encode();
-                s.send(&bytes, t.peer_mac)
+                // Always broadcast: the far end's address changes when its
+                // member leaves or joins its bond (a slave carries the
+                // bond's address, a released one its own), so a learned
+                // address goes stale exactly when the member must be
+                // probed. A circuit is point to point: only the far end
+                // hears it. Replies go to the request's source address.
+                s.send(&bytes, BROADCAST)
             }
             // Not open: the probe is simply lost, and counted so.
             _ => Ok(()),
@@ -677,7 +680,6 @@ impl Daemon {
                             None
                         }
                         Ok(p) if p.session == session => {
-                            t.peer_mac = mac;
                             Some((p.seq, probe::measure(&p, now_us)))
                         }
                         _ => None,

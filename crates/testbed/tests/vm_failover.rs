@@ -186,3 +186,115 @@ fn silent_far_end_failure_is_detected_by_probes() {
     }
     assert_eq!(lan_to_lan(&mut t.office, 5), 5, "LAN to LAN over the T3");
 }
+
+/// Asserts the members of office's bond0 (from sysfs); shows both
+/// consoles otherwise.
+fn expect_slaves(t: &mut Bed, want: &str, why: &str) {
+    let got = t
+        .office
+        .ok("cat /sys/class/net/bond0/bonding/slaves")
+        .unwrap_or_else(|e| panic!("{e}"));
+    if got.trim() != want {
+        let links = t.office.ok("ip link show").unwrap_or_default();
+        panic!(
+            "{why}: bond0 has `{}`, expected `{want}`\n{links}\n--- office console ---\n{}\n--- backup console ---\n{}",
+            got.trim(),
+            t.bed.office.console(),
+            t.bed.backup.console()
+        );
+    }
+}
+
+#[test]
+fn a_lossy_t1_is_split_off_the_bundle_and_put_back_when_the_loss_stops() {
+    let Some(mut t) = start() else { return };
+    settle_on_bundle(&mut t);
+    // Start-up (both daemons answering member by member) split nothing.
+    for (site, console) in [
+        ("office", t.bed.office.console()),
+        ("backup", t.bed.backup.console()),
+    ] {
+        assert!(
+            !console.contains("taken out of bond0"),
+            "{site} split a member at start-up:\n{console}"
+        );
+    }
+    expect_slaves(&mut t, "eth0 eth1 eth2", "at start-up");
+
+    // 30 % loss on the office's side of the second T1 (eth1's egress).
+    let from = t.bed.office.console().len();
+    let from_b = t.bed.backup.console().len();
+    let set = t
+        .office
+        .ok("/usr/bin/wanflash-testsvc netem eth1 loss 30")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(set.contains("netem eth1 loss 30%"), "{set}");
+    let (out, _) = t
+        .bed
+        .office
+        .wait_for_from(
+            "member eth1 of path t1 taken out of bond0",
+            from,
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("office: {out}");
+    // At 30 % loss either rule fires first: the loss over the window, or
+    // three probes missed in a row (2.7 % of any three probes).
+    assert!(
+        out.contains("(loss ") || out.contains("probes missed"),
+        "not split for its own probes: {out}"
+    );
+    expect_slaves(&mut t, "eth0 eth2", "eth1 split off");
+    // The far end sees the loss of its own probes' replies and splits too.
+    let (out_b, _) = t
+        .bed
+        .backup
+        .wait_for_from(
+            "member eth1 of path t1 taken out of bond0",
+            from_b,
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("backup: {out_b}");
+    // Only that member: the others stay, and the far LAN stays on the bundle.
+    let office = t.bed.office.console()[from..].to_owned();
+    assert!(
+        !office.contains("member eth0") && !office.contains("member eth2"),
+        "another member moved:\n{office}"
+    );
+    expect_route(&mut t, "bond0", "while one T1 is split off");
+    assert_eq!(
+        lan_to_lan(&mut t.office, 10),
+        10,
+        "LAN to LAN over the two clean T1s"
+    );
+
+    // The loss stops: eth1 comes back after its hold-down.
+    let from = t.bed.office.console().len();
+    let cleared = Instant::now();
+    t.office
+        .ok("/usr/bin/wanflash-testsvc netem eth1 off")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (back, _) = t
+        .bed
+        .office
+        .wait_for_from(
+            "member eth1 of path t1 put back into bond0",
+            from,
+            Duration::from_secs(90),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "office: {back} ({:?} after the loss stopped)",
+        cleared.elapsed()
+    );
+    assert!(cleared.elapsed() >= Duration::from_secs(5), "{back}");
+    expect_slaves(&mut t, "eth0 eth2 eth1", "eth1 put back");
+    expect_route(&mut t, "bond0", "after eth1 came back");
+    assert_eq!(
+        lan_to_lan(&mut t.office, 10),
+        10,
+        "LAN to LAN, all three T1s"
+    );
+}

@@ -12,10 +12,13 @@
 //! | `zombies [MS]` | (after MS ms) counts processes in state Z: `testsvc: zombies=N` |
 //! | `sleep`      | sleeps for ever (shutdown tests)                              |
 //! | `stubborn`   | ignores SIGTERM and sleeps for ever (SIGKILL escalation)      |
+//! | `netem IFACE loss PCT delay MS jitter MS` / `netem IFACE off` | impairs an interface's egress |
 //!
 //! Output lines start with `testsvc: ` so the console is easy to search.
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
+
+mod netem;
 
 use std::fs;
 use std::io;
@@ -28,7 +31,7 @@ use nix::libc;
 use nix::unistd::ForkResult;
 
 const USAGE: &str =
-    "usage: wanflash-testsvc crash | orphans N | rofs | zombies [MS] | sleep | stubborn | kill-init TERM|USR1|USR2|INT MS | agent DEVICE";
+    "usage: wanflash-testsvc crash | orphans N | rofs | zombies [MS] | sleep | stubborn | kill-init TERM|USR1|USR2|INT MS | agent DEVICE | netem IFACE [loss PCT] [delay MS] [jitter MS] | netem IFACE off";
 
 /// How long a grandchild lives: long enough for its parent to exit first,
 /// so that it is reparented to PID 1 before it exits.
@@ -68,6 +71,16 @@ fn main() -> ExitCode {
         }
         ["kill-init", sig, ms] => kill_init(sig, ms),
         ["agent", dev] => agent(dev),
+        ["netem", rest @ ..] => match netem::run(rest) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("testsvc: netem: {e}");
+                ExitCode::from(1)
+            }
+        },
         _ => usage("unknown command"),
     }
 }
