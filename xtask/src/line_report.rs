@@ -382,7 +382,7 @@ pub fn render(e: &Export) -> Result<String> {
         h,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\n<style>\
 body{{font-family:sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse;margin:1em 0}}\
-td,th{{border:1px solid #bbb;padding:3px 8px;text-align:left}} th{{background:#eee}}\
+td,th{{border:1px solid #bbb;padding:3px 8px;text-align:left;white-space:nowrap}} th{{background:#eee}}\
 td.n{{text-align:right}} .key span{{display:inline-block;width:1em;height:0.8em;margin:0 4px 0 12px}}\
 section{{margin-bottom:2.5em}}</style></head><body>\n<h1>{title}</h1>\n\
 <p>Exported {} UTC. Export schema {} version {}.</p>\n\

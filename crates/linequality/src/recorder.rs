@@ -200,6 +200,7 @@ pub(crate) struct Circuit {
     counters_prev: Option<Counters>,
     pub counters: Option<Counters>,
     pub last_rtt_us: Option<u64>,
+    timeout_ms: Option<Ms>,
 }
 
 impl Circuit {
@@ -273,6 +274,7 @@ impl Recorder {
                     counters_prev: None,
                     counters: None,
                     last_rtt_us: None,
+                    timeout_ms: None,
                 })
                 .collect(),
             events: VecDeque::with_capacity(cfg.events as usize),
@@ -288,6 +290,15 @@ impl Recorder {
     /// [`Recorder::expire`].
     pub fn set_timeout(&mut self, ms: Ms) {
         self.timeout_ms = ms.max(1);
+    }
+
+    /// Unanswered probes of circuit `c` are lost after this long (its
+    /// probe interval: failoverd counts a probe missed when the next is
+    /// due).
+    pub fn set_circuit_timeout(&mut self, c: CircuitId, ms: Ms) {
+        if let Some(circ) = self.circuits.get_mut(c) {
+            circ.timeout_ms = Some(ms.max(1));
+        }
     }
 
     /// The wall clock was corrected: new wall-clock ms minus monotonic ms.
@@ -427,8 +438,8 @@ impl Recorder {
     /// Counts lost every probe unanswered for the timeout.
     pub fn expire(&mut self, t: Ms) {
         self.advance(t);
-        let timeout = self.timeout_ms;
         for circ in &mut self.circuits {
+            let timeout = circ.timeout_ms.unwrap_or(self.timeout_ms);
             for i in 0..SEQ_WINDOW {
                 let s = circ.slots[i];
                 if s.state == SeqState::Pending && t.saturating_sub(s.sent_at) >= timeout {
@@ -486,8 +497,9 @@ impl Recorder {
         circ.totals.link_failures = link_failures;
     }
 
-    /// Stores a finished event (times already in wall-clock ms).
-    pub fn event(&mut self, mut e: Event) -> u64 {
+    /// Stores an event (times already in wall-clock ms; `id` is given
+    /// here) and returns it as stored, for syslog.
+    pub fn event(&mut self, mut e: Event) -> Event {
         e.id = self.next_event_id;
         self.next_event_id += 1;
         if e.kind == EventKind::Outage {
@@ -498,9 +510,8 @@ impl Recorder {
         if self.events.len() == self.events_cap {
             self.events.pop_front();
         }
-        let id = e.id;
-        self.events.push_back(e);
-        id
+        self.events.push_back(e.clone());
+        e
     }
 
     /// Something began (an outage, a member taken out) at decision time
@@ -512,7 +523,7 @@ impl Recorder {
         cause: &str,
         detection_ms: Option<Ms>,
         t: Ms,
-    ) -> u64 {
+    ) -> Event {
         self.advance(t);
         let start = self.wall(t.saturating_sub(detection_ms.unwrap_or(0)));
         let path = self
@@ -558,7 +569,7 @@ impl Recorder {
         cause: &str,
         detail: Option<String>,
         t: Ms,
-    ) -> u64 {
+    ) -> Event {
         self.advance(t);
         let at = self.wall(t);
         let path = self

@@ -201,7 +201,8 @@ fn a_loss_run_across_buckets_is_counted_whole_in_the_bucket_where_it_ends() {
         WALL0,
     )
     .unwrap();
-    rec.set_timeout(1000);
+    rec.set_timeout(60_000);
+    rec.set_circuit_timeout(0, 1000);
     // One probe a second; 6 to 15 never answered, given up by expiry.
     for seq in 1..=20u32 {
         let t = u64::from(seq - 1) * 1000;
@@ -284,7 +285,12 @@ fn outages_are_events_with_start_end_duration_and_detection() {
     )
     .unwrap();
     // Declared down at 10.060 s, 60 ms after the first lost probe.
-    rec.begin(EventKind::Outage, "t1", "3 probes missed", Some(60), 10_060);
+    let begun = rec.begin(EventKind::Outage, "t1", "3 probes missed", Some(60), 10_060);
+    // As stored, for syslog: it began with the first lost probe.
+    assert_eq!(
+        (begun.id, begun.start_ms - WALL0, begun.end_ms),
+        (1, 10_000, None)
+    );
     rec.point(
         EventKind::Failover,
         "t3",
