@@ -4,7 +4,8 @@
 //! syslog, the control requests `wanctl` sends).
 //!
 //! No I/O except where named: [`syslog::Sender`] (UDP), [`http::Server`]
-//! (the daemon's TCP socket) and [`export::Export::read`]. Time is passed
+//! (the daemon's TCP socket), [`export::Export::read`] and the sysfs and
+//! procfs reads of [`host`]. Time is passed
 //! in: monotonic milliseconds with every input, and the offset to the wall
 //! clock ([`Recorder::new`], [`Recorder::set_wall_offset`]).
 //!
@@ -19,8 +20,8 @@
 //! | a reply was decoded (`probe::measure`) | [`Recorder::probe_answered`] |
 //! | a probe counted missed | [`Recorder::probe_lost`] (or [`Recorder::expire`]) |
 //! | a netlink link event | [`Recorder::carrier`] |
-//! | the interface counters (`IFLA_STATS64`), every few seconds | [`Recorder::counters`] |
-//! | a member taken out or put back, the bond's link-failure count | [`Recorder::member`] |
+//! | the interface counters ([`host::read_counters`]), every few seconds | [`Recorder::counters`] |
+//! | a member taken out or put back, the bond's link-failure count ([`host::read_bonding`]) | [`Recorder::member`] |
 //! | `PathDown` / `MemberOut` (with `detection_ms`) | [`Recorder::begin`] |
 //! | `PathUp` / `MemberIn` | [`Recorder::end`] (and [`Recorder::point`] for `member_in`) |
 //! | a route set moved | [`Recorder::point`] with [`EventKind::Failover`] |
@@ -95,6 +96,7 @@ pub mod config;
 pub mod control;
 pub mod event;
 pub mod export;
+pub mod host;
 pub mod http;
 pub mod metrics;
 pub mod recorder;

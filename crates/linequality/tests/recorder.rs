@@ -482,6 +482,8 @@ fn control_requests_answer_events_history_from_the_fitting_tier_and_exports() {
         .unwrap_err()
         .starts_with("bad request: missing field `since_s`"));
     assert!(Request::parse(r#"{"cmd":"export","format":"xml"}"#).is_err());
+    assert!(Request::parse(r#"{"cmd":"events","since_s":60,"now":1}"#).is_err());
+    assert!(Request::parse(r#"{"cmd":"export","format":"csv","x":1}"#).is_err());
     assert_eq!(
         wanflash_linequality::control::command_of(r#"{"cmd":"export","format":"csv"}"#),
         Some("export")
