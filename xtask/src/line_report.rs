@@ -383,7 +383,7 @@ pub fn render(e: &Export) -> Result<String> {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\n<style>\
 body{{font-family:sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse;margin:1em 0}}\
 td,th{{border:1px solid #bbb;padding:3px 8px;text-align:left;white-space:nowrap}} th{{background:#eee}}\
-td.n{{text-align:right}} .key span{{display:inline-block;width:1em;height:0.8em;margin:0 4px 0 12px}}\
+td.n{{text-align:right}} td.w{{white-space:normal;min-width:14em}} .key span{{display:inline-block;width:1em;height:0.8em;margin:0 4px 0 12px}}\
 section{{margin-bottom:2.5em}}</style></head><body>\n<h1>{title}</h1>\n\
 <p>Exported {} UTC. Export schema {} version {}.</p>\n\
 <p class=\"key\">Key:<span style=\"background:#c6dbef\"></span>RTT min to max\
@@ -404,13 +404,13 @@ section{{margin-bottom:2.5em}}</style></head><body>\n<h1>{title}</h1>\n\
         .filter(|ev| matches!(ev.kind, EventKind::Outage | EventKind::MemberOut))
     {
         any = true;
-        let end = ev.end_ms.map_or("ongoing".to_owned(), rfc3339);
+        let end = ev.end_ms.map_or("ongoing".to_owned(), cell_time);
         writeln!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"w\">{}</td><td class=\"n\">{}</td></tr>",
             esc(&ev.circuit),
             ev.kind,
-            rfc3339(ev.start_ms),
+            cell_time(ev.start_ms),
             end,
             ev.duration_ms.map_or("ongoing".to_owned(), |d| human(d as i64)),
             ev.duration_ms.map_or(String::new(), |d| d.to_string()),
@@ -433,8 +433,8 @@ section{{margin-bottom:2.5em}}</style></head><body>\n<h1>{title}</h1>\n\
         for ev in failovers {
             writeln!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                rfc3339(ev.start_ms),
+                "<tr><td>{}</td><td>{}</td><td class=\"w\">{}</td><td class=\"w\">{}</td></tr>",
+                cell_time(ev.start_ms),
                 esc(&ev.circuit),
                 esc(&ev.cause),
                 esc(ev.detail.as_deref().unwrap_or(""))
@@ -506,6 +506,11 @@ section{{margin-bottom:2.5em}}</style></head><body>\n<h1>{title}</h1>\n\
     h.push_str(&sections);
     h.push_str("</body></html>\n");
     Ok(h)
+}
+
+/// `2026-11-25 23:36:00.000`: UTC to the millisecond, as in the export.
+fn cell_time(ms: i64) -> String {
+    rfc3339(ms)[..23].replace('T', " ")
 }
 
 fn strip_xml_decl(svg: &str) -> &str {
@@ -632,12 +637,12 @@ mod tests {
         for (r, ev) in rows.iter().zip(want) {
             assert_eq!(r[0], ev.circuit);
             assert_eq!(r[1], ev.kind.as_str());
-            assert_eq!(r[2], rfc3339(ev.start_ms));
-            assert_eq!(r[3], rfc3339(ev.end_ms.unwrap()));
+            assert_eq!(r[2], cell_time(ev.start_ms));
+            assert_eq!(r[3], cell_time(ev.end_ms.unwrap()));
             assert_eq!(r[5], ev.duration_ms.unwrap().to_string());
         }
         // The cut: declared at 3003 s, 3 s after it began; back at 3090.4 s.
-        assert_eq!(rows[0][2], "2026-11-25T23:36:00.000Z");
+        assert_eq!(rows[0][2], "2026-11-25 23:36:00.000");
         assert_eq!(rows[0][4], "1m 30s");
         assert_eq!(rows[0][5], "90400");
         // One chart pair per circuit, inline SVG, no external reference.
