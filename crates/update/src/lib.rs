@@ -529,6 +529,31 @@ pub fn on_boot(card: &Card, booted: Slot) -> Result<Boot, Error> {
     }
 }
 
+/// `wanctl update FILE|-` in one call: the running box's card and slot,
+/// its policy from [`CONFIG_PATH`], the bundle from `path` (`-`: stdin,
+/// spooled into memory before anything is written). Progress goes to
+/// `log`; the caller asks init to reboot (SIGUSR1 to PID 1) afterwards.
+pub fn update_this_box(path: &str, log: &mut dyn Write) -> Result<Installed, Error> {
+    let (card, booted) = this_box()?;
+    let cfg = Config::load(Path::new(CONFIG_PATH))?;
+    if path == "-" {
+        update(&card, booted, &cfg, &mut std::io::stdin().lock(), log)
+    } else {
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io("open", Path::new(path), e))?;
+        update(&card, booted, &cfg, &mut f, log)
+    }
+}
+
+/// Stores a line-quality snapshot (opaque bytes, kept as hex). Only for
+/// images whose description asks for snapshots: each call is one record
+/// write (two copies) on the flash; the build prints the write budget.
+pub fn save_snapshot(card: &Card, bytes: &[u8]) -> Result<u64, Error> {
+    let mut store = card.store()?;
+    let (mut state, _) = store.load()?;
+    state.snapshot = Some(wanflash_bundle::hex(bytes));
+    Ok(store.save(&state)?)
+}
+
 /// Seconds since boot, from `/proc/uptime`.
 pub fn uptime_s() -> f64 {
     std::fs::read_to_string("/proc/uptime")

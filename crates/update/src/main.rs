@@ -32,15 +32,7 @@ fn run(args: &[String]) -> Result<(), String> {
                 [f] => (true, *f),
                 _ => return Err(USAGE.into()),
             };
-            let cfg = wanflash_update::Config::load(Path::new(wanflash_update::CONFIG_PATH))
-                .map_err(|e| e.to_string())?;
-            let r = if file == "-" {
-                wanflash_update::update(&card, booted, &cfg, &mut std::io::stdin().lock(), &mut out)
-            } else {
-                let mut f =
-                    std::fs::File::open(file).map_err(|e| format!("cannot open `{file}`: {e}"))?;
-                wanflash_update::update(&card, booted, &cfg, &mut f, &mut out)
-            };
+            let r = wanflash_update::update_this_box(file, &mut out);
             let done = r.map_err(|e| format!("update refused, nothing armed: {e}"))?;
             println!(
                 "installed {} {} in slot {}",
