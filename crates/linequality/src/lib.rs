@@ -23,7 +23,7 @@
 //! | the interface counters ([`host::read_counters`]), every few seconds | [`Recorder::counters`] |
 //! | a member taken out or put back, the bond's link-failure count ([`host::read_bonding`]) | [`Recorder::member`] |
 //! | `PathDown` / `MemberOut` (with `detection_ms`) | [`Recorder::begin`] |
-//! | `PathUp` / `MemberIn` | [`Recorder::end`] (and [`Recorder::point`] for `member_in`) |
+//! | `PathUp` (the outage already ended at the first answer) / `MemberIn` | [`Recorder::end`] (and [`Recorder::point`] for `member_in`) |
 //! | a route set moved | [`Recorder::point`] with [`EventKind::Failover`] |
 //! | every loop turn | [`Recorder::advance`] |
 //!

@@ -201,6 +201,8 @@ pub(crate) struct Circuit {
     pub counters: Option<Counters>,
     pub last_rtt_us: Option<u64>,
     timeout_ms: Option<Ms>,
+    /// An outage event is open: the next answer ends it.
+    outage_open: bool,
 }
 
 impl Circuit {
@@ -275,6 +277,7 @@ impl Recorder {
                     counters: None,
                     last_rtt_us: None,
                     timeout_ms: None,
+                    outage_open: false,
                 })
                 .collect(),
             events: VecDeque::with_capacity(cfg.events as usize),
@@ -362,20 +365,43 @@ impl Recorder {
     }
 
     /// The answer to probe `seq` arrived at `t`.
-    pub fn probe_answered(&mut self, c: CircuitId, seq: u32, t: Ms, sample: Sample) {
+    ///
+    /// The first answer after an outage began ends it (the path answers
+    /// again, whatever failoverd's hold-down): the event is returned, for
+    /// syslog.
+    pub fn probe_answered(
+        &mut self,
+        c: CircuitId,
+        seq: u32,
+        t: Ms,
+        sample: Sample,
+    ) -> Option<Event> {
+        if !self.answered(c, seq, t, sample) {
+            return None;
+        }
+        let circ = self.circuits.get_mut(c)?;
+        if !std::mem::take(&mut circ.outage_open) {
+            return None;
+        }
+        let name = circ.spec.name.clone();
+        self.end(EventKind::Outage, &name, t)
+    }
+
+    /// Records an answer; `true` if it counts as received.
+    fn answered(&mut self, c: CircuitId, seq: u32, t: Ms, sample: Sample) -> bool {
         let Some(circ) = self.circuit(c, t) else {
-            return;
+            return false;
         };
         let i = seq as usize % SEQ_WINDOW;
         let slot = circ.slots[i];
         if slot.seq != seq || slot.state == SeqState::Free {
             // Older than the window, or never sent: nothing to match.
-            return;
+            return false;
         }
         if slot.state == SeqState::Answered {
             circ.totals.duplicates += 1;
             circ.each(|a| a.duplicates += 1);
-            return;
+            return false;
         }
         let behind = circ
             .highest
@@ -390,7 +416,7 @@ impl Recorder {
             // Counted lost already: the loss stands (it came too late to
             // be of use), but no longer twice.
             circ.slots[i].state = SeqState::Answered;
-            return;
+            return false;
         }
         circ.slots[i].state = SeqState::Answered;
         circ.totals.received += 1;
@@ -421,6 +447,7 @@ impl Recorder {
                 a.ipdv(d, f, r);
             }
         });
+        true
     }
 
     /// Probe `seq` is given up (failoverd counted it missed).
@@ -526,6 +553,11 @@ impl Recorder {
     ) -> Event {
         self.advance(t);
         let start = self.wall(t.saturating_sub(detection_ms.unwrap_or(0)));
+        if kind == EventKind::Outage {
+            if let Some(c) = self.circuit_id(circuit) {
+                self.circuits[c].outage_open = true;
+            }
+        }
         let path = self
             .circuit_id(circuit)
             .map(|c| self.circuits[c].spec.path.clone())
@@ -549,6 +581,11 @@ impl Recorder {
     /// from a full log).
     pub fn end(&mut self, kind: EventKind, circuit: &str, t: Ms) -> Option<Event> {
         self.advance(t);
+        if kind == EventKind::Outage {
+            if let Some(c) = self.circuit_id(circuit) {
+                self.circuits[c].outage_open = false;
+            }
+        }
         let end = self.wall(t);
         let e = self
             .events

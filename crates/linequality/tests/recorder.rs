@@ -105,7 +105,9 @@ fn two_buckets() -> Recorder {
                 rec.probe_answered(0, 12, t + 20, sample(20));
                 rec.probe_answered(0, 12, t + 25, sample(20));
             }
-            _ => rec.probe_answered(0, seq, t + 20, sample(20)),
+            _ => {
+                rec.probe_answered(0, seq, t + 20, sample(20));
+            }
         }
     }
     rec.carrier(0, false, 12_000);
@@ -305,15 +307,44 @@ fn outages_are_events_with_start_end_duration_and_detection() {
         Some(0),
         11_000,
     );
-    let e = rec.end(EventKind::Outage, "t1", 22_500).unwrap();
+    // Probes go on while it is down; the first answer (at 22.5 s) ends it,
+    // before failoverd's hold-down puts the path back in use.
+    rec.probe_sent(0, 7, 20_000);
+    rec.probe_lost(0, 7, 21_000);
+    rec.probe_sent(0, 8, 22_480);
+    let e = rec
+        .probe_answered(
+            0,
+            8,
+            22_500,
+            Sample {
+                rtt_us: 20_000,
+                one_way_us: None,
+            },
+        )
+        .unwrap();
+    assert!(
+        rec.probe_answered(
+            0,
+            8,
+            22_510,
+            Sample {
+                rtt_us: 20_000,
+                one_way_us: None
+            }
+        )
+        .is_none(),
+        "a duplicate ends nothing"
+    );
     assert_eq!(
         (e.start_ms - WALL0, e.end_ms.map(|x| x - WALL0)),
         (10_000, Some(22_500))
     );
     assert_eq!(e.duration_ms, Some(12_500));
     assert_eq!(e.detection_ms, Some(60));
+    // failoverd's PathUp, after the hold-down: already ended.
     assert!(
-        rec.end(EventKind::Outage, "t1", 23_000).is_none(),
+        rec.end(EventKind::Outage, "t1", 27_500).is_none(),
         "ended once"
     );
     assert_eq!(rec.events(None, None).len(), 3);
