@@ -136,7 +136,7 @@ fn a_cut_primary_is_one_outage_of_the_right_duration_and_a_lossy_backup_shows_in
             } else {
                 // The backup: netem loss 10 %, delay 50 ms +- 10 ms.
                 n3 += 1;
-                n3 % 10 != 0
+                !n3.is_multiple_of(10)
             };
             if answered {
                 let rtt = if p.target == t3 {
