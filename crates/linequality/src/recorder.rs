@@ -166,6 +166,31 @@ impl Tier {
     fn heap_bytes(&self) -> usize {
         self.ring.capacity() * std::mem::size_of::<Bucket>()
     }
+
+    /// Puts exported rows back into a tier nothing was recorded in yet:
+    /// the newest row's bucket becomes the last closed one. Returns how
+    /// many rows were kept (those older than the ring's span are not).
+    fn restore(&mut self, rows: &[crate::export::Row]) -> usize {
+        let w = self.width_ms();
+        let Some(last) = rows.iter().map(|r| r.start_ms.div_euclid(w)).max() else {
+            return 0;
+        };
+        let len = self.ring.len() as i64;
+        let open = last + 1;
+        let mut first = open;
+        let mut kept = 0;
+        for r in rows {
+            let n = r.start_ms.div_euclid(w);
+            if n >= open - len {
+                self.ring[n.rem_euclid(len) as usize] = Bucket::from_row(r);
+                first = first.min(n);
+                kept += 1;
+            }
+        }
+        self.open = Some(open);
+        self.filled = (open - first).clamp(0, len) as u64;
+        kept
+    }
 }
 
 /// Totals since the recorder started, for the metrics.
@@ -657,6 +682,46 @@ impl Recorder {
     /// The last closed bucket of the finest tier: what the metrics show.
     pub(crate) fn last_fine(&self, c: CircuitId) -> Option<Bucket> {
         self.circuits.get(c)?.tiers.first()?.last_closed()
+    }
+
+    /// Puts an export's history back (after a reboot, from a snapshot the
+    /// user asked to keep): the rows of every circuit and tier with the
+    /// same name and width, and the events. Call it on a fresh recorder,
+    /// before any input. Returns the number of rows restored.
+    pub fn restore(&mut self, export: &crate::Export) -> Result<usize, Error> {
+        if self.last_t != 0
+            || !self.events.is_empty()
+            || self
+                .circuits
+                .iter()
+                .any(|c| c.tiers.iter().any(|t| t.open.is_some()))
+        {
+            return Err(Error::Config(
+                "history can only be restored into a recorder that has recorded nothing yet"
+                    .to_owned(),
+            ));
+        }
+        let mut kept = 0;
+        for ce in &export.circuits {
+            let Some(c) = self.circuit_id(&ce.name) else {
+                continue;
+            };
+            for te in &ce.tiers {
+                if let Some(t) = self.circuits[c]
+                    .tiers
+                    .iter_mut()
+                    .find(|t| t.spec.width_s == te.width_s)
+                {
+                    kept += t.restore(&te.rows);
+                }
+            }
+        }
+        let skip = export.events.len().saturating_sub(self.events_cap);
+        for e in export.events.iter().skip(skip) {
+            self.events.push_back(e.clone());
+            self.next_event_id = self.next_event_id.max(e.id + 1);
+        }
+        Ok(kept)
     }
 
     /// Heap bytes held by the rings, the event log and the names: the

@@ -375,6 +375,45 @@ impl Default for Bucket {
 }
 
 impl Bucket {
+    /// The bucket a row of an export describes (the inverse of `row`,
+    /// exact for what `row` gives).
+    pub(crate) fn from_row(r: &crate::export::Row) -> Bucket {
+        let o = |v: Option<u64>| v.map_or(NONE, clamp32);
+        let (scale, rtt) = scaled([
+            o(r.rtt_min_us),
+            o(r.rtt_median_us),
+            o(r.rtt_mean_us),
+            o(r.rtt_p95_us),
+            o(r.rtt_max_us),
+            o(r.rtt_stddev_us),
+            o(r.ipdv_us),
+            o(r.ipdv_forward_us),
+            o(r.ipdv_reverse_us),
+        ]);
+        let sat16 = |v: u64| v.min(u64::from(u16::MAX)) as u16;
+        Bucket {
+            bytes: [
+                r.rx_bytes as u32,
+                (r.rx_bytes >> 32) as u32,
+                r.tx_bytes as u32,
+                (r.tx_bytes >> 32) as u32,
+            ],
+            packets: [clamp32(r.rx_packets), clamp32(r.tx_packets)],
+            errs_drops: [r.rx_errors, r.tx_errors, r.rx_drops, r.tx_drops].map(count16),
+            sent: clamp32(r.sent),
+            received: clamp32(r.received),
+            lost: clamp32(r.lost),
+            loss_run: clamp32(r.loss_run),
+            duplicates: sat16(r.duplicates),
+            reordered: sat16(r.reordered),
+            rtt,
+            carrier_changes: sat16(r.carrier_changes),
+            link_failures: sat16(r.link_failures),
+            scale,
+            touched: true,
+        }
+    }
+
     /// Nothing was recorded in this bucket (the daemon was not running,
     /// or the clock jumped).
     pub fn is_empty(&self) -> bool {

@@ -525,3 +525,36 @@ fn control_requests_answer_events_history_from_the_fitting_tier_and_exports() {
     );
     let _ = Row::default();
 }
+
+#[test]
+fn an_export_restored_into_a_fresh_recorder_gives_the_same_export_and_recording_goes_on() {
+    let mut rec = two_buckets();
+    rec.begin(EventKind::Outage, "t1", "carrier lost", Some(0), 40_000);
+    rec.end(EventKind::Outage, "t1", 41_000);
+    rec.advance(70_000);
+    let before = Export::from_recorder(&rec, "h", 70_000);
+    let mut back = Recorder::new(
+        &small(),
+        &[spec("t1", CircuitKind::Path, "t1", "bond0")],
+        WALL0,
+    )
+    .unwrap();
+    // At 70 s the 60 s ring of 10 s buckets holds only the second bucket
+    // (10-20 s); and one minute.
+    assert_eq!(back.restore(&before).unwrap(), 2);
+    let after = Export::from_recorder(&back, "h", 70_000);
+    assert_eq!(after, before);
+    assert!(back.restore(&before).is_err(), "only into a fresh recorder");
+    // Recording goes on: a probe two minutes later lands after the
+    // restored buckets.
+    back.probe_sent(0, 100, 190_000);
+    back.advance(200_000);
+    let starts: Vec<i64> = back
+        .rows(0, 1)
+        .iter()
+        .map(|r| (r.start_ms - WALL0) / 1000)
+        .collect();
+    assert_eq!(starts, vec![0, 180]);
+    let e = back.point(EventKind::MemberIn, "t1", "x", None, 200_000);
+    assert_eq!(e.id, 2, "ids go on after the restored ones");
+}
