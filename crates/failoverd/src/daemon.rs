@@ -28,6 +28,7 @@ use wanflash_spec::failover::{Failover, ProbeKind};
 use crate::actions::{self, Kernel, Plan, RealKernel};
 use crate::control::{self, Request, Response};
 use crate::fsm::{Decision, Fsm, Ms, ProbeOut, TargetKind};
+use crate::history::History;
 use crate::netlink::{LinkState, LinkWatch};
 use crate::probe::{self, IcmpEcho, Kind, Probe, Sample, FLAG_MEMBER};
 use crate::sockets::{self, IcmpSocket, PacketSocket, BROADCAST};
@@ -74,6 +75,7 @@ enum Source {
     Responder(usize),
     Target(usize),
     Client(usize),
+    Metrics,
 }
 
 pub struct Daemon {
@@ -96,6 +98,9 @@ pub struct Daemon {
     last_reopen: Ms,
     log: Box<dyn FnMut(Line) + Send>,
     buf: Vec<u8>,
+    /// Line-quality history, when the description asks for it.
+    history: Option<History>,
+    recording: Option<wanflash_spec::failover::Recording>,
 }
 
 fn random_u32(salt: u64) -> u32 {
@@ -188,8 +193,28 @@ impl Daemon {
             last_reopen: 0,
             log,
             buf: vec![0u8; 2048],
+            history: None,
+            recording: cfg.recording.clone(),
         };
         d.say_config(cfg);
+        if let Some(r) = &cfg.recording {
+            let wall_now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |t| t.as_millis() as i64);
+            let offset = wall_now - d.now_ms() as i64;
+            match History::open(cfg, r, &d.fsm, offset) {
+                Ok(o) => {
+                    d.history = Some(o.history);
+                    for n in o.notes {
+                        d.info(n);
+                    }
+                    for e in o.errors {
+                        d.error(e);
+                    }
+                }
+                Err(e) => d.error(format!("line-quality history not recorded: {e}")),
+            }
+        }
         if d.kernel.tracks_connections() {
             d.info("the kernel tracks connections: conntrack is flushed after each switch".into());
         } else {
@@ -346,6 +371,9 @@ impl Daemon {
         }
         if before.as_ref().map(|b| b.carrier) != Some(l.carrier) {
             let now = self.now_ms();
+            if let Some(h) = &mut self.history {
+                h.carrier(&self.fsm, &l.name, l.carrier, now);
+            }
             let ds = self.fsm.on_carrier(&l.name, l.carrier, now);
             self.handle(ds);
         }
@@ -485,6 +513,14 @@ impl Daemon {
             let t0 = Instant::now();
             let applied = actions::apply(&d, &self.fsm, &self.plan, &mut self.kernel);
             let took = t0.elapsed();
+            let now = self.now_ms();
+            let history_errors = match &mut self.history {
+                Some(h) => h.decision(&d, &self.fsm, now),
+                None => Vec::new(),
+            };
+            for e in history_errors {
+                self.error(e);
+            }
             let mut line = self.fsm.describe(&d);
             let acted = !d.moves.is_empty()
                 || matches!(
@@ -516,12 +552,25 @@ impl Daemon {
         while !stop.load(Ordering::Relaxed) {
             let now = self.now_ms();
             let tick = self.fsm.tick(now);
+            if let Some(h) = &mut self.history {
+                h.probes_sent(&tick.probes, now);
+            }
             for p in tick.probes {
                 self.send_probe(p);
             }
             self.handle(tick.decisions);
             if now >= self.last_reopen + REOPEN_MS {
                 self.reopen_sockets();
+                let retried = match (&mut self.history, &self.recording) {
+                    (Some(h), Some(r)) => h.retry_metrics(r),
+                    _ => None,
+                };
+                if let Some(m) = retried {
+                    self.info(m);
+                }
+            }
+            if let Some(h) = &mut self.history {
+                h.turn(&self.fsm, self.start.elapsed().as_millis() as Ms);
             }
             let wake = self.fsm.next_wakeup();
             let sleep = wake.saturating_sub(self.now_ms()).min(MAX_SLEEP_MS);
@@ -561,6 +610,16 @@ impl Daemon {
             }
             sources.push((Source::Client(i), c.stream.as_fd(), ev));
         }
+        if let Some(h) = &self.history {
+            for (fd, write) in h.fds() {
+                let ev = if write {
+                    PollFlags::POLLIN | PollFlags::POLLOUT
+                } else {
+                    PollFlags::POLLIN
+                };
+                sources.push((Source::Metrics, fd, ev));
+            }
+        }
         let mut fds: Vec<PollFd<'_>> = sources
             .iter()
             .map(|(_, fd, ev)| PollFd::new(*fd, *ev))
@@ -586,6 +645,12 @@ impl Daemon {
             Source::Responder(i) => self.answer_udp(i),
             Source::Target(i) => self.read_target(i),
             Source::Client(i) => self.serve_client(i),
+            Source::Metrics => {
+                let now = self.now_ms();
+                if let Some(h) = &mut self.history {
+                    h.serve_metrics(&self.fsm, now);
+                }
+            }
         }
     }
 
@@ -679,9 +744,7 @@ impl Daemon {
                             let _ = s.send(&reply.encode(), mac);
                             None
                         }
-                        Ok(p) if p.session == session => {
-                            Some((p.seq, probe::measure(&p, now_us)))
-                        }
+                        Ok(p) if p.session == session => Some((p.seq, probe::measure(&p, now_us))),
                         _ => None,
                     },
                     _ => return,
@@ -689,6 +752,13 @@ impl Daemon {
             };
             if let Some((seq, sample)) = got {
                 let now = self.now_ms();
+                let history_errors = match &mut self.history {
+                    Some(h) => h.answered(i, seq, &sample, now),
+                    None => Vec::new(),
+                };
+                for e in history_errors {
+                    self.error(e);
+                }
                 let ds = self.fsm.on_reply(i, seq, sample, now);
                 self.handle(ds);
             }
@@ -758,7 +828,7 @@ impl Daemon {
             }
         }
         for line in lines {
-            let answer = self.command(&line).to_line();
+            let answer = self.answer(&line);
             if let Some(c) = self.clients.get_mut(i) {
                 c.output.extend_from_slice(answer.as_bytes());
             }
@@ -779,6 +849,21 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// The answer line to one control request: the history's requests
+    /// (`events`, `history`, `export`) or [`Daemon::command`]'s.
+    pub fn answer(&mut self, line: &str) -> String {
+        let now = self.now_ms();
+        if let Some(a) = self.history.as_ref().and_then(|h| h.command(line, now)) {
+            return a;
+        }
+        self.command(line).to_line()
+    }
+
+    /// The address the metrics are served on, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.history.as_ref().and_then(History::metrics_addr)
     }
 
     /// One control request.

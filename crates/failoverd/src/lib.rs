@@ -18,6 +18,7 @@ pub mod actions;
 pub mod control;
 pub mod daemon;
 pub mod fsm;
+pub mod history;
 pub mod netlink;
 pub mod probe;
 pub mod sockets;

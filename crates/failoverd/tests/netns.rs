@@ -380,8 +380,31 @@ const OFFICE: &str = r#"{
       "routes": ["203.0.113.128/25"], "probe": "icmp" }
   ],
   "probe": { "interval_ms": 20, "multiplier": 3, "hold_down_ms": 500 },
-  "control_socket": "SOCKET"
+  "control_socket": "SOCKET",
+  "recording": {
+    "tiers": [{ "width_s": 1, "buckets": 120 }, { "width_s": 10, "buckets": 60 }],
+    "metrics_listen": "127.0.0.1:9798"
+  }
 }"#;
+
+/// One request to the control socket, the answer as JSON.
+fn ask_json(socket: &std::path::Path, request: &str) -> serde_json::Value {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    s.write_all(b"\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
+/// GET /metrics from the daemon's endpoint.
+fn metrics() -> String {
+    let mut s = std::net::TcpStream::connect("127.0.0.1:9798").unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+    out
+}
 
 const BACKUP: &str = r#"{
   "paths": [
@@ -565,6 +588,66 @@ fn daemons_fail_over_on_carrier_loss_and_come_back_after_hold_down() {
         });
         let up = logged(&a_log, "path t1 up (healthy for").unwrap();
         assert!(up.contains("routes 203.0.113.128/25 -> t1"), "{up}");
+
+        // The history: one outage of t1 for the carrier loss. It ends at
+        // the first answer, a hold-down (500 ms) before the route moved
+        // back: the outage is what the circuit did, not the hold-down.
+        let ev = ask_json(&a_sock, r#"{"cmd":"events","circuit":"t1"}"#);
+        let events = ev["events"].as_array().unwrap_or_else(|| panic!("{ev}"));
+        let outages: Vec<_> = events.iter().filter(|e| e["kind"] == "outage").collect();
+        assert_eq!(outages.len(), 1, "{ev}");
+        let o = outages[0];
+        assert_eq!(o["cause"], "carrier lost", "{o}");
+        let end = o["end_ms"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("still open: {o}"));
+        assert_eq!(
+            o["duration_ms"].as_i64(),
+            Some(end - o["start_ms"].as_i64().unwrap())
+        );
+        let back_to_t1 = events
+            .iter()
+            .rfind(|e| e["kind"] == "failover" && e["circuit"] == "t1")
+            .unwrap_or_else(|| panic!("no failover back to t1: {ev}"));
+        let held = back_to_t1["start_ms"].as_i64().unwrap() - end;
+        assert!(
+            (500..1500).contains(&held),
+            "outage end to move back: {held} ms: {ev}"
+        );
+        // The moves were recorded as failovers, with what moved where
+        // (under the path they moved to).
+        let all = ask_json(&a_sock, r#"{"cmd":"events"}"#);
+        assert!(
+            all["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == "failover" && e["detail"] == "203.0.113.128/25: t1 -> t3"),
+            "{all}"
+        );
+        // Per-second history of t1: probes sent and answered.
+        let h = ask_json(&a_sock, r#"{"cmd":"history","circuit":"t1","since_s":60}"#);
+        assert_eq!(h["history"]["width_s"], 1, "{h}");
+        // Columns start_ms, sent, received: every probe of the lab counted.
+        let rows = h["history"]["rows"].as_array().unwrap();
+        let sent: i64 = rows.iter().map(|r| r[1].as_i64().unwrap()).sum();
+        let received: i64 = rows.iter().map(|r| r[2].as_i64().unwrap()).sum();
+        assert!(sent >= 10 && received > 0 && received <= sent, "{h}");
+        let export = ask_json(&a_sock, r#"{"cmd":"export","format":"json"}"#);
+        let text = export["export"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{export}"));
+        let parsed = wanflash_linequality::Export::parse("export", text).unwrap();
+        assert_eq!(parsed.circuits.len(), 2);
+        // The metrics endpoint, on the address named and nowhere else.
+        let m = metrics();
+        assert!(m.starts_with("HTTP/1.0 200"), "{m}");
+        assert!(
+            m.contains("wanflash_path_up{path=\"t1\"} 1")
+                || m.lines()
+                    .any(|l| l.starts_with("wanflash_") && l.contains("t1")),
+            "{m}"
+        );
         stop.store(true, Ordering::Relaxed);
         daemon.join().unwrap();
     });

@@ -30,6 +30,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+pub use wanflash_linequality::Recording;
 
 use crate::network::{ifname_problem, route_destination, Cidr, Family, Network, Table};
 
@@ -80,7 +81,15 @@ pub struct Failover {
     /// [`DEFAULT_UDP_PORT`] for why 4784.
     #[serde(default = "default_udp_port")]
     pub udp_port: u16,
+    /// Line-quality history kept for every path and member (tiers, events,
+    /// metrics endpoint, syslog collector). None: nothing is recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<Recording>,
 }
+
+/// Most memory the recording's tiers may take, all circuits together: a
+/// router with 64 MiB must keep room for the kernel and the traffic.
+pub const MAX_RECORDING_BYTES: usize = 24 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -364,6 +373,30 @@ impl Validator<'_> {
         });
     }
 
+    fn recording(&mut self, r: &Recording) {
+        if let Err(errs) = r.validate() {
+            for e in errs {
+                let (key, message) = e.split_once(": ").unwrap_or(("recording", e.as_str()));
+                self.err(format!("failover.{key}"), message.to_owned());
+            }
+            return;
+        }
+        let circuits =
+            self.f.paths.len() + self.f.paths.iter().map(|p| p.members.len()).sum::<usize>();
+        let bytes = circuits * r.bytes_per_circuit();
+        if bytes > MAX_RECORDING_BYTES {
+            self.err(
+                "failover.recording.tiers",
+                format!(
+                    "{circuits} circuits x {} KiB = {} KiB of history, over the {} KiB allowed: use fewer or coarser buckets",
+                    r.bytes_per_circuit() / 1024,
+                    bytes / 1024,
+                    MAX_RECORDING_BYTES / 1024
+                ),
+            );
+        }
+    }
+
     fn top(&mut self) {
         let f = self.f;
         if f.paths.is_empty() {
@@ -373,6 +406,9 @@ impl Validator<'_> {
             );
         }
         self.timing("failover.probe", [true; 3], &f.probe);
+        if let Some(r) = &f.recording {
+            self.recording(r);
+        }
         let m = f.member_loss;
         if !(1..=100).contains(&m.take_out_percent) {
             self.err(

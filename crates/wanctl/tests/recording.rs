@@ -1,99 +1,21 @@
 //! failoverd's real state machine on a simulated clock feeding the
-//! recorder the way the daemon is meant to (this file's `feed` is the
-//! reference for the wiring): a cut of the primary path becomes one
+//! recorder through the daemon's own mapping (`history::record`): a cut of the primary path becomes one
 //! outage of the right duration, and a degraded backup shows in the
 //! history and the metrics.
 
-use wanflash_failoverd::fsm::{Decision, Event as FsmEvent, Fsm, TargetKind};
+use wanflash_failoverd::fsm::{Decision, Fsm, TargetKind};
 use wanflash_failoverd::probe::Sample as ProbeSample;
 use wanflash_linequality::control::{handle, Request};
-use wanflash_linequality::{
-    render_metrics, CircuitKind, CircuitSpec, Event, EventKind, Extra, Recorder, Recording, Sample,
-};
+use wanflash_linequality::{render_metrics, Event, EventKind, Extra, Recorder, Recording, Sample};
 use wanflash_spec::failover::Failover;
 
 const WALL0: i64 = 1_795_646_760_000;
 
-/// One circuit per probe target, in target order: circuit id = target.
-fn circuits(fsm: &Fsm) -> Vec<CircuitSpec> {
-    (0..fsm.target_count())
-        .filter_map(|i| {
-            Some(match fsm.target_kind(i)? {
-                TargetKind::Path(p) => CircuitSpec {
-                    name: fsm.path_name(p).to_owned(),
-                    kind: CircuitKind::Path,
-                    path: fsm.path_name(p).to_owned(),
-                    interface: fsm.target_interface(i).to_owned(),
-                },
-                TargetKind::Member { path, member } => CircuitSpec {
-                    name: fsm.member_name(member).to_owned(),
-                    kind: CircuitKind::Member,
-                    path: fsm.path_name(path).to_owned(),
-                    interface: fsm.target_interface(i).to_owned(),
-                },
-            })
-        })
-        .collect()
-}
+/// The daemon's own mapping: circuits per target, decisions to events.
+use wanflash_failoverd::history::{circuits, record};
 
-/// A decision into the recorder; the events to send to syslog.
 fn feed(rec: &mut Recorder, fsm: &Fsm, d: &Decision) -> Vec<Event> {
-    let mut out = Vec::new();
-    match &d.event {
-        FsmEvent::PathDown {
-            path,
-            cause,
-            detection_ms,
-        } => out.push(rec.begin(
-            EventKind::Outage,
-            fsm.path_name(*path),
-            &cause.to_string(),
-            Some(*detection_ms),
-            d.at,
-        )),
-        FsmEvent::PathUp { path, .. } => {
-            out.extend(rec.end(EventKind::Outage, fsm.path_name(*path), d.at));
-        }
-        FsmEvent::MemberOut {
-            member,
-            cause,
-            detection_ms,
-            ..
-        } => {
-            let name = fsm.member_name(*member).to_owned();
-            out.push(rec.begin(
-                EventKind::MemberOut,
-                &name,
-                &cause.to_string(),
-                Some(*detection_ms),
-                d.at,
-            ));
-            if let Some(c) = rec.circuit_id(&name) {
-                rec.member(c, false, 0, d.at);
-            }
-        }
-        FsmEvent::MemberIn { member, .. } => {
-            let name = fsm.member_name(*member).to_owned();
-            out.extend(rec.end(EventKind::MemberOut, &name, d.at));
-            out.push(rec.point(EventKind::MemberIn, &name, "healthy", None, d.at));
-            if let Some(c) = rec.circuit_id(&name) {
-                rec.member(c, true, 0, d.at);
-            }
-        }
-        _ => {}
-    }
-    for m in &d.moves {
-        let dest = fsm.route_sets()[m.set].destination.to_string();
-        let from = m.from.map_or("(none)", |p| fsm.path_name(p));
-        out.push(rec.point(
-            EventKind::Failover,
-            fsm.path_name(m.to),
-            &fsm.describe(d),
-            Some(format!("{dest}: {from} -> {}", fsm.path_name(m.to))),
-            d.at,
-        ));
-    }
-    out
+    record(rec, fsm, d, d.at, &|_| 0)
 }
 
 #[test]

@@ -1,0 +1,423 @@
+//! Line-quality history: what the daemon sees, fed to a
+//! [`wanflash_linequality::Recorder`], and the ways out of it (the control
+//! requests `events`, `history`, `export`; the Prometheus endpoint; RFC
+//! 5424 syslog of each event).
+//!
+//! One circuit per path (named after the path) and per bond member (named
+//! after its interface). An outage of a path runs from its first missed
+//! probe (or carrier loss) to its first answer again (the recorder ends it
+//! there), not to the end of its hold-down: that is what the circuit did,
+//! and what a vendor is asked about. A member's `member_out` event runs
+//! from its take-out to its return to the bond.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+
+use wanflash_linequality::control as lq;
+use wanflash_linequality::host;
+use wanflash_linequality::http::{self, Server};
+use wanflash_linequality::syslog::{Origin, Sender};
+use wanflash_linequality::{
+    render_metrics, CircuitId, CircuitKind, CircuitSpec, Event as LqEvent, EventKind, Extra,
+    Recorder, Recording, RouteInfo, Sample as LqSample,
+};
+use wanflash_spec::failover::Failover;
+
+use crate::fsm::{Decision, Event, Fsm, Ms, ProbeOut, TargetKind};
+use crate::probe::Sample;
+
+/// Interface counters and bond link failures are read this often.
+const COUNTERS_MS: Ms = 5000;
+
+pub struct History {
+    rec: Recorder,
+    /// The recorder's circuit for each of the state machine's targets.
+    by_target: Vec<Option<CircuitId>>,
+    syslog: Option<Sender>,
+    origin: Origin,
+    metrics: Option<Server>,
+    host: String,
+    last_counters: Option<Ms>,
+    sys: String,
+}
+
+/// What [`History::open`] has to say besides the history itself.
+pub struct Opened {
+    pub history: History,
+    pub notes: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+impl History {
+    /// `wall_offset_ms`: Unix ms minus the daemon's monotonic ms.
+    pub fn open(
+        cfg: &Failover,
+        recording: &Recording,
+        fsm: &Fsm,
+        wall_offset_ms: i64,
+    ) -> Result<Opened, String> {
+        let circuits = circuits(fsm);
+        let by_target: Vec<Option<CircuitId>> = (0..fsm.target_count()).map(Some).collect();
+        let mut rec =
+            Recorder::new(recording, &circuits, wall_offset_ms).map_err(|e| e.to_string())?;
+        // A probe is missed when the next one is due (the state machine's
+        // rule): the recorder counts it lost then too.
+        for (t, c) in by_target.iter().enumerate() {
+            if let (Some(c), Some(kind)) = (c, fsm.target_kind(t)) {
+                let interval = match kind {
+                    TargetKind::Path(p) => cfg.paths[p].settings(&cfg.probe).interval_ms,
+                    TargetKind::Member { path, .. } => {
+                        cfg.paths[path].settings(&cfg.probe).interval_ms
+                    }
+                };
+                rec.set_circuit_timeout(*c, Ms::from(interval));
+            }
+        }
+        let host = fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "-".to_owned());
+        let mut notes = vec![format!(
+            "recording {} circuits: {} ({} KiB of history each, allocated now)",
+            circuits.len(),
+            recording
+                .tiers
+                .iter()
+                .map(|t| t.label())
+                .collect::<Vec<_>>()
+                .join(", "),
+            recording.bytes_per_circuit() / 1024
+        )];
+        let mut errors = Vec::new();
+        let syslog = match recording.syslog {
+            Some(addr) => match Sender::new(addr) {
+                Ok(s) => {
+                    notes.push(format!("events are sent to syslog collector {addr}"));
+                    Some(s)
+                }
+                Err(e) => {
+                    errors.push(format!("cannot send to syslog collector {addr}: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let metrics = match recording.metrics_listen {
+            Some(addr) => match http::listen(addr) {
+                Ok(l) => {
+                    notes.push(format!("metrics on http://{addr}/metrics"));
+                    Some(Server::new(l))
+                }
+                Err(e) => {
+                    errors.push(format!(
+                        "cannot serve metrics on {addr}: {e} (is the address on an interface?); retrying"
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        Ok(Opened {
+            history: History {
+                rec,
+                by_target,
+                syslog,
+                origin: Origin {
+                    hostname: host.clone(),
+                    app: "failoverd".to_owned(),
+                    procid: std::process::id(),
+                },
+                metrics,
+                host,
+                last_counters: None,
+                sys: "/sys/class/net".to_owned(),
+            },
+            notes,
+            errors,
+        })
+    }
+
+    fn circuit(&self, target: usize) -> Option<CircuitId> {
+        self.by_target.get(target).copied().flatten()
+    }
+
+    pub fn probes_sent(&mut self, probes: &[ProbeOut], now: Ms) {
+        // The probes these replace are lost by now.
+        self.rec.expire(now);
+        for p in probes {
+            if let Some(c) = self.circuit(p.target) {
+                self.rec.probe_sent(c, p.seq, now);
+            }
+        }
+    }
+
+    /// An answer; the first after an outage ends it (returned errors are
+    /// syslog's, to log).
+    pub fn answered(&mut self, target: usize, seq: u32, s: &Sample, now: Ms) -> Vec<String> {
+        let Some(c) = self.circuit(target) else {
+            return Vec::new();
+        };
+        let sample = LqSample {
+            rtt_us: s.rtt_us,
+            one_way_us: s.one_way_us,
+        };
+        match self.rec.probe_answered(c, seq, now, sample) {
+            Some(e) => self.send(&e).into_iter().collect(),
+            None => Vec::new(),
+        }
+    }
+
+    pub fn carrier(&mut self, fsm: &Fsm, interface: &str, up: bool, now: Ms) {
+        for t in 0..fsm.target_count() {
+            if fsm.target_interface(t) == interface {
+                if let Some(c) = self.circuit(t) {
+                    self.rec.carrier(c, up, now);
+                }
+            }
+        }
+    }
+
+    fn send(&self, e: &LqEvent) -> Option<String> {
+        let s = self.syslog.as_ref()?;
+        s.send_event(e, &self.origin)
+            .err()
+            .map(|err| format!("cannot send an event to syslog {}: {err}", s.collector()))
+    }
+
+    /// Records what a decision says; returns errors to log.
+    pub fn decision(&mut self, d: &Decision, fsm: &Fsm, now: Ms) -> Vec<String> {
+        let sys = self.sys.clone();
+        let events = record(&mut self.rec, fsm, d, now, &|m| link_failures(&sys, m));
+        events.iter().filter_map(|e| self.send(e)).collect()
+    }
+
+    /// Every loop turn: probes that are now lost, the interface counters
+    /// now and then.
+    pub fn turn(&mut self, fsm: &Fsm, now: Ms) {
+        self.rec.expire(now);
+        if self
+            .last_counters
+            .is_none_or(|t| now.saturating_sub(t) >= COUNTERS_MS)
+        {
+            self.last_counters = Some(now);
+            self.counters(fsm, now);
+        }
+    }
+
+    fn counters(&mut self, fsm: &Fsm, now: Ms) {
+        let sys = Path::new(&self.sys);
+        // The bonds' slaves: link-failure counts of the members in them.
+        let mut slaves = Vec::new();
+        for t in 0..fsm.target_count() {
+            if let Some(TargetKind::Path(_)) = fsm.target_kind(t) {
+                if let Ok(s) = host::read_bonding(Path::new("/proc"), fsm.target_interface(t)) {
+                    slaves.extend(s);
+                }
+            }
+        }
+        for t in 0..fsm.target_count() {
+            let Some(c) = self.circuit(t) else { continue };
+            let iface = fsm.target_interface(t);
+            if let Ok(counters) = host::read_counters(sys, iface) {
+                self.rec.counters(c, counters, now);
+            }
+            if let Some(TargetKind::Member { .. }) = fsm.target_kind(t) {
+                let slave = slaves.iter().find(|s| s.name == iface);
+                self.rec.member(
+                    c,
+                    slave.is_some(),
+                    slave.map_or(0, |s| s.link_failures),
+                    now,
+                );
+            }
+        }
+    }
+
+    /// A control request this module answers (`events`, `history`,
+    /// `export`), as the answer line; `None` for any other request.
+    pub fn command(&self, line: &str, now: Ms) -> Option<String> {
+        lq::command_of(line)?;
+        let answer = match lq::Request::parse(line) {
+            Ok(req) => lq::handle(&req, &self.rec, &self.host, now),
+            Err(e) => lq::Response::error(e),
+        };
+        Some(answer.to_line())
+    }
+
+    /// The metrics server's descriptors: (fd, wants to write).
+    pub fn fds(&self) -> Vec<(BorrowedFd<'_>, bool)> {
+        self.metrics.as_ref().map(Server::fds).unwrap_or_default()
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|m| m.local_addr().ok())
+    }
+
+    /// Serves the metrics connections that are ready.
+    pub fn serve_metrics(&mut self, fsm: &Fsm, now: Ms) {
+        let Some(server) = self.metrics.as_mut() else {
+            return;
+        };
+        let rec = &self.rec;
+        let mut render = || {
+            let status = fsm.status(now);
+            let extra = Extra {
+                paths: status
+                    .paths
+                    .iter()
+                    .map(|p| (p.name.clone(), p.state.as_str().to_owned()))
+                    .collect(),
+                routes: status
+                    .route_sets
+                    .iter()
+                    .map(|r| RouteInfo {
+                        destination: r.destination.clone(),
+                        table: r.table,
+                        path: r.path.clone(),
+                    })
+                    .collect(),
+                forced: status.forced.clone(),
+                uptime_ms: now,
+            };
+            render_metrics(rec, &extra)
+        };
+        server.service(now, &mut render);
+    }
+
+    /// Listens for metrics again if the address was missing at start.
+    pub fn retry_metrics(&mut self, recording: &Recording) -> Option<String> {
+        if self.metrics.is_some() {
+            return None;
+        }
+        let addr = recording.metrics_listen?;
+        let l = http::listen(addr).ok()?;
+        self.metrics = Some(Server::new(l));
+        Some(format!("metrics on http://{addr}/metrics"))
+    }
+}
+
+fn link_failures(sys: &str, member: &str) -> u64 {
+    read_u64(&Path::new(sys).join(format!("{member}/bonding_slave/link_failure_count")))
+        .unwrap_or(0)
+}
+
+/// What a decision means for the history: outages and member take-outs
+/// begin, members come back, routes move (a `failover` per move, under
+/// the path moved to). Returns the events made or finished, for syslog.
+/// `link_failures` gives a member's bond link-failure count.
+pub fn record(
+    rec: &mut Recorder,
+    fsm: &Fsm,
+    d: &Decision,
+    now: Ms,
+    link_failures: &dyn Fn(&str) -> u64,
+) -> Vec<LqEvent> {
+    let mut events = Vec::new();
+    let is_open = |rec: &Recorder, kind: EventKind, circuit: &str| {
+        rec.events(None, Some(circuit))
+            .iter()
+            .any(|e| e.kind == kind && e.circuit == circuit && e.end_ms.is_none())
+    };
+    match &d.event {
+        Event::PathDown {
+            path,
+            cause,
+            detection_ms,
+        } => {
+            let name = fsm.path_name(*path).to_owned();
+            // An outage still open (it failed again while recovering)
+            // goes on.
+            if !is_open(rec, EventKind::Outage, &name) {
+                events.push(rec.begin(
+                    EventKind::Outage,
+                    &name,
+                    &cause.to_string(),
+                    Some(*detection_ms),
+                    now,
+                ));
+            }
+        }
+        Event::PathUp { path, .. } => {
+            // Normally ended by its first answer already.
+            events.extend(rec.end(EventKind::Outage, fsm.path_name(*path), now));
+        }
+        Event::MemberOut {
+            member,
+            cause,
+            detection_ms,
+            ..
+        } => {
+            let name = fsm.member_name(*member).to_owned();
+            if let Some(c) = rec.circuit_id(&name) {
+                rec.member(c, false, link_failures(&name), now);
+            }
+            events.push(rec.begin(
+                EventKind::MemberOut,
+                &name,
+                &cause.to_string(),
+                Some(*detection_ms),
+                now,
+            ));
+        }
+        Event::MemberIn {
+            member, healthy_ms, ..
+        } => {
+            let name = fsm.member_name(*member).to_owned();
+            if let Some(c) = rec.circuit_id(&name) {
+                rec.member(c, true, link_failures(&name), now);
+            }
+            events.extend(rec.end(EventKind::MemberOut, &name, now));
+            events.push(rec.point(
+                EventKind::MemberIn,
+                &name,
+                &format!("healthy for {healthy_ms} ms"),
+                None,
+                now,
+            ));
+        }
+        _ => {}
+    }
+    for m in &d.moves {
+        let set = &fsm.route_sets()[m.set];
+        let to = fsm.path_name(m.to).to_owned();
+        let from = m.from.map_or("(none)", |f| fsm.path_name(f)).to_owned();
+        let described = fsm.describe(d);
+        let cause = described.split(';').next().unwrap_or_default();
+        events.push(rec.point(
+            EventKind::Failover,
+            &to,
+            cause,
+            Some(format!("{}: {from} -> {to}", set.destination)),
+            now,
+        ));
+    }
+    events
+}
+
+/// One circuit per probe target, in target order (circuit id = target
+/// index): each path named after itself, each member after its interface.
+pub fn circuits(fsm: &Fsm) -> Vec<CircuitSpec> {
+    (0..fsm.target_count())
+        .filter_map(|i| {
+            Some(match fsm.target_kind(i)? {
+                TargetKind::Path(p) => CircuitSpec {
+                    name: fsm.path_name(p).to_owned(),
+                    kind: CircuitKind::Path,
+                    path: fsm.path_name(p).to_owned(),
+                    interface: fsm.target_interface(i).to_owned(),
+                },
+                TargetKind::Member { path, member } => CircuitSpec {
+                    name: fsm.member_name(member).to_owned(),
+                    kind: CircuitKind::Member,
+                    path: fsm.path_name(path).to_owned(),
+                    interface: fsm.target_interface(i).to_owned(),
+                },
+            })
+        })
+        .collect()
+}
