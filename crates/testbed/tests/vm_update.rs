@@ -2,7 +2,8 @@
 //! once, proved healthy, committed and kept across a cold boot; bundles with
 //! a bad signature or a flipped payload byte are refused with nothing
 //! written; a bundle whose trial never proves healthy rolls back to the old
-//! slot, which reports it; power cuts at random moments of an update always
+//! slot, which reports it, and so does one whose trial hangs (the watchdog
+//! resets it); power cuts at random moments of an update always
 //! leave one complete slot booting and a readable store.
 //!
 //! The bundle reaches the box as a second IDE disk (`/dev/sdb`...), read by
@@ -195,6 +196,46 @@ fn an_update_that_never_proves_healthy_rolls_back() {
         "{status}"
     );
     assert!(!status.contains("trial pending"), "{status}");
+}
+
+#[test]
+fn an_update_that_hangs_is_reset_by_the_watchdog_and_rolled_back() {
+    let (Some(img), Some(hang)) = (test_image("test-update"), test_image("test-update-hang"))
+    else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let card = work.path().join("card.img");
+    card_copy(&img, &card, CARD).unwrap();
+    let b = bundle_disk(
+        &std::fs::read(bundle_of(&hang)).unwrap(),
+        &work.path().join("hang.bundle"),
+    );
+    let mut vm = start(&card, work.path(), "hang", &[&b]);
+    let mut agent = ready(&mut vm);
+    let from = vm.console().len();
+    let _ = agent.run(
+        &format!("{UPDATER} update /dev/sdb"),
+        Duration::from_secs(120),
+    );
+    drop(agent);
+    let (_, from) = wait_from(&mut vm, "wanflash-update: trial boot of slot b", from);
+    // init hangs once ready (its own last words stay in its buffer): no
+    // orderly reboot, the next boot comes from the watchdog's reset.
+    let (line, _) = wait_from(&mut vm, "wanflash-update: running slot a", from);
+    assert!(
+        line.contains("rolled back from slot b: the trial boot of slot b never proved health"),
+        "{line}"
+    );
+    assert!(
+        !vm.console()[from..].contains("init: reboot now"),
+        "the trial boot rebooted itself instead of hanging"
+    );
+    let mut agent = Agent::connect(&vm, Duration::from_secs(60)).unwrap();
+    assert_eq!(booted_slot(&mut agent), "a");
+    let status = agent.ok(&format!("{UPDATER} status")).unwrap();
+    assert!(status.contains("syslinux default a"), "{status}");
+    assert!(status.contains("reset: rollback slot b"), "{status}");
 }
 
 /// A small deterministic generator for the cut moments (seed printed).
