@@ -153,11 +153,7 @@ pub fn run(args: &Args) -> Result<()> {
     // a judgement of the values, which depend on the machine).
     if args.filter.is_none() {
         println!("==> cargo xtask bench --quick");
-        crate::bench::run(&crate::bench::Args {
-            quick: true,
-            cold_kernel: false,
-            boots: 1,
-        })?;
+        crate::bench::run(&crate::bench::Args::quick())?;
         let json = ws.join("target/bench.json");
         let text =
             std::fs::read_to_string(&json).with_context(|| format!("read `{}`", json.display()))?;

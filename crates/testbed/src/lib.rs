@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 pub use wanflash_spec::READY_MARKER;
 
+/// Harness pieces for the benchmarks' peers (`cargo xtask bench`).
+pub mod peer;
 pub mod update_bench;
 
 /// Lines that mean the boot went wrong, whatever the test.

@@ -1,235 +1,358 @@
-//! `cargo xtask bench`: sizes, build times and boot time, printed as a table
-//! and written as JSON to `target/bench.json`. Figures, never pass/fail.
+//! `cargo xtask bench [GROUP...]`: every figure next to the peer a user
+//! would pick instead, measured in the same run on the same machine, as a
+//! ratio. Printed as a table and written as JSON to `target/bench.json`.
+//! Figures and targets, never pass/fail: a figure over its target says
+//! "MISSES target". `--quick` runs fewer trials; it fails only when a
+//! figure (or a named peer's figure) was not produced.
+//!
+//! Groups (see [`GROUPS`]): `size`, `build`, `boot`, `failover`, `runtime`.
 
-use std::time::{Duration, Instant};
+mod boot;
+mod build;
+mod debian;
+mod failover;
+mod runtime;
+mod size;
 
-use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Fewer boot trials and no cold kernel build (a smoke check).
+    /// Groups to run (all when none): size, build, boot, failover, runtime.
+    pub groups: Vec<String>,
+    /// Fewer trials and shorter windows (a smoke check run by `cargo xtask
+    /// test`): fails only if a figure was not produced.
     #[arg(long)]
     pub quick: bool,
     /// Also time a cold kernel build (unpack + configure + compile) into a
     /// scratch cache; takes minutes.
     #[arg(long)]
     pub cold_kernel: bool,
-    /// Boot trials for the boot-time figure.
+    /// Boot trials for the boot-time figures.
     #[arg(long, default_value_t = 5)]
     pub boots: u32,
+    /// Trials per failover mechanism and fault.
+    #[arg(long, default_value_t = 20)]
+    pub trials: u32,
 }
 
-#[derive(Serialize)]
-struct Figure {
-    name: String,
-    value: f64,
-    unit: &'static str,
-    target: Option<f64>,
-    peer: Option<String>,
-}
-
-fn fig(name: &str, value: f64, unit: &'static str, target: Option<f64>) -> Figure {
-    Figure {
-        name: name.to_owned(),
-        value,
-        unit,
-        target,
-        peer: None,
+impl Args {
+    /// What `cargo xtask test` runs: every group, quickly.
+    pub fn quick() -> Args {
+        Args {
+            groups: Vec::new(),
+            quick: true,
+            cold_kernel: false,
+            boots: 1,
+            trials: 1,
+        }
     }
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
+/// One bench group: a name for the command line and the function that
+/// measures it. Further groups (flash write, update) plug in here.
+pub struct Group {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub run: fn(&mut Ctx) -> Result<()>,
+}
+
+/// The groups, in the order they run.
+pub const GROUPS: &[Group] = &[
+    Group {
+        name: "size",
+        about: "image, gzip, kernel, rootfs vs Debian's kernel + initramfs; OpenWrt quoted",
+        run: size::run,
+    },
+    Group {
+        name: "build",
+        about: "warm build, no-change and one-file rebuilds, cold kernel; peer builder",
+        run: build::run,
+    },
+    Group {
+        name: "boot",
+        about: "kernel start to ready, power-on to first forwarded packet, smallest -m, vs Debian",
+        run: boot::run,
+    },
+    Group {
+        name: "failover",
+        about: "failoverd vs bonding miimon, ARP monitor, mwan3-style ping tracking",
+        run: failover::run,
+    },
+    Group {
+        name: "runtime",
+        about: "CPU and resident memory of init and the daemons, four circuits at 20 ms",
+        run: runtime::run,
+    },
+];
+
+/// One figure: wanflash's value, its peer's in the same run, the ratio
+/// (wanflash / peer) and the target (wanflash's value at most this).
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    pub group: &'static str,
+    pub name: String,
+    pub unit: &'static str,
+    pub value: f64,
+    pub peer: Option<String>,
+    pub peer_value: Option<f64>,
+    pub ratio: Option<f64>,
+    pub target: Option<f64>,
+    pub meets_target: Option<bool>,
+    /// How it was measured, what is quoted rather than measured.
+    pub note: Option<String>,
+}
+
+impl Figure {
+    pub fn new(group: &'static str, name: &str, unit: &'static str, value: f64) -> Figure {
+        Figure {
+            group,
+            name: name.to_owned(),
+            unit,
+            value,
+            peer: None,
+            peer_value: None,
+            ratio: None,
+            target: None,
+            meets_target: None,
+            note: None,
+        }
+    }
+
+    pub fn peer(mut self, peer: &str, value: f64) -> Figure {
+        self.peer = Some(peer.to_owned());
+        self.peer_value = Some(value);
+        self.ratio = Some(self.value / value);
+        self
+    }
+
+    /// The peer was run but produced no figure (it never reached a state
+    /// to measure): said in the table and the note, never left out.
+    pub fn peer_failed(mut self, peer: &str, why: &str) -> Figure {
+        self.peer = Some(format!("{peer}: FAILED"));
+        self.peer_value = None;
+        self.ratio = None;
+        self.note = Some(why.to_owned());
+        self
+    }
+
+    pub fn target(mut self, at_most: f64) -> Figure {
+        self.target = Some(at_most);
+        self.meets_target = Some(self.value <= at_most);
+        self
+    }
+
+    pub fn note(mut self, note: &str) -> Figure {
+        self.note = Some(note.to_owned());
+        self
+    }
+
+    /// Whether the figure (and its peer's, when a peer is named) was produced.
+    fn produced(&self) -> bool {
+        self.value.is_finite() && self.peer_value.is_none_or(f64::is_finite)
+    }
+}
+
+/// What the groups share: the workspace, the options and the figures.
+pub struct Ctx {
+    pub ws: PathBuf,
+    pub quick: bool,
+    pub cold_kernel: bool,
+    pub boots: u32,
+    pub trials: u32,
+    /// Scratch folder: `target/bench`.
+    pub work: PathBuf,
+    pub figures: Vec<Figure>,
+}
+
+impl Ctx {
+    pub fn push(&mut self, f: Figure) {
+        println!("  {}", row_text(&f));
+        self.figures.push(f);
+    }
+}
+
+pub fn median(v: &[f64]) -> f64 {
+    percentile(v, 50.0)
+}
+
+/// Nearest-rank percentile of the finite values; NaN when there are none.
+pub fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return f64::NAN;
     }
-    v[v.len() / 2]
+    v.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+    v[rank.min(v.len()) - 1]
+}
+
+fn num(x: f64) -> String {
+    if !x.is_finite() {
+        "-".into()
+    } else if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+fn verdict(f: &Figure) -> &'static str {
+    match f.meets_target {
+        Some(true) => "meets target",
+        Some(false) => "MISSES target",
+        None => "",
+    }
+}
+
+fn row_text(f: &Figure) -> String {
+    format!(
+        "{:<58} {:>9} {:<4} | {:<40} {:>9} | {:>7} | {:>8} {}",
+        f.name,
+        num(f.value),
+        f.unit,
+        f.peer.as_deref().unwrap_or("-"),
+        f.peer_value.map(num).unwrap_or_else(|| "-".into()),
+        f.ratio
+            .map(|r| format!("{r:.2}x"))
+            .unwrap_or_else(|| "-".into()),
+        f.target
+            .map(|t| format!("<= {}", num(t)))
+            .unwrap_or_default(),
+        verdict(f)
+    )
+}
+
+/// The table as Markdown (BENCHMARKS.md takes it as it is).
+pub fn markdown(figures: &[Figure]) -> String {
+    let mut s = String::from(
+        "| group | figure | wanflash | peer | peer value | ratio | target | |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for f in figures {
+        s.push_str(&format!(
+            "| {} | {} | {} {} | {} | {} | {} | {} | {} |\n",
+            f.group,
+            f.name,
+            num(f.value),
+            f.unit,
+            f.peer.as_deref().unwrap_or("-"),
+            f.peer_value
+                .map(|v| format!("{} {}", num(v), f.unit))
+                .unwrap_or_else(|| "-".into()),
+            f.ratio
+                .map(|r| format!("{r:.2}x"))
+                .unwrap_or_else(|| "-".into()),
+            f.target
+                .map(|t| format!("<= {} {}", num(t), f.unit))
+                .unwrap_or_default(),
+            verdict(f)
+        ));
+    }
+    s
+}
+
+/// Writes `bytes` to `path` through a temp file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("write `{}`", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("rename to `{}`", path.display()))
 }
 
 pub fn run(args: &Args) -> Result<()> {
     let ws = crate::workspace();
-    let name = wanflash_image::DEFAULT_IMAGE;
-    let mut figures = Vec::new();
-
-    // Build: first build (kernel cached or not), then a no-change rebuild,
-    // then a rebuild after touching one overlay file.
-    let t = Instant::now();
-    let report = crate::build_image::build_one(&ws, name, None)?;
-    figures.push(fig(
-        if report.kernel_cached {
-            "build, kernel cached (s)"
-        } else {
-            "build incl. cold kernel (s)"
-        },
-        t.elapsed().as_secs_f64(),
-        "s",
-        None,
-    ));
-    let t = Instant::now();
-    crate::build_image::build_one(&ws, name, None)?;
-    figures.push(fig(
-        "rebuild, nothing changed (s)",
-        t.elapsed().as_secs_f64(),
-        "s",
-        Some(2.0),
-    ));
-    let motd = ws.join("overlays/base/etc/motd.tera");
-    let original = std::fs::read(&motd).with_context(|| format!("read `{}`", motd.display()))?;
-    let mut changed = original.clone();
-    changed.extend_from_slice(b"\n");
-    std::fs::write(&motd, &changed).with_context(|| format!("write `{}`", motd.display()))?;
-    let t = Instant::now();
-    let r = crate::build_image::build_one(&ws, name, None);
-    let dt = t.elapsed().as_secs_f64();
-    std::fs::write(&motd, &original).with_context(|| format!("restore `{}`", motd.display()))?;
-    r?;
-    figures.push(fig(
-        "rebuild, one overlay file changed (s)",
-        dt,
-        "s",
-        Some(3.0),
-    ));
-    // Back to the committed overlay.
-    let report = crate::build_image::build_one(&ws, name, None)?;
-
-    let s = &report.sizes;
-    let mib = |n: u64| n as f64 / (1024.0 * 1024.0);
-    figures.push(fig("image raw (MiB)", mib(s.image), "MiB", Some(8.0)));
-    figures.push(fig("image gzip (MiB)", mib(s.image_gz), "MiB", Some(4.0)));
-    figures.push(fig("kernel bzImage (MiB)", mib(s.kernel), "MiB", None));
-    figures.push(fig("root filesystem (MiB)", mib(s.rootfs), "MiB", None));
-    for (p, n) in &s.binaries {
-        figures.push(fig(
-            &format!("binary {p} (KiB)"),
-            *n as f64 / 1024.0,
-            "KiB",
-            None,
-        ));
+    for g in &args.groups {
+        if !GROUPS.iter().any(|x| x.name == g) {
+            let names: Vec<&str> = GROUPS.iter().map(|x| x.name).collect();
+            bail!(
+                "unknown bench group `{g}`; the groups are: {}",
+                names.join(", ")
+            );
+        }
     }
-
-    if args.cold_kernel && !args.quick {
-        let mut opts = wanflash_image::Options::new(&ws, name);
-        opts.cache = ws.join("target/bench/cold-cache");
-        opts.out_root = ws.join("target/bench/cold-images");
-        let _ = std::fs::remove_dir_all(&opts.cache);
-        let t = Instant::now();
-        crate::build_image::build_with(&opts)?;
-        figures.push(fig(
-            "build with a cold kernel cache, 2 cores (s)",
-            t.elapsed().as_secs_f64(),
-            "s",
-            None,
-        ));
-        let _ = std::fs::remove_dir_all(&opts.cache);
-    }
-
-    // Boot: guest uptime at the readiness line (kernel start to ready).
-    let (desc, _) = wanflash_image::load_description(&ws.join("images"), name)?;
     let work = ws.join("target/bench");
     std::fs::create_dir_all(&work).with_context(|| format!("create `{}`", work.display()))?;
-    let trials = if args.quick { 1 } else { args.boots.max(1) };
-    // Without NICs: the kernel, the disk and init. netcfg then finds no
-    // interface, fails, and is retried by its restart policy before the
-    // readiness line, so this is an upper bound of the bare boot.
-    let mut bare = Vec::new();
-    for i in 0..trials {
-        let card = work.join(format!("bare{i}.img"));
-        wanflash_testbed::card_copy(&report.image_path, &card, desc.flash_size().0)?;
-        let cfg = wanflash_testbed::VmConfig::new(&card, &work, &format!("bare{i}"));
-        let mut vm = wanflash_testbed::Vm::start(cfg)?;
-        let line = vm.wait_for(wanflash_testbed::READY_MARKER, Duration::from_secs(120))?;
-        vm.kill();
-        let _ = std::fs::remove_file(&card);
-        bare.push(wanflash_testbed::ready_field(&line, "uptime_ms").unwrap_or(0) as f64 / 1000.0);
-    }
-    figures.push(fig(
-        "boot: kernel start to ready, no NICs, median (s)",
-        median(&mut bare),
-        "s",
-        Some(1.5),
-    ));
-
-    let mut uptimes = Vec::new();
-    let mut inits = Vec::new();
-    let mut wall = Vec::new();
-    for i in 0..trials {
-        let card = work.join(format!("boot{i}.img"));
-        wanflash_testbed::card_copy(&report.image_path, &card, desc.flash_size().0)?;
-        let mut cfg = wanflash_testbed::VmConfig::new(&card, &work, &format!("boot{i}"));
-        cfg.extra = wanflash_testbed::Testbed::nic_args(&work, 1);
-        let mut vm = wanflash_testbed::Vm::start(cfg)?;
-        let line = vm.wait_for(wanflash_testbed::READY_MARKER, Duration::from_secs(120))?;
-        wall.push(vm.elapsed().as_secs_f64());
-        vm.kill();
-        let _ = std::fs::remove_file(&card);
-        uptimes
-            .push(wanflash_testbed::ready_field(&line, "uptime_ms").unwrap_or(0) as f64 / 1000.0);
-        inits.push(wanflash_testbed::ready_field(&line, "init_ms").unwrap_or(0) as f64);
-    }
-    figures.push(fig(
-        "boot: kernel start to ready, 5 e1000 NICs, median (s)",
-        median(&mut uptimes),
-        "s",
-        Some(1.5),
-    ));
-    figures.push(fig(
-        "boot: init start to ready incl. netcfg (ms)",
-        median(&mut inits),
-        "ms",
-        Some(50.0),
-    ));
-    figures.push(fig(
-        "boot: QEMU start to ready, wall clock, median (s)",
-        median(&mut wall),
-        "s",
-        None,
-    ));
-
-    // The smallest guest memory that still boots to ready.
-    let mut smallest = f64::NAN;
-    let sizes: &[u32] = if args.quick {
-        &[48]
-    } else {
-        &[64, 48, 40, 32, 28, 24]
+    let mut ctx = Ctx {
+        ws: ws.clone(),
+        quick: args.quick,
+        cold_kernel: args.cold_kernel && !args.quick,
+        boots: if args.quick { 1 } else { args.boots.max(1) },
+        trials: if args.quick { 1 } else { args.trials.max(1) },
+        work,
+        figures: Vec::new(),
     };
-    for &mib in sizes {
-        let card = work.join("mem.img");
-        wanflash_testbed::card_copy(&report.image_path, &card, desc.flash_size().0)?;
-        let mut cfg = wanflash_testbed::VmConfig::new(&card, &work, &format!("mem{mib}"));
-        cfg.memory_mib = mib;
-        cfg.no_reboot = true;
-        cfg.extra = wanflash_testbed::Testbed::nic_args(&work, 1);
-        let mut vm = wanflash_testbed::Vm::start(cfg)?;
-        let ok = vm
-            .wait_for(wanflash_testbed::READY_MARKER, Duration::from_secs(60))
-            .is_ok();
-        vm.kill();
-        let _ = std::fs::remove_file(&card);
-        if !ok {
-            break;
+    let started = std::time::Instant::now();
+    for g in GROUPS {
+        if !args.groups.is_empty() && !args.groups.iter().any(|x| x == g.name) {
+            continue;
         }
-        smallest = f64::from(mib);
+        println!("==> bench {}: {}", g.name, g.about);
+        let t = std::time::Instant::now();
+        (g.run)(&mut ctx).with_context(|| format!("bench group `{}`", g.name))?;
+        println!("==> bench {}: {:.0} s", g.name, t.elapsed().as_secs_f64());
     }
-    figures.push(fig(
-        "smallest guest memory booting to ready (MiB)",
-        smallest,
-        "MiB",
-        Some(48.0),
-    ));
 
-    println!("\n{:<52} {:>10}  {:>8}", "figure", "value", "target");
-    for f in &figures {
-        println!(
-            "{:<52} {:>10.3}  {:>8}",
-            f.name,
-            f.value,
-            f.target.map(|t| format!("<= {t}")).unwrap_or_default()
-        );
+    println!(
+        "\n{:<58} {:>14} | {:<40} {:>9} | {:>7} | {:>8}",
+        "figure", "wanflash", "peer", "peer", "ratio", "target"
+    );
+    for f in &ctx.figures {
+        println!("{}", row_text(f));
     }
-    let json = serde_json::to_string_pretty(&figures)?;
+    for f in &ctx.figures {
+        if let Some(n) = &f.note {
+            println!("note: {}: {n}", f.name);
+        }
+    }
+    let json = serde_json::to_string_pretty(&ctx.figures)?;
     let out = ws.join("target/bench.json");
-    std::fs::write(&out, json).with_context(|| format!("write `{}`", out.display()))?;
-    println!("\nfigures written to {}", out.display());
+    write_atomic(&out, json.as_bytes())?;
+    write_atomic(
+        &ws.join("target/bench.md"),
+        markdown(&ctx.figures).as_bytes(),
+    )?;
+    println!(
+        "\nfigures written to {} (Markdown table: target/bench.md) in {:.0} s",
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    let missing: Vec<&str> = ctx
+        .figures
+        .iter()
+        .filter(|f| !f.produced())
+        .map(|f| f.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        bail!("no figure produced for: {}", missing.join("; "));
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank_and_skip_nan() {
+        let v = [5.0, 1.0, f64::NAN, 3.0, 2.0, 4.0];
+        assert_eq!(median(&v), 3.0);
+        assert_eq!(percentile(&v, 95.0), 5.0);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn ratio_and_target_verdict() {
+        let f = Figure::new("x", "a", "s", 2.0).peer("p", 4.0).target(1.5);
+        assert_eq!(f.ratio, Some(0.5));
+        assert_eq!(verdict(&f), "MISSES target");
+        let g = Figure::new("x", "b", "s", 1.0).target(1.5);
+        assert_eq!(verdict(&g), "meets target");
+        assert!(!Figure::new("x", "c", "s", 1.0)
+            .peer("p", f64::NAN)
+            .produced());
+    }
 }

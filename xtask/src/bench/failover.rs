@@ -1,0 +1,585 @@
+//! Failover in the two-router test bed (`test-office`, `test-backup`),
+//! wanflash's failoverd against the peers a user would pick instead, in the
+//! same pair of guests, one after the other:
+//!
+//! - (a) the bonding driver alone, active-backup, `miimon` 100 ms: carrier loss;
+//! - (b) the bonding ARP monitor, `arp_interval` 100 ms, `arp_validate
+//!   active`, on the office, facing a far end that answers on every T1
+//!   (the backup's bond in broadcast mode): a silent far end;
+//! - (c) ping tracking configured like OpenWrt mwan3's shipped defaults,
+//!   a busybox `sh` script in the guest ([`MWAN3`]): both faults.
+//!
+//! Every trial runs a 100 pps flow (busybox `ping -i 0.01`) from the office
+//! LAN address to the backup's LAN address and counts missing sequence
+//! numbers: the outage is the longest run of missing replies times 10 ms of
+//! guest time, the loss the number of missing replies.
+//!
+//! Faults: *carrier loss* is QEMU `set_link off` at both ends; *silent* is a
+//! QEMU `filter-buffer` on the office's netdev that holds every frame in
+//! both directions while both NICs keep carrier. failoverd and the mwan3
+//! peer lose the whole T1 bundle (path `t1`, traffic moves to the T3); the
+//! bonding peers lose the active member (traffic moves to another T1).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use wanflash_testbed::peer::{self, BenchPair, Flow, FlowStats};
+use wanflash_testbed::{Agent, Side};
+
+use super::{median, percentile, Ctx, Figure};
+
+const G: &str = "failover";
+const CARD: u64 = 64 * 1024 * 1024;
+const BUNDLE: [&str; 3] = ["t1a", "t1b", "t1c"];
+/// The flow's interval: one sequence number per 10 ms of guest time.
+const FLOW_MS: f64 = 10.0;
+
+/// mwan3's shipped `config interface 'wan'` (openwrt/packages,
+/// net/mwan3/files/etc/config/mwan3): track_ip 8.8.4.4 8.8.8.8
+/// 208.67.222.222 208.67.220.220, reliability 2, count 1, timeout 2,
+/// interval 5, down 3, up 8. The test bed has one far end per path, so the
+/// one track IP is the far end of the bundle and reliability is 1 of 1.
+const MWAN3: &str = "mwan3 shipped defaults: track_ip = far end of the bundle (1 host; \
+    reliability 1 of 1, the default 2 of 4 public hosts has no equivalent here), count 1, \
+    timeout 2 s, interval 5 s, down 3, up 8; offline after 3 failed rounds -> far-LAN \
+    route to the T3";
+
+/// The mwan3-like tracker: every `interval` s one ping (`count`) with a
+/// `timeout` s wait to the track IP through the bundle; `down` failed
+/// rounds in a row take the bundle's route away, `up` good ones bring it
+/// back (mwan3track's score, initial state online).
+fn mwan3_script(s: &Site) -> String {
+    format!(
+        "FAR={far}; GW1={gw1}; GW3={gw3}; TRACK={gw1}\n\
+         COUNT=1; TIMEOUT=2; INTERVAL=5; DOWN=3; UP=8\n\
+         st=online; fails=0; oks=0\n\
+         ip route replace $FAR via $GW1 metric 5\n\
+         while :; do\n\
+           if ping -c $COUNT -W $TIMEOUT -I bond0 $TRACK > /dev/null 2>&1; then\n\
+             fails=0; oks=$((oks+1))\n\
+             if [ $st = offline ] && [ $oks -ge $UP ]; then st=online; ip route replace $FAR via $GW1 metric 5; echo mwan3: online; fi\n\
+           else\n\
+             oks=0; fails=$((fails+1))\n\
+             if [ $st = online ] && [ $fails -ge $DOWN ]; then st=offline; ip route replace $FAR via $GW3 metric 5; echo mwan3: offline; fi\n\
+           fi\n\
+           sleep $INTERVAL\n\
+         done\n",
+        far = s.far_lan,
+        gw1 = s.gw_bundle,
+        gw3 = s.gw_t3,
+    )
+}
+
+/// One router's addresses (images/wan-router.toml, images/wan-backup.toml).
+struct Site {
+    far_host: &'static str,
+    bundle_addr: &'static str,
+    gw_bundle: &'static str,
+    gw_t3: &'static str,
+    far_lan: &'static str,
+}
+
+const OFFICE: Site = Site {
+    far_host: "203.0.113.129",
+    bundle_addr: "192.0.2.1/30",
+    gw_bundle: "192.0.2.2",
+    gw_t3: "198.51.100.2",
+    far_lan: "203.0.113.128/25",
+};
+const BACKUP: Site = Site {
+    far_host: "203.0.113.1",
+    bundle_addr: "192.0.2.2/30",
+    gw_bundle: "192.0.2.1",
+    gw_t3: "198.51.100.1",
+    far_lan: "203.0.113.0/25",
+};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mech {
+    Failoverd,
+    Miimon,
+    ArpMon,
+    Mwan3,
+}
+
+impl Mech {
+    fn key(self) -> &'static str {
+        match self {
+            Mech::Failoverd => "failoverd",
+            Mech::Miimon => "miimon",
+            Mech::ArpMon => "arp",
+            Mech::Mwan3 => "mwan3",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Mech::Failoverd => "failoverd (100 ms x 3, shipped)",
+            Mech::Miimon => "bonding active-backup, miimon 100",
+            Mech::ArpMon => "bonding ARP monitor 100 ms, validate active",
+            Mech::Mwan3 => "mwan3-style ping tracking, shipped defaults",
+        }
+    }
+
+    /// The circuits a fault takes: the path failoverd and mwan3 track, the
+    /// active member for the bonding peers.
+    fn circuits(self) -> &'static [&'static str] {
+        match self {
+            Mech::Failoverd | Mech::Mwan3 => &BUNDLE,
+            Mech::Miimon | Mech::ArpMon => &BUNDLE[..1],
+        }
+    }
+
+    /// The longest outage waited for before a trial counts as not recovered.
+    fn patience(self) -> Duration {
+        match self {
+            Mech::Mwan3 => Duration::from_secs(60),
+            _ => Duration::from_secs(20),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fault {
+    Carrier,
+    Silent,
+}
+
+impl Fault {
+    fn label(self) -> &'static str {
+        match self {
+            Fault::Carrier => "carrier loss",
+            Fault::Silent => "silent far end",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Trials {
+    outage_ms: Vec<f64>,
+    lost: Vec<f64>,
+}
+
+fn agent_err(e: wanflash_testbed::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+fn sh(a: &mut Agent, script: &str) -> Result<String> {
+    peer::sh_ok(a, script).map_err(agent_err)
+}
+
+fn both(p: &mut BenchPair, f: impl Fn(&Site) -> String) -> Result<()> {
+    sh(&mut p.office, &f(&OFFICE))?;
+    sh(&mut p.backup, &f(&BACKUP))?;
+    Ok(())
+}
+
+/// Waits (at most `secs`) until `script` succeeds on both routers.
+fn wait_both(p: &mut BenchPair, secs: u64, what: &str, f: impl Fn(&Site) -> String) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let o = peer::sh(&mut p.office, &f(&OFFICE), Duration::from_secs(30)).map_err(agent_err)?;
+        let b = peer::sh(&mut p.backup, &f(&BACKUP), Duration::from_secs(30)).map_err(agent_err)?;
+        if o.0 == 0 && b.0 == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let diag = "cat /proc/net/bonding/bond0; ip route; dmesg | grep -i bond | tail -n 15";
+            let od = sh(&mut p.office, diag).unwrap_or_default();
+            let bd = sh(&mut p.backup, diag).unwrap_or_default();
+            bail!(
+                "{what}: not reached within {secs} s\n--- office ---\n{}\n{od}\n--- backup ---\n{}\n{bd}",
+                o.1,
+                b.1
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The far LAN reaches the backup through the bundle, both ways.
+fn wait_on_bundle(p: &mut BenchPair, secs: u64) -> Result<()> {
+    wait_both(p, secs, "far LAN over the bundle", |s| {
+        format!(
+            "ip route get {} | grep 'dev bond0' && ping -c 1 -W 1 -I bond0 {} | grep -E 'bytes from|transmitted'",
+            s.far_host,
+            s.gw_bundle
+        )
+    })
+}
+
+/// Sets up the routers for `m` (from the state the previous mechanism
+/// left). failoverd is stopped with SIGSTOP (init would restart a killed
+/// one) and its routes (metric 0) removed before the peers run.
+fn configure(p: &mut BenchPair, m: Mech) -> Result<()> {
+    match m {
+        Mech::Failoverd => wait_on_bundle(p, 90),
+        Mech::Miimon | Mech::ArpMon => {
+            both(p, |s| {
+                // The ARP monitor runs on the office; the backup is a far end
+                // that answers on every T1 (broadcast mode, miimon 100): two
+                // back-to-back ARP monitors in active-backup rotate their
+                // probe slave in step and never meet (measured: the link
+                // flapped for 60 s and never came up).
+                let far_end = m == Mech::ArpMon && s.far_host == BACKUP.far_host;
+                let mode = if far_end {
+                    "broadcast"
+                } else {
+                    "active-backup"
+                };
+                let monitor = if m == Mech::Miimon || far_end {
+                    "echo 0 > $B/arp_interval; echo 100 > $B/miimon".to_owned()
+                } else {
+                    format!(
+                        "echo 0 > $B/miimon; echo 100 > $B/arp_interval; echo +{} > $B/arp_ip_target; echo active > $B/arp_validate; sysctl -qw net.ipv4.conf.all.ignore_routes_with_linkdown=0",
+                        s.gw_bundle
+                    )
+                };
+                format!(
+                    "set -e; B=/sys/class/net/bond0/bonding\n\
+                     kill -STOP $(pidof failoverd) 2>/dev/null || true\n\
+                     while ip route del {far} metric 0 2>/dev/null; do :; done\n\
+                     ip link set bond0 down\n\
+                     for s in $(cat $B/slaves); do echo -$s > $B/slaves; done\n\
+                     echo 0 > $B/arp_interval; for t in $(cat $B/arp_ip_target); do echo -$t > $B/arp_ip_target; done\n\
+                     echo {mode} > $B/mode\n\
+                     {monitor}\n\
+                     for s in eth0 eth1 eth2; do ip link set $s down; echo +$s > $B/slaves; done\n\
+                     [ {mode} = broadcast ] || echo eth0 > $B/primary\n\
+                     ip link set bond0 up\n\
+                     ip addr add {addr} dev bond0 2>/dev/null || true\n\
+                     ip route replace {far} via {gw} metric 10\n\
+                     ip route replace {far} via {gw3} metric 20\n",
+                    far = s.far_lan,
+                    addr = s.bundle_addr,
+                    gw = s.gw_bundle,
+                    gw3 = s.gw_t3,
+                )
+            })?;
+            wait_on_bundle(p, 60)?;
+            wait_both(p, 30, "eth0 active in the bond", |_| {
+                "B=/sys/class/net/bond0/bonding; grep -q broadcast $B/mode || grep -qx eth0 $B/active_slave".into()
+            })
+        }
+        Mech::Mwan3 => {
+            // Back to the image's bond (balance-rr, miimon 50) without failoverd.
+            both(p, |s| {
+                format!(
+                    "set -e; B=/sys/class/net/bond0/bonding\n\
+                     kill -STOP $(pidof failoverd) 2>/dev/null || true\n\
+                     while ip route del {far} metric 0 2>/dev/null; do :; done\n\
+                     ip link set bond0 down\n\
+                     for s in $(cat $B/slaves); do echo -$s > $B/slaves; done\n\
+                     echo 0 > $B/arp_interval; for t in $(cat $B/arp_ip_target); do echo -$t > $B/arp_ip_target; done\n\
+                     echo balance-rr > $B/mode; echo 50 > $B/miimon\n\
+                     sysctl -qw net.ipv4.conf.all.ignore_routes_with_linkdown=1\n\
+                     for s in eth0 eth1 eth2; do ip link set $s down; echo +$s > $B/slaves; done\n\
+                     ip link set bond0 up\n\
+                     ip addr add {addr} dev bond0 2>/dev/null || true\n\
+                     ip route replace {far} via {gw} metric 10\n\
+                     ip route replace {far} via {gw3} metric 20\n",
+                    far = s.far_lan,
+                    addr = s.bundle_addr,
+                    gw = s.gw_bundle,
+                    gw3 = s.gw_t3,
+                )
+            })?;
+            wait_on_bundle(p, 60)?;
+            start_mwan3(p)
+        }
+    }
+}
+
+const MWAN3_PID: &str = "/tmp/mwan3.pid";
+
+fn start_mwan3(p: &mut BenchPair) -> Result<()> {
+    peer::stop(&mut p.office, MWAN3_PID).map_err(agent_err)?;
+    peer::stop(&mut p.backup, MWAN3_PID).map_err(agent_err)?;
+    peer::spawn(
+        &mut p.office,
+        &mwan3_script(&OFFICE),
+        "/tmp/mwan3.log",
+        MWAN3_PID,
+    )
+    .map_err(agent_err)?;
+    peer::spawn(
+        &mut p.backup,
+        &mwan3_script(&BACKUP),
+        "/tmp/mwan3.log",
+        MWAN3_PID,
+    )
+    .map_err(agent_err)?;
+    Ok(())
+}
+
+fn fault(p: &BenchPair, m: Mech, f: Fault, on: bool) -> Result<()> {
+    for c in m.circuits() {
+        match (f, on) {
+            (Fault::Carrier, on) => p.bed.set_link(c, Side::Both, !on),
+            (Fault::Silent, true) => p.bed.silence(c),
+            (Fault::Silent, false) => p.bed.unsilence(c),
+        }
+        .map_err(agent_err)?;
+    }
+    Ok(())
+}
+
+/// After the fault is repaired: back to the preferred path before the next
+/// trial (failoverd: its hold-down; bonding: eth0 active again; mwan3: the
+/// tracker restarted online, as if its `up` rounds had passed).
+fn recover(p: &mut BenchPair, m: Mech, from: (usize, usize)) -> Result<()> {
+    match m {
+        Mech::Failoverd => {
+            for (vm, at) in [(&mut p.bed.office, from.0), (&mut p.bed.backup, from.1)] {
+                vm.wait_for_from("path t1 up", at, Duration::from_secs(90))
+                    .map_err(agent_err)?;
+            }
+            wait_on_bundle(p, 60)
+        }
+        Mech::Miimon | Mech::ArpMon => {
+            wait_both(p, 60, "eth0 active again", |_| {
+                "B=/sys/class/net/bond0/bonding; grep -q broadcast $B/mode || grep -qx eth0 $B/active_slave".into()
+            })?;
+            wait_on_bundle(p, 60)
+        }
+        Mech::Mwan3 => {
+            peer::stop(&mut p.office, MWAN3_PID).map_err(agent_err)?;
+            peer::stop(&mut p.backup, MWAN3_PID).map_err(agent_err)?;
+            wait_on_bundle(p, 60)?;
+            start_mwan3(p)?;
+            wait_on_bundle(p, 30)
+        }
+    }
+}
+
+/// One trial: flow on, fault, wait for the flow to stall and come back,
+/// flow off, fault repaired, back to the preferred path.
+fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
+    let flow = Flow {
+        from: "203.0.113.1".into(),
+        to: "203.0.113.129".into(),
+    };
+    flow.start(&mut p.office).map_err(agent_err)?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = Flow::stats(&mut p.office).map_err(agent_err)?;
+    if before.received == 0 {
+        let diag = "cat /proc/net/bonding/bond0; ip route; dmesg | grep -i bond | tail -n 15; tail -n 5 /tmp/flow.log";
+        let od = sh(&mut p.office, diag).unwrap_or_default();
+        let bd = sh(&mut p.backup, diag).unwrap_or_default();
+        bail!(
+            "the 100 pps flow got no reply before the fault ({})\n--- office ---\n{od}\n--- backup ---\n{bd}",
+            m.label()
+        );
+    }
+    let from = (p.bed.office.console().len(), p.bed.backup.console().len());
+    fault(p, m, f, true)?;
+    let started = Instant::now();
+    let mut last = before.last_seq;
+    let mut stalled = false;
+    let mut advancing = 0;
+    let recovered = loop {
+        std::thread::sleep(Duration::from_millis(400));
+        let s: FlowStats = Flow::stats(&mut p.office).map_err(agent_err)?;
+        if s.last_seq == last {
+            stalled = true;
+            advancing = 0;
+        } else if stalled {
+            advancing += 1;
+            if advancing >= 2 {
+                break true;
+            }
+        } else if started.elapsed() > Duration::from_secs(8) {
+            // The flow never stalled: no outage to wait for.
+            break true;
+        }
+        last = s.last_seq;
+        if started.elapsed() > m.patience() {
+            break false;
+        }
+    };
+    let stats = Flow::stop(&mut p.office).map_err(agent_err)?;
+    fault(p, m, f, false)?;
+    if !recovered {
+        eprintln!(
+            "bench failover: {} / {}: the flow did not come back within {} s",
+            m.label(),
+            f.label(),
+            m.patience().as_secs()
+        );
+        recover(p, m, from)?;
+        return Ok((f64::NAN, f64::NAN));
+    }
+    recover(p, m, from)?;
+    Ok((
+        f64::from(stats.longest_gap) * FLOW_MS,
+        f64::from(stats.lost.saturating_sub(before.lost)),
+    ))
+}
+
+fn run_trials(ctx: &Ctx, p: &mut BenchPair, m: Mech, f: Fault) -> Result<Trials> {
+    let mut t = Trials::default();
+    for i in 0..ctx.trials {
+        let (outage, lost) = trial(p, m, f)
+            .with_context(|| format!("{} / {}, trial {}", m.label(), f.label(), i + 1))?;
+        println!(
+            "  {} / {} trial {}: outage {outage:.0} ms, {lost:.0} packets lost",
+            m.label(),
+            f.label(),
+            i + 1
+        );
+        t.outage_ms.push(outage);
+        t.lost.push(lost);
+    }
+    Ok(t)
+}
+
+pub fn run(ctx: &mut Ctx) -> Result<()> {
+    let ws = ctx.ws.clone();
+    let mut imgs = Vec::new();
+    for name in ["test-office", "test-backup"] {
+        let mut opts = wanflash_image::Options::new(&ws, name);
+        opts.images_dir = ws.join("tests/images");
+        opts.out_root = ws.join("target/bench/images");
+        imgs.push(crate::build_image::build_with(&opts)?.image_path);
+    }
+    wanflash_image::hosttools::ensure(wanflash_image::hosttools::QEMU, &[], &mut |_| {})?;
+    let work = ctx.work.join("failover");
+    let mut p = BenchPair::boot(&imgs[0], &imgs[1], &work, CARD, Duration::from_secs(180))
+        .map_err(agent_err)?;
+
+    let plan = [
+        (Mech::Failoverd, Fault::Carrier),
+        (Mech::Failoverd, Fault::Silent),
+        (Mech::Miimon, Fault::Carrier),
+        (Mech::ArpMon, Fault::Silent),
+        (Mech::Mwan3, Fault::Carrier),
+        (Mech::Mwan3, Fault::Silent),
+    ];
+    // `WANFLASH_BENCH_FAILOVER=arp,mwan3`: only those mechanisms (for
+    // working on one peer; the figures then lack the others).
+    let only = std::env::var("WANFLASH_BENCH_FAILOVER").unwrap_or_default();
+    let mut results = Vec::new();
+    let mut failed: Vec<(Mech, String)> = Vec::new();
+    let mut configured = None;
+    for (m, f) in plan {
+        if !only.is_empty() && !only.split(',').any(|w| m.key() == w) {
+            continue;
+        }
+        if configured != Some(m) {
+            configured = Some(m);
+            let r = configure(&mut p, m).with_context(|| format!("set up {}", m.label()));
+            match r {
+                Ok(()) => {}
+                // A peer that cannot hold the link in the test bed is a
+                // result, recorded as such (failoverd's own set-up is not
+                // allowed to fail).
+                Err(e) if m != Mech::Failoverd => {
+                    eprintln!("bench failover: {e:#}");
+                    failed.push((m, first_line(&format!("{e:#}"))));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if failed.iter().any(|(x, _)| *x == m) {
+            continue;
+        }
+        match run_trials(ctx, &mut p, m, f) {
+            Ok(t) => results.push(((m, f), t)),
+            Err(e) if m != Mech::Failoverd => {
+                eprintln!("bench failover: {e:#}");
+                failed.push((m, first_line(&format!("{e:#}"))));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    drop(p);
+
+    let get = |m: Mech, f: Fault| results.iter().find(|(k, _)| *k == (m, f)).map(|(_, t)| t);
+    let n = ctx.trials;
+    for f in [Fault::Carrier, Fault::Silent] {
+        let Some(ours) = get(Mech::Failoverd, f) else {
+            continue;
+        };
+        let (target, bond) = match f {
+            Fault::Carrier => (10.0, Mech::Miimon),
+            Fault::Silent => (100.0, Mech::ArpMon),
+        };
+        for peer in [bond, Mech::Mwan3] {
+            if let Some((_, why)) = failed.iter().find(|(x, _)| *x == peer) {
+                ctx.push(
+                    Figure::new(
+                        G,
+                        &format!("{}: outage, median", f.label()),
+                        "ms",
+                        median(&ours.outage_ms),
+                    )
+                    .peer_failed(peer.label(), &format!("the peer never held the link in the test bed, so it has no failover figure: {why}"))
+                    .target(target),
+                );
+                continue;
+            }
+            let Some(theirs) = get(peer, f) else { continue };
+            let note = match peer {
+                Mech::Mwan3 => format!(
+                    "{MWAN3}; guest-side outage from a 100 pps ping's missing sequence numbers; {n} trials each; \
+                     failoverd loses the whole bundle (moves to the T3), so does the mwan3 peer"
+                ),
+                _ => format!(
+                    "guest-side outage from a 100 pps ping's missing sequence numbers; {n} trials each; \
+                     failoverd loses the whole bundle (moves to the T3), the bonding peer its active member (moves to another T1); \
+                     QEMU's e1000 reports carrier loss ~1.3 s after `set_link off`"
+                ),
+            };
+            for (stat, pct) in [("median", 50.0), ("p95", 95.0)] {
+                ctx.push(
+                    Figure::new(
+                        G,
+                        &format!("{}: outage, {stat}", f.label()),
+                        "ms",
+                        percentile(&ours.outage_ms, pct),
+                    )
+                    .peer(peer.label(), percentile(&theirs.outage_ms, pct))
+                    .target(target)
+                    .note(&note),
+                );
+            }
+            ctx.push(
+                Figure::new(
+                    G,
+                    &format!("{}: packets lost at 100 pps, median", f.label()),
+                    "pkts",
+                    median(&ours.lost),
+                )
+                .peer(peer.label(), median(&theirs.lost)),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The first line of an error chain (the set-up's diagnostics follow it).
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mwan3_script_uses_the_shipped_timers() {
+        let s = mwan3_script(&OFFICE);
+        for want in [
+            "COUNT=1",
+            "TIMEOUT=2",
+            "INTERVAL=5",
+            "DOWN=3",
+            "UP=8",
+            "192.0.2.2",
+            "198.51.100.2",
+        ] {
+            assert!(s.contains(want), "{want} missing in\n{s}");
+        }
+    }
+}
