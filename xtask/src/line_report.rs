@@ -520,6 +520,65 @@ fn strip_xml_decl(svg: &str) -> &str {
     }
 }
 
+/// The outage table read back from the HTML: (circuit, kind, start,
+/// end, duration, duration_ms) per row; `None` if there is no table.
+pub fn outage_table(html: &str) -> Option<Vec<Vec<String>>> {
+    let table = html
+        .split("<table id=\"outages\">")
+        .nth(1)?
+        .split("</table>")
+        .next()?;
+    table
+        .split("<tr>")
+        .skip(2)
+        .map(|row| {
+            row.split("<td")
+                .skip(1)
+                .map(|cell| {
+                    let v = &cell[cell.find('>')? + 1..];
+                    Some(v[..v.find("</td>")?].to_owned())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Checks that the report's outage table lists the export's outages and
+/// member take-outs, in order, with their times and durations.
+pub fn check(e: &Export, html: &str) -> Result<()> {
+    let rows = outage_table(html).context("the report has no outage table")?;
+    let want: Vec<_> = e
+        .events
+        .iter()
+        .filter(|ev| matches!(ev.kind, EventKind::Outage | EventKind::MemberOut))
+        .collect();
+    anyhow::ensure!(
+        rows.len() == want.len(),
+        "the report lists {} outages, the export {}",
+        rows.len(),
+        want.len()
+    );
+    for (r, ev) in rows.iter().zip(want) {
+        let expect = [
+            ev.circuit.clone(),
+            ev.kind.as_str().to_owned(),
+            cell_time(ev.start_ms),
+            ev.end_ms.map(cell_time).unwrap_or_default(),
+        ];
+        anyhow::ensure!(
+            r.len() >= 6 && r[..4] == expect[..],
+            "report row {r:?} does not match event {ev:?}"
+        );
+        if let Some(d) = ev.duration_ms {
+            anyhow::ensure!(
+                r[5] == d.to_string(),
+                "report row {r:?}: duration is {d} ms"
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -599,34 +658,12 @@ mod tests {
         Export::from_recorder(&rec, "wan-router", 7_200_000)
     }
 
-    /// The outage table read back from the HTML: (circuit, kind, start,
-    /// end, duration_ms) per row.
-    fn outage_rows(html: &str) -> Vec<Vec<String>> {
-        let table = html
-            .split("<table id=\"outages\">")
-            .nth(1)
-            .and_then(|t| t.split("</table>").next())
-            .unwrap();
-        table
-            .split("<tr>")
-            .skip(2)
-            .map(|row| {
-                row.split("<td")
-                    .skip(1)
-                    .map(|cell| {
-                        let v = &cell[cell.find('>').unwrap() + 1..];
-                        v[..v.find("</td>").unwrap()].to_owned()
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
     #[test]
     fn the_report_renders_and_its_outage_table_matches_the_exports_events() {
         let e = sample_export();
         let html = render(&e).unwrap();
-        let rows = outage_rows(&html);
+        check(&e, &html).unwrap();
+        let rows = outage_table(&html).unwrap();
         let want: Vec<_> = e
             .events
             .iter()

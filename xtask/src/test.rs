@@ -123,6 +123,9 @@ pub fn run(args: &Args) -> Result<()> {
         }
     })?;
 
+    let artifacts = ws.join("target/test-artifacts");
+    // A stale export must not stand in for this run's.
+    let _ = std::fs::remove_file(artifacts.join("linequality-export.json"));
     let mut vm = cargo();
     vm.args([
         "test",
@@ -139,6 +142,7 @@ pub fn run(args: &Args) -> Result<()> {
     ])
     .env("WANFLASH_IMAGES_DIR", ws.join("target/images"))
     .env("WANFLASH_TEST_IMAGES_DIR", ws.join("target/test-images"))
+    .env("WANFLASH_ARTIFACTS_DIR", &artifacts)
     .env("WANFLASH_REQUIRE_IMAGES", "1");
     if args.kvm {
         vm.env("WANFLASH_KVM", "1");
@@ -148,6 +152,27 @@ pub fn run(args: &Args) -> Result<()> {
     }
     vm.args(["--", "--test-threads", "1"]);
     step("image and QEMU tests", &mut vm)?;
+
+    // The line-quality report, drawn from the export the test bed took
+    // (vm_history), and its outage table checked against that export.
+    if args.filter.is_none() {
+        let export = artifacts.join("linequality-export.json");
+        println!("==> line-report from the test bed's export");
+        let e = wanflash_linequality::Export::read(&export)?;
+        let html = crate::line_report::render(&e)?;
+        crate::line_report::check(&e, &html)
+            .with_context(|| format!("the report of `{}`", export.display()))?;
+        let out = artifacts.join("line-report");
+        std::fs::create_dir_all(&out).with_context(|| format!("create `{}`", out.display()))?;
+        std::fs::write(out.join("index.html"), html)
+            .with_context(|| format!("write `{}`", out.display()))?;
+        println!(
+            "==> line-report: ok ({} circuits, {} events): {}",
+            e.circuits.len(),
+            e.events.len(),
+            out.join("index.html").display()
+        );
+    }
 
     // The benchmarks, once, quickly: every figure must be produced (never
     // a judgement of the values, which depend on the machine).

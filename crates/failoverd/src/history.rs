@@ -41,7 +41,16 @@ pub struct History {
     host: String,
     last_counters: Option<Ms>,
     sys: String,
+    /// Targets whose link this daemon is re-making (a member taken out of
+    /// or put back into its bond: the NIC is closed and opened, and its
+    /// probes cannot be sent until it links again), since when. Their
+    /// probes are not recorded meanwhile: the history is what the circuit
+    /// did, not what the daemon did to the NIC.
+    relinking: Vec<Option<Ms>>,
 }
+
+/// A re-link that never reports carrier stops being waited for after this.
+const RELINK_MAX_MS: Ms = 10_000;
 
 /// What [`History::open`] has to say besides the history itself.
 pub struct Opened {
@@ -136,6 +145,7 @@ impl History {
                 host,
                 last_counters: None,
                 sys: "/sys/class/net".to_owned(),
+                relinking: vec![None; fsm.target_count()],
             },
             notes,
             errors,
@@ -150,6 +160,12 @@ impl History {
         // The probes these replace are lost by now.
         self.rec.expire(now);
         for p in probes {
+            if let Some(Some(since)) = self.relinking.get(p.target).copied() {
+                if now.saturating_sub(since) < RELINK_MAX_MS {
+                    continue;
+                }
+                self.relinking[p.target] = None;
+            }
             if let Some(c) = self.circuit(p.target) {
                 self.rec.probe_sent(c, p.seq, now);
             }
@@ -175,6 +191,9 @@ impl History {
     pub fn carrier(&mut self, fsm: &Fsm, interface: &str, up: bool, now: Ms) {
         for t in 0..fsm.target_count() {
             if fsm.target_interface(t) == interface {
+                if up {
+                    self.relinking[t] = None;
+                }
                 if let Some(c) = self.circuit(t) {
                     self.rec.carrier(c, up, now);
                 }
@@ -191,6 +210,14 @@ impl History {
 
     /// Records what a decision says; returns errors to log.
     pub fn decision(&mut self, d: &Decision, fsm: &Fsm, now: Ms) -> Vec<String> {
+        if let Event::MemberOut { member, .. } | Event::MemberIn { member, .. } = d.event {
+            let name = fsm.member_name(member);
+            for t in 0..fsm.target_count() {
+                if fsm.target_interface(t) == name {
+                    self.relinking[t] = Some(now);
+                }
+            }
+        }
         let sys = self.sys.clone();
         let events = record(&mut self.rec, fsm, d, now, &|m| link_failures(&sys, m));
         events.iter().filter_map(|e| self.send(e)).collect()
