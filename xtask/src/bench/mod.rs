@@ -11,6 +11,7 @@ mod boot;
 mod build;
 mod debian;
 mod failover;
+mod recording;
 mod runtime;
 mod size;
 
@@ -81,6 +82,11 @@ pub const GROUPS: &[Group] = &[
         name: "failover",
         about: "failoverd vs bonding miimon, ARP monitor, mwan3-style ping tracking",
         run: failover::run,
+    },
+    Group {
+        name: "recording",
+        about: "line-quality recorder: CPU per probe, tiers' memory, GET /metrics time",
+        run: recording::run,
     },
     Group {
         name: "runtime",
