@@ -384,6 +384,14 @@ pub fn update(
     log: &mut dyn Write,
 ) -> Result<Installed, Error> {
     let target = booted.other();
+    // Running a trial: the other slot is the known-good default, never
+    // to be overwritten before this one is committed.
+    let default = card.default_label()?;
+    if default != booted {
+        return Err(Error::State(format!(
+            "slot {booted} is running on trial and slot {default} is the default: commit it (`wanflash-update commit`) or reboot before installing another update"
+        )));
+    }
     let root = card.disk.part(target.partition())?;
     let (_, kmap) = card.map(&fat::kernel_name(target))?;
     let policy = wanflash_bundle::Policy {
