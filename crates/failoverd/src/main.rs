@@ -49,10 +49,11 @@ fn main() -> ExitCode {
         &opts,
         &stop,
         Box::new(|line| {
-            // The console may be gone; nothing better to do than go on.
+            // No "failoverd: " prefix: init tags each line with the service's
+            // name. The console may be gone; nothing better to do than go on.
             let _ = match line {
-                Line::Info(s) => writeln!(std::io::stdout(), "failoverd: {s}"),
-                Line::Error(s) => writeln!(std::io::stderr(), "failoverd: error: {s}"),
+                Line::Info(s) => writeln!(std::io::stdout(), "{s}"),
+                Line::Error(s) => writeln!(std::io::stderr(), "error: {s}"),
             };
         }),
     );

@@ -42,10 +42,11 @@ fn main() -> ExitCode {
         }
     };
     let status = run(&opts, &mut |line| {
-        // The console may be gone; nothing better to do than go on.
+        // No "netcfg: " prefix: init tags each line with the service's
+        // name. The console may be gone; nothing better to do than go on.
         let _ = match line {
-            Line::Info(s) => writeln!(std::io::stdout(), "netcfg: {s}"),
-            Line::Error(s) => writeln!(std::io::stderr(), "netcfg: error: {s}"),
+            Line::Info(s) => writeln!(std::io::stdout(), "{s}"),
+            Line::Error(s) => writeln!(std::io::stderr(), "error: {s}"),
         };
     });
     code(status)
