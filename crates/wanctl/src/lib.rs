@@ -21,6 +21,10 @@ pub const USAGE: &str = "usage: wanctl [--socket PATH] COMMAND
   export --format csv|json                everything recorded, to stdout
   force PATH                              put every route PATH carries on it
   release                                 back to automatic choice
+  update FILE|-                           verify a signed bundle, write the inactive
+                                          slot, reboot into it once (wanflash-update)
+  commit                                  keep the running trial slot as the default
+  slots                                   slots, versions, last update, reset reasons
   --socket PATH  failoverd's control socket (default /run/failoverd.sock)";
 
 /// Longest answer read (a year of exports is a few MiB).

@@ -2,12 +2,28 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
-use std::process::ExitCode;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitCode};
 
 use wanflash_wanctl::{parse_args, run, USAGE};
 
+/// The updater: its own program, so that updates work whether failoverd
+/// runs or not. `wanctl update FILE|-`, `wanctl commit` and `wanctl slots`
+/// hand over to it (stdin included, for `ssh router wanctl update - < B`).
+const UPDATER: &str = "/usr/sbin/wanflash-update";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let updater_args: Option<Vec<&str>> = match args.first().map(String::as_str) {
+        Some("update" | "commit") => Some(args.iter().map(String::as_str).collect()),
+        Some("slots") if args.len() == 1 => Some(vec!["status"]),
+        _ => None,
+    };
+    if let Some(a) = updater_args {
+        let e = Command::new(UPDATER).args(a).exec();
+        eprintln!("wanctl: cannot run `{UPDATER}`: {e}");
+        return ExitCode::from(1);
+    }
     let inv = match parse_args(&args) {
         Ok(Some(i)) => i,
         Ok(None) => {
