@@ -12,6 +12,8 @@ mod build;
 mod debian;
 mod failover;
 mod recording;
+mod ship;
+mod update;
 mod runtime;
 mod size;
 
@@ -87,6 +89,16 @@ pub const GROUPS: &[Group] = &[
         name: "recording",
         about: "line-quality recorder: CPU per probe, tiers' memory, GET /metrics time",
         run: recording::run,
+    },
+    Group {
+        name: "ship",
+        about: "cargo xtask flash (write, fsync, read back, sha256) vs dd + sha256sum",
+        run: ship::run,
+    },
+    Group {
+        name: "update",
+        about: "A/B update: WAN downtime vs router7's kexec (quoted), bundle size",
+        run: update::run,
     },
     Group {
         name: "runtime",
@@ -280,7 +292,9 @@ pub fn run(args: &Args) -> Result<()> {
             );
         }
     }
-    let work = ws.join("target/bench");
+    // One scratch folder per run: two runs at once must not share QEMU's
+    // sockets and consoles.
+    let work = ws.join(format!("target/bench/run-{}", std::process::id()));
     std::fs::create_dir_all(&work).with_context(|| format!("create `{}`", work.display()))?;
     let mut ctx = Ctx {
         ws: ws.clone(),
@@ -292,15 +306,26 @@ pub fn run(args: &Args) -> Result<()> {
         figures: Vec::new(),
     };
     let started = std::time::Instant::now();
+    let result = run_groups(args, &mut ctx);
+    let _ = std::fs::remove_dir_all(&ctx.work);
+    result?;
+    report(&ws, &ctx, started)
+}
+
+fn run_groups(args: &Args, ctx: &mut Ctx) -> Result<()> {
     for g in GROUPS {
         if !args.groups.is_empty() && !args.groups.iter().any(|x| x == g.name) {
             continue;
         }
         println!("==> bench {}: {}", g.name, g.about);
         let t = std::time::Instant::now();
-        (g.run)(&mut ctx).with_context(|| format!("bench group `{}`", g.name))?;
+        (g.run)(ctx).with_context(|| format!("bench group `{}`", g.name))?;
         println!("==> bench {}: {:.0} s", g.name, t.elapsed().as_secs_f64());
     }
+    Ok(())
+}
+
+fn report(ws: &Path, ctx: &Ctx, started: std::time::Instant) -> Result<()> {
 
     println!(
         "\n{:<58} {:>14} | {:<40} {:>9} | {:>7} | {:>8}",
