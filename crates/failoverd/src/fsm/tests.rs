@@ -689,7 +689,12 @@ fn a_far_end_that_starts_late_and_answers_member_by_member_splits_nothing() {
     sim.set_silent(&["eth2"], false);
     sim.run_until(10_000);
     let ds = sim.take();
-    assert_eq!(member_moves(&ds), Vec::<String>::new(), "{:#?}", sim.lines(&ds));
+    assert_eq!(
+        member_moves(&ds),
+        Vec::<String>::new(),
+        "{:#?}",
+        sim.lines(&ds)
+    );
     for m in 0..3 {
         assert_eq!(sim.fsm.member_state(m), Some(MemberState::In));
     }
@@ -706,7 +711,12 @@ fn a_restored_bundle_keeps_every_member_even_if_they_answer_one_by_one() {
     sim.set_silent(&["eth1", "eth2"], false);
     sim.run_until(12_000);
     let ds = sim.take();
-    assert_eq!(member_moves(&ds), Vec::<String>::new(), "{:#?}", sim.lines(&ds));
+    assert_eq!(
+        member_moves(&ds),
+        Vec::<String>::new(),
+        "{:#?}",
+        sim.lines(&ds)
+    );
     assert_eq!(sim.fsm.path_health(T1), Some(Health::Up));
     // And a member that stays dead after the path is back is split.
     sim.set_silent(&["eth2"], true);
