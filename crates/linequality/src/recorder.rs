@@ -76,11 +76,17 @@ struct Slot {
 }
 
 /// One tier of one circuit: the bucket in progress and the ring of closed
-/// ones, allocated once.
+/// ones. The ring's memory is reserved once (its capacity never changes)
+/// and filled from its start as buckets close, so the pages the process
+/// touches grow with uptime up to the ring's size, never past it.
 #[derive(Debug, Clone)]
 pub(crate) struct Tier {
     pub spec: TierSpec,
     ring: Vec<Bucket>,
+    /// The ring's length once full: `spec.buckets`.
+    cap: i64,
+    /// Bucket number stored at index 0.
+    base: Option<i64>,
     /// Bucket number (wall ms / width) of the bucket in progress.
     open: Option<i64>,
     /// Closed buckets in the ring (at most its length).
@@ -92,7 +98,9 @@ impl Tier {
     fn new(spec: TierSpec) -> Tier {
         Tier {
             spec,
-            ring: vec![Bucket::default(); spec.buckets as usize],
+            ring: Vec::with_capacity(spec.buckets as usize),
+            cap: i64::from(spec.buckets).max(1),
+            base: None,
             open: None,
             filled: 0,
             acc: Acc::default(),
@@ -101,6 +109,27 @@ impl Tier {
 
     fn width_ms(&self) -> i64 {
         i64::from(self.spec.width_s) * 1000
+    }
+
+    fn index(&self, n: i64) -> usize {
+        (n - self.base.unwrap_or(n)).rem_euclid(self.cap) as usize
+    }
+
+    /// The closed bucket number `n` (within the ring's span).
+    fn get(&self, n: i64) -> Option<&Bucket> {
+        self.ring.get(self.index(n))
+    }
+
+    fn set(&mut self, n: i64, bucket: Bucket) {
+        if self.base.is_none() {
+            self.base = Some(n);
+        }
+        let i = self.index(n);
+        if i >= self.ring.len() {
+            // Within the capacity reserved at start: no reallocation.
+            self.ring.resize(i + 1, Bucket::default());
+        }
+        self.ring[i] = bucket;
     }
 
     /// Makes the bucket holding `wall` the one in progress, closing those
@@ -115,7 +144,7 @@ impl Tier {
         if b <= open {
             return;
         }
-        let len = self.ring.len() as i64;
+        let len = self.cap;
         let closed = self.acc.close();
         self.push(open, closed);
         // Buckets nobody recorded in; at most a ring's worth.
@@ -127,9 +156,8 @@ impl Tier {
     }
 
     fn push(&mut self, n: i64, bucket: Bucket) {
-        let len = self.ring.len() as i64;
-        self.ring[n.rem_euclid(len) as usize] = bucket;
-        self.filled = (self.filled + 1).min(len as u64);
+        self.set(n, bucket);
+        self.filled = (self.filled + 1).min(self.cap as u64);
     }
 
     /// Closed buckets, oldest first, with their start (wall ms), then the
@@ -138,12 +166,10 @@ impl Tier {
         let Some(open) = self.open else {
             return Vec::new();
         };
-        let len = self.ring.len() as i64;
         let w = self.width_ms();
         let mut out = Vec::new();
         for n in (open - self.filled as i64)..open {
-            let b = &self.ring[n.rem_euclid(len) as usize];
-            if !b.is_empty() {
+            if let Some(b) = self.get(n).filter(|b| !b.is_empty()) {
                 out.push(b.row(n * w));
             }
         }
@@ -159,8 +185,7 @@ impl Tier {
         if self.filled == 0 {
             return None;
         }
-        let len = self.ring.len() as i64;
-        Some(self.ring[(open - 1).rem_euclid(len) as usize])
+        self.get(open - 1).copied()
     }
 
     fn heap_bytes(&self) -> usize {
@@ -175,18 +200,22 @@ impl Tier {
         let Some(last) = rows.iter().map(|r| r.start_ms.div_euclid(w)).max() else {
             return 0;
         };
-        let len = self.ring.len() as i64;
+        let len = self.cap;
         let open = last + 1;
-        let mut first = open;
-        let mut kept = 0;
-        for r in rows {
-            let n = r.start_ms.div_euclid(w);
-            if n >= open - len {
-                self.ring[n.rem_euclid(len) as usize] = Bucket::from_row(r);
-                first = first.min(n);
-                kept += 1;
-            }
+        let keep: Vec<&crate::export::Row> = rows
+            .iter()
+            .filter(|r| r.start_ms.div_euclid(w) >= open - len)
+            .collect();
+        let first = keep
+            .iter()
+            .map(|r| r.start_ms.div_euclid(w))
+            .min()
+            .unwrap_or(open);
+        self.base = Some(first);
+        for r in &keep {
+            self.set(r.start_ms.div_euclid(w), Bucket::from_row(r));
         }
+        let kept = keep.len();
         self.open = Some(open);
         self.filled = (open - first).clamp(0, len) as u64;
         kept
@@ -740,5 +769,38 @@ impl Recorder {
         n += self.events.capacity() * std::mem::size_of::<Event>();
         n += self.events.iter().map(Event::heap_bytes).sum::<usize>();
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ring_is_reserved_once_and_touched_only_as_buckets_close() {
+        let mut t = Tier::new(TierSpec {
+            width_s: 10,
+            buckets: 100,
+        });
+        let reserved = t.ring.capacity();
+        assert!(reserved >= 100);
+        assert_eq!(t.ring.len(), 0, "nothing touched before a bucket closes");
+        // 30 buckets close: 30 slots touched, from the ring's start.
+        for i in 0..=30 {
+            t.advance(1_000_000 + i * 10_000);
+        }
+        assert_eq!(t.ring.len(), 30);
+        // Three times around: the ring is full, never larger, never moved.
+        for i in 31..=300 {
+            t.advance(1_000_000 + i * 10_000);
+        }
+        assert_eq!(t.ring.len(), 100);
+        assert_eq!(t.ring.capacity(), reserved);
+        assert_eq!(t.filled, 100);
+        // The newest buckets are the ones read back, oldest first.
+        t.acc.touched = false;
+        let rows = t.rows();
+        assert!(rows.is_empty(), "empty buckets are not rows");
+        assert_eq!(t.last_closed(), Some(Bucket::default()));
     }
 }
