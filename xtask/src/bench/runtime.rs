@@ -131,7 +131,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             .note(if recorder {
                 "init, failoverd, recorder"
             } else {
-                "init and failoverd; the recorder is not built yet"
+                "init and failoverd; no separate recorder process (the line-quality recorder runs inside failoverd)"
             }),
     );
     ctx.push(Figure::new(G, "RSS, init", "MiB", rss("init")));
