@@ -1278,6 +1278,10 @@ impl<S: Sys> Init<S> {
     }
 
     fn finish(&mut self, cmd: RebootCmd) {
+        // Reset log (issue 8): the clean shutdown mark, bounded (2 s).
+        if let Some(e) = crate::trial::shutdown(cmd) {
+            say!(self, Warn, "{e}");
+        }
         self.sys.sync();
         if self.watchdog.take().is_some() {
             match self.sys.watchdog_magic_close() {

@@ -8,10 +8,18 @@
 //! reboot (SIGUSR1), and syslinux boots the old default slot because the
 //! boot-once entry is spent. A hang before that is the watchdog's.
 //!
+//! The same process logs why the previous run ended when the description
+//! asks for the reset log (`reset_log`); for that, init's orderly reboot or
+//! power off runs `wanflash-update shutdown reboot|poweroff` as its last
+//! step before the final sync ([`shutdown`], bounded), which leaves a clean
+//! shutdown mark in the store (and writes nothing without `reset_log`).
+//!
 //! A separate process, not a thread: init stays single-threaded (its
 //! fork-then-exec relies on it); init reaps it like any other child.
 
 use std::path::Path;
+
+use crate::sys::RebootCmd;
 
 pub const UPDATER: &str = "/usr/sbin/wanflash-update";
 pub const CONFIG: &str = "/etc/wanflash/update.json";
@@ -46,6 +54,63 @@ pub fn start(failed: usize) -> Option<String> {
     }
 }
 
+/// How long init waits for the clean shutdown mark before it goes on.
+pub const SHUTDOWN_WAIT_MS: u64 = 2000;
+
+/// The shutdown mark's command for `cmd`, when the image has the updater.
+pub fn shutdown_command(exists: impl Fn(&str) -> bool, cmd: RebootCmd) -> Option<Vec<String>> {
+    let kind = match cmd {
+        RebootCmd::Reboot => "reboot",
+        RebootCmd::PowerOff => "poweroff",
+    };
+    if exists(UPDATER) && exists(CONFIG) {
+        Some(vec![
+            UPDATER.to_owned(),
+            "shutdown".to_owned(),
+            kind.to_owned(),
+        ])
+    } else {
+        None
+    }
+}
+
+/// Init's last step before the final sync: `wanflash-update shutdown`
+/// marks the shutdown as clean in the store (images with `reset_log`; the
+/// others exit at once), so the next boot can tell an orderly reboot or
+/// power off from a power cut. Bounded: after [`SHUTDOWN_WAIT_MS`] it is
+/// killed and init goes on; every failure is a message, never a stop.
+pub fn shutdown(cmd: RebootCmd) -> Option<String> {
+    let argv = shutdown_command(|p| Path::new(p).exists(), cmd)?;
+    let mut child = match std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            return Some(format!(
+                "cannot start `{UPDATER}` for the shutdown mark: {e}"
+            ))
+        }
+    };
+    let t0 = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) if st.success() => return None,
+            Ok(Some(st)) => return Some(format!("`{UPDATER} shutdown` failed ({st})")),
+            Ok(None) if t0.elapsed().as_millis() as u64 >= SHUTDOWN_WAIT_MS => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Some(format!(
+                    "`{UPDATER} shutdown` still running after {SHUTDOWN_WAIT_MS} ms: killed"
+                ));
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Err(e) => return Some(format!("waiting for `{UPDATER} shutdown`: {e}")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +122,19 @@ mod tests {
         assert_eq!(
             command(|_| true, 2).unwrap(),
             vec![UPDATER, "boot", "--failed", "2"]
+        );
+    }
+
+    #[test]
+    fn the_shutdown_mark_names_reboot_or_poweroff() {
+        assert_eq!(shutdown_command(|_| false, RebootCmd::Reboot), None);
+        assert_eq!(
+            shutdown_command(|_| true, RebootCmd::Reboot).unwrap(),
+            vec![UPDATER, "shutdown", "reboot"]
+        );
+        assert_eq!(
+            shutdown_command(|_| true, RebootCmd::PowerOff).unwrap(),
+            vec![UPDATER, "shutdown", "poweroff"]
         );
     }
 }

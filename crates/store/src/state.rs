@@ -72,6 +72,7 @@ pub enum ResetReason {
     PowerOn,
     Watchdog,
     OrderlyReboot,
+    Poweroff,
     Rollback,
     KernelPanic,
 }
@@ -82,6 +83,7 @@ impl ResetReason {
             ResetReason::PowerOn => "power-on",
             ResetReason::Watchdog => "watchdog",
             ResetReason::OrderlyReboot => "orderly-reboot",
+            ResetReason::Poweroff => "poweroff",
             ResetReason::Rollback => "rollback",
             ResetReason::KernelPanic => "kernel-panic",
         }
@@ -113,6 +115,16 @@ pub struct State {
     pub slot_b: Option<SlotInfo>,
     #[serde(default)]
     pub resets: Vec<Reset>,
+    /// Left by `wanflash-update shutdown` (init's orderly reboot or power
+    /// off, images with `reset_log` only): `orderly-reboot` or `poweroff`.
+    /// The next boot turns it into a [`Reset`] and clears it; its absence
+    /// with no watchdog or panic evidence means a power cut or cold start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown: Option<ResetReason>,
+    /// The slot that booted last, written with the reset log's boot record
+    /// so the next boot knows which slot the run it reports was on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<Slot>,
     /// The last line-quality snapshot, opaque (hex), written only when the
     /// description asks for snapshots.
     #[serde(default)]

@@ -11,6 +11,7 @@
 pub mod adv;
 pub mod disk;
 pub mod fat;
+pub mod resets;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
@@ -75,7 +76,8 @@ pub struct Config {
     pub accept_unsigned: bool,
     #[serde(default)]
     pub health: Health,
-    /// Log every boot's reset reason in the store (one write per boot).
+    /// Log why every run ended in the store's reset ring: one record write
+    /// per boot, one more per orderly reboot or power off (the clean mark).
     #[serde(default)]
     pub reset_log: bool,
 }
@@ -511,30 +513,70 @@ pub enum Boot {
     RolledBack(String),
 }
 
-/// Reads the store at boot. Writes it only when a pending trial of the
-/// other slot shows the trial boot died (the rollback is recorded).
-pub fn on_boot(card: &Card, booted: Slot) -> Result<Boot, Error> {
+/// Reads the store at boot. Writes it when a pending trial of the other
+/// slot shows the trial boot died (the rollback is recorded, with its
+/// cause from `ev`), and, when the description asks for the reset log
+/// (`reset_log`), to record why the previous run ended: one record write
+/// per boot. Otherwise it writes nothing.
+pub fn on_boot(
+    card: &Card,
+    booted: Slot,
+    ev: &resets::Evidence,
+    reset_log: bool,
+) -> Result<(Boot, Option<Reset>), Error> {
     let mut store = card.store()?;
     let (state, _) = store.load()?;
-    match &state.trial {
-        Some(t) if t.slot == booted => Ok(Boot::Trial(booted)),
-        Some(t) => {
-            let failed = t.slot;
-            let reason = format!("the trial boot of slot {failed} never proved health (watchdog reset, hang or power cut)");
-            let mut s: State = state.clone();
-            s.trial = None;
-            let msg = format!("rolled back from slot {failed}: {reason}");
-            s.last_result = Some(msg.clone());
-            s.push_reset(Reset {
-                reason: ResetReason::Rollback,
-                slot: failed,
-                detail: reason,
-            });
-            store.save(&s)?;
-            Ok(Boot::RolledBack(msg))
-        }
-        None => Ok(Boot::Normal(state.last_result.clone())),
+    let mut ev = ev.clone();
+    ev.shutdown = state.shutdown;
+    ev.trial_died = match &state.trial {
+        Some(t) if t.slot != booted => Some(t.slot),
+        _ => None,
+    };
+    let (why, detail) = resets::reason(&ev);
+    let boot = match &state.trial {
+        Some(t) if t.slot == booted => Boot::Trial(booted),
+        Some(t) => Boot::RolledBack(format!("rolled back from slot {}: {detail}", t.slot)),
+        None => Boot::Normal(state.last_result.clone()),
+    };
+    if !reset_log && ev.trial_died.is_none() {
+        return Ok((boot, None));
     }
+    let mut s: State = state.clone();
+    // The run that ended: a dead trial's slot, else the slot the last
+    // logged boot ran, else (first log) the old slot of a trial boot or
+    // this one.
+    let prev = ev.trial_died.or(state.running).unwrap_or(match boot {
+        Boot::Trial(_) => booted.other(),
+        _ => booted,
+    });
+    let reset = Reset {
+        reason: why,
+        slot: prev,
+        detail,
+    };
+    if let Boot::RolledBack(msg) = &boot {
+        s.trial = None;
+        s.last_result = Some(msg.clone());
+    }
+    s.shutdown = None;
+    s.running = Some(booted);
+    s.push_reset(reset.clone());
+    store.save(&s)?;
+    Ok((boot, Some(reset)))
+}
+
+/// `wanflash-update shutdown`, run by init just before its final sync and
+/// reboot or power off: leaves the clean shutdown mark the next boot reads.
+/// Only images with `reset_log` write; others return `Ok(false)`.
+pub fn mark_shutdown(card: &Card, cfg: &Config, kind: ResetReason) -> Result<bool, Error> {
+    if !cfg.reset_log {
+        return Ok(false);
+    }
+    let mut store = card.store()?;
+    let (mut state, _) = store.load()?;
+    state.shutdown = Some(kind);
+    store.save(&state)?;
+    Ok(true)
 }
 
 /// `wanctl update FILE|-` in one call: the running box's card and slot,
@@ -655,12 +697,9 @@ pub fn status(card: &Card, booted: Slot) -> Result<String, Error> {
         s.push_str(&format!("last result: {r}\n"));
     }
     for r in &state.resets {
-        s.push_str(&format!(
-            "reset: {} slot {} {}\n",
-            r.reason.as_str(),
-            r.slot,
-            r.detail
-        ));
+        let line = format!("reset: {} slot {} {}", r.reason.as_str(), r.slot, r.detail);
+        s.push_str(line.trim_end());
+        s.push('\n');
     }
     Ok(s)
 }

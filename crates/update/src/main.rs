@@ -8,7 +8,9 @@ const USAGE: &str = "usage: wanflash-update update FILE|-   verify a bundle, wri
        wanflash-update update --no-reboot FILE|-
        wanflash-update commit                make the running trial slot the default
        wanflash-update status                slots, versions, last result, reset reasons
-       wanflash-update boot --failed N       (init, once ready) trial check: commit or roll back";
+       wanflash-update boot --failed N       (init, once ready) trial check: commit or roll back;
+                                             with `reset_log`, log why the last run ended
+       wanflash-update shutdown reboot|poweroff  (init, last thing) clean shutdown mark for `reset_log`";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,6 +25,9 @@ fn main() {
 
 fn run(args: &[String]) -> Result<(), String> {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let ["shutdown", kind] = a.as_slice() {
+        return shutdown(kind);
+    }
     let (card, booted) = wanflash_update::this_box().map_err(|e| e.to_string())?;
     let mut out = std::io::stdout();
     match a.as_slice() {
@@ -70,6 +75,28 @@ fn run(args: &[String]) -> Result<(), String> {
     }
 }
 
+/// Run by init after the services are stopped, before its final sync.
+fn shutdown(kind: &str) -> Result<(), String> {
+    use wanflash_store::ResetReason;
+    let kind = match kind {
+        "reboot" => ResetReason::OrderlyReboot,
+        "poweroff" | "power off" => ResetReason::Poweroff,
+        _ => return Err(USAGE.into()),
+    };
+    let cfg = wanflash_update::Config::load(Path::new(wanflash_update::CONFIG_PATH))
+        .map_err(|e| e.to_string())?;
+    if !cfg.reset_log {
+        return Ok(());
+    }
+    let (card, _) = wanflash_update::this_box().map_err(|e| e.to_string())?;
+    wanflash_update::mark_shutdown(&card, &cfg, kind).map_err(|e| e.to_string())?;
+    println!(
+        "wanflash-update: clean {} marked in the store",
+        kind.as_str()
+    );
+    Ok(())
+}
+
 /// Run by init once the services are up: report the slot, record a trial
 /// that died, or prove this trial boot healthy and commit it.
 fn trial(
@@ -80,7 +107,26 @@ fn trial(
     use wanflash_update::Boot;
     let cfg = wanflash_update::Config::load(Path::new(wanflash_update::CONFIG_PATH))
         .map_err(|e| e.to_string())?;
-    match wanflash_update::on_boot(card, booted).map_err(|e| e.to_string())? {
+    let (ev, panic_files) = wanflash_update::resets::gather();
+    let (boot, logged) =
+        wanflash_update::on_boot(card, booted, &ev, cfg.reset_log).map_err(|e| e.to_string())?;
+    if let Some(r) = logged {
+        println!(
+            "wanflash-update: reset logged: {} (slot {}){}",
+            r.reason.as_str(),
+            r.slot,
+            if r.detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", r.detail)
+            }
+        );
+        // Logged: the panic's pstore record goes (it is RAM, not flash).
+        for f in panic_files {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+    match boot {
         Boot::Normal(last) => {
             println!(
                 "wanflash-update: running slot {booted}{}",
