@@ -139,7 +139,9 @@ pub fn make_fat(
 /// else by `update_sign_key`, relative to the repository; unsigned when
 /// there is no key and `update_accept_unsigned = true`; none otherwise),
 /// and the store's flash write budget (`store_snapshot_interval_s`,
-/// `card_write_cycles`), printed.
+/// `card_write_cycles`), printed. The bundle is returned as (file name,
+/// bytes): the caller writes it with the other outputs, atomically, and
+/// lists it in `SHA256SUMS`.
 #[allow(clippy::too_many_arguments)]
 pub fn update_outputs(
     desc: &wanflash_spec::description::Description,
@@ -150,7 +152,7 @@ pub fn update_outputs(
     workspace: &Path,
     out_dir: &Path,
     on_event: &mut dyn FnMut(crate::Event),
-) -> Result<(), Error> {
+) -> Result<Option<(String, Vec<u8>)>, Error> {
     let var = |k: &str| desc.vars.get(k);
     let cycles = var("card_write_cycles")
         .and_then(|v| v.as_integer())
@@ -200,23 +202,21 @@ pub fn update_outputs(
             on_event(crate::Event::Info(
                 "no signing key (`WANFLASH_SIGN_KEY` or `update_sign_key`): no update bundle written".into(),
             ));
-            return Ok(());
+            return Ok(None);
         }
     };
     let version = env!("CARGO_PKG_VERSION");
     let m = wanflash_bundle::manifest(image, version, build_id, kernel, rootfs);
     let bundle = wanflash_bundle::write(&m, kernel, rootfs, seed.as_ref());
-    let path = out_dir.join(format!("{image}.update"));
-    let tmp = fsx::tmp_name(&path);
-    fsx::write(&tmp, &bundle)?;
-    fsx::rename(&tmp, &path)?;
+    let name = format!("{image}.update");
+    let path = out_dir.join(&name);
     on_event(crate::Event::Info(format!(
         "update bundle `{}`: {} ({})",
         path.display(),
         wanflash_spec::size::human(bundle.len() as u64),
         if seed.is_some() { "signed" } else { "unsigned" }
     )));
-    Ok(())
+    Ok(Some((name, bundle)))
 }
 
 /// Sets every time field of the FAT root directory's entries to `epoch`

@@ -836,23 +836,9 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
         files: &tree.manifest(),
     })?;
     let qcow2_img = qcow2::convert(&img, &work.join("qcow2"))?;
-    let outputs: Vec<(String, &[u8])> = vec![
-        (img_name.clone(), &img),
-        (format!("{}.qcow2", opts.image), &qcow2_img),
-        (format!("{}.bmap", opts.image), bmap_xml.as_bytes()),
-        (format!("{}.sbom.json", opts.image), sbom_json.as_bytes()),
-        (format!("{img_name}.gz"), &img_gz),
-        ("manifest.json".into(), manifest_json.as_bytes()),
-        ("kernel.config".into(), k.config.as_bytes()),
-        ("rootfs.tar.gz".into(), &rootfs_tgz),
-    ];
-    let mut sums = String::new();
-    for (name, data) in &outputs {
-        sums.push_str(&format!("{}  {name}\n", sha256_hex(data)));
-    }
-    write_outputs(&out_dir, &outputs, &sums)?;
-    // A/B updates (issue 8): `<name>.update` and the store's write budget.
-    boot::update_outputs(
+    // A/B updates (issue 8): `<name>.update`, written and listed in
+    // SHA256SUMS with the other outputs, and the store's write budget.
+    let bundle = boot::update_outputs(
         &desc,
         &opts.image,
         &build_id,
@@ -862,6 +848,28 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
         &out_dir,
         on_event,
     )?;
+    let mut outputs: Vec<(String, &[u8])> = vec![
+        (img_name.clone(), &img),
+        (format!("{}.qcow2", opts.image), &qcow2_img),
+        (format!("{}.bmap", opts.image), bmap_xml.as_bytes()),
+        (format!("{}.sbom.json", opts.image), sbom_json.as_bytes()),
+        (format!("{img_name}.gz"), &img_gz),
+        ("manifest.json".into(), manifest_json.as_bytes()),
+        ("kernel.config".into(), k.config.as_bytes()),
+        ("rootfs.tar.gz".into(), &rootfs_tgz),
+    ];
+    if let Some((name, data)) = &bundle {
+        outputs.push((name.clone(), data));
+    }
+    let mut sums = String::new();
+    for (name, data) in &outputs {
+        sums.push_str(&format!("{}  {name}\n", sha256_hex(data)));
+    }
+    write_outputs(&out_dir, &outputs, &sums)?;
+    if bundle.is_none() {
+        // No stale bundle of an earlier build next to this image.
+        let _ = std::fs::remove_file(out_dir.join(format!("{}.update", opts.image)));
+    }
     Ok(Report {
         image_path: out_dir.join(&img_name),
         out_dir,

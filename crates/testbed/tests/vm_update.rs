@@ -322,3 +322,25 @@ fn check_store(agent: &mut Agent, last: u64, boot: u64) -> u64 {
     }
     generation
 }
+
+#[test]
+fn the_bundle_is_listed_in_sha256sums_and_checks() {
+    let Some(img) = test_image("test-update") else {
+        return;
+    };
+    let dir = img.parent().unwrap();
+    let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+    assert!(
+        sums.lines().any(|l| l.ends_with("  test-update.update")),
+        "SHA256SUMS does not list the bundle:\n{sums}"
+    );
+    // The format users check with: every listed file, the bundle too.
+    let out = std::process::Command::new("sha256sum")
+        .args(["-c", "--strict", "SHA256SUMS"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "sha256sum -c failed:\n{text}");
+    assert!(text.contains("test-update.update: OK"), "{text}");
+}
