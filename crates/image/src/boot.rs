@@ -162,11 +162,15 @@ pub fn update_outputs(
         .and_then(|v| v.as_integer())
         .unwrap_or(0)
         .max(0) as u64;
-    let b = wanflash_store::write_budget(interval, 0.0, cycles);
+    // The reset log writes a record at each boot and a clean mark at each
+    // orderly shutdown: counted as one reboot a day.
+    let reset_log = var("reset_log").and_then(|v| v.as_bool()).unwrap_or(false);
+    let b = wanflash_store::write_budget(interval, if reset_log { 2.0 } else { 0.0 }, cycles);
     on_event(crate::Event::Info(format!(
-        "store write budget: {:.1} writes/day ({}), {} years to wear-out at {cycles} cycles (plus one write per update, commit or rollback)",
+        "store write budget: {:.1} writes/day ({}{}), {} years to wear-out at {cycles} cycles (plus one write per update, commit or rollback)",
         b.writes_per_day,
         if interval == 0 { "no line-quality snapshots".to_owned() } else { format!("a snapshot every {interval} s") },
+        if reset_log { "; reset log: 2 writes per reboot, one reboot a day" } else { "" },
         if b.years_to_wear_out.is_finite() { format!("{:.0}", b.years_to_wear_out) } else { "unbounded".to_owned() }
     )));
     let key_path = std::env::var_os("WANFLASH_SIGN_KEY")
