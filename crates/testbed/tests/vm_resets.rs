@@ -4,7 +4,8 @@
 //! cold start, an orderly reboot, a watchdog reset (the i6300ESB, opened
 //! by busybox `watchdog` and left to expire), a kernel panic (SysRq `c`,
 //! seen by the next boot through ramoops/pstore), an orderly power off
-//! and a power cut (QEMU killed).
+//! and a power cut (QEMU killed). Without `reset_log`, an orderly reboot
+//! and power off leave the card byte for byte as it was.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -157,5 +158,37 @@ fn each_kind_of_reset_is_logged_by_the_next_boot_in_order() {
             "power-on"
         ],
         "{status}"
+    );
+}
+
+#[test]
+fn without_reset_log_reboots_and_power_offs_write_nothing() {
+    let Some(img) = test_image("test-update") else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let card = work.path().join("card.img");
+    card_copy(&img, &card, CARD).unwrap();
+    let before = std::fs::read(&card).unwrap();
+    let mut vm = start(&card, work.path(), "nolog");
+    let (_, from) = wait(&vm, READY_MARKER, 0, 180);
+    let mut a = agent(&vm);
+    let _ = a.run("kill -USR1 1", Duration::from_secs(5));
+    drop(a);
+    let (_, from) = wait(&vm, "init: reboot now", from, 60);
+    let (_, _) = wait(&vm, READY_MARKER, from, 180);
+    let mut a = agent(&vm);
+    let _ = a.run("kill -USR2 1", Duration::from_secs(5));
+    drop(a);
+    assert!(
+        vm.wait_exit(Duration::from_secs(60)).is_some(),
+        "QEMU did not exit after the power off"
+    );
+    let c = vm.console();
+    assert!(!c.contains("reset logged"), "{c}");
+    assert!(!c.contains("marked in the store"), "{c}");
+    assert!(
+        std::fs::read(&card).unwrap() == before,
+        "a reboot and a power off without `reset_log` changed the card"
     );
 }
