@@ -247,3 +247,27 @@ fn write_budget_of_hourly_snapshots() {
     assert!((b.years_to_wear_out - 11.407).abs() < 0.01, "{b:?}");
     assert!(write_budget(0, 0.0, 1000).years_to_wear_out.is_infinite());
 }
+
+#[test]
+fn records_before_the_reset_log_still_read_and_the_marks_only_appear_when_set() {
+    // A record written before `shutdown`/`running` existed.
+    let old = r#"{"default_slot":"a","trial":null,"last_result":null,"slot_a":null,"slot_b":null,"resets":[{"reason":"watchdog","slot":"b","detail":"x"}],"snapshot":null}"#;
+    let s: State = serde_json::from_str(old).unwrap();
+    assert_eq!(s.shutdown, None);
+    assert_eq!(s.running, None);
+    assert_eq!(s.resets[0].reason, ResetReason::Watchdog);
+    // Unset marks are not written: a record's bytes stay as they were.
+    let text = serde_json::to_string(&s).unwrap();
+    assert!(
+        !text.contains("shutdown") && !text.contains("running"),
+        "{text}"
+    );
+    let s = State {
+        shutdown: Some(ResetReason::Poweroff),
+        running: Some(Slot::B),
+        ..s
+    };
+    let text = serde_json::to_string(&s).unwrap();
+    assert!(text.contains(r#""shutdown":"poweroff""#), "{text}");
+    assert_eq!(serde_json::from_str::<State>(&text).unwrap(), s);
+}
