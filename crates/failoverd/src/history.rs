@@ -47,6 +47,160 @@ pub struct History {
     /// probes are not recorded meanwhile: the history is what the circuit
     /// did, not what the daemon did to the NIC.
     relinking: Vec<Option<Ms>>,
+    /// The store snapshot, when the update policy asks for it.
+    snapshot: Option<Snapshots>,
+}
+
+/// Where the snapshot policy is (the updater's, rendered by the builder).
+const UPDATE_CONFIG: &str = "/etc/wanflash/update.json";
+/// The updater: it owns the store (failoverd never opens the flash).
+const UPDATER: &str = "/usr/sbin/wanflash-update";
+/// `snapshot show` at start may take this long.
+const SHOW_WAIT_MS: u64 = 3000;
+
+/// Periodic snapshots of the history into the persistent store, each
+/// written by a `wanflash-update snapshot save` child fed from a short
+/// thread (the reduce, deflate and flash write never hold up the loop).
+struct Snapshots {
+    interval_ms: Ms,
+    last: Ms,
+    /// The save in flight: at most one.
+    writer: Option<std::thread::JoinHandle<Result<String, String>>>,
+    /// The last outcome logged, so a repeated failure is logged once.
+    said: Option<Result<(), String>>,
+}
+
+/// `store_snapshot_interval_s` of the update policy; absent file or key: 0.
+fn snapshot_interval_s(path: &Path) -> Result<u64, String> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(format!("cannot read `{}`: {e}", path.display())),
+    };
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("`{}` is not JSON: {e}", path.display()))?;
+    match v.get("store_snapshot_interval_s") {
+        None | Some(serde_json::Value::Null) => Ok(0),
+        Some(n) => n.as_u64().ok_or_else(|| {
+            format!(
+                "`{}`: `store_snapshot_interval_s` must be a whole number of seconds",
+                path.display()
+            )
+        }),
+    }
+}
+
+/// The stored snapshot, through `wanflash-update snapshot show` (at most
+/// [`SHOW_WAIT_MS`]); `Ok(None)` when none is stored.
+fn stored_snapshot() -> Result<Option<wanflash_linequality::Export>, String> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(UPDATER)
+        .args(["snapshot", "show"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run `{UPDATER} snapshot show`: {e}"))?;
+    let mut out = child.stdout.take();
+    let reader = std::thread::Builder::new()
+        .name("snapshot-show".into())
+        .spawn(move || {
+            let mut b = Vec::new();
+            if let Some(o) = out.as_mut() {
+                let _ = o.read_to_end(&mut b);
+            }
+            b
+        });
+    let reader = match reader {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("cannot start a thread to read the snapshot: {e}"));
+        }
+    };
+    let t = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if t.elapsed().as_millis() < u128::from(SHOW_WAIT_MS) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = reader.join();
+                return Err(format!(
+                    "`{UPDATER} snapshot show` did not answer within {SHOW_WAIT_MS} ms"
+                ));
+            }
+            Err(e) => return Err(format!("`{UPDATER} snapshot show`: {e}")),
+        }
+    };
+    let bytes = reader
+        .join()
+        .map_err(|_| format!("`{UPDATER} snapshot show`: its output was lost"))?;
+    if !status.success() {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        return Err(format!(
+            "`{UPDATER} snapshot show` failed ({status}): {}",
+            err.trim()
+        ));
+    }
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    wanflash_linequality::snapshot::expand(&bytes)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// Reduces `export` to the store's budget and hands it to
+/// `wanflash-update snapshot save`; its answer, or why not.
+fn save_snapshot(export: &wanflash_linequality::Export) -> Result<String, String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    use wanflash_linequality::snapshot;
+    let bytes = snapshot::reduce(export, snapshot::BUDGET).map_err(|e| e.to_string())?;
+    let mut child = Command::new(UPDATER)
+        .args(["snapshot", "save"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run `{UPDATER} snapshot save`: {e}"))?;
+    // Written whole, then closed; the child is reaped even if it stopped
+    // reading.
+    let written = match child.stdin.take() {
+        Some(mut stdin) => stdin.write_all(&bytes),
+        None => Ok(()),
+    };
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("`{UPDATER} snapshot save`: {e}"))?;
+    if out.status.success() {
+        written.map_err(|e| format!("cannot give `{UPDATER} snapshot save` the snapshot: {e}"))?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(format!(
+            "`{UPDATER} snapshot save` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Logs a line the way the daemon does (the console may be gone).
+fn say(line: Result<String, String>) {
+    use std::io::Write;
+    let _ = match line {
+        Ok(s) => writeln!(std::io::stdout(), "{s}"),
+        Err(s) => writeln!(std::io::stderr(), "error: {s}"),
+    };
 }
 
 /// A re-link that never reports carrier stops being waited for after this.
@@ -91,6 +245,42 @@ impl History {
         let host = fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "-".to_owned());
+        let mut errors = Vec::new();
+        let mut snap_notes = Vec::new();
+        let snapshot = match snapshot_interval_s(Path::new(UPDATE_CONFIG)) {
+            Ok(0) => None,
+            Ok(s) => {
+                match stored_snapshot() {
+                    Ok(Some(export)) => match rec.restore(&export) {
+                        Ok(rows) => snap_notes.push(format!(
+                            "history restored from the store: {} events, {rows} buckets (taken at {})",
+                            export.events.len(),
+                            wanflash_linequality::time::rfc3339(export.exported_ms)
+                        )),
+                        Err(e) => errors.push(format!(
+                            "the store's line-quality snapshot is not restored, starting empty: {e}"
+                        )),
+                    },
+                    Ok(None) => snap_notes.push("no history in the store yet".to_owned()),
+                    Err(e) => errors.push(format!(
+                        "the store's line-quality snapshot is not restored, starting empty: {e}"
+                    )),
+                }
+                snap_notes.push(format!(
+                    "history is kept in the store every {s} s (`store_snapshot_interval_s`)"
+                ));
+                Some(Snapshots {
+                    interval_ms: s.saturating_mul(1000),
+                    last: 0,
+                    writer: None,
+                    said: None,
+                })
+            }
+            Err(e) => {
+                errors.push(format!("history is not kept in the store: {e}"));
+                None
+            }
+        };
         let mut notes = vec![format!(
             "recording {} circuits: {} ({} KiB of history each, allocated now)",
             circuits.len(),
@@ -102,7 +292,7 @@ impl History {
                 .join(", "),
             recording.bytes_per_circuit() / 1024
         )];
-        let mut errors = Vec::new();
+        notes.extend(snap_notes);
         let syslog = match recording.syslog {
             Some(addr) => match Sender::new(addr) {
                 Ok(s) => {
@@ -146,6 +336,7 @@ impl History {
                 last_counters: None,
                 sys: "/sys/class/net".to_owned(),
                 relinking: vec![None; fsm.target_count()],
+                snapshot,
             },
             notes,
             errors,
@@ -233,6 +424,42 @@ impl History {
         {
             self.last_counters = Some(now);
             self.counters(fsm, now);
+        }
+        self.snapshot_turn(now);
+    }
+
+    /// Reaps a finished snapshot save; starts the next one when due and
+    /// none is in flight.
+    fn snapshot_turn(&mut self, now: Ms) {
+        let Some(s) = self.snapshot.as_mut() else {
+            return;
+        };
+        if s.writer.as_ref().is_some_and(|w| w.is_finished()) {
+            if let Some(w) = s.writer.take() {
+                let r = w
+                    .join()
+                    .unwrap_or_else(|_| Err("the snapshot writer died".to_owned()));
+                let key = r.as_ref().map(|_| ()).map_err(Clone::clone);
+                if s.said.as_ref() != Some(&key) {
+                    say(r.map(|m| format!("wanflash-update: {m}")));
+                    s.said = Some(key);
+                }
+            }
+        }
+        if s.writer.is_some() || now.saturating_sub(s.last) < s.interval_ms {
+            return;
+        }
+        s.last = now;
+        let export = wanflash_linequality::Export::from_recorder(&self.rec, &self.host, now);
+        match std::thread::Builder::new()
+            .name("snapshot-save".into())
+            .spawn(move || save_snapshot(&export))
+        {
+            Ok(w) => s.writer = Some(w),
+            Err(e) => say(Err(format!(
+                "cannot start a thread to save the history: {e}; retrying in {} s",
+                s.interval_ms / 1000
+            ))),
         }
     }
 

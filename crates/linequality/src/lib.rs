@@ -100,6 +100,7 @@ pub mod host;
 pub mod http;
 pub mod metrics;
 pub mod recorder;
+pub mod snapshot;
 pub mod stats;
 pub mod syslog;
 pub mod time;

@@ -80,6 +80,11 @@ pub struct Config {
     /// per boot, one more per orderly reboot or power off (the clean mark).
     #[serde(default)]
     pub reset_log: bool,
+    /// Seconds between failoverd's line-quality snapshots in the store
+    /// (`store_snapshot_interval_s` in the description); 0: none, and
+    /// `wanflash-update snapshot save` refuses.
+    #[serde(default)]
+    pub store_snapshot_interval_s: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -602,6 +607,30 @@ pub fn save_snapshot(card: &Card, bytes: &[u8]) -> Result<u64, Error> {
     let (mut state, _) = store.load()?;
     state.snapshot = Some(wanflash_bundle::hex(bytes));
     Ok(store.save(&state)?)
+}
+
+/// `wanflash-update snapshot save`: stores `bytes` when the policy asks for
+/// snapshots; refused (nothing written) otherwise.
+pub fn save_snapshot_if_asked(card: &Card, cfg: &Config, bytes: &[u8]) -> Result<u64, Error> {
+    if cfg.store_snapshot_interval_s == 0 {
+        return Err(Error::Config {
+            path: CONFIG_PATH.into(),
+            message: "`store_snapshot_interval_s` is 0 or absent: this image keeps no line-quality history in the store; nothing written (set `store_snapshot_interval_s` in the description's [vars] to keep it)".into(),
+        });
+    }
+    save_snapshot(card, bytes)
+}
+
+/// The stored line-quality snapshot's bytes, if any.
+pub fn load_snapshot(card: &Card) -> Result<Option<Vec<u8>>, Error> {
+    let mut store = card.store()?;
+    let (state, _) = store.load()?;
+    match state.snapshot {
+        None => Ok(None),
+        Some(h) => wanflash_bundle::unhex(&h).map(Some).ok_or_else(|| {
+            Error::State("the store's line-quality snapshot is not hex: the record is damaged; the next `snapshot save` replaces it".into())
+        }),
+    }
 }
 
 /// Seconds since boot, from `/proc/uptime`.

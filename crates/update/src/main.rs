@@ -10,7 +10,9 @@ const USAGE: &str = "usage: wanflash-update update FILE|-   verify a bundle, wri
        wanflash-update status                slots, versions, last result, reset reasons
        wanflash-update boot --failed N       (init, once ready) trial check: commit or roll back;
                                              with `reset_log`, log why the last run ended
-       wanflash-update shutdown reboot|poweroff  (init, last thing) clean shutdown mark for `reset_log`";
+       wanflash-update shutdown reboot|poweroff  (init, last thing) clean shutdown mark for `reset_log`
+       wanflash-update snapshot save         (failoverd) store the line-quality snapshot on stdin
+       wanflash-update snapshot show         the stored snapshot's bytes on stdout (nothing if none)";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,6 +29,9 @@ fn run(args: &[String]) -> Result<(), String> {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     if let ["shutdown", kind] = a.as_slice() {
         return shutdown(kind);
+    }
+    if let ["snapshot", what] = a.as_slice() {
+        return snapshot(what);
     }
     let (card, booted) = wanflash_update::this_box().map_err(|e| e.to_string())?;
     let mut out = std::io::stdout();
@@ -69,6 +74,44 @@ fn run(args: &[String]) -> Result<(), String> {
                 "{}",
                 wanflash_update::status(&card, booted).map_err(|e| e.to_string())?
             );
+            Ok(())
+        }
+        _ => Err(USAGE.into()),
+    }
+}
+
+/// failoverd's line-quality snapshot: `save` (stdin to the store, only
+/// when the policy asks) or `show` (the stored bytes to stdout).
+fn snapshot(what: &str) -> Result<(), String> {
+    use std::io::Read;
+    match what {
+        "save" => {
+            let cfg = wanflash_update::Config::load(Path::new(wanflash_update::CONFIG_PATH))
+                .map_err(|e| e.to_string())?;
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("cannot read the snapshot on stdin: {e}"))?;
+            if bytes.is_empty() {
+                return Err("no snapshot on stdin: nothing written".into());
+            }
+            let (card, _) = wanflash_update::this_box().map_err(|e| e.to_string())?;
+            let g = wanflash_update::save_snapshot_if_asked(&card, &cfg, &bytes)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "line-quality snapshot of {} bytes stored (store generation {g})",
+                bytes.len()
+            );
+            Ok(())
+        }
+        "show" => {
+            let (card, _) = wanflash_update::this_box().map_err(|e| e.to_string())?;
+            if let Some(b) = wanflash_update::load_snapshot(&card).map_err(|e| e.to_string())? {
+                let mut out = std::io::stdout();
+                out.write_all(&b)
+                    .and_then(|()| out.flush())
+                    .map_err(|e| format!("cannot write the snapshot to stdout: {e}"))?;
+            }
             Ok(())
         }
         _ => Err(USAGE.into()),

@@ -93,3 +93,44 @@ fn health_deadline_and_failed_services() {
     };
     assert_eq!(wait_healthy(&ok, 0, &|| 0.0).unwrap(), "every service up");
 }
+
+/// failoverd's snapshot budget fits the real record: a 1 MiB store
+/// partition holding a full reset ring, both slots' info, a trial and a
+/// last result, with a snapshot of the whole budget (as hex).
+#[test]
+fn a_snapshot_of_the_whole_budget_fits_the_store_beside_a_full_state() {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    f.as_file().set_len(1 << 20).unwrap();
+    let mut store = Store::new(FileDevice::open(f.path(), 0, 1 << 20).unwrap()).unwrap();
+    let mut s = State::default();
+    let info = SlotInfo {
+        image: "x".repeat(64),
+        version: "v".repeat(64),
+        build_id: "b".repeat(64),
+    };
+    s.set_slot_info(Slot::A, info.clone());
+    s.set_slot_info(Slot::B, info);
+    s.trial = Some(Trial {
+        slot: Slot::B,
+        attempts: 1,
+    });
+    s.last_result = Some("r".repeat(512));
+    for _ in 0..wanflash_store::state::RESET_RING {
+        s.push_reset(Reset {
+            reason: ResetReason::KernelPanic,
+            slot: Slot::A,
+            detail: "d".repeat(200),
+        });
+    }
+    s.shutdown = Some(ResetReason::OrderlyReboot);
+    s.running = Some(Slot::A);
+    let budget = wanflash_linequality::snapshot::BUDGET;
+    s.snapshot = Some(wanflash_bundle::hex(&vec![0xa5; budget]));
+    let len = serde_json::to_vec(&s).unwrap().len() as u64;
+    eprintln!("record {len} of {} bytes", store.room());
+    store.save(&s).unwrap();
+    assert_eq!(store.load().unwrap().0, s);
+    // And the budget is not wasteful: 16 KiB more would not fit.
+    s.snapshot = Some(wanflash_bundle::hex(&vec![0xa5; budget + 16 * 1024]));
+    assert!(store.save(&s).is_err());
+}
