@@ -12,10 +12,10 @@ mod build;
 mod debian;
 mod failover;
 mod recording;
-mod ship;
-mod update;
 mod runtime;
+mod ship;
 mod size;
+mod update;
 
 use std::path::{Path, PathBuf};
 
@@ -326,7 +326,6 @@ fn run_groups(args: &Args, ctx: &mut Ctx) -> Result<()> {
 }
 
 fn report(ws: &Path, ctx: &Ctx, started: std::time::Instant) -> Result<()> {
-
     println!(
         "\n{:<58} {:>14} | {:<40} {:>9} | {:>7} | {:>8}",
         "figure", "wanflash", "peer", "peer", "ratio", "target"
