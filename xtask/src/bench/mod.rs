@@ -11,6 +11,7 @@ mod boot;
 mod build;
 mod debian;
 mod failover;
+mod reaction;
 mod recording;
 mod runtime;
 mod ship;
@@ -84,6 +85,11 @@ pub const GROUPS: &[Group] = &[
         name: "failover",
         about: "failoverd vs bonding miimon, ARP monitor, mwan3-style ping tracking",
         run: failover::run,
+    },
+    Group {
+        name: "reaction",
+        about: "failoverd's reaction on the host kernel (veth, netns): carrier loss, silent far end at 20 ms",
+        run: reaction::run,
     },
     Group {
         name: "recording",
