@@ -130,6 +130,8 @@ pub fn run(args: &Args) -> Result<()> {
     vm.args([
         "test",
         "--locked",
+        // Every test binary runs, so one run shows every failure.
+        "--no-fail-fast",
         "-p",
         "wanflash-testbed",
         "-p",

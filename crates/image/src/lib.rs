@@ -739,13 +739,14 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
             needed: human(layout.card_bytes()),
             over: human(needed.saturating_sub(flash)),
             parts: format!(
-                "  MBR gap {}\n  boot partition {} (kernel {} x 2 slots + syslinux)\n  root slot A {} (root filesystem {})\n  root slot B {}",
+                "  MBR gap {}\n  boot partition {} (kernel {} x 2 slots + syslinux)\n  root slot A {} (root filesystem {})\n  root slot B {}\n  store {}",
                 human(mbr::ALIGN),
                 human(layout.partitions[0].size),
                 human(boot_files_len),
                 human(root_a.size),
                 human(sqfs.len() as u64),
-                human(layout.partitions[2].size)
+                human(layout.partitions[2].size),
+                human(layout.partitions.get(3).map_or(0, |p| p.size))
             ),
         })));
     }

@@ -181,9 +181,12 @@ fn image_too_big_for_the_flash_lists_the_parts() {
         err.contains("does not fit the 32.00 MiB flash card"),
         "{err}"
     );
-    assert!(err.contains("needs 39.00 MiB, 7.00 MiB too much"), "{err}");
+    // 1 MiB gap + 6 MiB boot + 2 x 16 MiB root slots + 1 MiB store.
+    assert!(err.contains("needs 40.00 MiB, 8.00 MiB too much"), "{err}");
     assert!(
-        err.contains("boot partition") && err.contains("root slot B"),
+        err.contains("boot partition")
+            && err.contains("root slot B")
+            && err.contains("store 1.00 MiB"),
         "{err}"
     );
 }
