@@ -302,6 +302,8 @@ struct Stats {
     late: u64,
     last_rtt_us: Option<u64>,
     last_answered_seq: u32,
+    /// When the last answer arrived.
+    last_answer_at: Option<Ms>,
     /// Smoothed |delay variation| (RFC 3550 style, gain 1/16), per
     /// direction, for the UDP echo; of the RTT for ICMP.
     jitter_fwd_us: Option<u64>,
@@ -707,6 +709,7 @@ impl Fsm {
             Some(o) if o.seq == seq && !o.answered => {
                 o.answered = true;
                 t.stats.last_answered_seq = seq;
+                t.stats.last_answer_at = Some(now);
                 t.misses = 0;
                 t.window.push(true);
                 t.stats.record(&sample);
@@ -948,11 +951,20 @@ impl Fsm {
         let m = &self.members[mi];
         let t = &self.targets[m.target];
         let judged = self.paths[m.path].health == Health::Up;
+        // Missed member probes blame the circuit only while the far end
+        // still answers the path's own probes, an interval or more after
+        // the member's first miss: when the far end's daemon stops (or
+        // restarts), every member misses at once, in an order set by the
+        // probes' phases, and none of them is a failed circuit.
+        let far_end_answers = self.targets[self.paths[m.path].target]
+            .stats
+            .last_answer_at
+            .is_some_and(|a| a > t.first_miss_at + u64::from(t.settings.interval_ms));
         if !t.carrier {
             Some((Cause::CarrierLost, 0))
         } else if !judged {
             None
-        } else if t.misses >= t.settings.multiplier {
+        } else if t.misses >= t.settings.multiplier && far_end_answers {
             Some((
                 Cause::Missed { probes: t.misses },
                 now.saturating_sub(t.first_miss_at),

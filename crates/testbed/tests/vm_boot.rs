@@ -142,7 +142,7 @@ fn image_mbr_matches_the_manifest() {
         let sig = u32::from_le_bytes(img[0x1b8..0x1bc].try_into().unwrap());
         assert_eq!(format!("{sig:08x}"), m["disk_signature"].as_str().unwrap());
         let parts = m["partitions"].as_array().unwrap();
-        assert_eq!(parts.len(), 3, "{name}: boot, root-a, root-b");
+        assert_eq!(parts.len(), 4, "{name}: boot, root-a, root-b, store");
         for (i, p) in parts.iter().enumerate() {
             let e = &img[0x1be + 16 * i..0x1be + 16 * (i + 1)];
             let start = u32::from_le_bytes(e[8..12].try_into().unwrap()) as u64 * 512;

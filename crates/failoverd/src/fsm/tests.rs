@@ -725,3 +725,36 @@ fn a_restored_bundle_keeps_every_member_even_if_they_answer_one_by_one() {
     assert_eq!(member_moves(&ds).len(), 1, "{:#?}", sim.lines(&ds));
     assert_eq!(sim.fsm.member_state(2), Some(MemberState::Out));
 }
+
+#[test]
+fn the_far_ends_daemon_stopping_splits_no_member() {
+    let mut sim = started();
+    sim.run_until(1005);
+    // The far end's failoverd is killed: its answers stop on every
+    // member and on the path, the first member a little earlier by the
+    // probes' phases.
+    sim.set_silent(&["eth0"], true);
+    sim.run_until(1030);
+    sim.set_silent(&["bond0", "eth1", "eth2", "eth3"], true);
+    sim.run_until(2000);
+    let ds = sim.take();
+    assert_eq!(
+        member_moves(&ds),
+        Vec::<String>::new(),
+        "{:#?}",
+        sim.lines(&ds)
+    );
+    // It is restarted: everything answers again, nothing was split.
+    sim.set_silent(&["bond0", "eth0", "eth1", "eth2", "eth3"], false);
+    sim.run_until(9000);
+    let ds = sim.take();
+    assert_eq!(
+        member_moves(&ds),
+        Vec::<String>::new(),
+        "{:#?}",
+        sim.lines(&ds)
+    );
+    for m in 0..3 {
+        assert_eq!(sim.fsm.member_state(m), Some(MemberState::In));
+    }
+}
