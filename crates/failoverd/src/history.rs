@@ -213,8 +213,18 @@ pub struct Opened {
     pub errors: Vec<String>,
 }
 
-fn read_u64(path: &Path) -> Option<u64> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
+/// The members of the bonds the paths run over, with their link-failure
+/// counts, from `/proc/net/bonding`.
+fn slaves(fsm: &Fsm) -> Vec<host::Slave> {
+    let mut slaves = Vec::new();
+    for t in 0..fsm.target_count() {
+        if let Some(TargetKind::Path(_)) = fsm.target_kind(t) {
+            if let Ok(s) = host::read_bonding(Path::new("/proc"), fsm.target_interface(t)) {
+                slaves.extend(s);
+            }
+        }
+    }
+    slaves
 }
 
 impl History {
@@ -409,8 +419,14 @@ impl History {
                 }
             }
         }
-        let sys = self.sys.clone();
-        let events = record(&mut self.rec, fsm, d, now, &|m| link_failures(&sys, m));
+        let slaves = slaves(fsm);
+        let link_failures = |m: &str| {
+            slaves
+                .iter()
+                .find(|s| s.name == m)
+                .map_or(0, |s| s.link_failures)
+        };
+        let events = record(&mut self.rec, fsm, d, now, &link_failures);
         events.iter().filter_map(|e| self.send(e)).collect()
     }
 
@@ -465,15 +481,7 @@ impl History {
 
     fn counters(&mut self, fsm: &Fsm, now: Ms) {
         let sys = Path::new(&self.sys);
-        // The bonds' slaves: link-failure counts of the members in them.
-        let mut slaves = Vec::new();
-        for t in 0..fsm.target_count() {
-            if let Some(TargetKind::Path(_)) = fsm.target_kind(t) {
-                if let Ok(s) = host::read_bonding(Path::new("/proc"), fsm.target_interface(t)) {
-                    slaves.extend(s);
-                }
-            }
-        }
+        let slaves = slaves(fsm);
         for t in 0..fsm.target_count() {
             let Some(c) = self.circuit(t) else { continue };
             let iface = fsm.target_interface(t);
@@ -553,11 +561,6 @@ impl History {
         self.metrics = Some(Server::new(l));
         Some(format!("metrics on http://{addr}/metrics"))
     }
-}
-
-fn link_failures(sys: &str, member: &str) -> u64 {
-    read_u64(&Path::new(sys).join(format!("{member}/bonding_slave/link_failure_count")))
-        .unwrap_or(0)
 }
 
 /// What a decision means for the history: outages and member take-outs

@@ -237,25 +237,10 @@ fn configure(p: &mut BenchPair, m: Mech) -> Result<()> {
                         s.gw_bundle
                     )
                 };
-                format!(
-                    "set -e; B=/sys/class/net/bond0/bonding\n\
-                     kill -STOP $(pidof failoverd) 2>/dev/null || true\n\
-                     while ip route del {far} metric 0 2>/dev/null; do :; done\n\
-                     ip link set bond0 down\n\
-                     for s in $(cat $B/slaves); do echo -$s > $B/slaves; done\n\
-                     echo 0 > $B/arp_interval; for t in $(cat $B/arp_ip_target); do echo -$t > $B/arp_ip_target; done\n\
-                     echo {mode} > $B/mode\n\
-                     {monitor}\n\
-                     for s in eth0 eth1 eth2; do ip link set $s down; echo +$s > $B/slaves; done\n\
-                     [ {mode} = broadcast ] || echo eth0 > $B/primary\n\
-                     ip link set bond0 up\n\
-                     ip addr add {addr} dev bond0 2>/dev/null || true\n\
-                     ip route replace {far} via {gw} metric 10\n\
-                     ip route replace {far} via {gw3} metric 20\n",
-                    far = s.far_lan,
-                    addr = s.bundle_addr,
-                    gw = s.gw_bundle,
-                    gw3 = s.gw_t3,
+                rebond(
+                    s,
+                    &format!("echo {mode} > $B/mode\n{monitor}"),
+                    &format!("[ {mode} = broadcast ] || echo eth0 > $B/primary"),
                 )
             })?;
             failoverd_stopped(p)?;
@@ -267,24 +252,11 @@ fn configure(p: &mut BenchPair, m: Mech) -> Result<()> {
         Mech::Mwan3 => {
             // Back to the image's bond (balance-rr, miimon 50) without failoverd.
             both(p, |s| {
-                format!(
-                    "set -e; B=/sys/class/net/bond0/bonding\n\
-                     kill -STOP $(pidof failoverd) 2>/dev/null || true\n\
-                     while ip route del {far} metric 0 2>/dev/null; do :; done\n\
-                     ip link set bond0 down\n\
-                     for s in $(cat $B/slaves); do echo -$s > $B/slaves; done\n\
-                     echo 0 > $B/arp_interval; for t in $(cat $B/arp_ip_target); do echo -$t > $B/arp_ip_target; done\n\
-                     echo balance-rr > $B/mode; echo 50 > $B/miimon\n\
-                     sysctl -qw net.ipv4.conf.all.ignore_routes_with_linkdown=1\n\
-                     for s in eth0 eth1 eth2; do ip link set $s down; echo +$s > $B/slaves; done\n\
-                     ip link set bond0 up\n\
-                     ip addr add {addr} dev bond0 2>/dev/null || true\n\
-                     ip route replace {far} via {gw} metric 10\n\
-                     ip route replace {far} via {gw3} metric 20\n",
-                    far = s.far_lan,
-                    addr = s.bundle_addr,
-                    gw = s.gw_bundle,
-                    gw3 = s.gw_t3,
+                rebond(
+                    s,
+                    "echo balance-rr > $B/mode; echo 50 > $B/miimon\n\
+                     sysctl -qw net.ipv4.conf.all.ignore_routes_with_linkdown=1",
+                    "",
                 )
             })?;
             failoverd_stopped(p)?;
@@ -292,6 +264,32 @@ fn configure(p: &mut BenchPair, m: Mech) -> Result<()> {
             start_mwan3(p)
         }
     }
+}
+
+/// The script that stops failoverd (SIGSTOP), removes its routes, and
+/// re-makes bond0 with `settings` (lines run with `$B` the bond's sysfs
+/// folder, before the members are enslaved again) and `after_enslave`,
+/// then puts back the bundle's address and netcfg's two static routes.
+fn rebond(s: &Site, settings: &str, after_enslave: &str) -> String {
+    format!(
+        "set -e; B=/sys/class/net/bond0/bonding\n\
+         kill -STOP $(pidof failoverd) 2>/dev/null || true\n\
+         while ip route del {far} metric 0 2>/dev/null; do :; done\n\
+         ip link set bond0 down\n\
+         for s in $(cat $B/slaves); do echo -$s > $B/slaves; done\n\
+         echo 0 > $B/arp_interval; for t in $(cat $B/arp_ip_target); do echo -$t > $B/arp_ip_target; done\n\
+         {settings}\n\
+         for s in eth0 eth1 eth2; do ip link set $s down; echo +$s > $B/slaves; done\n\
+         {after_enslave}\n\
+         ip link set bond0 up\n\
+         ip addr add {addr} dev bond0 2>/dev/null || true\n\
+         ip route replace {far} via {gw} metric 10\n\
+         ip route replace {far} via {gw3} metric 20\n",
+        far = s.far_lan,
+        addr = s.bundle_addr,
+        gw = s.gw_bundle,
+        gw3 = s.gw_t3,
+    )
 }
 
 /// failoverd must be stopped (SIGSTOP, state T) on both routers while a
