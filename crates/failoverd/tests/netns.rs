@@ -11,12 +11,21 @@
 //!   va  192.0.2.1/30      <-- veth -->  vb  192.0.2.2/30     "T1"
 //!   va2 198.51.100.1/30   <-- veth -->  vb2 198.51.100.2/30  "T3"
 //! ```
+//!
+//! The steady-state test adds two pairs, so that A probes four circuits
+//! as the bench image does (the bundle's three T1s and the T3; with no
+//! bonding here, each T1 is a path of its own):
+//!
+//! ```text
+//!   va3 192.0.2.5/30      <-- veth -->  vb3 192.0.2.6/30     "T1b"
+//!   va4 192.0.2.9/30      <-- veth -->  vb4 192.0.2.10/30    "T1c"
+//! ```
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::net::UnixStream;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -104,10 +113,53 @@ fn b_command(cmd: Cmd) -> Option<Cmd> {
     }
 }
 
-/// Builds the two-router lab, runs `b` in B's namespace once its side is
-/// configured (it gets B's commands; `exit` when A is done) and `a` in
-/// A's, and returns what `a` returns.
-fn lab<A, B, R>(b: B, a: A) -> R
+/// One veth pair of the lab: A's end and address, B's end and address.
+#[derive(Clone, Copy)]
+struct Pair {
+    a: &'static str,
+    a_addr: &'static str,
+    b: &'static str,
+    b_addr: &'static str,
+}
+
+/// The T1 and the T3.
+const T1_T3: &[Pair] = &[
+    Pair {
+        a: "va",
+        a_addr: "192.0.2.1/30",
+        b: "vb",
+        b_addr: "192.0.2.2/30",
+    },
+    Pair {
+        a: "va2",
+        a_addr: "198.51.100.1/30",
+        b: "vb2",
+        b_addr: "198.51.100.2/30",
+    },
+];
+
+/// The T1 bundle's three circuits and the T3.
+const FOUR: &[Pair] = &[
+    T1_T3[0],
+    Pair {
+        a: "va3",
+        a_addr: "192.0.2.5/30",
+        b: "vb3",
+        b_addr: "192.0.2.6/30",
+    },
+    Pair {
+        a: "va4",
+        a_addr: "192.0.2.9/30",
+        b: "vb4",
+        b_addr: "192.0.2.10/30",
+    },
+    T1_T3[1],
+];
+
+/// Builds the two-router lab joined by `pairs`, runs `b` in B's
+/// namespace once its side is configured (it gets B's commands; `exit`
+/// when A is done) and `a` in A's, and returns what `a` returns.
+fn lab<A, B, R>(pairs: &'static [Pair], b: B, a: A) -> R
 where
     A: FnOnce(mpsc::Sender<Cmd>) -> R + Send + 'static,
     B: FnOnce(mpsc::Receiver<Cmd>) + Send + 'static,
@@ -122,10 +174,10 @@ where
         tid_tx.send(nix::unistd::gettid().as_raw()).unwrap();
         go_rx.recv().unwrap();
         ip(&["link", "set", "lo", "up"]).unwrap();
-        ip(&["addr", "add", "192.0.2.2/30", "dev", "vb"]).unwrap();
-        ip(&["addr", "add", "198.51.100.2/30", "dev", "vb2"]).unwrap();
-        ip(&["link", "set", "vb", "up"]).unwrap();
-        ip(&["link", "set", "vb2", "up"]).unwrap();
+        for p in pairs {
+            ip(&["addr", "add", p.b_addr, "dev", p.b]).unwrap();
+            ip(&["link", "set", p.b, "up"]).unwrap();
+        }
         ready_tx.send(()).unwrap();
         b(cmd_rx);
     });
@@ -133,15 +185,13 @@ where
     let local = thread::spawn(move || {
         unshare(CloneFlags::CLONE_NEWNET).unwrap();
         ip(&["link", "set", "lo", "up"]).unwrap();
-        ip(&["link", "add", "va", "type", "veth", "peer", "name", "vb"]).unwrap();
-        ip(&["link", "add", "va2", "type", "veth", "peer", "name", "vb2"]).unwrap();
-        // A thread's id names its namespace as a process id would.
-        ip(&["link", "set", "vb", "netns", &tid.to_string()]).unwrap();
-        ip(&["link", "set", "vb2", "netns", &tid.to_string()]).unwrap();
-        ip(&["addr", "add", "192.0.2.1/30", "dev", "va"]).unwrap();
-        ip(&["addr", "add", "198.51.100.1/30", "dev", "va2"]).unwrap();
-        ip(&["link", "set", "va", "up"]).unwrap();
-        ip(&["link", "set", "va2", "up"]).unwrap();
+        for p in pairs {
+            ip(&["link", "add", p.a, "type", "veth", "peer", "name", p.b]).unwrap();
+            // A thread's id names its namespace as a process id would.
+            ip(&["link", "set", p.b, "netns", &tid.to_string()]).unwrap();
+            ip(&["addr", "add", p.a_addr, "dev", p.a]).unwrap();
+            ip(&["link", "set", p.a, "up"]).unwrap();
+        }
         go_tx.send(()).unwrap();
         ready_rx.recv().unwrap();
         // B is told to exit even when A's checks fail, or it would wait
@@ -250,7 +300,7 @@ fn routes_to(ch: &mut Channel, dest: &str) -> Vec<netlink::RouteEntry> {
 #[test]
 fn probes_bound_to_their_interface_and_route_replace_in_namespaces() {
     skip_unless_possible!();
-    lab(echo_responder, |_b| {
+    lab(T1_T3, echo_responder, |_b| {
         // The wanflash echo over each circuit, each socket bound to its
         // interface.
         let s = udp_round_trip("va", "192.0.2.2", 7).unwrap();
@@ -451,10 +501,20 @@ fn logged(log: &Log, needle: &str) -> Option<String> {
 /// Router B: a whole failoverd, serving B's commands; `kill` stops the
 /// daemon (its circuits keep carrier: a silent far-end failure).
 fn b_daemon(cfg: Failover, log: Log) -> impl FnOnce(mpsc::Receiver<Cmd>) + Send + 'static {
+    b_daemon_tid(cfg, log, Arc::default())
+}
+
+/// [`b_daemon`], which also puts the daemon thread's id in `tid`.
+fn b_daemon_tid(
+    cfg: Failover,
+    log: Log,
+    tid: Arc<AtomicI32>,
+) -> impl FnOnce(mpsc::Receiver<Cmd>) + Send + 'static {
     move |cmds| {
         let flag = Arc::new(AtomicBool::new(false));
         let f2 = flag.clone();
         let d = thread::spawn(move || {
+            tid.store(nix::unistd::gettid().as_raw(), Ordering::Relaxed);
             let mut d = Daemon::new(&cfg, logger(&log)).unwrap();
             d.run(&f2).unwrap();
         });
@@ -477,17 +537,20 @@ fn b_daemon(cfg: Failover, log: Log) -> impl FnOnce(mpsc::Receiver<Cmd>) + Send 
     }
 }
 
-/// A's failoverd in a thread of A's namespace; returns its stop flag and
-/// thread.
-fn a_daemon(cfg: Failover, log: &Log) -> (Arc<AtomicBool>, thread::JoinHandle<()>) {
+/// A's failoverd in a thread of A's namespace; returns its stop flag, its
+/// thread and the thread's id (for its CPU time).
+fn a_daemon(cfg: Failover, log: &Log) -> (Arc<AtomicBool>, thread::JoinHandle<()>, i32) {
     let flag = Arc::new(AtomicBool::new(false));
     let f2 = flag.clone();
     let log = log.clone();
+    let (tid_tx, tid_rx) = mpsc::channel();
     let t = thread::spawn(move || {
+        let _ = tid_tx.send(nix::unistd::gettid().as_raw());
         let mut d = Daemon::new(&cfg, logger(&log)).unwrap();
         d.run(&f2).unwrap();
     });
-    (flag, t)
+    let tid = tid_rx.recv().unwrap();
+    (flag, t, tid)
 }
 
 #[test]
@@ -498,9 +561,9 @@ fn daemons_fail_over_on_carrier_loss_and_come_back_after_hold_down() {
     let a_cfg = config(OFFICE, &a_sock);
     let b_cfg = config(BACKUP, &dir.path().join("b.sock"));
     let b_log: Log = Arc::default();
-    lab(b_daemon(b_cfg, b_log.clone()), move |b| {
+    lab(T1_T3, b_daemon(b_cfg, b_log.clone()), move |b| {
         let a_log: Log = Arc::default();
-        let (stop, daemon) = a_daemon(a_cfg, &a_log);
+        let (stop, daemon, _) = a_daemon(a_cfg, &a_log);
         let va = sockets::ifindex("va").unwrap();
         let va2 = sockets::ifindex("va2").unwrap();
         let mut ch = Channel::route().unwrap();
@@ -660,9 +723,9 @@ fn silent_far_end_failure_is_detected_from_probes() {
     let dir = tempfile::tempdir().unwrap();
     let a_cfg = config(OFFICE, &dir.path().join("a.sock"));
     let b_cfg = config(BACKUP, &dir.path().join("b.sock"));
-    lab(b_daemon(b_cfg, Arc::default()), move |b| {
+    lab(T1_T3, b_daemon(b_cfg, Arc::default()), move |b| {
         let a_log: Log = Arc::default();
-        let (stop, daemon) = a_daemon(a_cfg, &a_log);
+        let (stop, daemon, _) = a_daemon(a_cfg, &a_log);
         let va = sockets::ifindex("va").unwrap();
         let va2 = sockets::ifindex("va2").unwrap();
         let mut ch = Channel::route().unwrap();
@@ -707,4 +770,204 @@ fn silent_far_end_failure_is_detected_from_probes() {
         stop.store(true, Ordering::Relaxed);
         daemon.join().unwrap();
     });
+}
+
+/// The bench image's load on the host's kernel: four circuits probed at
+/// 20 ms x 3, with the line-quality history recorded as the router
+/// images record it (tiers of `images/wan-router.toml`).
+const OFFICE_FOUR: &str = r#"{
+  "paths": [
+    { "name": "t1a", "interface": "va", "gateway": "192.0.2.2", "priority": 10,
+      "routes": ["203.0.113.128/25"] },
+    { "name": "t1b", "interface": "va3", "gateway": "192.0.2.6", "priority": 11,
+      "routes": ["203.0.113.128/25"] },
+    { "name": "t1c", "interface": "va4", "gateway": "192.0.2.10", "priority": 12,
+      "routes": ["203.0.113.128/25"] },
+    { "name": "t3", "interface": "va2", "gateway": "198.51.100.2", "priority": 20,
+      "routes": ["203.0.113.128/25"] }
+  ],
+  "probe": { "interval_ms": 20, "multiplier": 3, "hold_down_ms": 5000 },
+  "control_socket": "SOCKET",
+  "recording": {
+    "tiers": [
+      { "width_s": 10, "buckets": 8640 },
+      { "width_s": 300, "buckets": 8640 },
+      { "width_s": 3600, "buckets": 9600 }
+    ],
+    "metrics_listen": "127.0.0.1:9798"
+  }
+}"#;
+
+/// The far end of [`OFFICE_FOUR`], probing back as `bench-backup` does.
+const BACKUP_FOUR: &str = r#"{
+  "paths": [
+    { "name": "t1a", "interface": "vb", "gateway": "192.0.2.1", "priority": 10,
+      "routes": ["203.0.113.0/25"] },
+    { "name": "t1b", "interface": "vb3", "gateway": "192.0.2.5", "priority": 11,
+      "routes": ["203.0.113.0/25"] },
+    { "name": "t1c", "interface": "vb4", "gateway": "192.0.2.9", "priority": 12,
+      "routes": ["203.0.113.0/25"] },
+    { "name": "t3", "interface": "vb2", "gateway": "198.51.100.1", "priority": 20,
+      "routes": ["203.0.113.0/25"] }
+  ],
+  "probe": { "interval_ms": 20, "multiplier": 3, "hold_down_ms": 5000 },
+  "control_socket": "SOCKET",
+  "recording": {
+    "tiers": [
+      { "width_s": 10, "buckets": 8640 },
+      { "width_s": 300, "buckets": 8640 },
+      { "width_s": 3600, "buckets": 9600 }
+    ],
+    "metrics_listen": "127.0.0.1:9798"
+  }
+}"#;
+
+/// CPU time a thread of this process has run, in ns: the first field of
+/// `/proc/self/task/TID/schedstat` (the scheduler's own account, not
+/// sampled ticks).
+fn thread_cpu_ns(tid: i32) -> u64 {
+    let path = format!("/proc/self/task/{tid}/schedstat");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("`{path}`: {e}"));
+    text.split_whitespace()
+        .next()
+        .and_then(|f| f.parse().ok())
+        .unwrap_or_else(|| panic!("`{path}` holds `{text}`, not a run time in ns first"))
+}
+
+/// The steady-state window, `WANFLASH_LAB_STEADY_S` seconds (5 by
+/// default, so that the test suite stays quick; the bench asks for more).
+fn steady_window() -> Duration {
+    match std::env::var("WANFLASH_LAB_STEADY_S") {
+        Err(_) => Duration::from_secs(5),
+        Ok(v) => {
+            let s: f64 = v.trim().parse().unwrap_or_else(|_| {
+                panic!("`WANFLASH_LAB_STEADY_S` is `{v}`: give a number of seconds")
+            });
+            assert!(
+                s.is_finite() && s >= 1.0,
+                "`WANFLASH_LAB_STEADY_S` is `{v}`: give at least 1 second"
+            );
+            Duration::from_secs_f64(s)
+        }
+    }
+}
+
+/// What one daemon thread used over the window, as the bench parses it.
+fn cpu_line(who: &str, ns: u64, window: Duration) -> String {
+    let secs = window.as_secs_f64();
+    let ms = ns as f64 / 1e6;
+    format!(
+        "{who}: failoverd used {ms:.1} ms of CPU in {secs:.1} s ({:.3} % of one CPU), 4 circuits at 20 ms x 3",
+        ms / 1e3 / secs * 100.0
+    )
+}
+
+#[test]
+fn steady_state_cpu_of_four_circuits_at_20_ms() {
+    skip_unless_possible!();
+    let window = steady_window();
+    let dir = tempfile::tempdir().unwrap();
+    let a_sock = dir.path().join("a.sock");
+    let a_cfg = config(OFFICE_FOUR, &a_sock);
+    let b_cfg = config(BACKUP_FOUR, &dir.path().join("b.sock"));
+    let b_log: Log = Arc::default();
+    let b_tid = Arc::new(AtomicI32::new(0));
+    let b_log2 = b_log.clone();
+    let b_tid2 = b_tid.clone();
+    lab(
+        FOUR,
+        b_daemon_tid(b_cfg, b_log.clone(), b_tid.clone()),
+        move |_b| {
+            let a_log: Log = Arc::default();
+            let (stop, daemon, a_tid) = a_daemon(a_cfg, &a_log);
+            let status = || ask(&a_sock, r#"{"cmd":"status"}"#).status.unwrap();
+            let names = ["t1a", "t1b", "t1c", "t3"];
+            wait_for(Duration::from_secs(5), || {
+                UnixStream::connect(&a_sock).is_ok()
+            })
+            .expect("A's control socket never opened");
+            wait_for(Duration::from_secs(15), || {
+                let st = status();
+                st.paths.len() == 4
+                    && st
+                        .paths
+                        .iter()
+                        .all(|p| p.state == wanflash_failoverd::fsm::Health::Up)
+            })
+            .unwrap_or_else(|| panic!("the four paths never all up: {:?}", status()));
+            wait_for(Duration::from_secs(5), || {
+                status().route_sets[0].path.as_deref() == Some("t1a")
+            })
+            .unwrap_or_else(|| panic!("the far LAN never routed over t1a: {:?}", status()));
+            // Settle: the start-up's work (sockets, first routes, the
+            // history's first buckets) done.
+            thread::sleep(Duration::from_secs(2));
+            let b_tid = b_tid2.load(Ordering::Relaxed);
+            assert_ne!(b_tid, 0, "B's daemon thread never started");
+
+            let before = status();
+            let a_logged = a_log.lock().unwrap().len();
+            let b_logged = b_log2.lock().unwrap().len();
+            let t0 = Instant::now();
+            let (a0, b0) = (thread_cpu_ns(a_tid), thread_cpu_ns(b_tid));
+            thread::sleep(window);
+            let (a1, b1) = (thread_cpu_ns(a_tid), thread_cpu_ns(b_tid));
+            let took = t0.elapsed();
+            let after = status();
+
+            // Nothing changed during the window: no path went down on
+            // either side, each stayed up throughout.
+            for (who, log, from) in [("A", &a_log, a_logged), ("B", &b_log2, b_logged)] {
+                let lines = log.lock().unwrap();
+                let downs: Vec<_> = lines[from..]
+                    .iter()
+                    .filter(|l| l.contains(" down"))
+                    .collect();
+                assert!(downs.is_empty(), "{who} logged, in the window: {downs:?}");
+            }
+            let expected = took.as_millis() as u64 / 20;
+            for name in names {
+                let p0 = before.paths.iter().find(|p| p.name == name).unwrap();
+                let p1 = after.paths.iter().find(|p| p.name == name).unwrap();
+                assert_eq!(p1.state, wanflash_failoverd::fsm::Health::Up, "{p1:?}");
+                assert!(
+                    u128::from(p1.for_ms) >= took.as_millis(),
+                    "{name} changed state in the window: {p1:?}"
+                );
+                let sent = p1.probes_sent - p0.probes_sent;
+                let answered = p1.replies - p0.replies;
+                // Every 20 ms, give or take a scheduler that lets the loop
+                // wake late on a busy host; about every probe answered (the
+                // last few may be in flight when the window closes).
+                assert!(
+                    sent * 2 >= expected,
+                    "{name}: {sent} probes sent in {took:?}, {expected} due: {p1:?}"
+                );
+                assert!(
+                    answered * 50 + 3 * 50 >= sent * 49,
+                    "{name}: {answered} of {sent} probes answered: {p1:?}"
+                );
+                eprintln!("steady state, {name}: {sent} probes sent, {answered} answered");
+            }
+            assert_eq!(after.route_sets[0].path.as_deref(), Some("t1a"));
+
+            let (a_ns, b_ns) = (a1 - a0, b1 - b0);
+            assert!(a_ns > 0, "A's daemon thread ran no CPU in {took:?}");
+            assert!(b_ns > 0, "B's daemon thread ran no CPU in {took:?}");
+            let pct = a_ns as f64 / took.as_nanos() as f64 * 100.0;
+            assert!(pct.is_finite(), "{a_ns} ns in {took:?}");
+            eprintln!("{}", cpu_line("steady state", a_ns, took));
+            eprintln!("{}", cpu_line("steady state, far end", b_ns, took));
+            stop.store(true, Ordering::Relaxed);
+            daemon.join().unwrap();
+        },
+    );
+    // B probed back and saw each circuit answered.
+    for name in ["t1a", "t1b", "t1c", "t3"] {
+        assert!(
+            logged(&b_log, &format!("path {name} up")).is_some(),
+            "B never saw {name} up: {:?}",
+            b_log.lock().map(|l| l.clone())
+        );
+    }
 }

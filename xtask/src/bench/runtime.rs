@@ -4,10 +4,20 @@
 //! probes four circuits at 20 ms (the bundle's three members and the T3),
 //! with `bench-backup` answering. No peer: the figures stand against the
 //! targets (<= 1 % of one CPU, failoverd <= 4 MiB, init + daemons <= 8 MiB).
+//!
+//! Under TCG every instruction and every emulated NIC access is paid many
+//! times over, so the guest's figure is the emulator's cost more than the
+//! daemon's. The native figure runs the same load on the host's real
+//! kernel: a whole failoverd in a network namespace probing four circuits
+//! at 20 ms over veth pairs, the far end's failoverd answering and probing
+//! back (`steady_state_cpu_of_four_circuits_at_20_ms` in
+//! `crates/failoverd/tests/netns.rs`), built with the images' optimisation
+//! profile. Needs root (the namespaces).
 
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use wanflash_testbed::peer::{self, BenchPair};
 
 use super::{Ctx, Figure};
@@ -67,7 +77,110 @@ fn get<'a>(s: &'a Sample, name: &str) -> Option<&'a Proc> {
     s.procs.iter().find(|(n, _)| n == name).map(|(_, p)| p)
 }
 
+/// The namespace lab's steady-state test.
+const NATIVE_TEST: &str = "steady_state_cpu_of_four_circuits_at_20_ms";
+
+/// One daemon thread's CPU over the lab's window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Cpu {
+    ms: f64,
+    secs: f64,
+    percent: f64,
+}
+
+/// `failoverd used X ms of CPU in Y s (Z % of one CPU)...`, after `prefix`.
+fn cpu_after(out: &str, prefix: &str) -> Option<Cpu> {
+    let rest = out.lines().find_map(|l| l.strip_prefix(prefix))?;
+    let rest = rest.strip_prefix("failoverd used ")?;
+    let (ms, rest) = rest.split_once(" ms of CPU in ")?;
+    let (secs, rest) = rest.split_once(" s (")?;
+    let (percent, _) = rest.split_once(" % of one CPU")?;
+    let c = Cpu {
+        ms: ms.trim().parse().ok()?,
+        secs: secs.trim().parse().ok()?,
+        percent: percent.trim().parse().ok()?,
+    };
+    (c.secs > 0.0 && c.ms.is_finite() && c.percent.is_finite()).then_some(c)
+}
+
+/// The lab's output: the measured router's daemon, then the far end's.
+fn parse_native(out: &str) -> Option<(Cpu, Option<Cpu>)> {
+    Some((
+        cpu_after(out, "steady state: ")?,
+        cpu_after(out, "steady state, far end: "),
+    ))
+}
+
+/// Runs the namespace lab for `secs` of steady state.
+fn native(ctx: &Ctx, secs: u32) -> Result<(Cpu, Option<Cpu>)> {
+    // The images' profile (opt-level s, LTO): the code the box runs, built
+    // for the host.
+    let out = Command::new(env!("CARGO"))
+        .current_dir(&ctx.ws)
+        .args(["test", "--locked", "-q", "--profile", "image"])
+        .args(["-p", "wanflash-failoverd", "--test", "netns", NATIVE_TEST])
+        .args(["--", "--exact", "--nocapture", "--test-threads", "1"])
+        .env("WANFLASH_LAB_STEADY_S", secs.to_string())
+        .output()
+        .context("cannot run failoverd's namespace lab")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() || text.contains("skipped:") {
+        bail!(
+            "failoverd's namespace lab (`{NATIVE_TEST}`) did not run (root and network namespaces are needed):\n{text}"
+        );
+    }
+    parse_native(&text).with_context(|| {
+        format!("the namespace lab printed no `steady state: failoverd used ...` line:\n{text}")
+    })
+}
+
+/// The native figure, beside the TCG one.
+fn push_native(ctx: &mut Ctx, a: Cpu, b: Option<Cpu>) {
+    let far = b.map_or_else(
+        || "the far end's daemon not read".to_owned(),
+        |b| {
+            format!(
+                "the far end's daemon (answering and probing back) used {:.3} %",
+                b.percent
+            )
+        },
+    );
+    ctx.push(
+        Figure::new(
+            G,
+            "CPU, failoverd native (host kernel, 4 circuits at 20 ms, veth)",
+            "%",
+            a.percent,
+        )
+        .target(1.0)
+        .note(&format!(
+            "the daemon thread's run time (user + system, /proc/self/task/TID/schedstat) over {:.0} s \
+             of steady state: a whole failoverd (images' profile, glibc host build) in a network \
+             namespace probing 4 paths at 20 ms x 3 over veth with the images' history tiers, \
+             its probes answered (the test asserts it); {far}; veth delivery's softirq work may be charged to either \
+             side; the host's CPU, not the box's",
+            a.secs
+        )),
+    );
+}
+
 pub fn run(ctx: &mut Ctx) -> Result<()> {
+    // Natively first, on a host not yet loaded by the VMs; a lab that
+    // cannot run fails the group, after the TCG figures.
+    let native = native(ctx, if ctx.quick { 10 } else { 60 });
+    if let Ok((a, b)) = native {
+        push_native(ctx, a, b);
+    }
+    tcg(ctx)?;
+    native.map(|_| ())
+}
+
+/// The figures of the office router under QEMU (TCG).
+fn tcg(ctx: &mut Ctx) -> Result<()> {
     let ws = ctx.ws.clone();
     let mut imgs = Vec::new();
     for name in ["bench-office", "bench-backup"] {
@@ -154,5 +267,38 @@ mod tests {
         assert_eq!(get(&s, "failoverd").map(|p| p.pid), Some(77));
         assert_eq!(s.uptime, 33.5);
         assert!(get(&s, "recorder").is_none());
+    }
+
+    #[test]
+    fn parses_the_labs_steady_state_lines() {
+        let out = "failoverd: path t3 up (first reply); no route moves\n\
+            steady state, t1a: 3000 probes sent, 3000 answered\n\
+            steady state: failoverd used 190.3 ms of CPU in 60.0 s (0.317 % of one CPU), 4 circuits at 20 ms x 3\n\
+            steady state, far end: failoverd used 201.0 ms of CPU in 60.0 s (0.335 % of one CPU), 4 circuits at 20 ms x 3\n";
+        let (a, b) = parse_native(out).unwrap();
+        assert_eq!(
+            a,
+            Cpu {
+                ms: 190.3,
+                secs: 60.0,
+                percent: 0.317
+            }
+        );
+        assert_eq!(b.map(|b| b.percent), Some(0.335));
+        // Without the far end's line: the measured daemon alone.
+        let (a, b) =
+            parse_native(out.lines().take(3).collect::<Vec<_>>().join("\n").as_str()).unwrap();
+        assert_eq!(a.ms, 190.3);
+        assert!(b.is_none());
+        // No line, or a garbled one: nothing.
+        assert!(parse_native("steady state, t1a: 3000 probes sent\n").is_none());
+        assert!(
+            parse_native("steady state: failoverd used x ms of CPU in 60 s (1 % of one CPU)")
+                .is_none()
+        );
+        assert!(
+            parse_native("steady state: failoverd used 1 ms of CPU in 0 s (1 % of one CPU)")
+                .is_none()
+        );
     }
 }
