@@ -344,7 +344,7 @@ impl History {
                 metrics,
                 host,
                 last_counters: None,
-                sys: "/sys/class/net".to_owned(),
+                sys: host::SYS.to_owned(),
                 relinking: vec![None; fsm.target_count()],
                 snapshot,
             },

@@ -131,6 +131,10 @@ fn a_degraded_t1_shows_in_history_and_metrics_and_a_cut_t3_is_one_outage() {
         "eth1: {lost} lost of {sent}"
     );
     assert!(m.contains("node_bonding_slaves{master=\"bond0\"}"), "{m}");
+    // The interface counters failoverd reads from sysfs each period: eth1
+    // carried probes for minutes, so it received bytes.
+    let rx = metric(&m, "node_network_receive_bytes_total{device=\"eth1\"}");
+    assert!(rx > 0.0, "eth1 received {rx} bytes");
     t.office
         .ok("/usr/bin/wanflash-testsvc netem eth1 off")
         .unwrap_or_else(|e| panic!("{e}"));
