@@ -191,6 +191,25 @@ impl BenchPair {
         card_bytes: u64,
         deadline: Duration,
     ) -> Result<BenchPair, Error> {
+        Self::boot_with(
+            office_img,
+            backup_img,
+            work,
+            card_bytes,
+            deadline,
+            crate::E1000,
+        )
+    }
+
+    /// Like [`BenchPair::boot`], every NIC a QEMU `model`.
+    pub fn boot_with(
+        office_img: &Path,
+        backup_img: &Path,
+        work: &Path,
+        card_bytes: u64,
+        deadline: Duration,
+        model: &str,
+    ) -> Result<BenchPair, Error> {
         std::fs::create_dir_all(work).map_err(|source| Error::Io {
             action: "create",
             path: work.to_path_buf(),
@@ -200,7 +219,7 @@ impl BenchPair {
         let b = work.join("backup.img");
         card_copy(office_img, &o, card_bytes)?;
         card_copy(backup_img, &b, card_bytes)?;
-        let mut bed = Testbed::start(&o, &b, work)?;
+        let mut bed = Testbed::start_with(&o, &b, work, model)?;
         bed.office.wait_for(READY_MARKER, deadline)?;
         bed.backup.wait_for(READY_MARKER, deadline)?;
         let office = Agent::connect(&bed.office, Duration::from_secs(60))?;
