@@ -459,6 +459,7 @@ impl Daemon {
     fn send_probe(&mut self, p: ProbeOut) {
         let now_us = self.now_us();
         let port = self.port;
+        let flags = self.fsm.member_flags(p.target);
         let Some(t) = self.targets.get_mut(p.target) else {
             return;
         };
@@ -472,7 +473,7 @@ impl Daemon {
                 s.send(&bytes, a)
             }
             (Sock::Packet(s), _) => {
-                let bytes = Probe::request(t.session, p.seq, now_us, FLAG_MEMBER).encode();
+                let bytes = Probe::request(t.session, p.seq, now_us, FLAG_MEMBER | flags).encode();
                 // Always broadcast: the far end's address changes when its
                 // member leaves or joins its bond (a slave carries the
                 // bond's address, a released one its own), so a learned
@@ -708,6 +709,9 @@ impl Daemon {
                 return;
             };
             let session = t.session;
+            // A member circuit's far end says what it does with the
+            // circuit in every request and reply it sends on it.
+            let mut far_flags: Option<u16> = None;
             let got: Option<(u32, Sample)> = match &t.sock {
                 Sock::Closed => return,
                 Sock::Udp(s) => match s.recv_from(&mut self.buf) {
@@ -735,16 +739,22 @@ impl Daemon {
                 Sock::Packet(s) => match s.recv(&mut self.buf) {
                     Ok(Some((n, mac))) => match Probe::decode_frame(&self.buf[..n]) {
                         Ok(p) if p.kind == Kind::Request => {
-                            // The far end probes this circuit: answer on it.
-                            let reply = p.reply(
+                            // The far end probes this circuit: answer on
+                            // it, with this end's state of the circuit.
+                            let mut reply = p.reply(
                                 now_us,
                                 self.start.elapsed().as_micros() as u64,
                                 self.responder_session,
                             );
+                            reply.flags = FLAG_MEMBER | self.fsm.member_flags(i);
                             let _ = s.send(&reply.encode(), mac);
+                            far_flags = Some(p.flags);
                             None
                         }
-                        Ok(p) if p.session == session => Some((p.seq, probe::measure(&p, now_us))),
+                        Ok(p) if p.session == session => {
+                            far_flags = Some(p.flags);
+                            Some((p.seq, probe::measure(&p, now_us)))
+                        }
                         _ => None,
                     },
                     _ => return,
@@ -760,6 +770,11 @@ impl Daemon {
                     self.error(e);
                 }
                 let ds = self.fsm.on_reply(i, seq, sample, now);
+                self.handle(ds);
+            }
+            if let Some(f) = far_flags {
+                let now = self.now_ms();
+                let ds = self.fsm.on_far_member(i, f, now);
                 self.handle(ds);
             }
         }

@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use wanflash_spec::failover::{Failover, MemberLoss, ProbeKind, ProbeSettings};
 use wanflash_spec::network::Cidr;
 
-use crate::probe::Sample;
+use crate::probe::{Sample, FLAG_MEMBER, FLAG_OUT, FLAG_READY};
 
 /// Milliseconds on the caller's monotonic clock.
 pub type Ms = u64;
@@ -116,6 +116,9 @@ pub enum Cause {
     FirstReply,
     /// No answer within [`REJOIN_GRACE_MS`] of being put back.
     NoReplyAfterRejoin,
+    /// The far end's failoverd has the member out of its bond (its probes
+    /// say so): what this end sends on the circuit would be dropped there.
+    FarEndOut,
 }
 
 fn percent(permille: u32) -> String {
@@ -142,6 +145,7 @@ impl fmt::Display for Cause {
                 "no reply within {} s of being put back",
                 REJOIN_GRACE_MS / 1000
             ),
+            Cause::FarEndOut => f.write_str("the far end took it out of its bond"),
         }
     }
 }
@@ -383,6 +387,13 @@ struct MemberRt {
     flaps: u32,
     /// A "last member, kept" event was emitted and the cause persists.
     kept_said: bool,
+    /// Returning, its own hold-down over, waiting for the far end to be
+    /// ready too ([`FLAG_READY`]).
+    ready: bool,
+    /// The far end's state of this circuit, from the flags of its probes
+    /// and replies: out of its bond, and ready to put it back.
+    far_out: bool,
+    far_ready: bool,
 }
 
 /// Snapshot of one path for the control socket.
@@ -520,6 +531,9 @@ impl Fsm {
                     mark: 0,
                     flaps: 0,
                     kept_said: false,
+                    ready: false,
+                    far_out: false,
+                    far_ready: false,
                 });
                 members.push(mi);
             }
@@ -626,7 +640,53 @@ impl Fsm {
             m.state = MemberState::Out;
             m.since = now;
             m.mark = self.targets[m.target].stats.received;
+            m.ready = false;
         }
+    }
+
+    /// The member of `target` (if it is one), by target.
+    fn member_of(&self, target: usize) -> Option<usize> {
+        match self.targets.get(target)?.kind {
+            TargetKind::Member { member, .. } => Some(member),
+            TargetKind::Path(_) => None,
+        }
+    }
+
+    /// The flags this end's probes and replies on `target` carry: the
+    /// member's state as the far end must know it ([`FLAG_MEMBER`], and
+    /// [`FLAG_OUT`], [`FLAG_READY`]); 0 for a path.
+    pub fn member_flags(&self, target: usize) -> u16 {
+        let Some(m) = self.member_of(target).and_then(|mi| self.members.get(mi)) else {
+            return 0;
+        };
+        let mut f = FLAG_MEMBER;
+        if matches!(m.state, MemberState::Out | MemberState::Returning) {
+            f |= FLAG_OUT;
+            if m.ready {
+                f |= FLAG_READY;
+            }
+        }
+        f
+    }
+
+    /// The far end's flags on a member circuit (a request or a reply it
+    /// sent on it): a far end that took the circuit out makes this end
+    /// take it out too, and both put it back when both are ready.
+    pub fn on_far_member(&mut self, target: usize, flags: u16, now: Ms) -> Vec<Decision> {
+        let Some(m) = self
+            .member_of(target)
+            .and_then(|mi| self.members.get_mut(mi))
+        else {
+            return Vec::new();
+        };
+        let out = flags & FLAG_OUT != 0;
+        let ready = out && flags & FLAG_READY != 0;
+        if (m.far_out, m.far_ready) == (out, ready) {
+            return Vec::new();
+        }
+        m.far_out = out;
+        m.far_ready = ready;
+        self.evaluate(now)
     }
 
     /// The earliest time something can happen without an input: a probe
@@ -647,7 +707,10 @@ impl Fsm {
         for m in &self.members {
             let s = &self.targets[m.target].settings;
             match m.state {
-                MemberState::Returning => t = t.min(m.since + u64::from(s.hold_down_ms)),
+                // Ready and waiting for the far end: its flags wake us.
+                MemberState::Returning if !m.ready => {
+                    t = t.min(m.since + u64::from(s.hold_down_ms));
+                }
                 MemberState::Rejoining => t = t.min(m.since + REJOIN_GRACE_MS),
                 _ => {}
             }
@@ -962,6 +1025,10 @@ impl Fsm {
             .is_some_and(|a| a > t.first_miss_at + u64::from(t.settings.interval_ms));
         if !t.carrier {
             Some((Cause::CarrierLost, 0))
+        } else if m.far_out && !m.far_ready {
+            // Whatever this end sees, the far end's bond drops the
+            // circuit's traffic: both ends must agree on the bundle.
+            Some((Cause::FarEndOut, 0))
         } else if !judged {
             None
         } else if t.misses >= t.settings.multiplier && far_end_answers {
@@ -1063,12 +1130,20 @@ impl Fsm {
                         m.since = now;
                         m.mark = received;
                         m.flaps += 1;
+                        m.ready = false;
                     } else if !clean {
                         // The hold-down counts from when the loss is low.
                         m.since = now;
+                        m.ready = false;
                     } else {
                         let held = now.saturating_sub(m.since);
-                        if held >= u64::from(s.hold_down_ms) {
+                        // Both ends put the circuit back together: while
+                        // the far end has it out and is not ready, this
+                        // end says it is ready and waits (a circuit in one
+                        // bond only loses what that end sends on it).
+                        m.ready = held >= u64::from(s.hold_down_ms);
+                        if m.ready && (!m.far_out || m.far_ready) {
+                            m.ready = false;
                             m.state = MemberState::Rejoining;
                             m.since = now;
                             m.mark = u64::from(seq_now);

@@ -29,7 +29,14 @@
 //!
 //! On a bond member the same 48 bytes travel in an Ethernet frame of type
 //! [`ETHERTYPE`] so that the reply comes back on the same circuit (an IP
-//! reply would leave through the far end's bond, on any member).
+//! reply would leave through the far end's bond, on any member). There
+//! each request and each reply carries its sender's state of the circuit
+//! in its flags: [`FLAG_OUT`] while the sender has it out of its bond, with
+//! [`FLAG_READY`] once the sender would put it back. An end takes a member
+//! out when the far end has it out (and is not ready), and puts it back
+//! only when the far end has it in or is ready too, so the two bonds agree
+//! on the bundle: a circuit in one bond only would lose what that end
+//! sends on it.
 //!
 //! # ICMP echo
 //!
@@ -48,6 +55,11 @@ pub const SIZE: usize = 48;
 pub const ETHERTYPE: u16 = 0x88b5;
 /// Set by the sender of a probe that travels on a bond member circuit.
 pub const FLAG_MEMBER: u16 = 0x0001;
+/// On a member circuit: the sender has the circuit out of its bond.
+pub const FLAG_OUT: u16 = 0x0002;
+/// With [`FLAG_OUT`]: the sender would put the circuit back now (its own
+/// hold-down is over) and waits for this end to be ready too.
+pub const FLAG_READY: u16 = 0x0004;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

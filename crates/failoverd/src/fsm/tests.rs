@@ -758,3 +758,83 @@ fn the_far_ends_daemon_stopping_splits_no_member() {
         assert_eq!(sim.fsm.member_state(m), Some(MemberState::In));
     }
 }
+
+/// The target index of interface `name`.
+fn target_of(sim: &Sim, name: &str) -> usize {
+    (0..sim.fsm.target_count())
+        .find(|&t| sim.fsm.target_interface(t) == name)
+        .unwrap()
+}
+
+#[test]
+fn a_member_the_far_end_took_out_is_taken_out_here_too_and_both_put_it_back_together() {
+    use crate::probe::{FLAG_MEMBER, FLAG_OUT, FLAG_READY};
+    let mut sim = started();
+    let eth1 = target_of(&sim, "eth1");
+    sim.run_until(2000);
+    assert_eq!(sim.fsm.member_flags(eth1), FLAG_MEMBER);
+    assert_eq!(sim.fsm.member_flags(target_of(&sim, "bond0")), 0);
+    // A far end whose member is in says nothing new.
+    assert!(sim.fsm.on_far_member(eth1, FLAG_MEMBER, sim.now).is_empty());
+    // The far end took eth1 out (its carrier went, say): its bond drops
+    // what this end sends on eth1, so this end takes it out at once,
+    // although every probe on eth1 is answered.
+    let ds = sim.fsm.on_far_member(eth1, FLAG_MEMBER | FLAG_OUT, sim.now);
+    assert_eq!(
+        sim.lines(&ds),
+        vec!["member eth1 of path t1 taken out of bond0 (the far end took it out of its bond, detected in 0 ms)"]
+    );
+    assert_eq!(sim.current(), Some(T1));
+    assert_eq!(sim.fsm.member_flags(eth1), FLAG_MEMBER | FLAG_OUT);
+    // Healthy here, hold-down over: ready, but the far end is not.
+    sim.run_until(20_000);
+    assert!(sim.take().is_empty());
+    assert_eq!(sim.fsm.member_state(1), Some(MemberState::Returning));
+    assert_eq!(
+        sim.fsm.member_flags(eth1),
+        FLAG_MEMBER | FLAG_OUT | FLAG_READY
+    );
+    // The far end is ready too: both put it back.
+    let ds = sim
+        .fsm
+        .on_far_member(eth1, FLAG_MEMBER | FLAG_OUT | FLAG_READY, sim.now);
+    assert_eq!(ds.len(), 1, "{:#?}", sim.lines(&ds));
+    assert!(matches!(ds[0].event, Event::MemberIn { member: 1, .. }));
+    assert_eq!(sim.fsm.member_flags(eth1), FLAG_MEMBER);
+    // The far end, still flagged ready until its own move, does not
+    // take it out again; once it is in, nothing changes.
+    sim.run_until(20_100);
+    assert!(sim.take().is_empty());
+    assert!(sim.fsm.on_far_member(eth1, FLAG_MEMBER, sim.now).is_empty());
+    sim.run_until(21_000);
+    assert!(sim.take().is_empty());
+    assert_eq!(sim.fsm.member_state(1), Some(MemberState::In));
+}
+
+#[test]
+fn a_far_end_that_is_ready_first_waits_for_this_ends_hold_down() {
+    use crate::probe::{FLAG_MEMBER, FLAG_OUT, FLAG_READY};
+    let mut sim = Sim::office();
+    let eth0 = target_of(&sim, "eth0");
+    sim.fsm.member_found_out(0, 0);
+    assert_eq!(sim.fsm.member_flags(eth0), FLAG_MEMBER | FLAG_OUT);
+    // The far end is ready from the start: this end still waits for its
+    // own hold-down (full clean window at 981, then 5 s).
+    let ds = sim
+        .fsm
+        .on_far_member(eth0, FLAG_MEMBER | FLAG_OUT | FLAG_READY, 0);
+    assert!(ds.is_empty(), "{:#?}", sim.lines(&ds));
+    sim.run_until(5900);
+    assert!(sim
+        .take()
+        .iter()
+        .all(|d| !matches!(d.event, Event::MemberIn { .. })));
+    sim.run_until(6100);
+    let ds = sim.take();
+    let ins: Vec<_> = ds
+        .iter()
+        .filter(|d| matches!(d.event, Event::MemberIn { member: 0, .. }))
+        .collect();
+    assert_eq!(ins.len(), 1, "{:#?}", sim.lines(&ds));
+    assert_eq!(ins[0].at, 981 + 5000);
+}
