@@ -1063,7 +1063,8 @@ impl Fsm {
             let received = t.stats.received;
             let seq_now = t.seq;
             let last_answered = t.stats.last_answered_seq;
-            let fails = !t.carrier || t.misses >= s.multiplier;
+            let carrier = t.carrier;
+            let fails = !carrier || t.misses >= s.multiplier;
             let loss = t.window.permille();
             let clean = t.window.full() && loss <= self.loss.put_back_percent * 10;
             // Another member in the bond that works: only then is this
@@ -1125,6 +1126,15 @@ impl Fsm {
                     }
                 }
                 MemberState::Returning => {
+                    // Ready, waiting for the far end: its NIC is re-linked
+                    // when it joins (or leaves) its bond, which loses
+                    // probes here that say nothing of the circuit. Only
+                    // carrier counts until both are in.
+                    let (fails, clean) = if m.ready {
+                        (!carrier, true)
+                    } else {
+                        (fails, clean)
+                    };
                     if fails {
                         m.state = MemberState::Out;
                         m.since = now;
@@ -1147,6 +1157,12 @@ impl Fsm {
                             m.state = MemberState::Rejoining;
                             m.since = now;
                             m.mark = u64::from(seq_now);
+                            // What was lost while waiting for the far end
+                            // (its re-links) is not this circuit's loss.
+                            if loss > self.loss.put_back_percent * 10 {
+                                self.targets[ti].window.clear();
+                                self.targets[ti].misses = 0;
+                            }
                             out.push(Decision {
                                 at: now,
                                 event: Event::MemberIn {

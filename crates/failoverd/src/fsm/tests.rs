@@ -794,6 +794,17 @@ fn a_member_the_far_end_took_out_is_taken_out_here_too_and_both_put_it_back_toge
         sim.fsm.member_flags(eth1),
         FLAG_MEMBER | FLAG_OUT | FLAG_READY
     );
+    // The far end re-links its NIC (it leaves or joins its bond): 800 ms
+    // without answers on eth1 keep this end ready, not back to out.
+    sim.set_silent(&["eth1"], true);
+    sim.run_until(20_800);
+    sim.set_silent(&["eth1"], false);
+    sim.run_until(21_000);
+    assert!(sim.take().is_empty());
+    assert_eq!(
+        sim.fsm.member_flags(eth1),
+        FLAG_MEMBER | FLAG_OUT | FLAG_READY
+    );
     // The far end is ready too: both put it back.
     let ds = sim
         .fsm
@@ -803,10 +814,11 @@ fn a_member_the_far_end_took_out_is_taken_out_here_too_and_both_put_it_back_toge
     assert_eq!(sim.fsm.member_flags(eth1), FLAG_MEMBER);
     // The far end, still flagged ready until its own move, does not
     // take it out again; once it is in, nothing changes.
-    sim.run_until(20_100);
-    assert!(sim.take().is_empty());
+    sim.run_until(21_100);
+    let ds = sim.take();
+    assert!(ds.is_empty(), "{:#?}", sim.lines(&ds));
     assert!(sim.fsm.on_far_member(eth1, FLAG_MEMBER, sim.now).is_empty());
-    sim.run_until(21_000);
+    sim.run_until(22_000);
     assert!(sim.take().is_empty());
     assert_eq!(sim.fsm.member_state(1), Some(MemberState::In));
 }
