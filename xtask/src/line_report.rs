@@ -563,18 +563,18 @@ pub fn check(e: &Export, html: &str) -> Result<()> {
             ev.circuit.clone(),
             ev.kind.as_str().to_owned(),
             cell_time(ev.start_ms),
-            ev.end_ms.map(cell_time).unwrap_or_default(),
+            ev.end_ms.map_or("ongoing".to_owned(), cell_time),
         ];
         anyhow::ensure!(
             r.len() >= 6 && r[..4] == expect[..],
             "report row {r:?} does not match event {ev:?}"
         );
-        if let Some(d) = ev.duration_ms {
-            anyhow::ensure!(
-                r[5] == d.to_string(),
-                "report row {r:?}: duration is {d} ms"
-            );
-        }
+        let duration = ev.duration_ms.map(|d| d.to_string()).unwrap_or_default();
+        anyhow::ensure!(
+            r[5] == duration,
+            "report row {r:?}: duration is {:?} ms",
+            ev.duration_ms
+        );
     }
     Ok(())
 }
@@ -656,6 +656,25 @@ mod tests {
         rec.end(EventKind::MemberOut, "eth0", 5_300_000);
         rec.advance(7_200_000);
         Export::from_recorder(&rec, "wan-router", 7_200_000)
+    }
+
+    #[test]
+    fn an_ongoing_take_out_is_listed_as_ongoing_and_checked() {
+        let mut e = sample_export();
+        let ev = e
+            .events
+            .iter_mut()
+            .find(|ev| ev.kind == EventKind::MemberOut)
+            .unwrap();
+        ev.end_ms = None;
+        ev.duration_ms = None;
+        let html = render(&e).unwrap();
+        check(&e, &html).unwrap();
+        let rows = outage_table(&html).unwrap();
+        assert_eq!(&rows[1][3..6], &["ongoing", "ongoing", ""]);
+        // A report that claims an end the export does not have is refused.
+        let ended = html.replacen(">ongoing<", ">2026-11-26 00:00:00.000<", 1);
+        assert!(check(&e, &ended).is_err());
     }
 
     #[test]
