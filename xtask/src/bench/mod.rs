@@ -368,6 +368,39 @@ fn report(ws: &Path, ctx: &Ctx, started: std::time::Instant) -> Result<()> {
     Ok(())
 }
 
+/// Runs failoverd's namespace lab (`crates/failoverd/tests/netns.rs`):
+/// `cargo test` with `cargo_args` before and `test_args` after `--`, and
+/// `env`; its output, or an error when it failed or skipped (it needs root
+/// and network namespaces).
+pub fn netns_lab(
+    ctx: &Ctx,
+    cargo_args: &[&str],
+    test_args: &[&str],
+    env: &[(&str, String)],
+) -> Result<String> {
+    let out = std::process::Command::new(env!("CARGO"))
+        .current_dir(&ctx.ws)
+        .args(["test", "--locked", "-q"])
+        .args(cargo_args)
+        .args(["-p", "wanflash-failoverd", "--test", "netns", "--"])
+        .args(["--nocapture", "--test-threads", "1"])
+        .args(test_args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .context("cannot run failoverd's namespace lab")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() || text.contains("skipped:") {
+        anyhow::bail!(
+            "failoverd's namespace lab did not run (root and network namespaces are needed):\n{text}"
+        );
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

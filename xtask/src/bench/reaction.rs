@@ -5,9 +5,7 @@
 //! carrier event becomes a route; veth reports it at once. Needs root (the
 //! namespaces); the peers are the anchors issue 5 names, quoted.
 
-use std::process::Command;
-
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use super::{median, Ctx, Figure};
 
@@ -60,36 +58,8 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let mut carrier = Vec::new();
     let mut silent = Vec::new();
     for _ in 0..trials {
-        let out = Command::new(env!("CARGO"))
-            .current_dir(&ctx.ws)
-            .args([
-                "test",
-                "--locked",
-                "-q",
-                "-p",
-                "wanflash-failoverd",
-                "--test",
-                "netns",
-            ])
-            // The steady-state lab is the runtime group's (a 60 s window).
-            .args([
-                "--",
-                "--nocapture",
-                "--test-threads",
-                "1",
-                "--skip",
-                "steady_state_cpu",
-            ])
-            .output()
-            .context("cannot run failoverd's namespace lab")?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if !out.status.success() || text.contains("skipped:") {
-            bail!("failoverd's namespace lab did not run (root and network namespaces are needed):\n{text}");
-        }
+        // The steady-state lab is the runtime group's (a 60 s window).
+        let text = super::netns_lab(ctx, &[], &["--skip", "steady_state_cpu"], &[])?;
         let (c, s) = parse(&text);
         carrier.extend(c);
         silent.extend(s);

@@ -14,10 +14,9 @@
 //! `crates/failoverd/tests/netns.rs`), built with the images' optimisation
 //! profile. Needs root (the namespaces).
 
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use wanflash_testbed::peer::{self, BenchPair};
 
 use super::{Ctx, Figure};
@@ -115,24 +114,13 @@ fn parse_native(out: &str) -> Option<(Cpu, Option<Cpu>)> {
 fn native(ctx: &Ctx, secs: u32) -> Result<(Cpu, Option<Cpu>)> {
     // The images' profile (opt-level s, LTO): the code the box runs, built
     // for the host.
-    let out = Command::new(env!("CARGO"))
-        .current_dir(&ctx.ws)
-        .args(["test", "--locked", "-q", "--profile", "image"])
-        .args(["-p", "wanflash-failoverd", "--test", "netns", NATIVE_TEST])
-        .args(["--", "--exact", "--nocapture", "--test-threads", "1"])
-        .env("WANFLASH_LAB_STEADY_S", secs.to_string())
-        .output()
-        .context("cannot run failoverd's namespace lab")?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() || text.contains("skipped:") {
-        bail!(
-            "failoverd's namespace lab (`{NATIVE_TEST}`) did not run (root and network namespaces are needed):\n{text}"
-        );
-    }
+    let text = super::netns_lab(
+        ctx,
+        &["--profile", "image"],
+        &[NATIVE_TEST, "--exact"],
+        &[("WANFLASH_LAB_STEADY_S", secs.to_string())],
+    )
+    .with_context(|| format!("`{NATIVE_TEST}`"))?;
     parse_native(&text).with_context(|| {
         format!("the namespace lab printed no `steady state: failoverd used ...` line:\n{text}")
     })
