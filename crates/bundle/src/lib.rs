@@ -5,7 +5,7 @@
 //! |---|---|
 //! | 8 | magic `WFUPDAT1` |
 //! | 4 | manifest length (u32 LE) |
-//! | n | manifest, JSON: image, version, build id, size and sha256 of kernel and rootfs |
+//! | n | manifest, JSON: image, version, build id, release, compatible, size and sha256 of kernel and rootfs |
 //! | 4 | signature length (u32 LE): 64, or 0 for an unsigned bundle |
 //! | 64 | ed25519 signature of everything before the signature length |
 //! | k | kernel (bzImage) |
@@ -18,6 +18,14 @@
 //! the limits it is given, and hashes the payloads as they stream in,
 //! keeping them in memory (the box spools the bundle to RAM: nothing is
 //! written to the flash until the whole bundle is proved good).
+//! [`read_header`] and [`read_payloads`] are the two halves of [`verify`]:
+//! the box checks the signed manifest's `compatible` and `release` against
+//! itself between them, before it reads (or writes) any payload byte.
+//!
+//! `release` is the image description's monotonic release number and
+//! `compatible` the identity of the images that may replace each other
+//! (the image name unless the description sets it). Bundles built before
+//! they existed have neither; the box refuses them.
 
 use std::io::Read;
 
@@ -72,6 +80,12 @@ pub struct Manifest {
     pub image: String,
     pub version: String,
     pub build_id: String,
+    /// The description's `release`: a box takes only a newer one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<u64>,
+    /// Which images may replace each other: the box's must be equal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compatible: Option<String>,
     pub kernel: Part,
     pub rootfs: Part,
 }
@@ -122,18 +136,24 @@ fn signed_part(manifest_json: &[u8]) -> Vec<u8> {
     h
 }
 
+/// Who a bundle is: image name, version, build id, release, compatible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity<'a> {
+    pub image: &'a str,
+    pub version: &'a str,
+    pub build_id: &'a str,
+    pub release: u64,
+    pub compatible: &'a str,
+}
+
 /// The manifest of a kernel and a root filesystem.
-pub fn manifest(
-    image: &str,
-    version: &str,
-    build_id: &str,
-    kernel: &[u8],
-    rootfs: &[u8],
-) -> Manifest {
+pub fn manifest(id: &Identity<'_>, kernel: &[u8], rootfs: &[u8]) -> Manifest {
     Manifest {
-        image: image.to_owned(),
-        version: version.to_owned(),
-        build_id: build_id.to_owned(),
+        image: id.image.to_owned(),
+        version: id.version.to_owned(),
+        build_id: id.build_id.to_owned(),
+        release: Some(id.release),
+        compatible: Some(id.compatible.to_owned()),
         kernel: Part {
             size: kernel.len() as u64,
             sha256: sha256_hex(kernel),
@@ -195,11 +215,24 @@ fn read_part(r: &mut dyn Read, p: &Part, what: &'static str) -> Result<Vec<u8>, 
     Ok(data)
 }
 
-/// Checks a bundle whole, streaming: magic, manifest, signature (before any
-/// payload byte is read), size limits, then each payload's hash. Bytes
-/// after the root filesystem are ignored (a bundle read from a block
-/// device ends with the device's padding).
+/// The signed head of a bundle, proved good: the payloads still to read.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub manifest: Manifest,
+    pub signed: bool,
+}
+
+/// Checks a bundle whole, streaming: [`read_header`], then
+/// [`read_payloads`]. Bytes after the root filesystem are ignored (a
+/// bundle read from a block device ends with the device's padding).
 pub fn verify(r: &mut dyn Read, policy: &Policy) -> Result<Verified, Error> {
+    let h = read_header(r, policy)?;
+    read_payloads(r, h)
+}
+
+/// Reads and checks the head of a bundle: magic, manifest, signature
+/// (before any payload byte is read) and the size limits.
+pub fn read_header(r: &mut dyn Read, policy: &Policy) -> Result<Header, Error> {
     let mut magic = [0u8; 8];
     read_exact(r, &mut magic, "header")?;
     if &magic != MAGIC {
@@ -249,11 +282,17 @@ pub fn verify(r: &mut dyn Read, policy: &Policy) -> Result<Verified, Error> {
             return Err(Error::TooBig { part, size, limit });
         }
     }
-    let kernel = read_part(r, &manifest.kernel, "kernel")?;
-    let rootfs = read_part(r, &manifest.rootfs, "root filesystem")?;
+    Ok(Header { manifest, signed })
+}
+
+/// Reads the payloads after a [`Header`], hashing them as they stream in,
+/// and checks each against its sha256 in the signed manifest.
+pub fn read_payloads(r: &mut dyn Read, h: Header) -> Result<Verified, Error> {
+    let kernel = read_part(r, &h.manifest.kernel, "kernel")?;
+    let rootfs = read_part(r, &h.manifest.rootfs, "root filesystem")?;
     Ok(Verified {
-        manifest,
-        signed,
+        manifest: h.manifest,
+        signed: h.signed,
         kernel,
         rootfs,
     })

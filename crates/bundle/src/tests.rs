@@ -15,7 +15,17 @@ fn policy(keys: &[[u8; 32]], unsigned: bool) -> Policy {
 fn bundle(seed: Option<&[u8; 32]>) -> (Manifest, Vec<u8>) {
     let kernel = vec![0x4b; 3000];
     let rootfs: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
-    let m = manifest("test", "0.1.0", "abcd", &kernel, &rootfs);
+    let m = manifest(
+        &Identity {
+            image: "test",
+            version: "0.1.0",
+            build_id: "abcd",
+            release: 7,
+            compatible: "test-router",
+        },
+        &kernel,
+        &rootfs,
+    );
     let b = write(&m, &kernel, &rootfs, seed);
     (m, b)
 }
@@ -121,4 +131,25 @@ fn bundle_size_from_the_bundle_or_the_manifest() {
     std::fs::remove_dir_all(&dir).unwrap();
     let e = bundle_bytes(&dir, "r").unwrap_err();
     assert!(e.to_string().contains("manifest.json"), "{e}");
+}
+
+#[test]
+fn release_and_compatible_are_signed_and_old_manifests_still_parse() {
+    let (m, b) = bundle(Some(&SEED));
+    assert_eq!(m.release, Some(7));
+    assert_eq!(m.compatible.as_deref(), Some("test-router"));
+    // The header alone gives the signed manifest, before any payload byte.
+    let mlen = u32::from_le_bytes(b[8..12].try_into().unwrap()) as usize;
+    let head = &b[..12 + mlen + 4 + 64];
+    let h = read_header(&mut &head[..], &policy(&[SEED], false)).unwrap();
+    assert_eq!(h.manifest, m);
+    let text = String::from_utf8_lossy(&b[12..12 + mlen]).into_owned();
+    assert!(
+        text.contains(r#""release":7"#) && text.contains(r#""compatible":"test-router""#),
+        "{text}"
+    );
+    // A manifest written before releases existed still parses: no release.
+    let old = r#"{"image":"x","version":"0.1.0","build_id":"b","kernel":{"size":1,"sha256":"00"},"rootfs":{"size":1,"sha256":"00"}}"#;
+    let m: Manifest = serde_json::from_str(old).unwrap();
+    assert_eq!((m.release, m.compatible), (None, None));
 }

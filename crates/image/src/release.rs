@@ -21,6 +21,9 @@ pub const COMMIT_ENV: &str = "WANFLASH_SOURCE_COMMIT";
 pub struct Release {
     pub image: String,
     pub version: String,
+    /// The description's `release` and `compatible` (A/B updates).
+    pub release: u64,
+    pub compatible: String,
     pub commit: String,
     pub build_id: String,
 }
@@ -37,9 +40,11 @@ impl Release {
     /// The file's text.
     pub fn to_file(&self) -> String {
         format!(
-            "NAME=wanflash\nIMAGE={}\nVERSION={}\nSOURCE_COMMIT={}\nBUILD_ID={}\nPRETTY_NAME=\"{}\"\n",
+            "NAME=wanflash\nIMAGE={}\nVERSION={}\nRELEASE={}\nCOMPATIBLE={}\nSOURCE_COMMIT={}\nBUILD_ID={}\nPRETTY_NAME=\"{}\"\n",
             self.image,
             self.version,
+            self.release,
+            self.compatible,
             self.commit,
             self.build_id,
             self.pretty()
@@ -116,11 +121,14 @@ mod tests {
         let r = Release {
             image: "wan-router".into(),
             version: "0.1.0".into(),
+            release: 3,
+            compatible: "wan".into(),
             commit: "abc-dirty".into(),
             build_id: "0123".into(),
         };
         let t = r.to_file();
         assert!(t.contains("IMAGE=wan-router\n"), "{t}");
+        assert!(t.contains("RELEASE=3\nCOMPATIBLE=wan\n"), "{t}");
         assert!(t.contains("SOURCE_COMMIT=abc-dirty\n"), "{t}");
         assert!(t.contains("BUILD_ID=0123\n"), "{t}");
         assert_eq!(

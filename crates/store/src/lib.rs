@@ -17,10 +17,19 @@
 //! second the first already holds the new one. Reading picks the valid
 //! copy with the highest generation. The record logic works on any
 //! [`BlockDevice`], so every cut point is tested without hardware.
+//!
+//! No valid copy has two meanings. A blank store (neither copy has the
+//! magic, or only one has it: the very first write was cut) holds no
+//! record yet: [`Store::load`] gives the default state. Both copies with
+//! the magic but a bad length or CRC, or a newest record that does not
+//! decode, is a damaged store: [`Store::load`] returns [`Error::Corrupt`]
+//! and [`Store::save`] refuses to write, so nothing the box does on its
+//! own overwrites what may still be recovered. Only [`Store::reset`], run
+//! when the operator asks (`wanctl store reset`), writes a new record then.
 
 pub mod state;
 
-pub use state::{Reset, ResetReason, Slot, SlotInfo, State, Trial};
+pub use state::{Downgrade, Reset, ResetReason, Slot, SlotInfo, State, Trial};
 
 pub const MAGIC: [u8; 4] = *b"WFS1";
 pub const HEADER: usize = 20;
@@ -42,6 +51,18 @@ pub enum Error {
     TooSmall { size: u64 },
     #[error("the store record does not encode: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("the store is damaged: {detail}; nothing is written to it until the operator runs `wanctl store reset` (a new, empty record: the slots' history, pending trial and reset log are forgotten)")]
+    Corrupt { detail: String },
+}
+
+/// What one copy of the record holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyState {
+    /// No magic: never written.
+    Blank,
+    /// The magic, but a bad length or CRC: why.
+    Bad(String),
+    Good(Copy),
 }
 
 /// What the store needs of a disk: positioned reads and writes, and a
@@ -86,18 +107,22 @@ impl<D: BlockDevice> Store<D> {
         self.half - HEADER as u64
     }
 
-    fn read_copy(&mut self, index: usize) -> Result<Option<Copy>, Error> {
+    /// Copy `index` (0 or 1) as it is on the device.
+    pub fn read_copy(&mut self, index: usize) -> Result<CopyState, Error> {
         let base = index as u64 * self.half;
         let mut h = [0u8; HEADER];
         self.dev.read_at(base, &mut h)?;
         if h[..4] != MAGIC {
-            return Ok(None);
+            return Ok(CopyState::Blank);
         }
         let generation = u64::from_le_bytes(h[4..12].try_into().unwrap_or_default());
         let len = u32::from_le_bytes(h[12..16].try_into().unwrap_or_default()) as u64;
         let crc = u32::from_le_bytes(h[16..20].try_into().unwrap_or_default());
         if len > self.room() {
-            return Ok(None);
+            return Ok(CopyState::Bad(format!(
+                "copy {index}: length {len} beyond the copy's {} bytes",
+                self.room()
+            )));
         }
         let mut payload = vec![0u8; len as usize];
         self.dev.read_at(base + HEADER as u64, &mut payload)?;
@@ -105,9 +130,11 @@ impl<D: BlockDevice> Store<D> {
         c.update(&h[..16]);
         c.update(&payload);
         if c.finalize() != crc {
-            return Ok(None);
+            return Ok(CopyState::Bad(format!(
+                "copy {index}: CRC mismatch (generation {generation})"
+            )));
         }
-        Ok(Some(Copy {
+        Ok(CopyState::Good(Copy {
             index,
             generation,
             payload,
@@ -116,8 +143,12 @@ impl<D: BlockDevice> Store<D> {
 
     /// The newest valid copy, if any.
     pub fn read_raw(&mut self) -> Result<Option<Copy>, Error> {
-        let a = self.read_copy(0)?;
-        let b = self.read_copy(1)?;
+        let good = |c: CopyState| match c {
+            CopyState::Good(c) => Some(c),
+            _ => None,
+        };
+        let a = good(self.read_copy(0)?);
+        let b = good(self.read_copy(1)?);
         Ok(match (a, b) {
             (Some(a), Some(b)) => Some(if b.generation > a.generation { b } else { a }),
             (a, b) => a.or(b),
@@ -145,19 +176,49 @@ impl<D: BlockDevice> Store<D> {
         Ok(generation)
     }
 
-    /// The state, or the default state when no valid record exists (a new
-    /// card) or the newest one does not decode (a newer format).
+    /// The state and its generation; the default state and 0 when the
+    /// store is blank (see the module's doc); [`Error::Corrupt`] when both
+    /// copies are damaged or the newest record does not decode.
     pub fn load(&mut self) -> Result<(State, u64), Error> {
-        Ok(match self.read_raw()? {
-            Some(c) => (
-                serde_json::from_slice(&c.payload).unwrap_or_default(),
-                c.generation,
-            ),
-            None => (State::default(), 0),
-        })
+        let a = self.read_copy(0)?;
+        let b = self.read_copy(1)?;
+        let newest = match (&a, &b) {
+            (CopyState::Good(x), CopyState::Good(y)) => {
+                Some(if y.generation > x.generation { y } else { x })
+            }
+            (CopyState::Good(x), _) | (_, CopyState::Good(x)) => Some(x),
+            _ => None,
+        };
+        match (newest, &a, &b) {
+            (Some(c), _, _) => match serde_json::from_slice(&c.payload) {
+                Ok(s) => Ok((s, c.generation)),
+                Err(e) => Err(Error::Corrupt {
+                    detail: format!(
+                        "the newest record (copy {}, generation {}) does not decode ({e}): written by a newer wanflash or damaged",
+                        c.index, c.generation
+                    ),
+                }),
+            },
+            (None, CopyState::Bad(x), CopyState::Bad(y)) => Err(Error::Corrupt {
+                detail: format!("both copies are bad ({x}; {y})"),
+            }),
+            // Blank, or the very first write was cut: no record yet.
+            (None, _, _) => Ok((State::default(), 0)),
+        }
     }
 
+    /// Writes `state` as the next record. Refused with [`Error::Corrupt`]
+    /// (nothing written) when the store is damaged: only [`Store::reset`]
+    /// writes over a damaged store.
     pub fn save(&mut self, state: &State) -> Result<u64, Error> {
+        self.load()?;
+        let payload = serde_json::to_vec(state)?;
+        self.write_raw(&payload)
+    }
+
+    /// The operator's explicit recovery: writes `state` whatever the
+    /// copies hold (`wanctl store reset`).
+    pub fn reset(&mut self, state: &State) -> Result<u64, Error> {
         let payload = serde_json::to_vec(state)?;
         self.write_raw(&payload)
     }

@@ -56,6 +56,29 @@ pub struct SlotInfo {
     pub image: String,
     pub version: String,
     pub build_id: String,
+    /// The bundle's release (records written before releases: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compatible: Option<String>,
+}
+
+/// Downgrade records kept, oldest dropped first.
+pub const DOWNGRADE_RING: usize = 8;
+
+/// An update the operator allowed although its release was not newer
+/// (`wanctl update --allow-downgrade`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Downgrade {
+    /// The floor it went under: the committed slot's release.
+    pub from: u64,
+    /// The bundle's release.
+    pub to: u64,
+    /// The slot written.
+    pub slot: Slot,
+    pub build_id: String,
+    /// The box's clock (seconds since 1970) when it was installed.
+    pub unix_s: u64,
 }
 
 /// A trial boot armed by an update and not yet committed.
@@ -129,6 +152,9 @@ pub struct State {
     /// description asks for snapshots.
     #[serde(default)]
     pub snapshot: Option<String>,
+    /// Updates installed with `--allow-downgrade`, newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub downgrades: Vec<Downgrade>,
 }
 
 impl State {
@@ -142,6 +168,14 @@ impl State {
         match s {
             Slot::A => self.slot_a = Some(info),
             Slot::B => self.slot_b = Some(info),
+        }
+    }
+    /// Appends to the ring of downgrade records, dropping the oldest.
+    pub fn push_downgrade(&mut self, d: Downgrade) {
+        self.downgrades.push(d);
+        if self.downgrades.len() > DOWNGRADE_RING {
+            let extra = self.downgrades.len() - DOWNGRADE_RING;
+            self.downgrades.drain(..extra);
         }
     }
     /// Appends to the ring of reset reasons, dropping the oldest.

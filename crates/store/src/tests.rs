@@ -271,3 +271,92 @@ fn records_before_the_reset_log_still_read_and_the_marks_only_appear_when_set() 
     assert!(text.contains(r#""shutdown":"poweroff""#), "{text}");
     assert_eq!(serde_json::from_str::<State>(&text).unwrap(), s);
 }
+
+/// A store with two generations, then each copy damaged by `damage`.
+fn two_copies_damaged(damage: impl Fn(&mut Vec<u8>, usize)) -> MemDev {
+    let mut st = Store::new(MemDev::new(8192)).unwrap();
+    st.save(&state(1, 0)).unwrap();
+    st.save(&state(2, 0)).unwrap();
+    let mut dev = st.into_inner();
+    damage(&mut dev.disk, 0);
+    damage(&mut dev.disk, 4096);
+    dev.log.clear();
+    dev
+}
+
+#[test]
+fn both_copies_damaged_is_reported_and_never_overwritten_until_a_reset() {
+    // A flipped payload bit in each copy (CRC), and a length beyond the copy.
+    for dev in [
+        two_copies_damaged(|d, base| d[base + HEADER + 3] ^= 0x10),
+        two_copies_damaged(|d, base| {
+            d[base + 12..base + 16].copy_from_slice(&u32::MAX.to_le_bytes())
+        }),
+    ] {
+        let before = dev.disk.clone();
+        let mut st = Store::new(dev).unwrap();
+        let e = st.load().unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("both copies are bad") && msg.contains("`wanctl store reset`"),
+            "{msg}"
+        );
+        // No automatic write: the damaged copies stay for recovery.
+        let e = st.save(&State::default()).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+        let dev = st.into_inner();
+        assert!(dev.log.is_empty(), "a save wrote a damaged store");
+        assert_eq!(dev.disk, before);
+        // The operator's reset writes a fresh record, which then loads.
+        let mut st = Store::new(dev).unwrap();
+        st.reset(&state(9, 0)).unwrap();
+        assert_eq!(st.load().unwrap().0, state(9, 0));
+        st.save(&state(10, 0)).unwrap();
+        assert_eq!(st.load().unwrap().0, state(10, 0));
+    }
+}
+
+#[test]
+fn a_newest_record_that_does_not_decode_is_damage_not_a_default() {
+    let mut st = Store::new(MemDev::new(8192)).unwrap();
+    st.save(&state(1, 0)).unwrap();
+    st.write_raw(br#"{"default_slot":"c"}"#).unwrap();
+    let e = st.load().unwrap_err();
+    assert!(e.to_string().contains("does not decode"), "{e}");
+    assert!(st.save(&state(2, 0)).is_err());
+}
+
+#[test]
+fn one_good_copy_still_loads_and_blank_stores_give_the_default() {
+    // One copy damaged, the other good: the good one, and saves go on.
+    let mut st = Store::new(MemDev::new(8192)).unwrap();
+    st.save(&state(1, 0)).unwrap();
+    st.save(&state(2, 0)).unwrap();
+    let mut dev = st.into_inner();
+    dev.disk[HEADER + 3] ^= 0x10;
+    let mut st = Store::new(dev).unwrap();
+    assert_eq!(st.load().unwrap().0, state(2, 0));
+    st.save(&state(3, 0)).unwrap();
+    assert_eq!(st.load().unwrap(), (state(3, 0), 3));
+    // Blank: erased flash and zeros.
+    for fill in [0xffu8, 0] {
+        let mut st = Store::new(MemDev {
+            disk: vec![fill; 8192],
+            log: vec![],
+        })
+        .unwrap();
+        assert_eq!(st.load().unwrap(), (State::default(), 0));
+        st.save(&state(1, 0)).unwrap();
+    }
+    // The very first write cut inside copy 0: one bad copy, one blank.
+    let mut d = vec![0xffu8; 8192];
+    let rec = encode(1, &serde_json::to_vec(&state(1, 0)).unwrap());
+    d[..HEADER + 10].copy_from_slice(&rec[..HEADER + 10]);
+    let mut st = Store::new(MemDev {
+        disk: d,
+        log: vec![],
+    })
+    .unwrap();
+    assert_eq!(st.load().unwrap(), (State::default(), 0));
+}

@@ -54,7 +54,8 @@ pub fn update_downtime(image: &Path, bundle: &Path, work: &Path) -> Result<Updat
     // comes): the console is polled meanwhile, so both moments are taken
     // within the console poll's 50 ms.
     let _ = agent.run(
-        "/usr/sbin/wanflash-update update /dev/sdb",
+        // test-update's own bundle: the same release, so a reinstall.
+        "/usr/sbin/wanflash-update update --allow-downgrade /dev/sdb",
         Duration::from_millis(1),
     );
     drop(agent);

@@ -4,7 +4,9 @@
 //! written; a bundle whose trial never proves healthy rolls back to the old
 //! slot, which reports it, and so does one whose trial hangs (the watchdog
 //! resets it); power cuts at random moments of an update always
-//! leave one complete slot booting and a readable store.
+//! leave one complete slot booting and a readable store; a validly signed
+//! bundle of an older or the same release, or of another image, is refused
+//! by `wanctl update` with nothing written (issue 14).
 //!
 //! The bundle reaches the box as a second IDE disk (`/dev/sdb`...), read by
 //! `wanflash-update update /dev/sdX` as it would read a file or stdin.
@@ -71,12 +73,14 @@ fn card_sha(agent: &mut Agent) -> String {
 
 #[test]
 fn good_update_is_tried_committed_and_kept_and_bad_bundles_are_refused() {
-    let Some(img) = test_image("test-update") else {
+    // The box runs test-update-old (release 1); test-update (release 2,
+    // same `compatible`) is the newer release it takes.
+    let (Some(old), Some(img)) = (test_image("test-update-old"), test_image("test-update")) else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
     let card = work.path().join("card.img");
-    card_copy(&img, &card, CARD).unwrap();
+    card_copy(&old, &card, CARD).unwrap();
     let good = std::fs::read(bundle_of(&img)).unwrap();
     // A flipped byte in the signature, and one in the root filesystem.
     let mlen = u32::from_le_bytes(good[8..12].try_into().unwrap()) as usize;
@@ -157,6 +161,89 @@ fn good_update_is_tried_committed_and_kept_and_bad_bundles_are_refused() {
     assert_eq!(booted_slot(&mut agent), "b");
     let (line, _) = wait_from(&mut vm, "wanflash-update: running slot b", 0);
     assert!(line.contains("last update: committed slot b"), "{line}");
+    let status = agent.ok(&format!("{UPDATER} status")).unwrap();
+    assert!(
+        status.contains("slot b: test-update 0.1.0 release 2"),
+        "{status}"
+    );
+}
+
+/// Runs `wanctl update ARGS` on the guest: it must fail saying `want`.
+fn wanctl_refuses(agent: &mut Agent, args: &str, want: &str) {
+    let (rc, out) = agent
+        .run(
+            &format!("/usr/bin/wanctl update {args}"),
+            Duration::from_secs(120),
+        )
+        .unwrap();
+    assert_ne!(rc, 0, "wanctl update {args} was accepted:\n{out}");
+    assert!(
+        out.contains("update refused, nothing armed") && out.contains(want),
+        "wanctl update {args}:\n{out}"
+    );
+}
+
+#[test]
+fn older_same_release_and_other_image_bundles_are_refused_with_nothing_written() {
+    // The box runs test-update (release 2, compatible `test-update`).
+    // Validly signed with the key it trusts: test-update-old (release 1),
+    // test-update itself (release 2), test-resets (another image).
+    let (Some(img), Some(old), Some(other)) = (
+        test_image("test-update"),
+        test_image("test-update-old"),
+        test_image("test-resets"),
+    ) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let card = work.path().join("card.img");
+    card_copy(&img, &card, CARD).unwrap();
+    let b_old = bundle_disk(
+        &std::fs::read(bundle_of(&old)).unwrap(),
+        &work.path().join("old.bundle"),
+    );
+    let b_same = bundle_disk(
+        &std::fs::read(bundle_of(&img)).unwrap(),
+        &work.path().join("same.bundle"),
+    );
+    let b_other = bundle_disk(
+        &std::fs::read(bundle_of(&other)).unwrap(),
+        &work.path().join("other.bundle"),
+    );
+    let mut vm = start(&card, work.path(), "refuse", &[&b_old, &b_same, &b_other]);
+    let mut agent = ready(&mut vm);
+    assert_eq!(booted_slot(&mut agent), "a");
+    let before = card_sha(&mut agent);
+    wanctl_refuses(
+        &mut agent,
+        "/dev/sdb",
+        "release 1 is not newer than release 2 of the committed slot a",
+    );
+    wanctl_refuses(
+        &mut agent,
+        "/dev/sdc",
+        "release 2 is not newer than release 2 of the committed slot a",
+    );
+    for args in ["/dev/sdd", "--allow-downgrade /dev/sdd"] {
+        wanctl_refuses(
+            &mut agent,
+            args,
+            "the bundle is for `test-resets` (image `test-resets`) and this box is `test-update`",
+        );
+    }
+    assert_eq!(
+        card_sha(&mut agent),
+        before,
+        "a refused bundle changed the card"
+    );
+    let status = agent.ok("/usr/bin/wanctl slots").unwrap();
+    assert!(
+        status.contains("store generation 0") && !status.contains("trial pending"),
+        "{status}"
+    );
+    // The running box says who it is.
+    let rel = agent.ok("cat /etc/wanflash-release").unwrap();
+    assert!(rel.contains("RELEASE=2\nCOMPATIBLE=test-update\n"), "{rel}");
 }
 
 #[test]
@@ -288,8 +375,10 @@ fn power_cuts_during_updates_leave_a_bootable_slot_and_a_readable_store() {
             1000 + next(&mut seed) % 7000
         };
         let t = Instant::now();
+        // The same release again after the first commit: allowed as a
+        // downgrade (logged in the store); the writes are the same.
         let _ = agent.run(
-            &format!("{UPDATER} update /dev/sdb"),
+            &format!("{UPDATER} update --allow-downgrade /dev/sdb"),
             Duration::from_millis(cut_ms),
         );
         std::thread::sleep(Duration::from_millis(cut_ms).saturating_sub(t.elapsed()));

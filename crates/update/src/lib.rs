@@ -19,7 +19,9 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use wanflash_store::{FileDevice, Reset, ResetReason, Slot, SlotInfo, State, Store, Trial};
+use wanflash_store::{
+    Downgrade, FileDevice, Reset, ResetReason, Slot, SlotInfo, State, Store, Trial,
+};
 
 pub use disk::Disk;
 
@@ -53,6 +55,9 @@ pub enum Error {
     },
     #[error("{0}")]
     State(String),
+    /// The bundle is good but not for this box, or not newer: nothing written.
+    #[error("{0}; nothing written")]
+    Refused(String),
 }
 
 impl Error {
@@ -85,6 +90,14 @@ pub struct Config {
     /// `wanflash-update snapshot save` refuses.
     #[serde(default)]
     pub store_snapshot_interval_s: u64,
+    /// This image's release (the description's `release`): a bundle must
+    /// carry a higher one, unless the operator allows a downgrade.
+    #[serde(default)]
+    pub release: Option<u64>,
+    /// This image's identity (the description's `compatible`, else its
+    /// name): a bundle must carry the same.
+    #[serde(default)]
+    pub compatible: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,7 +123,8 @@ fn yes() -> bool {
     true
 }
 fn default_socket() -> String {
-    "/run/failoverd.sock".into()
+    // `wanflash_spec::failover::DEFAULT_CONTROL_SOCKET`.
+    "/run/failoverd/control.sock".into()
 }
 
 impl Default for Health {
@@ -377,16 +391,79 @@ pub fn this_box() -> Result<(Card, Slot), Error> {
 pub struct Installed {
     pub slot: Slot,
     pub manifest: wanflash_bundle::Manifest,
+    /// Set when the operator allowed a release that is not newer.
+    pub downgrade: Option<Downgrade>,
+}
+
+/// How the operator asked for the update.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpdateOptions {
+    /// `--allow-downgrade`: take a release that is not newer (same
+    /// `compatible` still required); recorded in the store.
+    pub allow_downgrade: bool,
+    /// The box's clock, for the downgrade record.
+    pub now_unix_s: u64,
+}
+
+/// The floor a bundle's release must pass: this image's own release and
+/// the release the store recorded for the committed (booted) slot.
+fn release_floor(cfg: &Config, state: &State, booted: Slot) -> Option<u64> {
+    let stored = state.slot_info(booted).and_then(|i| i.release);
+    match (cfg.release, stored) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Whether the signed manifest `m` may replace the committed slot
+/// `booted`: the same `compatible` as this image, and a newer release
+/// unless `allow_downgrade` (then the (floor, release) pair to record).
+pub fn check_bundle(
+    cfg: &Config,
+    state: &State,
+    booted: Slot,
+    m: &wanflash_bundle::Manifest,
+    allow_downgrade: bool,
+) -> Result<Option<(u64, u64)>, Error> {
+    let (Some(mine), Some(floor)) = (&cfg.compatible, release_floor(cfg, state, booted)) else {
+        return Err(Error::Refused(format!(
+            "`{CONFIG_PATH}` has no `release`/`compatible`: this image cannot tell which bundles may replace it; write a current image with dd"
+        )));
+    };
+    let (Some(theirs), Some(release)) = (&m.compatible, m.release) else {
+        return Err(Error::Refused(format!(
+            "the bundle `{}` (build {}) has no `release`/`compatible` in its manifest: it was built before releases existed; rebuild it with a current `cargo xtask build-image`",
+            m.image, m.build_id
+        )));
+    };
+    if theirs != mine {
+        return Err(Error::Refused(format!(
+            "the bundle is for `{theirs}` (image `{}`) and this box is `{mine}`: install a bundle built for this image",
+            m.image
+        )));
+    }
+    if release > floor {
+        return Ok(None);
+    }
+    if allow_downgrade {
+        return Ok(Some((floor, release)));
+    }
+    Err(Error::Refused(format!(
+        "the bundle's release {release} is not newer than release {floor} of the committed slot {booted}: to install it anyway, run `wanctl update --allow-downgrade FILE` (recorded in the store)"
+    )))
 }
 
 /// Verifies the bundle read from `src` whole (it is spooled into memory
 /// first: a stdin stream cannot be read twice), then writes the inactive
 /// slot and its kernel with read-back, records the trial and arms the
-/// boot-once entry. Writes nothing when any check fails.
+/// boot-once entry. Writes nothing when any check fails: the signed
+/// manifest's `compatible` and `release` ([`check_bundle`]) are checked
+/// before any payload byte is read.
 pub fn update(
     card: &Card,
     booted: Slot,
     cfg: &Config,
+    opts: UpdateOptions,
     src: &mut dyn Read,
     log: &mut dyn Write,
 ) -> Result<Installed, Error> {
@@ -407,11 +484,27 @@ pub fn update(
         max_kernel: kmap.size,
         max_rootfs: root.size,
     };
-    let v = wanflash_bundle::verify(src, &policy)?;
     // The store must be readable before anything is written.
     let mut store = card.store()?;
     let (mut state, _) = store.load()?;
+    let header = wanflash_bundle::read_header(src, &policy)?;
+    let downgrade = check_bundle(cfg, &state, booted, &header.manifest, opts.allow_downgrade)?;
+    let v = wanflash_bundle::read_payloads(src, header)?;
     let m = &v.manifest;
+    let downgrade = downgrade.map(|(from, to)| Downgrade {
+        from,
+        to,
+        slot: target,
+        build_id: m.build_id.clone(),
+        unix_s: opts.now_unix_s,
+    });
+    if let Some(d) = &downgrade {
+        let _ = writeln!(
+            log,
+            "downgrade allowed by the operator: release {} after {} (recorded in the store)",
+            d.to, d.from
+        );
+    }
     let _ = writeln!(
         log,
         "verified {} {} (build {}, {}): writing slot {target}",
@@ -432,8 +525,13 @@ pub fn update(
             image: m.image.clone(),
             version: m.version.clone(),
             build_id: m.build_id.clone(),
+            release: m.release,
+            compatible: m.compatible.clone(),
         },
     );
+    if let Some(d) = &downgrade {
+        state.push_downgrade(d.clone());
+    }
     if state.slot_info(booted).is_none() {
         state.default_slot = booted;
     }
@@ -454,6 +552,7 @@ pub fn update(
     Ok(Installed {
         slot: target,
         manifest: v.manifest,
+        downgrade,
     })
 }
 
@@ -516,6 +615,15 @@ pub enum Boot {
     /// A trial that never proved health (watchdog, hang, power cut):
     /// recorded now; the message says so.
     RolledBack(String),
+    /// Both store copies are damaged (the message says how): nothing is
+    /// read, committed or written. `reboot_to` is set when this boot is
+    /// not syslinux's default (a trial's boot-once entry, maybe): the
+    /// trial cannot be checked or committed, so the box reboots into the
+    /// default slot, which syslinux boots now the entry is spent.
+    StoreDamaged {
+        message: String,
+        reboot_to: Option<Slot>,
+    },
 }
 
 /// Reads the store at boot. Writes it when a pending trial of the other
@@ -530,7 +638,20 @@ pub fn on_boot(
     reset_log: bool,
 ) -> Result<(Boot, Option<Reset>), Error> {
     let mut store = card.store()?;
-    let (state, _) = store.load()?;
+    let state = match store.load() {
+        Ok((s, _)) => s,
+        Err(e @ wanflash_store::Error::Corrupt { .. }) => {
+            let default = card.default_label()?;
+            return Ok((
+                Boot::StoreDamaged {
+                    message: e.to_string(),
+                    reboot_to: (default != booted).then_some(default),
+                },
+                None,
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut ev = ev.clone();
     ev.shutdown = state.shutdown;
     ev.trial_died = match &state.trial {
@@ -588,15 +709,52 @@ pub fn mark_shutdown(card: &Card, cfg: &Config, kind: ResetReason) -> Result<boo
 /// its policy from [`CONFIG_PATH`], the bundle from `path` (`-`: stdin,
 /// spooled into memory before anything is written). Progress goes to
 /// `log`; the caller asks init to reboot (SIGUSR1 to PID 1) afterwards.
-pub fn update_this_box(path: &str, log: &mut dyn Write) -> Result<Installed, Error> {
+pub fn update_this_box(
+    path: &str,
+    allow_downgrade: bool,
+    log: &mut dyn Write,
+) -> Result<Installed, Error> {
     let (card, booted) = this_box()?;
     let cfg = Config::load(Path::new(CONFIG_PATH))?;
+    let opts = UpdateOptions {
+        allow_downgrade,
+        now_unix_s: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
     if path == "-" {
-        update(&card, booted, &cfg, &mut std::io::stdin().lock(), log)
+        update(&card, booted, &cfg, opts, &mut std::io::stdin().lock(), log)
     } else {
         let mut f = std::fs::File::open(path).map_err(|e| Error::io("open", Path::new(path), e))?;
-        update(&card, booted, &cfg, &mut f, log)
+        update(&card, booted, &cfg, opts, &mut f, log)
     }
+}
+
+/// `wanflash-update store reset` (`wanctl store reset`): the operator's
+/// recovery of a damaged store, the only write over one. Writes a new
+/// record that knows only syslinux's default slot: the slots' history,
+/// any pending trial (not committed: syslinux keeps booting the default)
+/// and the reset log are forgotten.
+pub fn store_reset(card: &Card) -> Result<String, Error> {
+    let mut store = card.store()?;
+    let was = match store.load() {
+        Ok(_) => "the store was readable".to_owned(),
+        Err(e @ wanflash_store::Error::Corrupt { .. }) => e.to_string(),
+        Err(e) => return Err(e.into()),
+    };
+    let default = card.default_label()?;
+    let state = State {
+        default_slot: default,
+        last_result: Some(format!(
+            "store reset by the operator; slot {default} is the default"
+        )),
+        ..State::default()
+    };
+    let g = store.reset(&state)?;
+    Ok(format!(
+        "store reset: new record, generation {g}, default slot {default} ({was})"
+    ))
 }
 
 /// Stores a line-quality snapshot (opaque bytes, kept as hex). Only for
@@ -707,15 +865,29 @@ pub fn wait_healthy(
 /// A human status: slots, versions, trial, last result, reset reasons.
 pub fn status(card: &Card, booted: Slot) -> Result<String, Error> {
     let mut store = card.store()?;
-    let (state, generation) = store.load()?;
     let default = card.default_label()?;
+    let (state, generation) = match store.load() {
+        Ok(r) => r,
+        Err(e @ wanflash_store::Error::Corrupt { .. }) => {
+            return Ok(format!(
+                "booted slot {booted}; syslinux default {default}; store DAMAGED\nstore: {e}\n"
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut s = format!(
         "booted slot {booted}; syslinux default {default}; store generation {generation}\n"
     );
     for slot in [Slot::A, Slot::B] {
         let info = state
             .slot_info(slot)
-            .map(|i| format!("{} {} (build {})", i.image, i.version, i.build_id))
+            .map(|i| {
+                let rel = i
+                    .release
+                    .map(|r| format!(" release {r}"))
+                    .unwrap_or_default();
+                format!("{} {}{rel} (build {})", i.image, i.version, i.build_id)
+            })
             .unwrap_or_else(|| "as built (no update recorded)".into());
         s.push_str(&format!("slot {slot}: {info}\n"));
     }
@@ -724,6 +896,12 @@ pub fn status(card: &Card, booted: Slot) -> Result<String, Error> {
     }
     if let Some(r) = &state.last_result {
         s.push_str(&format!("last result: {r}\n"));
+    }
+    for d in &state.downgrades {
+        s.push_str(&format!(
+            "downgrade: release {} after {} into slot {} (build {}, at {} s since 1970), allowed by the operator\n",
+            d.to, d.from, d.slot, d.build_id, d.unix_s
+        ));
     }
     for r in &state.resets {
         let line = format!("reset: {} slot {} {}", r.reason.as_str(), r.slot, r.detail);

@@ -5,9 +5,11 @@ use std::io::Write;
 use std::path::Path;
 
 const USAGE: &str = "usage: wanflash-update update FILE|-   verify a bundle, write the inactive slot, try it once (reboots)
-       wanflash-update update --no-reboot FILE|-
+       wanflash-update update [--no-reboot] [--allow-downgrade] FILE|-
+                                             --allow-downgrade: take a release that is not newer (logged in the store)
        wanflash-update commit                make the running trial slot the default
        wanflash-update status                slots, versions, last result, reset reasons
+       wanflash-update store reset           start a new store record (recovers a damaged store; forgets its history)
        wanflash-update boot --failed N       (init, once ready) trial check: commit or roll back;
                                              with `reset_log`, log why the last run ended
        wanflash-update shutdown reboot|poweroff  (init, last thing) clean shutdown mark for `reset_log`
@@ -37,12 +39,21 @@ fn run(args: &[String]) -> Result<(), String> {
     let mut out = std::io::stdout();
     match a.as_slice() {
         ["update", rest @ ..] => {
-            let (reboot, file) = match rest {
-                ["--no-reboot", f] => (false, *f),
-                [f] => (true, *f),
-                _ => return Err(USAGE.into()),
+            let Some((file, flags)) = rest.split_last() else {
+                return Err(USAGE.into());
             };
-            let r = wanflash_update::update_this_box(file, &mut out);
+            let (mut reboot, mut allow_downgrade) = (true, false);
+            for f in flags {
+                match *f {
+                    "--no-reboot" => reboot = false,
+                    "--allow-downgrade" => allow_downgrade = true,
+                    _ => return Err(USAGE.into()),
+                }
+            }
+            if file.starts_with("--") {
+                return Err(USAGE.into());
+            }
+            let r = wanflash_update::update_this_box(file, allow_downgrade, &mut out);
             let done = r.map_err(|e| format!("update refused, nothing armed: {e}"))?;
             println!(
                 "installed {} {} in slot {}",
@@ -67,6 +78,13 @@ fn run(args: &[String]) -> Result<(), String> {
         ["commit"] => {
             let m = wanflash_update::commit(&card, booted).map_err(|e| e.to_string())?;
             println!("{m}");
+            Ok(())
+        }
+        ["store", "reset"] => {
+            println!(
+                "{}",
+                wanflash_update::store_reset(&card).map_err(|e| e.to_string())?
+            );
             Ok(())
         }
         ["status"] => {
@@ -178,6 +196,22 @@ fn trial(
             );
         }
         Boot::RolledBack(msg) => println!("wanflash-update: running slot {booted}; {msg}"),
+        Boot::StoreDamaged { message, reboot_to } => {
+            println!("wanflash-update: STORE DAMAGED, running slot {booted}: {message}");
+            if let Some(slot) = reboot_to {
+                // Maybe a trial, but it cannot be checked or committed:
+                // back to the default slot, nothing written.
+                println!(
+                    "wanflash-update: slot {booted} is not syslinux's default and the store cannot say whether it is on trial: not committed; rebooting into slot {slot}"
+                );
+                let _ = std::io::stdout().flush();
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(1),
+                    nix::sys::signal::Signal::SIGUSR1,
+                )
+                .map_err(|e| format!("cannot ask init to reboot: {e}"))?;
+            }
+        }
         Boot::Trial(slot) => {
             println!(
                 "wanflash-update: trial boot of slot {slot}: checking health (deadline {} s)",

@@ -107,6 +107,8 @@ fn a_snapshot_of_the_whole_budget_fits_the_store_beside_a_full_state() {
         image: "x".repeat(64),
         version: "v".repeat(64),
         build_id: "b".repeat(64),
+        release: Some(u64::MAX),
+        compatible: Some("c".repeat(64)),
     };
     s.set_slot_info(Slot::A, info.clone());
     s.set_slot_info(Slot::B, info);
@@ -133,4 +135,365 @@ fn a_snapshot_of_the_whole_budget_fits_the_store_beside_a_full_state() {
     // And the budget is not wasteful: 16 KiB more would not fit.
     s.snapshot = Some(wanflash_bundle::hex(&vec![0xa5; budget + 16 * 1024]));
     assert!(store.save(&s).is_err());
+}
+
+/// A card as a file: an MBR, a FAT16 boot partition with `kernel-a`,
+/// `kernel-b`, `ldlinux.sys` (with an empty ADV) and `syslinux.cfg`, two
+/// 1 MiB root slots and a 64 KiB store, each partition 1 MiB aligned.
+mod fake {
+    use super::*;
+
+    pub const MIB: u64 = 1 << 20;
+    const KERNEL_FILE: u64 = 64 * 1024;
+
+    pub struct FakeCard {
+        pub file: tempfile::NamedTempFile,
+        pub card: Card,
+    }
+
+    impl FakeCard {
+        pub fn bytes(&self) -> Vec<u8> {
+            std::fs::read(self.file.path()).unwrap()
+        }
+        pub fn store(&self) -> Store<FileDevice> {
+            self.card.store().unwrap()
+        }
+    }
+
+    fn fat16(default: Slot) -> Vec<u8> {
+        let (bps, spc, reserved, fat_size, root_entries) = (512u64, 4u64, 1u64, 2u64, 64u64);
+        let cluster = bps * spc;
+        let mut p = vec![0u8; MIB as usize];
+        p[11..13].copy_from_slice(&(bps as u16).to_le_bytes());
+        p[13] = spc as u8;
+        p[14..16].copy_from_slice(&(reserved as u16).to_le_bytes());
+        p[16] = 1;
+        p[17..19].copy_from_slice(&(root_entries as u16).to_le_bytes());
+        p[22..24].copy_from_slice(&(fat_size as u16).to_le_bytes());
+        p[510] = 0x55;
+        p[511] = 0xaa;
+        let fat_off = (reserved * bps) as usize;
+        let root_off = ((reserved + fat_size) * bps) as usize;
+        let data_off = root_off as u64 + root_entries * 32;
+        let cfg = format!("SERIAL 0 115200\nDEFAULT {}\nPROMPT 0\n", default.label());
+        let mut ldlinux = vec![0x11u8; 4096];
+        let adv = adv::encode(&[]).unwrap();
+        ldlinux[4096 - 1024..4096 - 512].copy_from_slice(&adv);
+        ldlinux[4096 - 512..].copy_from_slice(&adv);
+        let files: Vec<([u8; 11], Vec<u8>)> = vec![
+            (*b"LDLINUX SYS", ldlinux),
+            (*b"SYSLINUXCFG", cfg.into_bytes()),
+            (fat::kernel_name(Slot::A), vec![0xaa; KERNEL_FILE as usize]),
+            (fat::kernel_name(Slot::B), vec![0xbb; KERNEL_FILE as usize]),
+        ];
+        let mut next = 2u64;
+        for (i, (name, data)) in files.iter().enumerate() {
+            let n = (data.len() as u64).div_ceil(cluster);
+            let e = root_off + i * 32;
+            p[e..e + 11].copy_from_slice(name);
+            p[e + 26..e + 28].copy_from_slice(&(next as u16).to_le_bytes());
+            p[e + 28..e + 32].copy_from_slice(&(data.len() as u32).to_le_bytes());
+            let at = (data_off + (next - 2) * cluster) as usize;
+            p[at..at + data.len()].copy_from_slice(data);
+            for c in next..next + n {
+                let link: u16 = if c == next + n - 1 {
+                    0xffff
+                } else {
+                    c as u16 + 1
+                };
+                let o = fat_off + c as usize * 2;
+                p[o..o + 2].copy_from_slice(&link.to_le_bytes());
+            }
+            next += n;
+        }
+        p
+    }
+
+    /// A card whose syslinux default is `default`, store blank.
+    pub fn card(default: Slot) -> FakeCard {
+        // Partitions 1-4 at 1, 2, 3 and 4 MiB; the store 64 KiB.
+        let sizes = [MIB, MIB, MIB, 64 * 1024];
+        let mut parts = [disk::Part { start: 0, size: 0 }; 4];
+        let mut mbr = vec![0u8; 512];
+        for (i, size) in sizes.iter().enumerate() {
+            let start = (i as u64 + 1) * MIB;
+            parts[i] = disk::Part { start, size: *size };
+            let e = 0x1be + 16 * i;
+            mbr[e + 8..e + 12].copy_from_slice(&((start / 512) as u32).to_le_bytes());
+            mbr[e + 12..e + 16].copy_from_slice(&((size / 512) as u32).to_le_bytes());
+        }
+        mbr[510] = 0x55;
+        mbr[511] = 0xaa;
+        let mut img = vec![0u8; (5 * MIB) as usize];
+        img[..512].copy_from_slice(&mbr);
+        img[MIB as usize..2 * MIB as usize].copy_from_slice(&fat16(default));
+        // The slots hold recognisable bytes: an overwrite shows.
+        img[2 * MIB as usize..3 * MIB as usize].fill(0x5a);
+        img[3 * MIB as usize..4 * MIB as usize].fill(0xa5);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &img).unwrap();
+        let card = Card::open(Disk {
+            path: file.path().to_path_buf(),
+            signature: 0x1234_5678,
+            parts,
+        })
+        .unwrap();
+        FakeCard { file, card }
+    }
+}
+
+const SEED: [u8; 32] = [3; 32];
+
+/// A box of `compatible` "test-router" at release 5 that trusts `SEED`.
+fn box_config() -> Config {
+    Config {
+        public_keys: vec![wanflash_bundle::hex(&wanflash_bundle::public_of(&SEED))],
+        release: Some(5),
+        compatible: Some("test-router".into()),
+        ..Config::default()
+    }
+}
+
+/// A signed bundle of `release` for `compatible` (None: an old-format
+/// manifest without release and compatible).
+fn bundle(release: Option<u64>, compatible: Option<&str>) -> Vec<u8> {
+    let kernel = vec![0x4b; 5000];
+    let rootfs: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let mut m = wanflash_bundle::manifest(
+        &wanflash_bundle::Identity {
+            image: "test-router",
+            version: "0.1.0",
+            build_id: "0123456789abcdef",
+            release: release.unwrap_or(0),
+            compatible: compatible.unwrap_or(""),
+        },
+        &kernel,
+        &rootfs,
+    );
+    m.release = release;
+    m.compatible = compatible.map(str::to_owned);
+    wanflash_bundle::write(&m, &kernel, &rootfs, Some(&SEED))
+}
+
+fn try_update(
+    c: &fake::FakeCard,
+    b: &[u8],
+    allow_downgrade: bool,
+) -> (Result<Installed, Error>, String) {
+    let mut log = Vec::new();
+    let opts = UpdateOptions {
+        allow_downgrade,
+        now_unix_s: 1_700_000_000,
+    };
+    let r = update(&c.card, Slot::A, &box_config(), opts, &mut &b[..], &mut log);
+    (r, String::from_utf8_lossy(&log).into_owned())
+}
+
+/// Refused, and not one byte of the card changed.
+fn refused(c: &fake::FakeCard, b: &[u8], allow_downgrade: bool) -> String {
+    let before = c.bytes();
+    let (r, log) = try_update(c, b, allow_downgrade);
+    let e = r.expect_err("the bundle was accepted");
+    assert!(matches!(e, Error::Refused(_)), "{e}");
+    assert!(log.is_empty(), "{log}");
+    assert!(c.bytes() == before, "a refused bundle changed the card");
+    e.to_string()
+}
+
+#[test]
+fn a_newer_bundle_of_this_image_installs_on_the_fake_card() {
+    let c = fake::card(Slot::A);
+    let before = c.bytes();
+    let (r, log) = try_update(&c, &bundle(Some(6), Some("test-router")), false);
+    let done = r.unwrap();
+    assert_eq!(done.slot, Slot::B);
+    assert!(done.downgrade.is_none());
+    assert!(log.contains("writing slot b"), "{log}");
+    assert!(c.bytes() != before);
+    let (state, _) = c.store().load().unwrap();
+    let info = state.slot_b.unwrap();
+    assert_eq!(
+        (info.release, info.compatible.as_deref()),
+        (Some(6), Some("test-router"))
+    );
+    assert!(state.downgrades.is_empty());
+    // The written slot is now the floor once committed: not before.
+    let s = status(&c.card, Slot::A).unwrap();
+    assert!(s.contains("slot b: test-router 0.1.0 release 6"), "{s}");
+}
+
+#[test]
+fn an_older_or_same_release_is_refused_with_nothing_written() {
+    let c = fake::card(Slot::A);
+    let e = refused(&c, &bundle(Some(4), Some("test-router")), false);
+    assert!(
+        e.contains("release 4 is not newer than release 5 of the committed slot a")
+            && e.contains("--allow-downgrade")
+            && e.contains("nothing written"),
+        "{e}"
+    );
+    let e = refused(&c, &bundle(Some(5), Some("test-router")), false);
+    assert!(e.contains("release 5 is not newer than release 5"), "{e}");
+}
+
+#[test]
+fn the_committed_slots_recorded_release_is_the_floor_too() {
+    let c = fake::card(Slot::A);
+    let mut store = c.store();
+    let mut s = State::default();
+    s.set_slot_info(
+        Slot::A,
+        SlotInfo {
+            image: "test-router".into(),
+            version: "0.1.0".into(),
+            build_id: "x".into(),
+            release: Some(9),
+            compatible: Some("test-router".into()),
+        },
+    );
+    store.save(&s).unwrap();
+    let e = refused(&c, &bundle(Some(7), Some("test-router")), false);
+    assert!(e.contains("not newer than release 9"), "{e}");
+}
+
+#[test]
+fn another_images_bundle_is_refused_even_as_a_downgrade() {
+    let c = fake::card(Slot::A);
+    for allow in [false, true] {
+        let e = refused(&c, &bundle(Some(6), Some("lan-router")), allow);
+        assert!(
+            e.contains("the bundle is for `lan-router`") && e.contains("this box is `test-router`"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn an_old_format_manifest_without_release_is_refused() {
+    let c = fake::card(Slot::A);
+    for allow in [false, true] {
+        let e = refused(&c, &bundle(None, None), allow);
+        assert!(e.contains("has no `release`/`compatible`"), "{e}");
+    }
+    // A box without its own identity refuses everything rather than guess.
+    let before = c.bytes();
+    let cfg = Config {
+        release: None,
+        ..box_config()
+    };
+    let b = bundle(Some(6), Some("test-router"));
+    let e = update(
+        &c.card,
+        Slot::A,
+        &cfg,
+        UpdateOptions::default(),
+        &mut &b[..],
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("update.json"), "{e}");
+    assert!(c.bytes() == before);
+}
+
+#[test]
+fn an_allowed_downgrade_installs_and_is_logged_in_the_store() {
+    let c = fake::card(Slot::A);
+    let (r, log) = try_update(&c, &bundle(Some(3), Some("test-router")), true);
+    let done = r.unwrap();
+    let d = done.downgrade.unwrap();
+    assert_eq!((d.from, d.to, d.slot), (5, 3, Slot::B));
+    assert!(
+        log.contains("downgrade allowed by the operator: release 3 after 5"),
+        "{log}"
+    );
+    let (state, _) = c.store().load().unwrap();
+    assert_eq!(state.downgrades.len(), 1);
+    assert_eq!(state.downgrades[0].unix_s, 1_700_000_000);
+    assert_eq!(state.trial.as_ref().map(|t| t.slot), Some(Slot::B));
+    let s = status(&c.card, Slot::A).unwrap();
+    assert!(
+        s.contains("downgrade: release 3 after 5 into slot b")
+            && s.contains("allowed by the operator"),
+        "{s}"
+    );
+}
+
+/// Both store copies damaged: `magic` present, CRC bad in each half.
+fn damage_store(c: &fake::FakeCard) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::options()
+        .write(true)
+        .read(true)
+        .open(c.file.path())
+        .unwrap();
+    let store = c.card.disk.part(STORE_PARTITION).unwrap();
+    for half in [0, store.size / 2] {
+        let at = store.start + half + wanflash_store::HEADER as u64 + 2;
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, at).unwrap();
+        f.write_all_at(&[b[0] ^ 0x40], at).unwrap();
+    }
+}
+
+#[test]
+fn a_damaged_store_is_reported_and_a_pending_trial_is_neither_committed_nor_written() {
+    // A trial of slot B armed, then both store copies damaged; syslinux's
+    // default is still A and the boot-once entry took the box to B.
+    let c = fake::card(Slot::A);
+    try_update(&c, &bundle(Some(6), Some("test-router")), false)
+        .0
+        .unwrap();
+    damage_store(&c);
+    let before = c.bytes();
+    let ev = resets::Evidence::default();
+    let (boot, logged) = on_boot(&c.card, Slot::B, &ev, true).unwrap();
+    assert!(logged.is_none());
+    match &boot {
+        Boot::StoreDamaged { message, reboot_to } => {
+            assert!(message.contains("both copies are bad"), "{message}");
+            assert!(message.contains("`wanctl store reset`"), "{message}");
+            // Not committed: back to the default slot.
+            assert_eq!(*reboot_to, Some(Slot::A));
+        }
+        b => panic!("{b:?}"),
+    }
+    // On the default slot it just runs, loudly.
+    let (boot, _) = on_boot(&c.card, Slot::A, &ev, true).unwrap();
+    assert!(
+        matches!(
+            boot,
+            Boot::StoreDamaged {
+                reboot_to: None,
+                ..
+            }
+        ),
+        "{boot:?}"
+    );
+    // Nothing writes over the damage: commit, rollback, shutdown mark,
+    // snapshot and another update all fail with the card unchanged.
+    assert!(commit(&c.card, Slot::B).is_err());
+    assert!(roll_back(&c.card, Slot::B, "x").is_err());
+    let cfg = Config {
+        reset_log: true,
+        ..box_config()
+    };
+    assert!(mark_shutdown(&c.card, &cfg, ResetReason::OrderlyReboot).is_err());
+    assert!(save_snapshot(&c.card, b"snap").is_err());
+    let (r, _) = try_update(&c, &bundle(Some(7), Some("test-router")), false);
+    assert!(r.is_err());
+    assert!(c.bytes() == before, "the damaged store was written");
+    assert_eq!(c.card.default_label().unwrap(), Slot::A);
+    let s = status(&c.card, Slot::A).unwrap();
+    assert!(
+        s.contains("store DAMAGED") && s.contains("both copies are bad"),
+        "{s}"
+    );
+    // The operator's reset is the way out.
+    let m = store_reset(&c.card).unwrap();
+    assert!(m.contains("default slot a"), "{m}");
+    let (state, _) = c.store().load().unwrap();
+    assert_eq!(state.trial, None);
+    assert_eq!(state.default_slot, Slot::A);
+    let s = status(&c.card, Slot::A).unwrap();
+    assert!(s.contains("store reset by the operator"), "{s}");
 }

@@ -21,10 +21,16 @@ pub const USAGE: &str = "usage: wanctl [--socket PATH] COMMAND
   export --format csv|json                everything recorded, to stdout
   force PATH                              put every route PATH carries on it
   release                                 back to automatic choice
-  update FILE|-                           verify a signed bundle, write the inactive
-                                          slot, reboot into it once (wanflash-update)
+  update [--allow-downgrade] FILE|-       verify a signed bundle of this image with a
+                                          newer release, write the inactive slot,
+                                          reboot into it once (wanflash-update);
+                                          --allow-downgrade: also an older or equal
+                                          release (logged in the store)
   commit                                  keep the running trial slot as the default
-  slots                                   slots, versions, last update, reset reasons
+  slots                                   slots, releases, last update, downgrades,
+                                          reset reasons, a damaged store
+  store reset                             new store record after `slots` reports it
+                                          damaged (forgets the slots' history)
   --socket PATH  failoverd's control socket (default /run/failoverd.sock)";
 
 /// Longest answer read (a year of exports is a few MiB).

@@ -8,8 +8,9 @@ use std::process::{Command, ExitCode};
 use wanflash_wanctl::{parse_args, run, USAGE};
 
 /// The updater: its own program, so that updates work whether failoverd
-/// runs or not. `wanctl update FILE|-`, `wanctl commit` and `wanctl slots`
-/// hand over to it (stdin included, for `ssh router wanctl update - < B`).
+/// runs or not. `wanctl update [--allow-downgrade] FILE|-`, `wanctl commit`,
+/// `wanctl slots` and `wanctl store reset` hand over to it (stdin included,
+/// for `ssh router wanctl update - < B`).
 const UPDATER: &str = "/usr/sbin/wanflash-update";
 
 fn main() -> ExitCode {
@@ -17,6 +18,7 @@ fn main() -> ExitCode {
     let updater_args: Option<Vec<&str>> = match args.first().map(String::as_str) {
         Some("update" | "commit") => Some(args.iter().map(String::as_str).collect()),
         Some("slots") if args.len() == 1 => Some(vec!["status"]),
+        Some("store") => Some(args.iter().map(String::as_str).collect()),
         _ => None,
     };
     if let Some(a) = updater_args {
