@@ -30,12 +30,23 @@ use crate::control::{self, Request, Response};
 use crate::fsm::{Decision, Fsm, Ms, ProbeOut, TargetKind};
 use crate::history::History;
 use crate::netlink::{LinkState, LinkWatch};
-use crate::probe::{self, IcmpEcho, Kind, Probe, Sample, FLAG_MEMBER};
+use crate::probe::{self, FarEnd, IcmpEcho, Kind, MemberFrame, Probe, Sample, FLAG_MEMBER};
 use crate::sockets::{self, IcmpSocket, PacketSocket, BROADCAST};
 use crate::{Error, Line};
 
-/// At most this many control clients at once.
+/// At most this many control clients at once; a new one closes the one
+/// idle longest (so that a health check always gets its answer).
 const MAX_CLIENTS: usize = 16;
+/// A control client that neither sends nor takes a byte for this long
+/// is closed.
+const CLIENT_IDLE_MS: Ms = 10_000;
+/// Answers queued for a control client beyond this wait: its further
+/// requests are not read until it takes what it was sent, so a client
+/// that never reads holds at most this plus one answer (and then its idle
+/// deadline closes it).
+const CLIENT_OUTPUT_HIGH: usize = 64 * 1024;
+/// Most control connections accepted per wake-up.
+const CLIENT_ACCEPT_BATCH: usize = 64;
 /// Missing interfaces are looked for again this often.
 const REOPEN_MS: Ms = 1000;
 /// The loop wakes at least this often (to notice a stop request).
@@ -58,6 +69,8 @@ struct TargetIo {
     sock: Sock,
     /// The last send or open error said, so that it is said once.
     said: Option<String>,
+    /// A member circuit's far end, learned from its answers.
+    far: FarEnd,
 }
 
 struct Client {
@@ -65,6 +78,10 @@ struct Client {
     input: Vec<u8>,
     output: Vec<u8>,
     eof: bool,
+    /// Closed to make room for a newer client: dropped after this turn.
+    gone: bool,
+    /// The last byte read from or written to it.
+    last: Ms,
 }
 
 /// What a ready descriptor is.
@@ -168,6 +185,7 @@ impl Daemon {
                 session: random_u32(i as u64),
                 sock: Sock::Closed,
                 said: None,
+                far: FarEnd::default(),
             });
         }
         let mut d = Daemon {
@@ -573,13 +591,40 @@ impl Daemon {
             if let Some(h) = &mut self.history {
                 h.turn(&self.fsm, self.start.elapsed().as_millis() as Ms);
             }
-            let wake = self.fsm.next_wakeup();
+            // The poll ends in time for the connections' deadlines too,
+            // which pass whether or not a byte comes.
+            let metrics_deadline = self.history.as_ref().and_then(History::metrics_deadline);
+            let client_deadline = self.clients.iter().map(|c| c.last + CLIENT_IDLE_MS).min();
+            let wake = [
+                Some(self.fsm.next_wakeup()),
+                metrics_deadline,
+                client_deadline,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(Ms::MAX);
             let sleep = wake.saturating_sub(self.now_ms()).min(MAX_SLEEP_MS);
             let ready = self.wait(sleep)?;
+            let now = self.now_ms();
+            let mut metrics = metrics_deadline.is_some_and(|d| now >= d);
             for src in ready {
-                self.serve(src);
+                if matches!(src, Source::Metrics) {
+                    // Once per turn, however many of its descriptors are
+                    // ready: one call serves them all.
+                    metrics = true;
+                } else {
+                    self.serve(src);
+                }
             }
-            self.clients.retain(|c| !(c.eof && c.output.is_empty()));
+            if metrics {
+                self.serve(Source::Metrics);
+            }
+            let now = self.now_ms();
+            self.clients.retain(|c| {
+                let done = c.gone || (c.eof && c.output.is_empty());
+                !done && now < c.last + CLIENT_IDLE_MS
+            });
         }
         Ok(())
     }
@@ -605,7 +650,13 @@ impl Daemon {
             sources.push((Source::Target(i), fd, PollFlags::POLLIN));
         }
         for (i, c) in self.clients.iter().enumerate() {
-            let mut ev = PollFlags::POLLIN;
+            // Readable only while it would be read: a client at its
+            // output bound, or at its end, must not wake the loop for
+            // ever.
+            let mut ev = PollFlags::empty();
+            if !c.eof && c.output.len() < CLIENT_OUTPUT_HIGH {
+                ev |= PollFlags::POLLIN;
+            }
             if !c.output.is_empty() {
                 ev |= PollFlags::POLLOUT;
             }
@@ -709,14 +760,15 @@ impl Daemon {
                 return;
             };
             let session = t.session;
+            let far_end = t.addr.map(|a| SocketAddr::new(a, self.port));
             // A member circuit's far end says what it does with the
             // circuit in every request and reply it sends on it.
             let mut far_flags: Option<u16> = None;
             let got: Option<(u32, Sample)> = match &t.sock {
                 Sock::Closed => return,
                 Sock::Udp(s) => match s.recv_from(&mut self.buf) {
-                    Ok((n, _)) => match Probe::decode(&self.buf[..n]) {
-                        Ok(p) if p.kind == Kind::Reply && p.session == session => {
+                    Ok((n, from)) => match (Probe::decode(&self.buf[..n]), far_end) {
+                        (Ok(p), Some(far)) if probe::udp_reply_counts(&p, session, from, far) => {
                             Some((p.seq, probe::measure(&p, now_us)))
                         }
                         _ => None,
@@ -738,24 +790,29 @@ impl Daemon {
                 },
                 Sock::Packet(s) => match s.recv(&mut self.buf) {
                     Ok(Some((n, mac))) => match Probe::decode_frame(&self.buf[..n]) {
-                        Ok(p) if p.kind == Kind::Request => {
-                            // The far end probes this circuit: answer on
-                            // it, with this end's state of the circuit.
-                            let mut reply = p.reply(
-                                now_us,
-                                self.start.elapsed().as_micros() as u64,
-                                self.responder_session,
-                            );
-                            reply.flags = FLAG_MEMBER | self.fsm.member_flags(i);
-                            let _ = s.send(&reply.encode(), mac);
-                            far_flags = Some(p.flags);
-                            None
-                        }
-                        Ok(p) if p.session == session => {
-                            far_flags = Some(p.flags);
-                            Some((p.seq, probe::measure(&p, now_us)))
-                        }
-                        _ => None,
+                        Ok(p) => match t.far.classify(&p, mac, session) {
+                            MemberFrame::Request { flags } => {
+                                // The far end probes this circuit: answer
+                                // on it, with this end's state of the
+                                // circuit. Its flags count only from the
+                                // address that answered this end.
+                                let mut reply = p.reply(
+                                    now_us,
+                                    self.start.elapsed().as_micros() as u64,
+                                    self.responder_session,
+                                );
+                                reply.flags = FLAG_MEMBER | self.fsm.member_flags(i);
+                                let _ = s.send(&reply.encode(), mac);
+                                far_flags = flags;
+                                None
+                            }
+                            MemberFrame::Answer { flags } => {
+                                far_flags = Some(flags);
+                                Some((p.seq, probe::measure(&p, now_us)))
+                            }
+                            MemberFrame::Ignore => None,
+                        },
+                        Err(_) => None,
                     },
                     _ => return,
                 },
@@ -780,89 +837,85 @@ impl Daemon {
         }
     }
 
+    /// Takes every waiting client (a listener left readable would spin
+    /// the loop); when [`MAX_CLIENTS`] are open, the one idle longest is
+    /// closed to make room, so an idle client never denies a new one.
     fn accept(&mut self) {
+        let now = self.now_ms();
         let Some(l) = &self.control else { return };
-        while let Ok((stream, _)) = l.accept() {
-            if self.clients.len() >= MAX_CLIENTS {
-                let mut s = stream;
-                let _ = s.write_all(
-                    Response::error("too many control clients")
-                        .to_line()
-                        .as_bytes(),
-                );
-                continue;
-            }
+        for _ in 0..CLIENT_ACCEPT_BATCH {
+            let stream = match l.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
             if stream.set_nonblocking(true).is_err() {
                 continue;
+            }
+            let open = self.clients.iter().filter(|c| !c.gone).count();
+            if open >= MAX_CLIENTS {
+                // Marked, not removed: the ready list holds indices.
+                if let Some(c) = self
+                    .clients
+                    .iter_mut()
+                    .filter(|c| !c.gone)
+                    .min_by_key(|c| c.last)
+                {
+                    c.gone = true;
+                    c.output = Vec::new();
+                    c.input = Vec::new();
+                }
             }
             self.clients.push(Client {
                 stream,
                 input: Vec::new(),
                 output: Vec::new(),
                 eof: false,
+                gone: false,
+                last: now,
             });
         }
     }
 
+    /// Reads what a client sent (while its queued answers are under
+    /// [`CLIENT_OUTPUT_HIGH`]), answers its complete requests one by one
+    /// while under the bound, writes what it will take.
     fn serve_client(&mut self, i: usize) {
-        let mut lines = Vec::new();
-        {
-            let Some(c) = self.clients.get_mut(i) else {
-                return;
+        let now = self.now_ms();
+        loop {
+            let line = {
+                let Some(c) = self.clients.get_mut(i) else {
+                    return;
+                };
+                if c.gone {
+                    return;
+                }
+                if !c.eof && c.output.len() < CLIENT_OUTPUT_HIGH {
+                    read_client(c, now);
+                }
+                if c.output.len() >= CLIENT_OUTPUT_HIGH {
+                    None
+                } else {
+                    match next_line(&mut c.input, c.eof) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            c.output
+                                .extend_from_slice(Response::error(e).to_line().as_bytes());
+                            c.input = Vec::new();
+                            c.eof = true;
+                            None
+                        }
+                    }
+                }
             };
-            let mut chunk = [0u8; 1024];
-            loop {
-                match c.stream.read(&mut chunk) {
-                    Ok(0) => {
-                        c.eof = true;
-                        break;
-                    }
-                    Ok(n) => c.input.extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => {
-                        c.eof = true;
-                        c.output.clear();
-                        break;
-                    }
-                }
-            }
-            match control::take_lines(&mut c.input) {
-                Ok(l) => lines = l,
-                Err(e) => {
-                    c.output
-                        .extend_from_slice(Response::error(e).to_line().as_bytes());
-                    c.input.clear();
-                    c.eof = true;
-                }
-            }
-            if c.eof && !c.input.is_empty() {
-                // A last request without its newline.
-                lines.push(String::from_utf8_lossy(&c.input).into_owned());
-                c.input.clear();
-            }
-        }
-        for line in lines {
+            let Some(line) = line else { break };
             let answer = self.answer(&line);
             if let Some(c) = self.clients.get_mut(i) {
                 c.output.extend_from_slice(answer.as_bytes());
             }
         }
         if let Some(c) = self.clients.get_mut(i) {
-            while !c.output.is_empty() {
-                match c.stream.write(&c.output) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        c.output.drain(..n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => {
-                        c.output.clear();
-                        c.eof = true;
-                    }
-                }
-            }
+            write_client(c, now);
         }
     }
 
@@ -909,6 +962,79 @@ impl Daemon {
 
     pub fn control_path(&self) -> &Path {
         &self.control_path
+    }
+}
+
+/// Reads what the client sent, up to a little more than one request
+/// line beyond what it already sent (the rest waits in the kernel).
+fn read_client(c: &mut Client, now: Ms) {
+    let mut chunk = [0u8; 1024];
+    while c.input.len() <= control::MAX_LINE {
+        match c.stream.read(&mut chunk) {
+            Ok(0) => {
+                c.eof = true;
+                return;
+            }
+            Ok(n) => {
+                c.input.extend_from_slice(&chunk[..n]);
+                c.last = now;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                c.eof = true;
+                c.output = Vec::new();
+                return;
+            }
+        }
+    }
+}
+
+fn write_client(c: &mut Client, now: Ms) {
+    while !c.output.is_empty() {
+        match c.stream.write(&c.output) {
+            Ok(0) => break,
+            Ok(n) => {
+                c.output.drain(..n);
+                c.last = now;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                c.output = Vec::new();
+                c.eof = true;
+            }
+        }
+    }
+    if c.output.capacity() > CLIENT_OUTPUT_HIGH && c.output.len() < CLIENT_OUTPUT_HIGH / 4 {
+        c.output.shrink_to(CLIENT_OUTPUT_HIGH / 4);
+    }
+}
+
+/// The next request line in `input` (blank lines skipped), taken out of
+/// it; at the client's end, what is left without its newline. An error
+/// when a line is longer than [`control::MAX_LINE`].
+fn next_line(input: &mut Vec<u8>, eof: bool) -> Result<Option<String>, String> {
+    loop {
+        let Some(at) = input.iter().position(|b| *b == b'\n') else {
+            if input.len() > control::MAX_LINE {
+                return Err(format!("request longer than {} bytes", control::MAX_LINE));
+            }
+            if eof && !input.iter().all(u8::is_ascii_whitespace) {
+                let text = String::from_utf8_lossy(input).into_owned();
+                input.clear();
+                return Ok(Some(text));
+            }
+            return Ok(None);
+        };
+        if at > control::MAX_LINE {
+            return Err(format!("request longer than {} bytes", control::MAX_LINE));
+        }
+        let line: Vec<u8> = input.drain(..=at).collect();
+        let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+        if !text.trim().is_empty() {
+            return Ok(Some(text));
+        }
     }
 }
 

@@ -45,6 +45,7 @@
 //! session, the 32-bit sequence and t1.
 
 use std::fmt;
+use std::net::SocketAddr;
 
 /// `WF`.
 pub const MAGIC: u16 = 0x5746;
@@ -367,6 +368,54 @@ impl IcmpEcho {
     }
 }
 
+/// Whether a UDP datagram is the answer to this end's probe of a path:
+/// a reply carrying the path's session, sent from the far end's address
+/// and port that the request went to. A reply from anywhere else (a LAN
+/// host that guessed or saw a session) does not count.
+pub fn udp_reply_counts(p: &Probe, session: u32, from: SocketAddr, far_end: SocketAddr) -> bool {
+    p.kind == Kind::Reply && p.session == session && from == far_end
+}
+
+/// What a member circuit's frame means to this end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberFrame {
+    /// A reply to this end's probe: a sample, and the far end's flags.
+    Answer { flags: u16 },
+    /// The far end's request: answer it; `flags` is its state of the
+    /// circuit when the frame comes from the far end's known address.
+    Request { flags: Option<u16> },
+    /// Not for this end, or from an unknown sender: ignored.
+    Ignore,
+}
+
+/// The far end of a member circuit, as far as frames on it tell: the
+/// source address of the last reply that carried this end's session (a
+/// random number only whoever hears this end's requests on the circuit
+/// learns). Requests change this end's state of the circuit only from
+/// that address; a frame from any other sender on the wire is answered
+/// (a request) or ignored, never believed. The far end's address changes
+/// when its member leaves or joins its bond; the next answered probe
+/// learns the new one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FarEnd {
+    pub mac: Option<[u8; 6]>,
+}
+
+impl FarEnd {
+    pub fn classify(&mut self, p: &Probe, from: [u8; 6], session: u32) -> MemberFrame {
+        match p.kind {
+            Kind::Reply if p.session == session => {
+                self.mac = Some(from);
+                MemberFrame::Answer { flags: p.flags }
+            }
+            Kind::Reply => MemberFrame::Ignore,
+            Kind::Request => MemberFrame::Request {
+                flags: (self.mac == Some(from)).then_some(p.flags),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -562,5 +611,82 @@ mod tests {
         assert_eq!(r6[0], 128);
         r6[0] = 129;
         assert_eq!(IcmpEcho::parse_reply(&r6, true), Ok(e));
+    }
+
+    fn member_probe(kind: Kind, session: u32, flags: u16) -> Probe {
+        let mut p = Probe::request(session, 7, 100, flags);
+        if kind == Kind::Reply {
+            p = p.reply(150, 160, 99);
+            p.flags = flags;
+        }
+        p
+    }
+
+    #[test]
+    fn udp_replies_count_only_from_the_far_end_probed() {
+        let far: SocketAddr = "192.0.2.2:4784".parse().unwrap();
+        let reply = member_probe(Kind::Reply, 42, 0);
+        assert!(udp_reply_counts(&reply, 42, far, far));
+        // Another host, the right host from another port, the wrong session,
+        // a request: none counts.
+        assert!(!udp_reply_counts(
+            &reply,
+            42,
+            "192.0.2.3:4784".parse().unwrap(),
+            far
+        ));
+        assert!(!udp_reply_counts(
+            &reply,
+            42,
+            "192.0.2.2:4785".parse().unwrap(),
+            far
+        ));
+        assert!(!udp_reply_counts(&reply, 43, far, far));
+        let req = member_probe(Kind::Request, 42, 0);
+        assert!(!udp_reply_counts(&req, 42, far, far));
+    }
+
+    #[test]
+    fn member_frames_change_state_only_from_the_far_end_that_answered() {
+        let far = [2, 0, 0, 0, 0, 2];
+        let spoof = [2, 0, 0, 0, 0, 66];
+        let mut f = FarEnd::default();
+        let out = FLAG_MEMBER | FLAG_OUT;
+        // Before any answer, nobody's request is believed (but answered).
+        assert_eq!(
+            f.classify(&member_probe(Kind::Request, 5, out), far, 42),
+            MemberFrame::Request { flags: None }
+        );
+        // A reply without this end's session teaches nothing.
+        assert_eq!(
+            f.classify(&member_probe(Kind::Reply, 41, out), spoof, 42),
+            MemberFrame::Ignore
+        );
+        assert_eq!(f.mac, None);
+        // The far end answers: learned.
+        assert_eq!(
+            f.classify(&member_probe(Kind::Reply, 42, FLAG_MEMBER), far, 42),
+            MemberFrame::Answer { flags: FLAG_MEMBER }
+        );
+        assert_eq!(
+            f.classify(&member_probe(Kind::Request, 5, out), far, 42),
+            MemberFrame::Request { flags: Some(out) }
+        );
+        // Another sender's request says nothing about the circuit.
+        assert_eq!(
+            f.classify(&member_probe(Kind::Request, 5, out), spoof, 42),
+            MemberFrame::Request { flags: None }
+        );
+        // The far end's address changes (its member left its bond): the
+        // next answer learns it, and the old one is no longer believed.
+        let moved = [2, 0, 0, 0, 0, 3];
+        assert_eq!(
+            f.classify(&member_probe(Kind::Reply, 42, out), moved, 42),
+            MemberFrame::Answer { flags: out }
+        );
+        assert_eq!(
+            f.classify(&member_probe(Kind::Request, 5, out), far, 42),
+            MemberFrame::Request { flags: None }
+        );
     }
 }
