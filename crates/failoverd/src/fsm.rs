@@ -29,10 +29,12 @@
 //! hold-down, since the alternative is no traffic at all.
 //!
 //! Members: `in` the bond; `out` after `multiplier` missed probes in a
-//! row, carrier loss, or a loss above `take_out_percent` over the last
-//! `window` probes (the window full); `returning` once it answers again;
-//! put back (`rejoining` until its first answer after the move, then
-//! `in`) once its loss over the window has stayed at or below
+//! row following a clean record, or [`LOSSY_RUN`] in a row otherwise (see
+//! [`run_takes_out`]: random loss must not split a member), carrier loss,
+//! or a loss above `take_out_percent` over the last `window` probes (the
+//! window full); `returning` once it answers again; put back
+//! (`rejoining` until its first answer after the move, then `in`) once
+//! its loss over the last [`PUT_BACK_PROBES`] has stayed at or below
 //! `put_back_percent` for the hold-down. A member is taken out only while
 //! another member of the bond works: when they all fail together the far
 //! end or the path is failing, and the path's own detection speaks (a
@@ -50,6 +52,36 @@ use crate::probe::{Sample, FLAG_MEMBER, FLAG_OUT, FLAG_READY};
 
 /// Milliseconds on the caller's monotonic clock.
 pub type Ms = u64;
+
+/// The run rule for members. A dead member misses every probe; a member
+/// on a line with random loss `p` misses `k` in a row with probability
+/// about `p^k` per probe, so "`multiplier` (3) in a row" alone fires on
+/// 10 % random loss once in about 1/(0.1^3 x 0.9) = 1100 probes (every
+/// 2 minutes at 100 ms), and the far end follows the take-out: both NICs
+/// re-link. Probes alone cannot tell a dead member from three random
+/// losses at the third probe, but the member's record can: `multiplier`
+/// misses in a row take it out only after [`CLEAN_STREAK`] answers in a
+/// row (a clean line that goes silent: caught at the 3rd probe, as
+/// before); otherwise the run must reach [`LOSSY_RUN`]. On Bernoulli(0.1)
+/// loss the rule fires at most 0.9^200 x 0.1^3 + 0.1^10 = 7e-13 + 1e-10,
+/// about 1e-10 per probe (once in 30 years at 100 ms); a dead member on a
+/// line that lost a probe in the last 200 is caught at the 10th probe
+/// (1 s at 100 ms). See the test `the_run_rule_ignores_10_percent_random_loss`.
+pub const CLEAN_STREAK: u32 = 200;
+/// Misses in a row that take a member out whatever its record.
+pub const LOSSY_RUN: u32 = 10;
+
+/// Whether `misses` in a row, after `answered_before` answers in a row,
+/// take a member out.
+pub fn run_takes_out(misses: u32, answered_before: u32, multiplier: u32) -> bool {
+    misses >= multiplier && (answered_before >= CLEAN_STREAK || misses >= LOSSY_RUN.max(multiplier))
+}
+
+/// A member is put back once its loss over this many of its latest probes
+/// (or the whole window, if shorter) has stayed at or below
+/// `put_back_percent` for the hold-down: a long take-out window (it must
+/// tell 10 % from 20 %) would make every return wait for it to roll over.
+pub const PUT_BACK_PROBES: usize = 50;
 
 /// How long a member put back into the bond may take to answer again
 /// before it is taken out anew (the link is bounced by the move: a real
@@ -285,6 +317,17 @@ impl Window {
         self.bits.len() == self.cap
     }
 
+    /// Loss in tenths of a percent over the last `k` outcomes, `None`
+    /// while fewer than `k.min(cap)` were pushed.
+    fn recent_permille(&self, k: usize) -> Option<u32> {
+        let k = k.min(self.cap);
+        if self.bits.len() < k || k == 0 {
+            return None;
+        }
+        let lost = self.bits.iter().rev().take(k).filter(|a| !**a).count() as u32;
+        Some((lost * 1000 + k as u32 / 2) / k as u32)
+    }
+
     /// Loss in tenths of a percent (0 with no sample).
     fn permille(&self) -> u32 {
         let n = self.bits.len() as u32;
@@ -357,6 +400,10 @@ struct Target {
     outstanding: Option<Outstanding>,
     misses: u32,
     first_miss_at: Ms,
+    /// Answers in a row (since the last miss), and how many there were
+    /// before the current run of misses began: see [`run_takes_out`].
+    answered_run: u32,
+    answered_before: u32,
     window: Window,
     stats: Stats,
 }
@@ -502,6 +549,8 @@ impl Fsm {
             outstanding: None,
             misses: 0,
             first_miss_at: now,
+            answered_run: 0,
+            answered_before: 0,
             window: Window::new(window),
             stats: Stats::default(),
         };
@@ -736,6 +785,7 @@ impl Fsm {
                 if !o.answered && !rejoining {
                     if t.misses == 0 {
                         t.first_miss_at = o.sent_at;
+                        t.answered_before = std::mem::take(&mut t.answered_run);
                     }
                     t.misses += 1;
                     t.window.push(false);
@@ -774,6 +824,7 @@ impl Fsm {
                 t.stats.last_answered_seq = seq;
                 t.stats.last_answer_at = Some(now);
                 t.misses = 0;
+                t.answered_run = t.answered_run.saturating_add(1);
                 t.window.push(true);
                 t.stats.record(&sample);
             }
@@ -1031,7 +1082,9 @@ impl Fsm {
             Some((Cause::FarEndOut, 0))
         } else if !judged {
             None
-        } else if t.misses >= t.settings.multiplier && far_end_answers {
+        } else if run_takes_out(t.misses, t.answered_before, t.settings.multiplier)
+            && far_end_answers
+        {
             Some((
                 Cause::Missed { probes: t.misses },
                 now.saturating_sub(t.first_miss_at),
@@ -1066,7 +1119,8 @@ impl Fsm {
             let carrier = t.carrier;
             let fails = !carrier || t.misses >= s.multiplier;
             let loss = t.window.permille();
-            let clean = t.window.full() && loss <= self.loss.put_back_percent * 10;
+            let recent = t.window.recent_permille(PUT_BACK_PROBES);
+            let clean = recent.is_some_and(|l| l <= self.loss.put_back_percent * 10);
             // Another member in the bond that works: only then is this
             // member's failure a circuit's, worth splitting.
             let healthy_others = self.paths[pi]
@@ -1169,7 +1223,7 @@ impl Fsm {
                                     path: pi,
                                     member: mi,
                                     healthy_ms: held,
-                                    loss_permille: loss,
+                                    loss_permille: recent.unwrap_or(loss),
                                     flaps: m.flaps,
                                 },
                                 moves: Vec::new(),
@@ -1402,7 +1456,7 @@ impl Fsm {
                 path(*p),
                 self.paths.get(*p).map_or("?", |x| x.interface.as_str()),
                 percent(*loss_permille),
-                self.loss.window,
+                PUT_BACK_PROBES.min(self.loss.window as usize),
                 if *flaps > 0 {
                     format!(", {flaps} failures while recovering")
                 } else {

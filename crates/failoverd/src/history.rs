@@ -41,12 +41,9 @@ pub struct History {
     host: String,
     last_counters: Option<Ms>,
     sys: String,
-    /// Targets whose link this daemon is re-making (a member taken out of
-    /// or put back into its bond: the NIC is closed and opened, and its
-    /// probes cannot be sent until it links again), since when. Their
-    /// probes are not recorded meanwhile: the history is what the circuit
-    /// did, not what the daemon did to the NIC.
-    relinking: Vec<Option<Ms>>,
+    /// Members being moved in or out of their bonds: their probes are not
+    /// recorded meanwhile (see [`Relinks`]).
+    relinks: Relinks,
     /// The store snapshot, when the update policy asks for it.
     snapshot: Option<Snapshots>,
 }
@@ -203,8 +200,69 @@ fn say(line: Result<String, String>) {
     };
 }
 
-/// A re-link that never reports carrier stops being waited for after this.
+/// A move whose circuit never answers again stops being waited for
+/// after this (the circuit's own silence is then recorded as loss).
 const RELINK_MAX_MS: Ms = 10_000;
+
+/// Members this daemon is moving in or out of their bond, and the far
+/// end with them. Moving a member closes and opens its NIC, so its probes
+/// cannot leave until it links again (2 to 3 s on an emulated e1000); and
+/// the far end's daemon follows the move (the member frames' `FLAG_OUT`,
+/// `FLAG_READY`) and re-links its own NIC, which this end sees only as
+/// silence: issue 18's run of 25 "lost" probes in one 10 s bucket was the
+/// far end re-linking after this end took the member out (or the other
+/// way round). Probes sent from the move until the first answer to one of
+/// them are not recorded: the history is what the circuit did, not what
+/// the routers did to their NICs. At most [`RELINK_MAX_MS`].
+#[derive(Debug, Clone)]
+struct Relinks {
+    /// Per target: the move's time and the last sequence number sent
+    /// before it.
+    moving: Vec<Option<(Ms, Option<u32>)>>,
+    last_seq: Vec<Option<u32>>,
+}
+
+impl Relinks {
+    fn new(targets: usize) -> Relinks {
+        Relinks {
+            moving: vec![None; targets],
+            last_seq: vec![None; targets],
+        }
+    }
+
+    /// The member of `target` is moved now.
+    fn start(&mut self, target: usize, now: Ms) {
+        if let Some(m) = self.moving.get_mut(target) {
+            *m = Some((now, self.last_seq.get(target).copied().flatten()));
+        }
+    }
+
+    /// Probe `seq` of `target` leaves now: whether it goes unrecorded.
+    fn skip(&mut self, target: usize, seq: u32, now: Ms) -> bool {
+        if let Some(l) = self.last_seq.get_mut(target) {
+            *l = Some(seq);
+        }
+        match self.moving.get(target).copied().flatten() {
+            Some((since, _)) if now.saturating_sub(since) < RELINK_MAX_MS => true,
+            Some(_) => {
+                self.moving[target] = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// An answer to probe `seq`: one sent after the move ends it.
+    fn answered(&mut self, target: usize, seq: u32) {
+        if let Some(m) = self.moving.get_mut(target) {
+            if let Some((_, before)) = *m {
+                if before.is_none_or(|b| seq.wrapping_sub(b) as i32 > 0) {
+                    *m = None;
+                }
+            }
+        }
+    }
+}
 
 /// What [`History::open`] has to say besides the history itself.
 pub struct Opened {
@@ -345,7 +403,7 @@ impl History {
                 host,
                 last_counters: None,
                 sys: host::SYS.to_owned(),
-                relinking: vec![None; fsm.target_count()],
+                relinks: Relinks::new(fsm.target_count()),
                 snapshot,
             },
             notes,
@@ -361,11 +419,8 @@ impl History {
         // The probes these replace are lost by now.
         self.rec.expire(now);
         for p in probes {
-            if let Some(Some(since)) = self.relinking.get(p.target).copied() {
-                if now.saturating_sub(since) < RELINK_MAX_MS {
-                    continue;
-                }
-                self.relinking[p.target] = None;
+            if self.relinks.skip(p.target, p.seq, now) {
+                continue;
             }
             if let Some(c) = self.circuit(p.target) {
                 self.rec.probe_sent(c, p.seq, now);
@@ -376,6 +431,7 @@ impl History {
     /// An answer; the first after an outage ends it (returned errors are
     /// syslog's, to log).
     pub fn answered(&mut self, target: usize, seq: u32, s: &Sample, now: Ms) -> Vec<String> {
+        self.relinks.answered(target, seq);
         let Some(c) = self.circuit(target) else {
             return Vec::new();
         };
@@ -392,9 +448,6 @@ impl History {
     pub fn carrier(&mut self, fsm: &Fsm, interface: &str, up: bool, now: Ms) {
         for t in 0..fsm.target_count() {
             if fsm.target_interface(t) == interface {
-                if up {
-                    self.relinking[t] = None;
-                }
                 if let Some(c) = self.circuit(t) {
                     self.rec.carrier(c, up, now);
                 }
@@ -415,7 +468,7 @@ impl History {
             let name = fsm.member_name(member);
             for t in 0..fsm.target_count() {
                 if fsm.target_interface(t) == name {
-                    self.relinking[t] = Some(now);
+                    self.relinks.start(t, now);
                 }
             }
         }
@@ -514,6 +567,12 @@ impl History {
     /// The metrics server's descriptors: (fd, wants to write).
     pub fn fds(&self) -> Vec<(BorrowedFd<'_>, bool)> {
         self.metrics.as_ref().map(Server::fds).unwrap_or_default()
+    }
+
+    /// When the metrics server must be served even if nothing is ready
+    /// (a connection's deadline).
+    pub fn metrics_deadline(&self) -> Option<Ms> {
+        self.metrics.as_ref().and_then(Server::next_deadline)
     }
 
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
@@ -677,4 +736,96 @@ pub fn circuits(fsm: &Fsm) -> Vec<CircuitSpec> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsm::Cause;
+
+    const OFFICE: &str = r#"{
+      "paths": [
+        { "name": "t1", "interface": "bond0", "gateway": "192.0.2.2",
+          "priority": 10, "routes": ["203.0.113.128/25"],
+          "members": ["eth0", "eth1", "eth2"] }
+      ],
+      "probe": { "interval_ms": 100, "multiplier": 3, "hold_down_ms": 5000 }
+    }"#;
+
+    /// Issue 18: this end takes eth1 out at 10 s; its own NIC re-links for
+    /// 2.5 s (probes cannot leave), then the far end follows the take-out
+    /// and re-links its NIC for 2.5 s (25 probes go unanswered), then the
+    /// circuit answers again. None of the 50 probes of the handshake is
+    /// the line's loss.
+    #[test]
+    fn a_take_out_and_the_far_ends_re_link_are_not_line_loss() {
+        let cfg = Failover::from_json("failover.json", OFFICE).unwrap();
+        let fsm = Fsm::new(&cfg, 0).unwrap();
+        let opened = History::open(&cfg, &Recording::default(), &fsm, 0).unwrap();
+        let mut h = opened.history;
+        let eth1 = (0..fsm.target_count())
+            .find(|&t| fsm.target_interface(t) == "eth1")
+            .unwrap();
+        let c = h.rec.circuit_id("eth1").unwrap();
+        let sample = Sample {
+            rtt_us: 1000,
+            one_way_us: None,
+        };
+        let probe = |h: &mut History, seq: u32, answered: bool| {
+            let now = Ms::from(seq) * 100;
+            h.probes_sent(&[ProbeOut { target: eth1, seq }], now);
+            if answered {
+                h.answered(eth1, seq, &sample, now + 1);
+            }
+            h.turn(&fsm, now + 50);
+        };
+        for seq in 1..=100 {
+            probe(&mut h, seq, true);
+        }
+        let out = Decision {
+            at: 10_050,
+            event: Event::MemberOut {
+                path: 0,
+                member: 1,
+                cause: Cause::Missed { probes: 10 },
+                detection_ms: 1000,
+            },
+            moves: Vec::new(),
+            kept: Vec::new(),
+        };
+        assert!(h.decision(&out, &fsm, 10_050).is_empty());
+        h.carrier(&fsm, "eth1", false, 10_060);
+        for seq in 101..=125 {
+            probe(&mut h, seq, false);
+        }
+        // This end's NIC links again; the far end's goes down now.
+        h.carrier(&fsm, "eth1", true, 12_550);
+        for seq in 126..=150 {
+            probe(&mut h, seq, false);
+        }
+        for seq in 151..=300 {
+            probe(&mut h, seq, true);
+        }
+        h.turn(&fsm, 40_000);
+        let t = h.rec.totals(c).unwrap();
+        assert_eq!(t.lost, 0, "{t:?}");
+        // The first answer after the move ends the gap, unrecorded.
+        assert_eq!((t.sent, t.received), (100 + 149, 100 + 149), "{t:?}");
+    }
+
+    /// A circuit that never answers after a move is recorded again after
+    /// [`RELINK_MAX_MS`]: its silence is its own.
+    #[test]
+    fn a_move_without_an_answer_is_waited_for_at_most_10_s() {
+        let mut r = Relinks::new(2);
+        assert!(!r.skip(1, 1, 0));
+        r.start(1, 100);
+        assert!(r.skip(1, 2, 200));
+        assert!(!r.skip(0, 2, 200));
+        // A late answer to a probe sent before the move ends nothing.
+        r.answered(1, 1);
+        assert!(r.skip(1, 3, 9_999));
+        assert!(!r.skip(1, 4, 10_100));
+        assert!(!r.skip(1, 5, 10_200));
+    }
 }
