@@ -28,8 +28,14 @@ pub struct Args {
     pub out: PathBuf,
 }
 
+/// Reads an export. Its error already says the OS error once: it is
+/// passed on as one message, not as a chain that `{:#}` would print twice.
+pub fn read_export(path: &Path) -> Result<Export> {
+    Export::read(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 pub fn run(args: &Args) -> Result<()> {
-    let export = Export::read(&args.export)?;
+    let export = read_export(&args.export)?;
     let html = render(&export)
         .with_context(|| format!("failed to draw the report of `{}`", args.export.display()))?;
     std::fs::create_dir_all(&args.out)

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
+    bin_name = "cargo xtask",
     about = "Build, test and run wanflash router images",
     long_about = "Build, test and run wanflash router images.\n\n\
         An image is described by images/<name>.toml; `build-image` turns it into \
@@ -33,16 +34,31 @@ enum Task {
     /// Installs missing host tools with apt when run as root (otherwise prints
     /// the command), builds the kernel (cached), the static Rust binaries,
     /// the squashfs root, the FAT boot partition with syslinux, and writes
-    /// <name>.img, <name>.img.gz, SHA256SUMS, manifest.json, kernel.config and
-    /// rootfs.tar.gz, each atomically.
+    /// <name>.img, <name>.img.gz, <name>.qcow2, <name>.bmap, <name>.sbom.json,
+    /// <name>.update (the signed update bundle, when there is a signing key),
+    /// SHA256SUMS, manifest.json, kernel.config and rootfs.tar.gz, all renamed
+    /// into place only when every one is complete. --all builds every image,
+    /// --list shows the last builds, --check-reproducible builds twice from
+    /// two copies of the checkout and compares the outputs.
     BuildImage(build_image::Args),
-    /// Run the whole test suite, exactly what CI runs: formatting, clippy,
-    /// unit tests, both images built, and QEMU boot tests of each image.
+    /// Run the whole test suite, exactly what CI runs.
+    ///
+    /// Formatting and clippy; the host tools the tests call installed (as
+    /// build-image does) and the unit tests of every crate, where a test
+    /// that cannot run for a missing tool, root or network namespace fails;
+    /// every image of images/ and tests/images/ built; the image and QEMU
+    /// tests; the line-quality report of the test bed's export checked; and
+    /// `cargo xtask bench --quick`, which must produce every figure.
     Test(test::Args),
     /// Boot an image in QEMU as an IDE disk with the serial console on this
     /// terminal (Ctrl-A X quits).
     Run(run::Args),
-    /// Measure image sizes, build times and boot time, and print them.
+    /// Measure every figure beside the peer a user would pick instead.
+    ///
+    /// Groups: size, build, boot, failover, reaction, recording, ship,
+    /// update, runtime (all when none is named). Prints a table and writes
+    /// target/bench.json; figures and targets, never pass/fail (--quick
+    /// fails only when a figure was not produced).
     Bench(bench::Args),
     /// Make an ed25519 key pair for signing update bundles (`<name>.update`).
     Keygen(keygen::Args),
@@ -81,4 +97,66 @@ pub fn workspace() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// The help text of `args`, parsed as the binary sees them (argv[0] is
+    /// the path of the `xtask` executable cargo runs).
+    fn help_of(args: &[&str]) -> String {
+        match Cli::try_parse_from(args) {
+            Ok(_) => panic!("{args:?} parsed"),
+            Err(e) => e.render().to_string(),
+        }
+    }
+
+    #[test]
+    fn usage_lines_say_cargo_xtask() {
+        let top = help_of(&["target/debug/xtask", "--help"]);
+        assert!(top.contains("Usage: cargo xtask <COMMAND>"), "{top}");
+        for sub in ["build-image", "test", "bench", "flash", "line-report"] {
+            let help = help_of(&["target/debug/xtask", sub, "--help"]);
+            assert!(
+                help.contains(&format!("Usage: cargo xtask {sub}")),
+                "{help}"
+            );
+        }
+    }
+
+    #[test]
+    fn bench_help_names_every_group_and_test_help_every_step() {
+        let mut cmd = Cli::command();
+        let bench = cmd.find_subcommand_mut("bench").unwrap();
+        let help = bench.render_long_help().to_string();
+        for g in bench::GROUPS {
+            assert!(
+                help.contains(g.name),
+                "bench help lacks `{}`:\n{help}",
+                g.name
+            );
+        }
+        let test = cmd.find_subcommand_mut("test").unwrap();
+        let help = test.render_long_help().to_string();
+        for step in [
+            "clippy",
+            "host tools",
+            "tests/images",
+            "QEMU",
+            "line-quality",
+            "bench --quick",
+        ] {
+            assert!(help.contains(step), "test help lacks `{step}`:\n{help}");
+        }
+    }
+
+    #[test]
+    fn a_missing_export_prints_the_os_error_once() {
+        let e = line_report::read_export(Path::new("/nonexistent/export.json")).unwrap_err();
+        let shown = format!("{e:#}");
+        assert_eq!(shown.matches("os error 2").count(), 1, "{shown}");
+        assert!(shown.contains("`/nonexistent/export.json`"), "{shown}");
+    }
 }

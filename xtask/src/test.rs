@@ -1,11 +1,15 @@
 //! `cargo xtask test`: exactly what CI runs (`.ci/run` calls this).
 //!
 //! 1. `cargo fmt --check` and `cargo clippy -D warnings`;
-//! 2. the unit tests of every crate;
-//! 3. every image in `images/` built (host tools installed as needed);
+//! 2. the unit tests of every crate, after installing the host tools they
+//!    call (iproute2, ...); under `WANFLASH_REQUIRE_TOOLS` a test that
+//!    cannot run for a missing tool, root or namespace fails;
+//! 3. every image in `images/` and `tests/images/` built (host tools
+//!    installed as needed);
 //! 4. the tests that need the built images: QEMU boots, bad-input builds,
 //!    reproducibility, with `WANFLASH_IMAGES_DIR` pointing at them;
-//! 5. `cargo xtask bench --quick`, which must produce every figure.
+//! 5. the line-quality report of the test bed's export, checked;
+//! 6. `cargo xtask bench --quick`, which must produce every figure.
 
 use std::process::Command;
 use std::time::Instant;
@@ -90,10 +94,19 @@ pub fn run(args: &Args) -> Result<()> {
             ]),
         )?;
     }
+    // The host tools the unit tests call (`ip` for the namespace labs),
+    // installed like the build's: a test that needs one then fails
+    // instead of skipping.
+    wanflash_image::hosttools::ensure(wanflash_image::hosttools::UNIT_TESTS, &[], &mut |e| {
+        if let wanflash_image::Event::Info(s) = e {
+            println!("{s}");
+        }
+    })?;
     let mut unit = cargo();
     unit.args(["test", "--workspace", "--locked"])
         .env_remove("WANFLASH_IMAGES_DIR")
-        // Tests that need a host tool (promtool) install it or fail here.
+        // Tests that need a host tool (ip, promtool), root or network
+        // namespaces fail here instead of skipping.
         .env("WANFLASH_REQUIRE_TOOLS", "1");
     if let Some(f) = &args.filter {
         unit.arg(f);
@@ -160,7 +173,7 @@ pub fn run(args: &Args) -> Result<()> {
     if args.filter.is_none() {
         let export = artifacts.join("linequality-export.json");
         println!("==> line-report from the test bed's export");
-        let e = wanflash_linequality::Export::read(&export)?;
+        let e = crate::line_report::read_export(&export)?;
         let html = crate::line_report::render(&e)?;
         crate::line_report::check(&e, &html)
             .with_context(|| format!("the report of `{}`", export.display()))?;

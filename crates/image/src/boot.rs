@@ -14,7 +14,20 @@ pub struct BootConfig<'a> {
     pub baud: u32,
     pub layout: &'a Layout,
     pub extra_cmdline: &'a [String],
+    /// `[boot] console_edit`: let the console reach the `boot:` prompt and
+    /// change the command line (labs only).
+    pub console_edit: bool,
 }
+
+/// Locks syslinux. `NOESCAPE 1` is what holds in syslinux 6: Shift/Alt at
+/// start no longer reach the `boot:` prompt, and where ldlinux would show
+/// the prompt (a kernel that failed to load) it boots the default again
+/// instead. `ALLOWOPTIONS 0` (no options after a kernel name), `IMPLICIT 0`
+/// (only labels boot) and `NOCOMPLETE 1` (no Tab listing) close what is
+/// left should a prompt ever appear. The boot-once ADV entry an update
+/// arms names a label (`a` or `b`) without options: ldlinux reads it
+/// before the prompt logic and boots that label, so trials still work.
+pub const SYSLINUX_LOCK: &str = "NOESCAPE 1\nALLOWOPTIONS 0\nIMPLICIT 0\nNOCOMPLETE 1\n";
 
 /// The kernel command line of slot `slot` (`a` or `b`).
 pub fn cmdline(c: &BootConfig<'_>, slot: char) -> String {
@@ -33,13 +46,16 @@ pub fn cmdline(c: &BootConfig<'_>, slot: char) -> String {
     parts.join(" ")
 }
 
-/// syslinux.cfg: serial console, no prompt, slot A by default. Slot B's
-/// entry is used by updates (boot-once through syslinux's ADV).
+/// syslinux.cfg: serial console, no prompt, slot A by default, locked
+/// ([`SYSLINUX_LOCK`]) unless `console_edit`. Slot B's entry is used by
+/// updates (boot-once through syslinux's ADV). `DEFAULT` stays the only
+/// line with that word: the box rewrites its label in place.
 pub fn syslinux_cfg(c: &BootConfig<'_>) -> String {
     format!(
-        "SERIAL {idx} {baud}\nCONSOLE 0\nDEFAULT a\nPROMPT 0\nTIMEOUT 0\n\nLABEL a\n  KERNEL /kernel-a\n  APPEND {a}\n\nLABEL b\n  KERNEL /kernel-b\n  APPEND {b}\n",
+        "SERIAL {idx} {baud}\nCONSOLE 0\nDEFAULT a\nPROMPT 0\nTIMEOUT 0\n{lock}\nLABEL a\n  KERNEL /kernel-a\n  APPEND {a}\n\nLABEL b\n  KERNEL /kernel-b\n  APPEND {b}\n",
         idx = c.serial_index,
         baud = c.baud,
+        lock = if c.console_edit { "" } else { SYSLINUX_LOCK },
         a = cmdline(c, 'a'),
         b = cmdline(c, 'b'),
     )
@@ -209,8 +225,15 @@ pub fn update_outputs(
             return Ok(None);
         }
     };
-    let version = env!("CARGO_PKG_VERSION");
-    let m = wanflash_bundle::manifest(image, version, build_id, kernel, rootfs);
+    let (release, compatible) = crate::identity::release_and_compatible(desc, image);
+    let id = wanflash_bundle::Identity {
+        image,
+        version: env!("CARGO_PKG_VERSION"),
+        build_id,
+        release,
+        compatible: &compatible,
+    };
+    let m = wanflash_bundle::manifest(&id, kernel, rootfs);
     let bundle = wanflash_bundle::write(&m, kernel, rootfs, seed.as_ref());
     let name = format!("{image}.update");
     let path = out_dir.join(&name);
@@ -312,6 +335,7 @@ mod tests {
             baud: 115_200,
             layout: &l,
             extra_cmdline: &extra,
+            console_edit: false,
         };
         assert_eq!(
             cmdline(&c, 'a'),
@@ -320,5 +344,41 @@ mod tests {
         let cfg = syslinux_cfg(&c);
         assert!(cfg.starts_with("SERIAL 0 115200\n"));
         assert!(cfg.contains("root=PARTUUID=abcd0123-03"));
+    }
+
+    #[test]
+    fn syslinux_is_locked_unless_the_description_unlocks_it() {
+        let l = Layout::new(0xabcd_0123, 6 * MIB, 16 * MIB);
+        let mut c = BootConfig {
+            serial_index: 0,
+            baud: 115_200,
+            layout: &l,
+            extra_cmdline: &[],
+            console_edit: false,
+        };
+        let locked = syslinux_cfg(&c);
+        let lines: Vec<&str> = locked.lines().collect();
+        for want in [
+            "NOESCAPE 1",
+            "ALLOWOPTIONS 0",
+            "IMPLICIT 0",
+            "NOCOMPLETE 1",
+            "PROMPT 0",
+        ] {
+            assert!(lines.contains(&want), "no `{want}` in:\n{locked}");
+        }
+        // The box finds `DEFAULT ` by its first occurrence and rewrites the
+        // label after it: the lock must not add another.
+        assert_eq!(locked.matches("DEFAULT ").count(), 1, "{locked}");
+        assert!(locked.contains("DEFAULT a\n"), "{locked}");
+        c.console_edit = true;
+        let open = syslinux_cfg(&c);
+        for gone in ["NOESCAPE", "ALLOWOPTIONS", "IMPLICIT", "NOCOMPLETE"] {
+            assert!(!open.contains(gone), "`{gone}` in:\n{open}");
+        }
+        assert_eq!(
+            open.replace("\n\n", "\n"),
+            locked.replace(SYSLINUX_LOCK, "").replace("\n\n", "\n")
+        );
     }
 }

@@ -77,6 +77,17 @@ pub const QEMU: &[Need] = &[
     file("/usr/lib/ipxe/qemu/efi-e1000.rom", "ipxe-qemu"),
 ];
 
+/// What the unit tests of `cargo xtask test` call: `ip` for the network
+/// namespace labs of netcfg and failoverd (and the bench's), `promtool` for
+/// the metrics page, git for the source commit and the reproducibility
+/// check. `cargo xtask test` installs them before the unit tests, which
+/// then fail instead of skipping when one is missing.
+pub const UNIT_TESTS: &[Need] = &[
+    exe("ip", "iproute2"),
+    exe("promtool", "prometheus"),
+    exe("git", "git"),
+];
+
 /// Checking our `.bmap` files with Debian's bmaptool in tests.
 pub const BMAP: &[Need] = &[exe("bmaptool", "bmap-tools")];
 
@@ -282,6 +293,12 @@ mod tests {
             install_command(&got),
             "apt-get update && apt-get install -y mtools syslinux-common"
         );
+    }
+
+    #[test]
+    fn unit_tests_need_iproute2_for_the_namespace_labs() {
+        let got = missing_packages(UNIT_TESTS, |n| n.probe != Probe::Exe("ip"));
+        assert_eq!(got, ["iproute2"]);
     }
 
     #[test]

@@ -31,6 +31,11 @@ pub struct Entry {
 #[derive(Debug, Default, Clone)]
 pub struct Tree {
     entries: BTreeMap<String, Entry>,
+    /// The first path refused because it has an empty, `.` or `..`
+    /// component, with its origin: it is not added, and [`Tree::check`],
+    /// [`Tree::materialize`] and [`Tree::tar_gz`] then fail. The
+    /// description refuses such paths already; this is the second lock.
+    refused: Option<(String, String)>,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -69,9 +74,36 @@ pub fn normalize(path: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
+/// True when `p` (relative, no leading `/`) has only plain components:
+/// none empty, `.` or `..`, so `stage.join(p)` stays inside `stage`.
+fn is_clean(p: &str) -> bool {
+    !p.is_empty() && p.split('/').all(|c| !matches!(c, "" | "." | ".."))
+}
+
 impl Tree {
     pub fn new() -> Tree {
         Tree::default()
+    }
+
+    /// Remembers the first unclean path; true when `p` may be added.
+    fn accept(&mut self, p: &str, origin: &str) -> bool {
+        if is_clean(p) {
+            return true;
+        }
+        if self.refused.is_none() {
+            self.refused = Some((p.to_owned(), origin.to_owned()));
+        }
+        false
+    }
+
+    /// Fails when a path with an empty, `.` or `..` component was given.
+    pub fn check_paths(&self) -> Result<(), Error> {
+        match &self.refused {
+            None => Ok(()),
+            Some((path, origin)) => Err(Error::Input(format!(
+                "path `/{path}` from `{origin}` has an empty, `.` or `..` component and could land outside the image root: write a plain absolute path"
+            ))),
+        }
     }
 
     pub fn entries(&self) -> impl Iterator<Item = (&String, &Entry)> {
@@ -84,7 +116,7 @@ impl Tree {
 
     pub fn dir(&mut self, path: &str, mode: u32, origin: &str) {
         let p = path.trim_start_matches('/').trim_end_matches('/');
-        if p.is_empty() {
+        if p.is_empty() || !self.accept(p, origin) {
             return;
         }
         self.parents(p, origin);
@@ -113,6 +145,9 @@ impl Tree {
 
     fn put(&mut self, path: &str, node: Node, mode: u32, origin: &str) {
         let p = path.trim_start_matches('/').to_owned();
+        if !self.accept(&p, origin) {
+            return;
+        }
         self.parents(&p, origin);
         // A file replacing a folder replaces everything below it too.
         let prefix = format!("{p}/");
@@ -149,8 +184,10 @@ impl Tree {
         }
     }
 
-    /// Checks that no symlink points outside the image root.
+    /// Checks that every path was clean (see [`Tree::check_paths`]) and
+    /// that no symlink points outside the image root.
     pub fn check_links(&self) -> Result<(), Error> {
+        self.check_paths()?;
         for (path, e) in &self.entries {
             if let Node::Symlink(target) = &e.node {
                 let base = if target.starts_with('/') {
@@ -194,6 +231,14 @@ impl Tree {
 
     /// Writes the tree into an empty folder for mksquashfs.
     pub fn materialize(&self, dir: &Path) -> Result<(), Error> {
+        self.check_paths()?;
+        // `put` and `dir` keep out unclean paths; check every key again so
+        // nothing below is ever joined to `dir` with a way out of it.
+        if let Some(p) = self.entries.keys().find(|p| !is_clean(p)) {
+            return Err(Error::Input(format!(
+                "path `/{p}` has an empty, `.` or `..` component: write a plain absolute path"
+            )));
+        }
         fsx::remove_dir_all_if_exists(dir)?;
         fsx::create_dir_all(dir)?;
         for (path, e) in &self.entries {
@@ -219,6 +264,12 @@ impl Tree {
     /// A gzipped tar of the tree, owned by root, times fixed: to inspect or
     /// diff a build. Byte-identical for identical trees.
     pub fn tar_gz(&self, mtime: u64) -> Result<Vec<u8>, std::io::Error> {
+        if let Err(e) = self.check_paths() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                e.to_string(),
+            ));
+        }
         let gz = flate2::GzBuilder::new()
             .mtime(0)
             .operating_system(3)
@@ -324,6 +375,51 @@ mod tests {
             .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["etc/", "etc/hostname", "etc/link"]);
+    }
+
+    #[test]
+    fn climbing_paths_are_refused_even_without_the_description_check() {
+        let work = tempfile::tempdir().unwrap();
+        let stage = work.path().join("a/b/rootfs");
+        for bad in [
+            "/../../escaped",
+            "../../../escaped",
+            "usr/../../../../escaped",
+            "/usr/./bin/x",
+            "/usr//bin/x",
+        ] {
+            let mut t = Tree::new();
+            t.file("sbin/init", b"x".to_vec(), 0o755, "cargo");
+            t.file(bad, b"evil".to_vec(), 0o644, "host file /bin/x");
+            let err = t.materialize(&stage).unwrap_err().to_string();
+            assert!(
+                err.contains(bad.trim_start_matches('/')) && err.contains("host file /bin/x"),
+                "{bad}: {err}"
+            );
+            assert!(t.check_links().is_err(), "{bad}");
+            assert!(t.tar_gz(0).is_err(), "{bad}");
+            assert!(!t.entries().any(|(p, _)| p.contains("..")), "{bad}");
+        }
+        let mut t = Tree::new();
+        t.dir("/../../escaped-dir", 0o755, "overlays/x");
+        t.symlink("../../escaped-link", "/etc", "overlays/x");
+        assert!(t.materialize(&stage).is_err());
+        // Nothing was written: not the stage, nor anything beside it.
+        let mut left: Vec<String> = walk(work.path());
+        left.sort();
+        assert!(left.is_empty(), "written: {left:?}");
+    }
+
+    fn walk(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.display().to_string());
+            if p.is_dir() {
+                out.extend(walk(&p));
+            }
+        }
+        out
     }
 
     #[test]

@@ -227,10 +227,72 @@ fn sbom_is_valid_cyclonedx_and_lists_kernel_crates_packages_and_files() {
         doc["metadata"]["timestamp"].as_str().unwrap(),
         wanflash_image::sbom::rfc3339(manifest["source_date_epoch"].as_u64().unwrap())
     );
-    assert!(
-        !text.contains(workspace().to_str().unwrap()),
-        "checkout path leaked"
-    );
+    let ws = workspace();
+    let ws = ws.to_str().unwrap();
+    let manifest_text = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+    for (file, text) in [("SBOM", &text), ("manifest.json", &manifest_text)] {
+        assert!(
+            mentions_path(text, ws).is_none(),
+            "the checkout path `{ws}` leaked into the {file}: {}",
+            mentions_path(text, ws).unwrap_or_default()
+        );
+    }
+}
+
+/// Where `text` names the path `path` (or a path below it), with the text
+/// around it; `None` when it does not. A path, not a substring: the match
+/// must start where a path can start (not right after a name character, so
+/// a checkout at `/src` is not found in `/usr/src/linux-source-6.1.tar.xz`)
+/// and end where a path component ends (`/`, a quote, a space, the end),
+/// so `/src` is not found in `/srcs` either.
+fn mentions_path(text: &str, path: &str) -> Option<String> {
+    let path = path.trim_end_matches('/');
+    if path.is_empty() {
+        return None;
+    }
+    let name_char = |c: char| c.is_alphanumeric() || "._-+~@,%".contains(c);
+    text.match_indices(path).find_map(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + path.len()..].chars().next();
+        let starts = before.is_none_or(|c| !name_char(c));
+        let ends = after.is_none_or(|c| c == '/' || !name_char(c));
+        (starts && ends).then(|| {
+            let from = text[..at]
+                .char_indices()
+                .rev()
+                .nth(40)
+                .map_or(0, |(i, _)| i);
+            let to = text[at..]
+                .char_indices()
+                .nth(path.len() + 40)
+                .map_or(text.len(), |(i, _)| at + i);
+            text[from..to].to_owned()
+        })
+    })
+}
+
+#[test]
+fn path_matcher_finds_paths_not_substrings() {
+    let sbom = r#"{"name":"linux-source-6.1","properties":[{"value":"/usr/src/linux-source-6.1.tar.xz"}],"x":"/srcs/a","y":"/src.old"}"#;
+    assert_eq!(mentions_path(sbom, "/src"), None);
+    assert_eq!(mentions_path(sbom, "/usr/sr"), None);
+    for leaked in [
+        r#"{"file":"/src/crates/init/src/main.rs"}"#,
+        r#"{"file":"/src"}"#,
+        "built in /src by root",
+        "/src",
+        "file:///src/Cargo.lock",
+        "path=/src/",
+    ] {
+        assert!(mentions_path(leaked, "/src").is_some(), "{leaked}");
+        assert!(mentions_path(leaked, "/src/").is_some(), "{leaked}");
+    }
+    let long = "/home/builder/work/wanflash";
+    assert!(mentions_path(&format!("[\"{long}/target/x\"]"), long).is_some());
+    assert_eq!(mentions_path(&format!("{long}-old/x"), long), None);
+    // A later mention is found after an earlier substring-only one.
+    let found = mentions_path("/usr/src/linux and then /src/main.rs", "/src").unwrap();
+    assert!(found.contains("/src/main.rs"), "{found}");
 }
 
 #[test]
@@ -261,5 +323,50 @@ fn qcow2_holds_the_same_disk_as_the_raw_image() {
         cmp.status.success(),
         "qemu-img compare: {}",
         String::from_utf8_lossy(&cmp.stdout)
+    );
+}
+
+/// syslinux.cfg as the shipped image's boot partition holds it, read with
+/// mtools (one of the build's tools).
+fn shipped_syslinux_cfg(dir: &Path) -> String {
+    let name = wanflash_image::DEFAULT_IMAGE;
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let start = manifest["partitions"][0]["start"].as_u64().unwrap();
+    let img = dir.join(format!("{name}.img"));
+    let out = Command::new(hosttools::which("mtype").expect("mtype: the build installs mtools"))
+        .arg("-i")
+        .arg(format!("{}@@{start}", img.display()))
+        .arg("::syslinux.cfg")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mtype: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn shipped_boot_loader_is_locked_against_console_edits() {
+    let Some(dir) = image_dir() else { return };
+    ensure(hosttools::IMAGE);
+    let cfg = shipped_syslinux_cfg(&dir);
+    let lines: Vec<&str> = cfg.lines().map(str::trim).collect();
+    for want in [
+        "PROMPT 0",
+        "NOESCAPE 1",
+        "ALLOWOPTIONS 0",
+        "IMPLICIT 0",
+        "NOCOMPLETE 1",
+    ] {
+        assert!(lines.contains(&want), "no `{want}` in syslinux.cfg:\n{cfg}");
+    }
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("DEFAULT ")).count(),
+        1,
+        "{cfg}"
     );
 }

@@ -1,7 +1,9 @@
 //! netcfg against a real kernel, inside a fresh network namespace that only
 //! this test's thread enters (the host's interfaces are never touched).
 //! Needs root (or CAP_SYS_ADMIN) and veth; without them the test says why
-//! it skips and passes.
+//! it skips under a plain `cargo test`, and fails under `cargo xtask test`
+//! (`WANFLASH_REQUIRE_TOOLS`). A kernel without bonding or 802.1Q (the
+//! build host's) only skips those parts: the VM tests cover them.
 
 use std::thread;
 
@@ -15,6 +17,25 @@ use wanflash_netcfg::host::{Host, KernelHost};
 use wanflash_netcfg::msg::{self, Request};
 use wanflash_netcfg::{configure, observe, plan, Line, EXIT_OK};
 use wanflash_spec::network::{Family, Network};
+
+#[path = "../../../tests/support/require.rs"]
+mod require;
+
+/// Why a namespace test cannot run.
+#[derive(Debug)]
+enum Cannot {
+    /// The host lacks what the test command must provide (root, network
+    /// namespaces, veth): fails under `cargo xtask test`.
+    Host(String),
+    /// This kernel lacks a feature the VM tests cover (bonding): skips.
+    Kernel(String),
+}
+
+impl From<String> for Cannot {
+    fn from(s: String) -> Cannot {
+        Cannot::Host(s)
+    }
+}
 
 /// `ip link add veth0 type veth peer name veth1`, over rtnetlink.
 fn create_veth(host: &mut KernelHost) -> Result<(), wanflash_netcfg::NetcfgError> {
@@ -74,7 +95,7 @@ fn run_netcfg(net: &Network, host: &mut KernelHost) -> (i32, Vec<String>) {
 }
 
 /// Enters a fresh network namespace (this thread only) and opens
-/// rtnetlink there; `Err` is a reason to skip.
+/// rtnetlink there; `Err` says why it cannot.
 fn enter_namespace() -> Result<KernelHost, String> {
     unshare(CloneFlags::CLONE_NEWNET)
         .map_err(|e| format!("cannot create a network namespace ({e}): not root?"))?;
@@ -86,8 +107,8 @@ fn enter_namespace() -> Result<KernelHost, String> {
     Ok(host)
 }
 
-/// Runs in the namespace; `Err` is a reason to skip.
-fn in_namespace() -> Result<(), String> {
+/// Runs in the namespace; `Err` says why it cannot.
+fn in_namespace() -> Result<(), Cannot> {
     let mut host = enter_namespace()?;
 
     create_veth(&mut host).map_err(|e| format!("cannot create a veth pair: {e}"))?;
@@ -211,7 +232,7 @@ fn in_namespace() -> Result<(), String> {
 
 /// Bonds two veth ends (and puts a vlan on the bond when the kernel has
 /// 802.1Q); skipped on kernels without bonding.
-fn bond_in_namespace() -> Result<(), String> {
+fn bond_in_namespace() -> Result<(), Cannot> {
     let mut host = enter_namespace()?;
     create_veth_pair(&mut host, "a0", "a1")
         .map_err(|e| format!("cannot create a veth pair: {e}"))?;
@@ -219,7 +240,7 @@ fn bond_in_namespace() -> Result<(), String> {
         .map_err(|e| format!("cannot create a veth pair: {e}"))?;
     let settings = Default::default();
     host.exchange(&msg::create_bond("probe0", &settings, None, None))
-        .map_err(|e| format!("no bonding in this kernel: {e}"))?;
+        .map_err(|e| Cannot::Kernel(format!("no bonding in this kernel: {e}")))?;
     let probe = index_of(&mut host, "probe0");
     host.exchange(&msg::delete_link(probe)).unwrap();
     create_veth_pair(&mut host, "c0", "c1")
@@ -300,10 +321,11 @@ fn index_of(host: &mut KernelHost, name: &str) -> u32 {
 
 /// A namespace is per thread: only the spawned thread enters it, and it
 /// goes away (with its links) when the thread ends.
-fn in_own_namespace(f: fn() -> Result<(), String>) {
+fn in_own_namespace(f: fn() -> Result<(), Cannot>) {
     match thread::spawn(f).join() {
         Ok(Ok(())) => {}
-        Ok(Err(why)) => println!("skipped: {why}"),
+        Ok(Err(Cannot::Host(why))) => require::skip_or_fail(&why),
+        Ok(Err(Cannot::Kernel(why))) => println!("skipped: {why}"),
         Err(panic) => std::panic::resume_unwind(panic),
     }
 }

@@ -5,7 +5,8 @@
 //! "MISSES target". `--quick` runs fewer trials; it fails only when a
 //! figure (or a named peer's figure) was not produced.
 //!
-//! Groups (see [`GROUPS`]): `size`, `build`, `boot`, `failover`, `runtime`.
+//! Groups (see [`GROUPS`]): `size`, `build`, `boot`, `failover`,
+//! `reaction`, `recording`, `ship`, `update`, `runtime`.
 
 mod boot;
 mod build;
@@ -25,7 +26,8 @@ use serde::Serialize;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Groups to run (all when none): size, build, boot, failover, runtime.
+    /// Groups to run (all when none): size, build, boot, failover,
+    /// reaction, recording, ship, update, runtime.
     pub groups: Vec<String>,
     /// Fewer trials and shorter windows (a smoke check run by `cargo xtask
     /// test`): fails only if a figure was not produced.
