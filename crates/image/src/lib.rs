@@ -11,6 +11,7 @@ pub mod boot;
 pub mod flash;
 pub mod fsx;
 pub mod hosttools;
+pub mod identity;
 pub mod kernel;
 pub mod mbr;
 pub mod overlay;
@@ -19,6 +20,7 @@ pub mod release;
 pub mod sbom;
 pub mod tools;
 pub mod tree;
+pub mod users;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -405,7 +407,7 @@ fn system_config(desc: &Description, name: &str, build_id: &str) -> SystemConfig
                 copy_from_root: t.copy_from_root,
             })
             .collect(),
-        services: desc.services.iter().map(Into::into).collect(),
+        services: desc.system_services(),
         watchdog: system::Watchdog {
             enabled: desc.init.watchdog,
             ..Default::default()
@@ -467,6 +469,9 @@ fn round_up(n: u64, to: u64) -> u64 {
 struct Manifest<'a> {
     image: &'a str,
     version: &'a str,
+    /// The description's `release` and `compatible`, as in the bundle.
+    release: u64,
+    compatible: &'a str,
     build_id: &'a str,
     arch: &'a str,
     source_date_epoch: u64,
@@ -504,6 +509,14 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
         inputs.insert(file.clone(), sha256_hex(text.as_bytes()));
     }
     let image_file = chain.last().map(|(f, _)| f.clone()).unwrap_or_default();
+    identity::refuse_test_key(
+        &desc,
+        &chain,
+        &image_file,
+        identity::is_test_image(&opts.images_dir, ws),
+        ws,
+    )?;
+    let (release, compatible) = identity::release_and_compatible(&desc, &opts.image);
     let network = desc.box_network(&image_file)?;
     // Checked twice: now, before minutes of kernel build, and against the
     // kernel's final config once it is known.
@@ -657,6 +670,8 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
     ctx.insert("hostname", desc.hostname());
     ctx.insert("image", &opts.image);
     ctx.insert("version", VERSION);
+    ctx.insert("release", &release);
+    ctx.insert("compatible", &compatible);
     ctx.insert("build_id", &build_id);
     ctx.insert("arch", desc.arch.as_str());
     ctx.insert("kernel_release", &k.release);
@@ -680,6 +695,7 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
             "wanflash",
         );
     }
+    users::add(&mut tree, &desc);
     let sys = system_config(&desc, &opts.image, &build_id);
     tree.file(
         system::SYSTEM_CONFIG_PATH,
@@ -690,6 +706,8 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
     let rel = release::Release {
         image: opts.image.clone(),
         version: VERSION.into(),
+        release,
+        compatible: compatible.clone(),
         commit: source_commit.clone(),
         build_id: build_id.clone(),
     };
@@ -757,6 +775,7 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
         baud: desc.console.baud,
         layout: &layout,
         extra_cmdline: &desc.kernel.cmdline,
+        console_edit: desc.boot.console_edit,
     };
     let cfg = boot::syslinux_cfg(&bc);
     let fat_path = work.join("boot.fat");
@@ -798,6 +817,8 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
     let manifest = Manifest {
         image: &opts.image,
         version: VERSION,
+        release,
+        compatible: &compatible,
         build_id: &build_id,
         arch: desc.arch.as_str(),
         source_date_epoch: opts.source_date_epoch,

@@ -247,3 +247,51 @@ fn bond_without_link_monitoring_is_refused_with_its_key() {
     assert!(err.contains("the network description has"), "{err}");
     assert!(err.contains("bond0"), "{err}");
 }
+
+#[test]
+fn escaping_binary_path_is_refused_and_nothing_lands_outside_the_stage() {
+    // The stage is `<cache>/work/bad/rootfs`: four `..` from it is the
+    // fixture's own folder, where the escaped file would land.
+    let text = GOOD.replace(
+        "binary = [{ package = \"wanflash-init\", path = \"/sbin/init\" }]",
+        "binary = [{ package = \"wanflash-init\", path = \"/sbin/init\" },\n    { package = \"wanflash-init\", path = \"/../../../../escaped\" }]",
+    );
+    let mut f = fixture(&text);
+    let root = f.opts.out_root.parent().unwrap().to_owned();
+    f.opts.cache = root.join("cache");
+    let err = fails(&f);
+    assert!(err.contains("images/bad.toml"), "{err}");
+    assert!(err.contains("line 10"), "{err}");
+    assert!(err.contains("key `rootfs.binary.path`"), "{err}");
+    assert!(err.contains("`..`"), "{err}");
+    assert!(!root.join("escaped").exists(), "a file escaped the stage");
+    assert!(
+        !root.join("cache/work").exists(),
+        "the build staged files before refusing the description"
+    );
+}
+
+#[test]
+fn a_shipped_image_trusting_or_signing_with_the_test_key_is_refused() {
+    // images/bad.toml is not under tests/images/: not a test image.
+    let f = fixture(&format!(
+        "{GOOD}\n[vars]\nupdate_public_keys = [\"883f5f186824ad5a76fb0bd69ae3543e27ca966e3864ea0d6abc0d257faa2472\"]\n"
+    ));
+    let err = fails(&f);
+    assert!(
+        err.contains("`images/bad.toml`: key `vars.update_public_keys` trusts the TEST-ONLY key")
+            && err.contains("tests/images/keys/wanflash-update.pub")
+            && err.contains("cargo xtask keygen"),
+        "{err}"
+    );
+    let f = fixture(&format!(
+        "{GOOD}\n[vars]\nupdate_sign_key = \"tests/images/keys/wanflash-update.key\"\n"
+    ));
+    let err = fails(&f);
+    assert!(
+        err.contains("`images/bad.toml`: key `vars.update_sign_key`")
+            && err.contains("wanflash-update.key")
+            && err.contains("TEST-ONLY signing key"),
+        "{err}"
+    );
+}

@@ -9,8 +9,8 @@ use nix::libc;
 
 use crate::button;
 use crate::sys::{
-    Errno, ExitStatus, Fd, FileKind, Meta, MountSpec, Output, Pid, PollSet, Ready, Reaped,
-    RebootCmd, SpawnSpec, Spawned, Sys, SysResult,
+    privilege_plan, Credentials, Errno, ExitStatus, Fd, FileKind, Meta, MountSpec, Output, Pid,
+    PollSet, PrivStep, Ready, Reaped, RebootCmd, SpawnError, SpawnSpec, Spawned, Sys, SysResult,
 };
 
 /// Everything init asked of the system, in order.
@@ -39,10 +39,13 @@ pub enum Call {
         at: u64,
         output: Output,
         env: Vec<(String, String)>,
+        /// Who it runs as, and the privilege steps the child takes.
+        creds: Option<Credentials>,
+        plan: Vec<PrivStep>,
     },
     SpawnFailed {
         name: String,
-        errno: Errno,
+        error: SpawnError,
         at: u64,
     },
     Kill {
@@ -94,7 +97,7 @@ pub struct Program {
     /// Written to its output pipe at start.
     pub output: Vec<u8>,
     /// `spawn` fails with this error.
-    pub spawn_error: Option<Errno>,
+    pub spawn_error: Option<SpawnError>,
 }
 
 impl Program {
@@ -128,7 +131,18 @@ impl Program {
 
     pub fn spawn_error(errno: Errno) -> Self {
         Self {
-            spawn_error: Some(errno),
+            spawn_error: Some(errno.into()),
+            ..Self::forever()
+        }
+    }
+
+    /// The child cannot take privilege step `step`.
+    pub fn priv_error(step: PrivStep, errno: Errno) -> Self {
+        Self {
+            spawn_error: Some(SpawnError {
+                step: Some(step),
+                errno,
+            }),
             ..Self::forever()
         }
     }
@@ -831,18 +845,18 @@ impl Sys for FakeSys {
         Ok(())
     }
 
-    fn spawn(&mut self, spec: &SpawnSpec<'_>) -> SysResult<Spawned> {
+    fn spawn(&mut self, spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
         let prog = match self.programs.get(spec.exec) {
             Some(p) => p.clone(),
             None => Program::spawn_error(Errno::ENOENT),
         };
-        if let Some(errno) = prog.spawn_error {
+        if let Some(error) = prog.spawn_error {
             self.calls.push(Call::SpawnFailed {
                 name: spec.name.to_owned(),
-                errno,
+                error,
                 at: self.now,
             });
-            return Err(errno);
+            return Err(error);
         }
         let pid = self.next_pid;
         self.next_pid += 1;
@@ -852,6 +866,8 @@ impl Sys for FakeSys {
             pid,
             at: self.now,
             output: spec.output,
+            creds: spec.creds.cloned(),
+            plan: privilege_plan(spec.creds).to_vec(),
             env: spec
                 .env
                 .iter()

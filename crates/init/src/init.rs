@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use wanflash_spec::system::{RestartMode, RestartPolicy, SystemConfig};
+use wanflash_spec::system::{Capability, RestartMode, RestartPolicy, SystemConfig};
 use wanflash_spec::SYSTEM_CONFIG_PATH;
 
 use crate::backoff::Backoff;
@@ -14,8 +14,8 @@ use crate::order;
 use crate::ready::ready_line;
 use crate::service::{Decision, State, Supervised, ONESHOT_TIMEOUT_MS};
 use crate::sys::{
-    signal_name, Errno, ExitStatus, Fd, FileKind, MountSpec, Output, Pid, PollSet, Reaped,
-    RebootCmd, SpawnSpec, Sys,
+    signal_name, Credentials, Errno, ExitStatus, Fd, FileKind, MountSpec, Output, Pid, PollSet,
+    Reaped, RebootCmd, SpawnSpec, Sys,
 };
 
 use nix::libc;
@@ -823,16 +823,61 @@ impl<S: Sys> Init<S> {
         env
     }
 
+    /// Creates the service's runtime folders (and missing parents, root's,
+    /// mode 0755) and gives them to its user.
+    fn make_runtime_dirs(&mut self, i: usize) -> Result<(), (String, Errno)> {
+        let spec = &self.services[i].spec;
+        let (uid, gid) = (spec.uid, spec.gid);
+        for dir in spec.runtime_dirs.clone() {
+            let mut at = String::new();
+            for part in dir.split('/').filter(|p| !p.is_empty()) {
+                at.push('/');
+                at.push_str(part);
+                match self.sys.mkdir(&at, 0o755) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err((at, e)),
+                }
+            }
+            self.sys
+                .lchown(&dir, uid, gid)
+                .map_err(|e| (dir.clone(), e))?;
+            self.sys.chmod(&dir, 0o755).map_err(|e| (dir.clone(), e))?;
+        }
+        Ok(())
+    }
+
     fn start_service(&mut self, i: usize, now: u64) {
         let env = self.service_env(i);
+        let name = self.services[i].spec.name.clone();
+        if let Err((dir, e)) = self.make_runtime_dirs(i) {
+            say!(
+                self,
+                Error,
+                "service `{name}`: cannot create its runtime folder `{dir}`: {e}"
+            );
+            if let Decision::Failed { reason } = self.services[i].spawn_failed(e.into(), now) {
+                say!(
+                    self,
+                    Error,
+                    "service `{name}` failed: {reason}; not restarted"
+                );
+            }
+            return;
+        }
         let svc = &self.services[i];
-        let name = svc.spec.name.clone();
+        let creds = (!svc.spec.is_root()).then(|| Credentials {
+            uid: svc.spec.uid,
+            gid: svc.spec.gid,
+            groups: svc.spec.groups.clone(),
+            caps: Capability::mask(&svc.spec.capabilities),
+        });
         let result = self.sys.spawn(&SpawnSpec {
             name: &svc.spec.name,
             exec: &svc.spec.exec,
             args: &svc.spec.args,
             env: &env,
             output: Output::Log,
+            creds: creds.as_ref(),
         });
         match result {
             Ok(sp) => {
@@ -852,11 +897,28 @@ impl<S: Sys> Init<S> {
                 } else {
                     ""
                 };
+                let spec = &self.services[i].spec;
+                let who = if spec.is_root() {
+                    "as root".to_owned()
+                } else {
+                    let caps: Vec<&str> = spec.capabilities.iter().map(|c| c.name()).collect();
+                    format!(
+                        "as `{}` uid {} gid {}, capabilities {}",
+                        spec.user,
+                        spec.uid,
+                        spec.gid,
+                        if caps.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            caps.join(",")
+                        }
+                    )
+                };
                 if n == 1 {
                     say!(
                         self,
                         Info,
-                        "started {kind}service `{name}` (pid {})",
+                        "started {kind}service `{name}` (pid {}) {who}",
                         sp.pid
                     );
                 } else {
@@ -980,6 +1042,7 @@ impl<S: Sys> Init<S> {
             args: &[],
             env: &env,
             output: Output::Console,
+            creds: None,
         });
         match result {
             Ok(sp) => {
@@ -1362,6 +1425,7 @@ pub fn last_resort<S: Sys>(
                         args: &[],
                         env: &env,
                         output: Output::Console,
+                        creds: None,
                     }) {
                         Ok(sp) => {
                             log.line(

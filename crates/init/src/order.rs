@@ -134,6 +134,12 @@ mod tests {
             after: after.iter().map(|a| (*a).to_owned()).collect(),
             oneshot: false,
             restart: RestartPolicy::default(),
+            user: "root".to_owned(),
+            uid: 0,
+            gid: 0,
+            groups: vec![],
+            capabilities: vec![],
+            runtime_dirs: vec![],
         }
     }
 

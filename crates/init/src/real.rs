@@ -14,8 +14,8 @@ use nix::time::{clock_gettime, ClockId};
 
 use crate::button::POWER_BUTTON_NAME;
 use crate::sys::{
-    Errno, ExitStatus, Fd, FileKind, Meta, MountSpec, Output, Pid, PollSet, Ready, Reaped,
-    RebootCmd, SpawnSpec, Spawned, Sys, SysResult,
+    privilege_plan, Credentials, Errno, ExitStatus, Fd, FileKind, Meta, MountSpec, Output, Pid,
+    PollSet, PrivStep, Ready, Reaped, RebootCmd, SpawnError, SpawnSpec, Spawned, Sys, SysResult,
 };
 
 /// Milliseconds since the kernel started (`CLOCK_BOOTTIME`, falling back to
@@ -94,8 +94,112 @@ struct Child<'a> {
     /// `setsid` and the console as controlling terminal (rescue shell);
     /// otherwise a process group of its own (a service).
     new_session: bool,
-    /// Write end of the close-on-exec pipe that reports a failed exec.
+    /// Write end of the close-on-exec pipe that reports a failed step or
+    /// exec: the step (0 for exec, 1 + index in the privilege plan) and
+    /// errno, two native-endian `i32`s.
     err_w: RawFd,
+    /// Identity to drop to before exec, and the steps to take.
+    creds: Option<&'a Credentials>,
+    groups: &'a [libc::gid_t],
+    plan: &'static [PrivStep],
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit capability sets in two words.
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// One step of the privilege plan, as raw system calls (no allocation:
+/// runs between fork and exec). `Err(errno)` when it failed.
+///
+/// # Safety
+/// Only in the child after `fork`; `groups` must be valid.
+unsafe fn take_step(step: PrivStep, c: &Credentials, groups: &[libc::gid_t]) -> Result<(), i32> {
+    let check = |r: libc::c_long| {
+        if r < 0 {
+            Err(Errno::last_raw())
+        } else {
+            Ok(())
+        }
+    };
+    let keep = |cap: u64| c.caps & (1u64 << cap) != 0;
+    // SAFETY: plain system calls on values and on `groups`, a valid slice;
+    // the caller is the child between fork and exec.
+    unsafe {
+        match step {
+            PrivStep::SetGroups => check(libc::setgroups(groups.len(), groups.as_ptr()).into()),
+            PrivStep::SetResGid => check(libc::setresgid(c.gid, c.gid, c.gid).into()),
+            PrivStep::KeepCaps => check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0).into()),
+            PrivStep::DropBounding => {
+                for cap in 0..64u64 {
+                    if keep(cap) {
+                        continue;
+                    }
+                    if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) < 0 {
+                        // EINVAL: past the kernel's last capability.
+                        if Errno::last_raw() == libc::EINVAL && cap > 0 {
+                            break;
+                        }
+                        return Err(Errno::last_raw());
+                    }
+                }
+                Ok(())
+            }
+            PrivStep::SetResUid => check(libc::setresuid(c.uid, c.uid, c.uid).into()),
+            PrivStep::CapSet => {
+                let hdr = CapHeader {
+                    version: CAP_VERSION_3,
+                    pid: 0,
+                };
+                let mut data = [CapData {
+                    effective: 0,
+                    permitted: 0,
+                    inheritable: 0,
+                }; 2];
+                for (i, d) in data.iter_mut().enumerate() {
+                    let word = (c.caps >> (32 * i)) as u32;
+                    *d = CapData {
+                        effective: word,
+                        permitted: word,
+                        inheritable: word,
+                    };
+                }
+                check(libc::syscall(
+                    libc::SYS_capset,
+                    &hdr as *const CapHeader,
+                    data.as_ptr(),
+                ))
+            }
+            PrivStep::RaiseAmbient => {
+                for cap in (0..64u64).filter(|&cap| keep(cap)) {
+                    let r = libc::prctl(
+                        libc::PR_CAP_AMBIENT,
+                        libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                        cap as libc::c_ulong,
+                        0 as libc::c_ulong,
+                        0 as libc::c_ulong,
+                    );
+                    check(r.into())?;
+                }
+                Ok(())
+            }
+            PrivStep::NoNewPrivs => {
+                check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).into())
+            }
+        }
+    }
 }
 
 impl Child<'_> {
@@ -132,12 +236,32 @@ impl Child<'_> {
                     libc::ioctl(0, libc::TIOCSCTTY as _, 1 as libc::c_int);
                 }
                 libc::chdir(c"/".as_ptr());
+                if let Some(c) = self.creds {
+                    for (i, &step) in self.plan.iter().enumerate() {
+                        if let Err(errno) = take_step(step, c, self.groups) {
+                            // Fail closed: never exec with privileges left.
+                            self.report(i as i32 + 1, errno);
+                            libc::_exit(step.exit_code())
+                        }
+                    }
+                }
                 libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
             }
-            let errno = Errno::last_raw().to_ne_bytes();
-            libc::write(self.err_w, errno.as_ptr().cast(), errno.len());
+            self.report(0, Errno::last_raw());
             libc::_exit(127)
         }
+    }
+
+    /// Tells the parent which step failed and why.
+    ///
+    /// # Safety
+    /// Only in the child after `fork`.
+    unsafe fn report(&self, step: i32, errno: i32) {
+        let mut msg = [0u8; 8];
+        msg[..4].copy_from_slice(&step.to_ne_bytes());
+        msg[4..].copy_from_slice(&errno.to_ne_bytes());
+        // SAFETY: writes 8 bytes from a valid local buffer.
+        unsafe { libc::write(self.err_w, msg.as_ptr().cast(), msg.len()) };
     }
 }
 
@@ -473,7 +597,7 @@ impl Sys for RealSys {
         Errno::result(r).map(drop)
     }
 
-    fn spawn(&mut self, spec: &SpawnSpec<'_>) -> SysResult<Spawned> {
+    fn spawn(&mut self, spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
         // Everything the child needs is prepared before fork: between fork
         // and exec the child only makes async-signal-safe system calls.
         let path = cstr(spec.exec)?;
@@ -505,7 +629,11 @@ impl Sys for RealSys {
             }
         };
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let groups: Vec<libc::gid_t> = spec.creds.map(|c| c.groups.clone()).unwrap_or_default();
         let child = Child {
+            creds: spec.creds,
+            groups: &groups,
+            plan: privilege_plan(spec.creds),
             path: &path,
             argv: &argv,
             envp: &envp,
@@ -522,7 +650,7 @@ impl Sys for RealSys {
         // async-signal-safe calls on memory prepared above and never returns.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
-            return Err(Errno::last());
+            return Err(Errno::last().into());
         }
         if pid == 0 {
             // SAFETY: in the child just after fork, as `exec` requires.
@@ -532,22 +660,29 @@ impl Sys for RealSys {
         drop(stdio);
         // The child writes errno here if exec fails; exec closes it (end of
         // file) when it succeeds.
-        let mut buf = [0u8; 4];
+        let mut buf = [0u8; 8];
         let n = loop {
-            // SAFETY: reads at most 4 bytes into a valid local buffer.
-            let n = unsafe { libc::read(err_r.as_raw_fd(), buf.as_mut_ptr().cast(), 4) };
+            // SAFETY: reads at most 8 bytes into a valid local buffer.
+            let n = unsafe { libc::read(err_r.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
             if n >= 0 || Errno::last() != Errno::EINTR {
                 break n;
             }
         };
-        if n == 4 {
+        if n == 8 {
             let mut status = 0;
             // SAFETY: reaps our own child that failed to exec; `status` is a
             // valid int.
             while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 && Errno::last() == Errno::EINTR
             {
             }
-            return Err(Errno::from_raw(i32::from_ne_bytes(buf)));
+            let [a, b, c, d, e, f, g, h] = buf;
+            let step = i32::from_ne_bytes([a, b, c, d]);
+            return Err(SpawnError {
+                step: usize::try_from(step - 1)
+                    .ok()
+                    .and_then(PrivStep::from_index),
+                errno: Errno::from_raw(i32::from_ne_bytes([e, f, g, h])),
+            });
         }
         Ok(Spawned {
             pid,
@@ -675,4 +810,109 @@ impl Sys for RealSys {
 /// Environment passed through for the rescue shell.
 pub fn term_from_env() -> String {
     std::env::var("TERM").unwrap_or_else(|_| "linux".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn status_field(status: &str, key: &str) -> String {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no `{key}` in\n{status}"))
+    }
+
+    /// Runs `cat /proc/self/status` through the real spawn path as `creds`.
+    fn status_as(creds: &Credentials) -> Result<String, SpawnError> {
+        let env = BTreeMap::new();
+        let args = ["/proc/self/status".to_owned()];
+        let sp = RealSys::new().spawn(&SpawnSpec {
+            name: "t",
+            exec: "/bin/cat",
+            args: &args,
+            env: &env,
+            output: Output::Log,
+            creds: Some(creds),
+        })?;
+        let fd = sp.output.unwrap().0;
+        // SAFETY: the pipe's read end, ours alone from here.
+        let mut f = unsafe { fs::File::from_raw_fd(fd) };
+        let mut out = String::new();
+        loop {
+            let mut buf = [0u8; 4096];
+            match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let mut st = 0;
+        // SAFETY: reaps our own child; `st` is a valid int.
+        unsafe { libc::waitpid(sp.pid, &mut st, 0) };
+        Ok(out)
+    }
+
+    fn own_permitted() -> u64 {
+        let s = fs::read_to_string("/proc/self/status").unwrap();
+        u64::from_str_radix(&status_field(&s, "CapPrm:"), 16).unwrap()
+    }
+
+    #[test]
+    fn a_service_runs_with_its_ids_and_only_its_capabilities() {
+        // SAFETY: geteuid has no arguments.
+        if unsafe { libc::geteuid() } != 0 || own_permitted() & 0x3100 != 0x3100 {
+            eprintln!("skipped: changing uid and capabilities needs root with CAP_SETUID, CAP_SETGID, CAP_SETPCAP, CAP_NET_ADMIN, CAP_NET_RAW");
+            return;
+        }
+        let creds = Credentials {
+            uid: 4242,
+            gid: 4343,
+            groups: vec![4444],
+            caps: 0x3000,
+        };
+        let s = status_as(&creds).unwrap();
+        assert_eq!(status_field(&s, "Uid:"), "4242\t4242\t4242\t4242");
+        assert_eq!(status_field(&s, "Gid:"), "4343\t4343\t4343\t4343");
+        assert_eq!(status_field(&s, "Groups:"), "4444");
+        for key in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+            assert_eq!(status_field(&s, key), "0000000000003000", "{key}\n{s}");
+        }
+        assert_eq!(status_field(&s, "NoNewPrivs:"), "1");
+        let none = Credentials {
+            caps: 0,
+            groups: vec![],
+            ..creds
+        };
+        let s = status_as(&none).unwrap();
+        for key in ["CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+            assert_eq!(status_field(&s, key), "0000000000000000", "{key}\n{s}");
+        }
+        assert_eq!(status_field(&s, "Groups:"), "");
+    }
+
+    #[test]
+    fn a_capability_init_does_not_have_fails_the_spawn_at_its_step() {
+        let missing = (0..=40u32).find(|c| own_permitted() & (1 << c) == 0);
+        // SAFETY: geteuid has no arguments.
+        let root = unsafe { libc::geteuid() } == 0;
+        let (true, Some(cap)) = (root, missing) else {
+            eprintln!("skipped: needs root lacking some capability (as in a container)");
+            return;
+        };
+        let creds = Credentials {
+            uid: 4242,
+            gid: 4242,
+            groups: vec![],
+            caps: 1 << cap,
+        };
+        let err = status_as(&creds).unwrap_err();
+        assert_eq!(err.step, Some(PrivStep::CapSet), "{err}");
+        assert_eq!(err.errno, Errno::EPERM);
+    }
 }

@@ -14,7 +14,7 @@
 use wanflash_spec::system::{RestartMode, Service};
 
 use crate::backoff::{Backoff, FailureWindow};
-use crate::sys::{Errno, ExitStatus, Pid};
+use crate::sys::{Errno, ExitStatus, Pid, SpawnError};
 
 /// How long a oneshot may run before init kills it and marks it failed.
 pub const ONESHOT_TIMEOUT_MS: u64 = 30_000;
@@ -90,7 +90,15 @@ impl Supervised {
     }
 
     /// The process could not be started.
-    pub fn spawn_failed(&mut self, err: Errno, now: u64) -> Decision {
+    pub fn spawn_failed(&mut self, err: SpawnError, now: u64) -> Decision {
+        if err.step.is_some() {
+            // Fail closed: the same kernel refuses the same drop again.
+            return self.fail(format!(
+                "cannot run as `{}` (uid {}): {err}",
+                self.spec.user, self.spec.uid
+            ));
+        }
+        let err = err.errno;
         if cannot_execute(err) {
             return self.fail(format!("cannot execute `{}`: {err}", self.spec.exec));
         }
@@ -198,6 +206,12 @@ mod tests {
                 window_ms: 10_000,
                 stable_ms: 5_000,
             },
+            user: "s".into(),
+            uid: 100,
+            gid: 100,
+            groups: vec![],
+            capabilities: vec![],
+            runtime_dirs: vec![],
         })
     }
 
@@ -353,7 +367,7 @@ mod tests {
     #[test]
     fn missing_binary_fails_at_once_other_spawn_errors_back_off() {
         let mut s = svc(false, RestartMode::Always);
-        match s.spawn_failed(Errno::ENOENT, 0) {
+        match s.spawn_failed(Errno::ENOENT.into(), 0) {
             Decision::Failed { reason } => {
                 assert!(
                     reason.contains("`/sbin/s`") && reason.contains("ENOENT"),
@@ -364,7 +378,7 @@ mod tests {
         }
         let mut s = svc(false, RestartMode::Always);
         assert_eq!(
-            s.spawn_failed(Errno::EAGAIN, 0),
+            s.spawn_failed(Errno::EAGAIN.into(), 0),
             Decision::Restart { delay_ms: 100 }
         );
         assert_eq!(s.starts, 0);

@@ -120,6 +120,128 @@ pub struct SpawnSpec<'a> {
     /// The whole environment of the process (init's own is not inherited).
     pub env: &'a BTreeMap<String, String>,
     pub output: Output,
+    /// Who the process runs as; `None`: as init (root, every capability).
+    pub creds: Option<&'a Credentials>,
+}
+
+/// An unprivileged identity for a service: the child drops to it between
+/// `fork` and `exec` following [`privilege_plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups (empty: none).
+    pub groups: Vec<u32>,
+    /// Capabilities kept, as a mask of capability numbers.
+    pub caps: u64,
+}
+
+/// One step of dropping privileges, in the order the child takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrivStep {
+    /// `setgroups(groups)`.
+    SetGroups,
+    /// `setresgid(gid, gid, gid)`.
+    SetResGid,
+    /// `prctl(PR_SET_KEEPCAPS, 1)`: the permitted set survives `setresuid`.
+    KeepCaps,
+    /// `prctl(PR_CAPBSET_DROP, cap)` for every capability not kept (needs
+    /// `CAP_SETPCAP`, so before `setresuid`).
+    DropBounding,
+    /// `setresuid(uid, uid, uid)`.
+    SetResUid,
+    /// `capset`: permitted = effective = inheritable = the kept set.
+    CapSet,
+    /// `prctl(PR_CAP_AMBIENT_RAISE, cap)` for every kept capability, so the
+    /// set survives `execve` of a program without file capabilities.
+    RaiseAmbient,
+    /// `prctl(PR_SET_NO_NEW_PRIVS, 1)`: no set-id or file capability can
+    /// give the service more after `execve`.
+    NoNewPrivs,
+}
+
+/// Every step, in order: what the child runs for a non-root service.
+pub const PRIVILEGE_PLAN: [PrivStep; 8] = [
+    PrivStep::SetGroups,
+    PrivStep::SetResGid,
+    PrivStep::KeepCaps,
+    PrivStep::DropBounding,
+    PrivStep::SetResUid,
+    PrivStep::CapSet,
+    PrivStep::RaiseAmbient,
+    PrivStep::NoNewPrivs,
+];
+
+/// The steps for `creds`: none for root (uid 0 keeps init's privileges),
+/// [`PRIVILEGE_PLAN`] for everyone else.
+pub fn privilege_plan(creds: Option<&Credentials>) -> &'static [PrivStep] {
+    match creds {
+        Some(c) if c.uid != 0 => &PRIVILEGE_PLAN,
+        _ => &[],
+    }
+}
+
+/// Exit status of a child that could not drop its privileges: this plus
+/// the step's index in [`PRIVILEGE_PLAN`] (`exec` failures exit 127).
+pub const PRIV_EXIT_BASE: i32 = 110;
+
+impl PrivStep {
+    /// Position in [`PRIVILEGE_PLAN`].
+    pub fn index(self) -> usize {
+        PRIVILEGE_PLAN.iter().position(|&s| s == self).unwrap_or(0)
+    }
+
+    pub fn from_index(i: usize) -> Option<PrivStep> {
+        PRIVILEGE_PLAN.get(i).copied()
+    }
+
+    /// The child's exit status when this step fails.
+    pub fn exit_code(self) -> i32 {
+        PRIV_EXIT_BASE + self.index() as i32
+    }
+
+    pub fn call(self) -> &'static str {
+        match self {
+            PrivStep::SetGroups => "setgroups",
+            PrivStep::SetResGid => "setresgid",
+            PrivStep::KeepCaps => "prctl(PR_SET_KEEPCAPS)",
+            PrivStep::DropBounding => "prctl(PR_CAPBSET_DROP)",
+            PrivStep::SetResUid => "setresuid",
+            PrivStep::CapSet => "capset",
+            PrivStep::RaiseAmbient => "prctl(PR_CAP_AMBIENT_RAISE)",
+            PrivStep::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)",
+        }
+    }
+}
+
+/// Why [`Sys::spawn`] failed: `fork`/`exec` (no step) or a step of
+/// dropping privileges, after which the child exited without running the
+/// program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpawnError {
+    pub step: Option<PrivStep>,
+    pub errno: Errno,
+}
+
+impl From<Errno> for SpawnError {
+    fn from(errno: Errno) -> Self {
+        SpawnError { step: None, errno }
+    }
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.step {
+            None => write!(f, "{}", self.errno),
+            Some(step) => write!(
+                f,
+                "dropping privileges failed at `{}` (exit status {}): {}",
+                step.call(),
+                step.exit_code(),
+                self.errno
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,8 +334,9 @@ pub trait Sys {
     /// Sets `IFF_UP` on `lo`.
     fn loopback_up(&mut self) -> SysResult<()>;
 
-    /// Starts a process; the error is the reason `execve` failed (or fork).
-    fn spawn(&mut self, spec: &SpawnSpec<'_>) -> SysResult<Spawned>;
+    /// Starts a process, as `spec.creds` when given; the error is the
+    /// reason `fork`, a privilege step or `execve` failed.
+    fn spawn(&mut self, spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError>;
     fn kill(&mut self, pid: Pid, sig: i32) -> SysResult<()>;
     /// One `waitpid(-1, WNOHANG)`.
     fn reap(&mut self) -> Reaped;
@@ -246,5 +369,42 @@ mod tests {
         assert!(!ExitStatus::Signal(15).success());
         assert_eq!(signal_name(15), "SIGTERM");
         assert_eq!(signal_name(40), "SIG40");
+    }
+
+    #[test]
+    fn privileges_drop_in_the_safe_order() {
+        let creds = Credentials {
+            uid: 101,
+            gid: 101,
+            groups: Vec::new(),
+            caps: 0x3000,
+        };
+        let plan = privilege_plan(Some(&creds));
+        let pos = |s: PrivStep| plan.iter().position(|&x| x == s).unwrap();
+        // Groups while still root; the bounding set while CAP_SETPCAP is
+        // still held; keepcaps before the uid changes or the permitted set
+        // is cleared; capset and ambient after it; no_new_privs last.
+        assert_eq!(pos(PrivStep::SetGroups), 0);
+        assert!(pos(PrivStep::SetResGid) < pos(PrivStep::SetResUid));
+        assert!(pos(PrivStep::KeepCaps) < pos(PrivStep::SetResUid));
+        assert!(pos(PrivStep::DropBounding) < pos(PrivStep::SetResUid));
+        assert!(pos(PrivStep::SetResUid) < pos(PrivStep::CapSet));
+        assert!(pos(PrivStep::CapSet) < pos(PrivStep::RaiseAmbient));
+        assert_eq!(plan.last(), Some(&PrivStep::NoNewPrivs));
+        assert_eq!(plan.len(), 8);
+        let root = Credentials { uid: 0, ..creds };
+        assert!(privilege_plan(Some(&root)).is_empty());
+        assert!(privilege_plan(None).is_empty());
+        let codes: Vec<i32> = plan.iter().map(|s| s.exit_code()).collect();
+        assert_eq!(codes, (110..118).collect::<Vec<_>>(), "distinct, not 127");
+        let e = SpawnError {
+            step: Some(PrivStep::SetResUid),
+            errno: Errno::EPERM,
+        };
+        assert!(
+            e.to_string()
+                .contains("`setresuid` (exit status 114): EPERM"),
+            "{e}"
+        );
     }
 }

@@ -9,7 +9,7 @@ use crate::init::{last_resort, Flow, Init, SHUTDOWN_TERM_MS, STRAGGLER_TERM_MS};
 use crate::log::{Logger, LOG_FILE};
 use crate::ready::parse_ready_line;
 use crate::service::ONESHOT_TIMEOUT_MS;
-use crate::sys::{ExitStatus, Output, RebootCmd};
+use crate::sys::{Credentials, Errno, ExitStatus, Output, PrivStep, RebootCmd, PRIVILEGE_PLAN};
 use crate::{run, End};
 
 const T0: u64 = 900;
@@ -37,7 +37,8 @@ fn with(mut v: Value, key: &str, val: Value) -> Value {
 }
 
 fn svc(name: &str, extra: Value) -> Value {
-    let mut s = json!({"name": name, "exec": format!("/sbin/{name}")});
+    let mut s = json!({"name": name, "exec": format!("/sbin/{name}"),
+        "user": "root", "uid": 0, "gid": 0});
     if let (Some(obj), Some(extra)) = (s.as_object_mut(), extra.as_object()) {
         for (k, v) in extra {
             obj.insert(k.clone(), v.clone());
@@ -937,4 +938,129 @@ fn last_resort_runs_the_rescue_shell_and_disarms_the_watchdog() {
     assert!(init.sys.calls.contains(&Call::WatchdogMagicClose));
     assert!(init.sys.spawns().len() >= 2, "shell respawned");
     assert!(reboots(&init).is_empty());
+}
+
+#[test]
+fn unprivileged_services_drop_to_their_user_root_ones_keep_init_s_privileges() {
+    let cfg = with(
+        base_config(),
+        "services",
+        json!([
+            svc(
+                "failoverd",
+                json!({"user": "failoverd", "uid": 101, "gid": 101,
+                "capabilities": ["CAP_NET_ADMIN", "CAP_NET_RAW"],
+                "runtime_dirs": ["/run/failoverd"]})
+            ),
+            svc("agent", json!({})),
+        ]),
+    );
+    let mut init = new_init(Some(&cfg), "");
+    init.sys.program("/sbin/failoverd", Program::forever());
+    init.sys.program("/sbin/agent", Program::forever());
+    init.boot();
+    assert!(step_until(&mut init, 20, |i| i.is_ready()));
+    let spawns: Vec<(String, Option<Credentials>, Vec<PrivStep>)> = init
+        .sys
+        .calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Spawn {
+                name, creds, plan, ..
+            } => Some((name.clone(), creds.clone(), plan.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(spawns.len(), 2, "{spawns:?}");
+    let (name, creds, plan) = &spawns[0];
+    assert_eq!(name, "failoverd");
+    assert_eq!(
+        creds.as_ref(),
+        Some(&Credentials {
+            uid: 101,
+            gid: 101,
+            groups: vec![],
+            caps: 0x3000,
+        })
+    );
+    assert_eq!(plan, &PRIVILEGE_PLAN);
+    assert_eq!(spawns[1], ("agent".to_owned(), None, vec![]));
+    // Its runtime folder exists and is its own before it starts.
+    let chown = init
+        .sys
+        .calls
+        .iter()
+        .position(|c| *c == Call::Lchown("/run/failoverd".to_owned(), 101, 101))
+        .expect("runtime folder given to the service's user");
+    let spawn = init
+        .sys
+        .calls
+        .iter()
+        .position(|c| matches!(c, Call::Spawn { name, .. } if name == "failoverd"))
+        .unwrap();
+    assert!(chown < spawn);
+    let out = console(&init);
+    assert!(
+        out.contains("as `failoverd` uid 101 gid 101, capabilities CAP_NET_ADMIN,CAP_NET_RAW"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_service_that_cannot_drop_privileges_fails_at_once_and_never_runs() {
+    let cfg = with(
+        base_config(),
+        "services",
+        json!([svc(
+            "netcfg",
+            json!({"user": "netcfg", "uid": 100, "gid": 100,
+            "capabilities": ["CAP_NET_ADMIN"]})
+        )]),
+    );
+    let mut init = new_init(Some(&cfg), "");
+    init.sys.program(
+        "/sbin/netcfg",
+        Program::priv_error(PrivStep::SetResUid, Errno::EPERM),
+    );
+    init.boot();
+    assert!(step_until(&mut init, 20, |i| i.is_ready()));
+    let out = console(&init);
+    assert!(
+        out.contains("service `netcfg` failed: cannot run as `netcfg` (uid 100): dropping privileges failed at `setresuid` (exit status 114): EPERM"),
+        "{out}"
+    );
+    assert!(init.sys.spawns().is_empty());
+    let failures = init
+        .sys
+        .calls
+        .iter()
+        .filter(|c| matches!(c, Call::SpawnFailed { .. }))
+        .count();
+    assert_eq!(failures, 1, "not retried");
+    assert_eq!(
+        ready_lines(&init)[0][2..],
+        [0, 1],
+        "none started, one failed"
+    );
+}
+
+#[test]
+fn a_configuration_without_service_users_is_refused() {
+    let mut cfg = with(base_config(), "services", json!([svc("sshd", json!({}))]));
+    for s in cfg["services"].as_array_mut().unwrap() {
+        s.as_object_mut().unwrap().remove("user");
+    }
+    let mut init = new_init(Some(&cfg), "");
+    init.sys.program("/sbin/sshd", Program::forever());
+    init.boot();
+    step_until(&mut init, 20, |i| i.is_ready());
+    assert!(
+        init.sys.spawns().is_empty(),
+        "nothing runs as root by omission"
+    );
+    assert!(
+        console(&init).contains("missing field `user`"),
+        "{}",
+        console(&init)
+    );
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::failover::Failover;
 use crate::network::{Bond, Interface, Network};
 use crate::size::{ByteSize, MIB};
-use crate::system::{RestartPolicy, Service};
+use crate::system::{Capability, RestartPolicy, Service};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DescriptionError {
@@ -115,6 +115,16 @@ pub struct Description {
     /// Host name of the box; also the default for template variables.
     #[serde(default)]
     pub hostname: Option<String>,
+    /// Monotonic release number, signed into the update bundle: a box
+    /// takes only a bundle with a higher one (unless the operator allows
+    /// a downgrade). Set once in `images/common.toml`, raised for every
+    /// release; never derived from time.
+    #[serde(default)]
+    pub release: Option<u64>,
+    /// Which images may replace each other by an update (default: the
+    /// image's name): a box refuses a bundle whose `compatible` differs.
+    #[serde(default)]
+    pub compatible: Option<String>,
     #[serde(default)]
     pub arch: Arch,
     #[serde(default)]
@@ -139,6 +149,8 @@ pub struct Description {
     pub services: Vec<ServiceDecl>,
     #[serde(default)]
     pub init: Init,
+    #[serde(default)]
+    pub boot: Boot,
     /// This box's own network: interfaces, bonds, VLANs, routes, rules.
     #[serde(default)]
     pub network: Option<Network>,
@@ -153,6 +165,18 @@ pub struct Description {
     /// Paths to the other site, probed and switched by failoverd.
     #[serde(default)]
     pub failover: Option<Failover>,
+}
+
+/// The boot loader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Boot {
+    /// Lets a person at the serial console reach syslinux's `boot:` prompt
+    /// and change the kernel command line (`init=/bin/sh`). Off by default:
+    /// syslinux.cfg then says `NOESCAPE 1`, `ALLOWOPTIONS 0`, `IMPLICIT 0`.
+    /// Turn it on for lab boxes only.
+    #[serde(default)]
+    pub console_edit: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -297,6 +321,7 @@ pub struct Binary {
     #[serde(default)]
     pub bin: Option<String>,
     /// Absolute path in the image.
+    #[serde(deserialize_with = "de_binary_path")]
     pub path: String,
 }
 
@@ -309,6 +334,7 @@ impl Binary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tmpfs {
+    #[serde(deserialize_with = "de_tmpfs_path")]
     pub path: String,
     pub size: ByteSize,
     #[serde(default)]
@@ -319,8 +345,10 @@ pub struct Tmpfs {
 #[serde(deny_unknown_fields)]
 pub struct HostFile {
     /// Absolute path on the build host.
+    #[serde(deserialize_with = "de_host_file_source")]
     pub source: String,
     /// Absolute path in the image.
+    #[serde(deserialize_with = "de_host_file_path")]
     pub path: String,
     /// Debian package that provides `source`, installed when missing.
     pub package: String,
@@ -333,7 +361,7 @@ pub struct Init {
     #[serde(default)]
     pub options: Vec<String>,
     /// Absolute path of a shell for `wanflash.rescue`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_rescue_shell")]
     pub rescue_shell: Option<String>,
     /// crypt(3) hash of the root password. No default password exists.
     #[serde(default)]
@@ -350,6 +378,7 @@ fn default_true() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct ServiceDecl {
     pub name: String,
+    #[serde(deserialize_with = "de_service_exec")]
     pub exec: String,
     #[serde(default)]
     pub args: Vec<String>,
@@ -361,20 +390,60 @@ pub struct ServiceDecl {
     pub oneshot: bool,
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// The user the service runs as. Required: an unprivileged name (the
+    /// builder gives it a uid, see [`Description::accounts`]) or, written
+    /// out, `root`, so that no service runs as root by omission.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Primary group; defaults to the user's own group of the same name.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Capabilities an unprivileged service keeps, like `["CAP_NET_ADMIN"]`;
+    /// every other one is dropped. Not allowed with `user = "root"`.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Directories below a tmpfs that init creates for the service's user
+    /// before starting it (its sockets, its state).
+    #[serde(default)]
+    pub runtime_dirs: Vec<String>,
 }
 
-impl From<&ServiceDecl> for Service {
-    fn from(d: &ServiceDecl) -> Service {
-        Service {
-            name: d.name.clone(),
-            exec: d.exec.clone(),
-            args: d.args.clone(),
-            env: d.env.clone(),
-            after: d.after.clone(),
-            oneshot: d.oneshot,
-            restart: d.restart,
-        }
+/// The first uid (and gid) given to the services' users.
+pub const FIRST_SERVICE_ID: u32 = 100;
+
+/// One user of the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The users and groups of an image: `root` (0) first, then every user
+/// and group the services name, in order of first mention, each given the
+/// next id from [`FIRST_SERVICE_ID`] (a user's own group shares its id).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Accounts {
+    pub users: Vec<Account>,
+    /// Groups by name and gid, `root` first.
+    pub groups: Vec<(String, u32)>,
+}
+
+impl Accounts {
+    pub fn user(&self, name: &str) -> Option<&Account> {
+        self.users.iter().find(|u| u.name == name)
     }
+
+    pub fn gid(&self, name: &str) -> Option<u32> {
+        self.groups.iter().find(|g| g.0 == name).map(|g| g.1)
+    }
+}
+
+fn is_account_name(s: &str) -> bool {
+    s.len() <= 32
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
 /// A file of the description chain: its display path and its text.
@@ -467,6 +536,72 @@ fn invalid(file: &str, key: &str, message: impl Into<String>) -> DescriptionErro
     }
 }
 
+/// Why `path` is not a clean absolute path, or `None` when it is one: it
+/// must start with `/` and have no empty, `.` or `..` component (so it
+/// names the same file in the image as on the box, and cannot climb out of
+/// the staging folder). `/` alone is clean.
+pub fn path_problem(path: &str) -> Option<&'static str> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Some("is not absolute: start it with `/`");
+    };
+    if rest.is_empty() {
+        return None;
+    }
+    for c in rest.split('/') {
+        match c {
+            "" => return Some("has an empty component (`//` or a trailing `/`): remove it"),
+            "." => return Some("has a `.` component: remove it"),
+            ".." => return Some("has a `..` component, which could climb out of the image: write the path without it"),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Checks one path-like key, with the key's name in the message.
+fn check_path(file: &str, key: &str, path: &str) -> Result<(), DescriptionError> {
+    match path_problem(path) {
+        Some(why) => Err(invalid(file, key, format!("`{path}` {why}"))),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a bad path while the file is parsed, so toml's error gives the
+/// file's line and column, and the message names the key.
+fn de_path<'de, D: serde::Deserializer<'de>>(d: D, key: &str) -> Result<String, D::Error> {
+    let path = String::deserialize(d)?;
+    match path_problem(&path) {
+        Some(why) => Err(serde::de::Error::custom(format!(
+            "key `{key}`: `{path}` {why}"
+        ))),
+        None => Ok(path),
+    }
+}
+
+fn de_binary_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    de_path(d, "rootfs.binary.path")
+}
+
+fn de_tmpfs_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    de_path(d, "rootfs.tmpfs.path")
+}
+
+fn de_host_file_source<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    de_path(d, "rootfs.host_file.source")
+}
+
+fn de_host_file_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    de_path(d, "rootfs.host_file.path")
+}
+
+fn de_service_exec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    de_path(d, "service.exec")
+}
+
+fn de_rescue_shell<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    de_path(d, "init.rescue_shell").map(Some)
+}
+
 fn is_simple_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
@@ -554,6 +689,147 @@ impl Description {
         self.flash_size.unwrap_or(ByteSize(0))
     }
 
+    /// The users and groups the services run as; `validate` has checked
+    /// their names.
+    pub fn accounts(&self) -> Accounts {
+        let mut a = Accounts {
+            users: vec![Account {
+                name: "root".to_owned(),
+                uid: 0,
+                gid: 0,
+            }],
+            groups: vec![("root".to_owned(), 0)],
+        };
+        let mut next = FIRST_SERVICE_ID;
+        for s in &self.services {
+            if let Some(u) = &s.user {
+                if a.user(u).is_none() && a.gid(u).is_none() {
+                    a.users.push(Account {
+                        name: u.clone(),
+                        uid: next,
+                        gid: next,
+                    });
+                    a.groups.push((u.clone(), next));
+                    next += 1;
+                }
+            }
+            if let Some(g) = &s.group {
+                if a.gid(g).is_none() {
+                    a.groups.push((g.clone(), next));
+                    next += 1;
+                }
+            }
+        }
+        for s in &self.services {
+            if let (Some(u), Some(g)) = (&s.user, &s.group) {
+                let gid = a.gid(g).unwrap_or(0);
+                if let Some(acc) = a.users.iter_mut().find(|x| &x.name == u) {
+                    if acc.uid != 0 {
+                        acc.gid = gid;
+                    }
+                }
+            }
+        }
+        a
+    }
+
+    /// The services as init runs them, with numeric ids and capabilities.
+    pub fn system_services(&self) -> Vec<Service> {
+        let accounts = self.accounts();
+        self.services
+            .iter()
+            .map(|d| {
+                let user = d.user.clone().unwrap_or_else(|| "root".to_owned());
+                let (uid, gid) = accounts.user(&user).map_or((0, 0), |a| (a.uid, a.gid));
+                Service {
+                    name: d.name.clone(),
+                    exec: d.exec.clone(),
+                    args: d.args.clone(),
+                    env: d.env.clone(),
+                    after: d.after.clone(),
+                    oneshot: d.oneshot,
+                    restart: d.restart,
+                    user,
+                    uid,
+                    gid,
+                    groups: Vec::new(),
+                    capabilities: d
+                        .capabilities
+                        .iter()
+                        .filter_map(|c| Capability::from_name(c))
+                        .collect(),
+                    runtime_dirs: d.runtime_dirs.clone(),
+                }
+            })
+            .collect()
+    }
+
+    fn validate_service_user(&self, file: &str, s: &ServiceDecl) -> Result<(), DescriptionError> {
+        let name = &s.name;
+        let Some(user) = &s.user else {
+            return Err(invalid(file, "service.user", format!("service `{name}` does not say which user it runs as: set `user = \"{name}\"` (an unprivileged user of its own, with the `capabilities` it needs) or, to keep full privileges, `user = \"root\"`")));
+        };
+        for (key, n) in [
+            ("service.user", Some(user)),
+            ("service.group", s.group.as_ref()),
+        ] {
+            if let Some(n) = n {
+                if !is_account_name(n) {
+                    return Err(invalid(file, key, format!("service `{name}`: `{n}` is not a user or group name: lowercase letters, digits, `_` and `-`, at most 32 characters")));
+                }
+            }
+        }
+        if user == "root" {
+            if !s.capabilities.is_empty() {
+                return Err(invalid(file, "service.capabilities", format!("service `{name}` runs as root, which has every capability: remove `capabilities`, or give it an unprivileged `user`")));
+            }
+            if s.group.as_deref().is_some_and(|g| g != "root") {
+                return Err(invalid(
+                    file,
+                    "service.group",
+                    format!(
+                        "service `{name}` runs as root: a group other than `root` is not supported"
+                    ),
+                ));
+            }
+        }
+        if let Some(other) = self
+            .services
+            .iter()
+            .find(|o| o.user == s.user && o.group != s.group)
+        {
+            return Err(invalid(file, "service.group", format!("services `{name}` and `{}` run as `{user}` with different groups: give the user one `group` in every service", other.name)));
+        }
+        let mut seen = BTreeSet::new();
+        for c in &s.capabilities {
+            if Capability::from_name(c).is_none() {
+                return Err(invalid(file, "service.capabilities", format!("service `{name}`: `{c}` is not a Linux capability: use names like `CAP_NET_ADMIN`")));
+            }
+            if !seen.insert(c) {
+                return Err(invalid(
+                    file,
+                    "service.capabilities",
+                    format!("service `{name}`: `{c}` is listed twice"),
+                ));
+            }
+        }
+        for d in &s.runtime_dirs {
+            let under_tmpfs = self.rootfs.tmpfs.iter().any(|t| {
+                d.strip_prefix(t.path.as_str())
+                    .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
+            });
+            let clean = d.starts_with('/')
+                && !d.ends_with('/')
+                && d.split('/')
+                    .skip(1)
+                    .all(|c| !c.is_empty() && c != "." && c != "..");
+            if !clean || !under_tmpfs {
+                return Err(invalid(file, "service.runtime_dirs", format!("service `{name}`: `{d}` must be an absolute folder below one of the `rootfs.tmpfs` mounts, like `/run/{name}`")));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks what serde cannot: required keys, names, paths, sizes,
     /// references between services.
     pub fn validate(&self, file: &str) -> Result<(), DescriptionError> {
@@ -639,7 +915,8 @@ impl Description {
         }
         let mut paths = BTreeSet::new();
         for b in &self.rootfs.binaries {
-            if !b.path.starts_with('/') || b.path.ends_with('/') {
+            check_path(file, "rootfs.binary.path", &b.path)?;
+            if b.path == "/" {
                 return Err(invalid(
                     file,
                     "rootfs.binary.path",
@@ -659,7 +936,8 @@ impl Description {
         }
         let mut mounts = BTreeSet::new();
         for t in &self.rootfs.tmpfs {
-            if !t.path.starts_with('/') || t.path == "/" {
+            check_path(file, "rootfs.tmpfs.path", &t.path)?;
+            if t.path == "/" {
                 return Err(invalid(
                     file,
                     "rootfs.tmpfs.path",
@@ -682,14 +960,13 @@ impl Description {
             }
         }
         for h in &self.rootfs.host_files {
-            if !h.source.starts_with('/') || !h.path.starts_with('/') {
+            check_path(file, "rootfs.host_file.source", &h.source)?;
+            check_path(file, "rootfs.host_file.path", &h.path)?;
+            if h.path == "/" {
                 return Err(invalid(
                     file,
-                    "rootfs.host_file",
-                    format!(
-                        "`{}` -> `{}`: both paths must be absolute",
-                        h.source, h.path
-                    ),
+                    "rootfs.host_file.path",
+                    "`/` is the image root: name a file below it",
                 ));
             }
         }
@@ -709,14 +986,11 @@ impl Description {
                     format!("`{}` is not a valid service name", s.name),
                 ));
             }
-            if !s.exec.starts_with('/') {
+            if let Some(why) = path_problem(&s.exec) {
                 return Err(invalid(
                     file,
                     "service.exec",
-                    format!(
-                        "service `{}`: `{}` must be an absolute path",
-                        s.name, s.exec
-                    ),
+                    format!("service `{}`: `{}` {why}", s.name, s.exec),
                 ));
             }
             for a in &s.after {
@@ -731,6 +1005,7 @@ impl Description {
                     ));
                 }
             }
+            self.validate_service_user(file, s)?;
             let r = &s.restart;
             if r.backoff_initial_ms == 0 || r.backoff_max_ms < r.backoff_initial_ms {
                 return Err(invalid(file, "service.restart", format!("service `{}`: back-off must start above 0 ms and its cap must not be below its start", s.name)));
@@ -746,13 +1021,7 @@ impl Description {
             }
         }
         if let Some(sh) = &self.init.rescue_shell {
-            if !sh.starts_with('/') {
-                return Err(invalid(
-                    file,
-                    "init.rescue_shell",
-                    format!("`{sh}` must be an absolute path"),
-                ));
-            }
+            check_path(file, "init.rescue_shell", sh)?;
         }
         Ok(())
     }
@@ -901,6 +1170,86 @@ site = "office"
     }
 
     #[test]
+    fn path_problem_refuses_climbing_empty_and_dot_components() {
+        for ok in ["/", "/sbin/init", "/usr/bin/x..y", "/a/.hidden", "/a/...b"] {
+            assert_eq!(path_problem(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("sbin/init", "not absolute"),
+            ("", "not absolute"),
+            ("/../../tmp/x", "`..`"),
+            ("/usr/../../x", "`..`"),
+            ("/usr/..", "`..`"),
+            ("/usr/./bin", "`.`"),
+            ("/usr//bin", "empty"),
+            ("/usr/bin/", "empty"),
+        ] {
+            let got = path_problem(bad).unwrap_or_else(|| panic!("`{bad}` passed"));
+            assert!(got.contains(why), "`{bad}`: {got}");
+        }
+    }
+
+    #[test]
+    fn escaping_paths_are_refused_with_file_line_and_key() {
+        let cases = [
+            (
+                "[rootfs]\nbinary = [{ package = \"t\", path = \"/../../tmp/x\" }]\n",
+                "rootfs.binary.path",
+            ),
+            (
+                "[rootfs]\ntmpfs = [{ path = \"/run/../..\", size = \"1MiB\" }]\n",
+                "rootfs.tmpfs.path",
+            ),
+            (
+                "[[rootfs.host_file]]\nsource = \"/bin/busybox\"\npath = \"/bin/../../x\"\npackage = \"busybox-static\"\n",
+                "rootfs.host_file.path",
+            ),
+            (
+                "[[rootfs.host_file]]\nsource = \"/usr/../etc/shadow\"\npath = \"/bin/x\"\npackage = \"p\"\n",
+                "rootfs.host_file.source",
+            ),
+            (
+                "[[service]]\nname = \"a\"\nexec = \"/sbin/./a\"\n",
+                "service.exec",
+            ),
+            ("[init]\nrescue_shell = \"/bin//sh\"\n", "init.rescue_shell"),
+        ];
+        for (text, key) in cases {
+            // Line 1 is the host name; the bad value is on line 3 or 4.
+            let image = format!("hostname = \"r\"\n\n{text}");
+            let err = chain(&image).unwrap_err().to_string();
+            assert!(err.contains("`images/x.toml`"), "{key}: {err}");
+            assert!(
+                err.contains("line 3") || err.contains("line 4") || err.contains("line 5"),
+                "{key}: {err}"
+            );
+            assert!(err.contains(&format!("key `{key}`")), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn validate_refuses_escaping_paths_even_without_the_parser() {
+        let mut d = chain("hostname = \"r\"").unwrap();
+        d.rootfs.binaries.push(Binary {
+            package: "t".into(),
+            bin: None,
+            path: "/../../tmp/x".into(),
+        });
+        let err = d.validate("images/x.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("key `rootfs.binary.path`") && err.contains("`..`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn boot_console_edit_is_off_unless_asked() {
+        assert!(!chain("hostname = \"r\"").unwrap().boot.console_edit);
+        let d = chain("hostname = \"r\"\n[boot]\nconsole_edit = true\n").unwrap();
+        assert!(d.boot.console_edit);
+    }
+
+    #[test]
     fn i686_is_refused_with_a_reason() {
         let err = chain("hostname = \"r\"\narch = \"i686\"")
             .unwrap_err()
@@ -909,5 +1258,84 @@ site = "office"
             err.contains("i686 images are described but not built yet"),
             "{err}"
         );
+    }
+    const SERVICES: &str =
+        "hostname = \"r\"\n[rootfs]\ntmpfs = [{ path = \"/run\", size = \"1MiB\" }]\n";
+
+    #[test]
+    fn a_service_must_say_its_user() {
+        let err = chain(&format!(
+            "{SERVICES}[[service]]\nname = \"a\"\nexec = \"/bin/a\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`images/x.toml`: key `service.user`"), "{err}");
+        assert!(err.contains("user = \"root\""), "{err}");
+    }
+
+    #[test]
+    fn capabilities_are_checked() {
+        let svc = |extra: &str| {
+            chain(&format!(
+                "{SERVICES}[[service]]\nname = \"a\"\nexec = \"/bin/a\"\n{extra}\n"
+            ))
+        };
+        let err = svc("user = \"a\"\ncapabilities = [\"CAP_NET_ADMN\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key `service.capabilities`"), "{err}");
+        assert!(
+            err.contains("`CAP_NET_ADMN` is not a Linux capability"),
+            "{err}"
+        );
+        let err = svc("user = \"root\"\ncapabilities = [\"CAP_NET_ADMIN\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("runs as root, which has every capability"),
+            "{err}"
+        );
+        let err = svc("user = \"Bad User\"").unwrap_err().to_string();
+        assert!(err.contains("is not a user or group name"), "{err}");
+        let err = svc("user = \"a\"\nruntime_dirs = [\"/etc/a\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key `service.runtime_dirs`"), "{err}");
+        assert!(svc("user = \"a\"\nruntime_dirs = [\"/run/a\"]").is_ok());
+    }
+
+    #[test]
+    fn users_get_fixed_ids_in_order_of_first_use() {
+        let d = chain(&format!(
+            "{SERVICES}[[service]]\nname = \"netcfg\"\nexec = \"/sbin/netcfg\"\nuser = \"netcfg\"\ncapabilities = [\"CAP_NET_ADMIN\"]\n\
+             [[service]]\nname = \"agent\"\nexec = \"/bin/agent\"\nuser = \"root\"\n\
+             [[service]]\nname = \"f\"\nexec = \"/sbin/f\"\nuser = \"failoverd\"\ngroup = \"wan\"\ncapabilities = [\"CAP_NET_RAW\", \"CAP_NET_ADMIN\"]\nruntime_dirs = [\"/run/f\"]\n"
+        ))
+        .unwrap();
+        let a = d.accounts();
+        let users: Vec<(&str, u32, u32)> = a
+            .users
+            .iter()
+            .map(|u| (u.name.as_str(), u.uid, u.gid))
+            .collect();
+        assert_eq!(
+            users,
+            [
+                ("root", 0, 0),
+                ("netcfg", 100, 100),
+                ("failoverd", 101, 102)
+            ]
+        );
+        assert_eq!(a.gid("wan"), Some(102));
+        let s = d.system_services();
+        assert_eq!((s[0].uid, s[0].gid), (100, 100));
+        assert_eq!(s[0].capabilities, [Capability::NET_ADMIN]);
+        assert!(s[1].is_root() && s[1].user == "root");
+        assert_eq!((s[2].uid, s[2].gid), (101, 102));
+        assert_eq!(
+            s[2].capabilities,
+            [Capability::NET_RAW, Capability::NET_ADMIN]
+        );
+        assert_eq!(s[2].runtime_dirs, ["/run/f"]);
     }
 }

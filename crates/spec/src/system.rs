@@ -86,6 +86,136 @@ pub struct Service {
     pub oneshot: bool,
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// User the service runs as, for the log; `root` keeps init's
+    /// privileges. Required: a configuration that does not say is refused,
+    /// so no service runs as root by omission.
+    pub user: String,
+    /// Numeric ids, resolved by the builder (init reads no `/etc/passwd`).
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups; empty: none (root's are dropped).
+    #[serde(default)]
+    pub groups: Vec<u32>,
+    /// Capabilities a non-root service keeps (permitted, effective,
+    /// inheritable, ambient and bounding sets); every other one is dropped,
+    /// and `no_new_privs` is set. Ignored for root.
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
+    /// Directories init creates (mode 0755) and gives to `uid`/`gid` before
+    /// starting the service, such as `/run/failoverd` for its socket.
+    #[serde(default)]
+    pub runtime_dirs: Vec<String>,
+}
+
+impl Service {
+    /// True when the service keeps init's privileges.
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+}
+
+/// The capabilities of Linux 6.1 (`linux/capability.h`), by name and number.
+pub const CAPABILITIES: [(&str, u8); 41] = [
+    ("CAP_CHOWN", 0),
+    ("CAP_DAC_OVERRIDE", 1),
+    ("CAP_DAC_READ_SEARCH", 2),
+    ("CAP_FOWNER", 3),
+    ("CAP_FSETID", 4),
+    ("CAP_KILL", 5),
+    ("CAP_SETGID", 6),
+    ("CAP_SETUID", 7),
+    ("CAP_SETPCAP", 8),
+    ("CAP_LINUX_IMMUTABLE", 9),
+    ("CAP_NET_BIND_SERVICE", 10),
+    ("CAP_NET_BROADCAST", 11),
+    ("CAP_NET_ADMIN", 12),
+    ("CAP_NET_RAW", 13),
+    ("CAP_IPC_LOCK", 14),
+    ("CAP_IPC_OWNER", 15),
+    ("CAP_SYS_MODULE", 16),
+    ("CAP_SYS_RAWIO", 17),
+    ("CAP_SYS_CHROOT", 18),
+    ("CAP_SYS_PTRACE", 19),
+    ("CAP_SYS_PACCT", 20),
+    ("CAP_SYS_ADMIN", 21),
+    ("CAP_SYS_BOOT", 22),
+    ("CAP_SYS_NICE", 23),
+    ("CAP_SYS_RESOURCE", 24),
+    ("CAP_SYS_TIME", 25),
+    ("CAP_SYS_TTY_CONFIG", 26),
+    ("CAP_MKNOD", 27),
+    ("CAP_LEASE", 28),
+    ("CAP_AUDIT_WRITE", 29),
+    ("CAP_AUDIT_CONTROL", 30),
+    ("CAP_SETFCAP", 31),
+    ("CAP_MAC_OVERRIDE", 32),
+    ("CAP_MAC_ADMIN", 33),
+    ("CAP_SYSLOG", 34),
+    ("CAP_WAKE_ALARM", 35),
+    ("CAP_BLOCK_SUSPEND", 36),
+    ("CAP_AUDIT_READ", 37),
+    ("CAP_PERFMON", 38),
+    ("CAP_BPF", 39),
+    ("CAP_CHECKPOINT_RESTORE", 40),
+];
+
+/// One Linux capability, written by name (`CAP_NET_ADMIN`) in the
+/// description and in the JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Capability(u8);
+
+impl Capability {
+    pub const NET_ADMIN: Capability = Capability(12);
+    pub const NET_RAW: Capability = Capability(13);
+    pub const KILL: Capability = Capability(5);
+
+    /// The capability called `name` (`CAP_NET_ADMIN`), if Linux has one.
+    pub fn from_name(name: &str) -> Option<Capability> {
+        CAPABILITIES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, v)| Capability(v))
+    }
+
+    pub fn name(self) -> &'static str {
+        CAPABILITIES
+            .iter()
+            .find(|(_, v)| *v == self.0)
+            .map_or("CAP_UNKNOWN", |(n, _)| n)
+    }
+
+    /// The kernel's number for it (bit of the masks in `/proc/<pid>/status`).
+    pub fn number(self) -> u8 {
+        self.0
+    }
+
+    /// The set as a bit mask, as `CapEff:` in `/proc/<pid>/status` shows it.
+    pub fn mask(caps: &[Capability]) -> u64 {
+        caps.iter().fold(0, |m, c| m | 1u64 << c.0)
+    }
+}
+
+impl std::fmt::Display for Capability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Capability {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Capability {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Capability::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{name}` is not a Linux capability: use a name like `CAP_NET_ADMIN`"
+            ))
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -215,10 +345,13 @@ mod tests {
     #[test]
     fn round_trips_and_fills_defaults() {
         let text = r#"{"hostname":"r1","image":"wan-router","version":"0.1.0","build_id":"ab",
-            "services":[{"name":"netcfg","exec":"/sbin/netcfg","oneshot":true}]}"#;
+            "services":[{"name":"netcfg","exec":"/sbin/netcfg","oneshot":true,
+            "user":"netcfg","uid":100,"gid":100,"capabilities":["CAP_NET_ADMIN"]}]}"#;
         let cfg = SystemConfig::from_json("system.json", text).unwrap();
         assert_eq!(cfg.services[0].restart, RestartPolicy::default());
         assert!(cfg.watchdog.enabled);
+        assert_eq!(cfg.services[0].capabilities, [Capability::NET_ADMIN]);
+        assert!(cfg.to_json().contains("\"CAP_NET_ADMIN\""));
         let again = SystemConfig::from_json("x", &cfg.to_json()).unwrap();
         assert_eq!(cfg, again);
     }
@@ -233,5 +366,44 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("/etc/wanflash/system.json"), "{msg}");
         assert!(msg.contains("bogus"), "{msg}");
+    }
+
+    #[test]
+    fn a_service_without_a_user_is_refused() {
+        // Fail closed: a configuration that does not say who a service runs
+        // as must not start it as root.
+        let err = SystemConfig::from_json(
+            "system.json",
+            r#"{"hostname":"a","image":"b","version":"c","build_id":"d",
+            "services":[{"name":"x","exec":"/x"}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("missing field `user`"), "{err}");
+    }
+
+    #[test]
+    fn capabilities_by_name_and_mask() {
+        assert_eq!(
+            Capability::from_name("CAP_NET_RAW"),
+            Some(Capability::NET_RAW)
+        );
+        assert_eq!(Capability::from_name("NET_RAW"), None);
+        assert_eq!(Capability::NET_ADMIN.name(), "CAP_NET_ADMIN");
+        // As `/proc/<pid>/status` prints failoverd's CapEff.
+        assert_eq!(
+            Capability::mask(&[Capability::NET_ADMIN, Capability::NET_RAW]),
+            0x3000
+        );
+        for (i, (n, v)) in CAPABILITIES.iter().enumerate() {
+            assert_eq!(usize::from(*v), i, "{n}");
+        }
+        let err = serde_json::from_str::<Capability>("\"CAP_NET_ADMN\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`CAP_NET_ADMN` is not a Linux capability"),
+            "{err}"
+        );
     }
 }

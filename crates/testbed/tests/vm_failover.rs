@@ -313,3 +313,89 @@ fn a_lossy_t1_is_split_off_the_bundle_and_put_back_when_the_loss_stops() {
         "LAN to LAN, all three T1s"
     );
 }
+
+/// One `Key:` line of a `/proc/<pid>/status` text.
+fn status_field<'a>(status: &'a str, key: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no `{key}` in\n{status}"))
+}
+
+/// Issue 14, item 4: every daemon runs as its own user with only the
+/// capabilities it needs, `no_new_privs` set, on both routers; the other
+/// tests of this file prove they still do their work so.
+#[test]
+fn every_daemon_runs_as_its_own_user_with_only_its_capabilities() {
+    let Some(mut t) = start() else { return };
+    settle_on_bundle(&mut t);
+    for (site, agent, vm) in [
+        ("office", &mut t.office, &t.bed.office),
+        ("backup", &mut t.backup, &t.bed.backup),
+    ] {
+        let passwd = agent.ok("cat /etc/passwd").unwrap();
+        assert!(
+            passwd.contains("netcfg:x:100:100:") && passwd.contains("failoverd:x:101:101:"),
+            "{site}: /etc/passwd\n{passwd}"
+        );
+        // failoverd, every thread of it (the metrics responder included).
+        let pid = agent.ok("pidof failoverd").unwrap().trim().to_owned();
+        assert!(
+            !pid.is_empty() && !pid.contains(' '),
+            "{site}: one failoverd: `{pid}`"
+        );
+        let tasks = agent.ok(&format!("ls /proc/{pid}/task")).unwrap();
+        let tasks: Vec<&str> = tasks.split_whitespace().collect();
+        assert!(!tasks.is_empty(), "{site}: failoverd has no task");
+        for task in tasks {
+            let s = agent
+                .ok(&format!("cat /proc/{pid}/task/{task}/status"))
+                .unwrap();
+            let why = format!("{site}: failoverd pid {pid} task {task}\n{s}");
+            assert_eq!(status_field(&s, "Uid:"), "101\t101\t101\t101", "{why}");
+            assert_eq!(status_field(&s, "Gid:"), "101\t101\t101\t101", "{why}");
+            assert_eq!(status_field(&s, "Groups:"), "", "{why}");
+            // CAP_NET_ADMIN (12) and CAP_NET_RAW (13), nothing else.
+            for key in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+                assert_eq!(status_field(&s, key), "0000000000003000", "{key} {why}");
+            }
+            assert_eq!(status_field(&s, "NoNewPrivs:"), "1", "{why}");
+        }
+        // Its control socket is in the folder init gave it.
+        let ls = agent.ok("ls -ln /run/failoverd").unwrap();
+        assert!(
+            ls.contains("control.sock") && ls.contains(" 101 "),
+            "{site}: {ls}"
+        );
+        assert!(
+            agent.ok("/usr/bin/wanctl status").is_ok(),
+            "{site}: wanctl reaches failoverd"
+        );
+        // netcfg is a oneshot, gone by now: init's log line says how it
+        // ran, and the routes it set up (the bundle just carried the far
+        // LAN) show it did its work unprivileged.
+        let console = vm.console();
+        let line = |needles: &[&str]| -> String {
+            console
+                .lines()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+                .map(|l| l.trim_end().to_owned())
+                .unwrap_or_else(|| panic!("{site}: no line with {needles:?}\n{console}"))
+        };
+        let start = line(&["started oneshot service `netcfg`"]);
+        assert!(
+            start.ends_with("as `netcfg` uid 100 gid 100, capabilities CAP_NET_ADMIN"),
+            "{site}: {start}"
+        );
+        let end = line(&["oneshot service `netcfg` (pid", "finished:"]);
+        assert!(end.contains("finished: exit status 0"), "{site}: {end}");
+        let start = line(&["started service `failoverd`"]);
+        assert!(
+            start.ends_with(
+                "as `failoverd` uid 101 gid 101, capabilities CAP_NET_ADMIN,CAP_NET_RAW"
+            ),
+            "{site}: {start}"
+        );
+    }
+}
