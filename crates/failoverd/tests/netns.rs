@@ -630,12 +630,18 @@ fn daemons_fail_over_on_carrier_loss_and_come_back_after_hold_down() {
         })
         .unwrap();
         let line = logged(&a_log, "path t1 down").unwrap();
-        assert!(
-            line.starts_with(
-                "path t1 down (carrier lost, detected in 0 ms); routes 203.0.113.128/25 -> t3"
-            ),
-            "{line}"
-        );
+        // The detection time is the daemon's own wake-up after the link
+        // event: 0 ms on a quiet host, a few ms on a loaded one (a timed
+        // figure belongs to `cargo xtask bench reaction`, not here). What
+        // must hold is the cause and the move.
+        let rest = line
+            .strip_prefix("path t1 down (carrier lost, detected in ")
+            .unwrap_or_else(|| panic!("not a carrier-loss line: {line}"));
+        let (ms, tail) = rest
+            .split_once(" ms); ")
+            .unwrap_or_else(|| panic!("no detection time: {line}"));
+        assert!(ms.parse::<u64>().is_ok(), "{line}");
+        assert!(tail.starts_with("routes 203.0.113.128/25 -> t3"), "{line}");
         // Back up: the route returns only after the hold-down.
         let back = Instant::now();
         on_b(&b, "ip link set vb up").unwrap();
