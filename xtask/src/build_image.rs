@@ -29,9 +29,11 @@ pub struct Args {
     /// Where `<name>/` is written (default: target/images/).
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<std::path::PathBuf>,
-    /// Build the image twice from two copies of this checkout (different
-    /// paths, users, home folders, time zones, at different times, same
-    /// SOURCE_DATE_EPOCH) and compare the outputs byte for byte.
+    /// Build the image twice from two copies of this checkout (one at a
+    /// short path, `/tmp/s<N>`, one at a long one; different users, home
+    /// folders, time zones, at different times, same SOURCE_DATE_EPOCH),
+    /// compare the outputs byte for byte and check that no output mentions
+    /// either copy's path.
     #[arg(long)]
     pub check_reproducible: bool,
     /// With --check-reproducible: give both copies this checkout's cached
@@ -385,7 +387,8 @@ pub fn check_reproducible(
         &exe,
     )
     .context("cannot copy the xtask executable")?;
-    let a = top.join("a/checkout");
+    // One copy at a short path, the other at a long one: see `short_dir`.
+    let a = short_dir(Path::new("/tmp"))?;
     let b = top.join("second/other-place/wanflash");
     for c in [&a, &b] {
         copy_tree(ws, &files, c)?;
@@ -414,6 +417,18 @@ pub fn check_reproducible(
     for name in names {
         let out_a = build_copy(&exe, &a, name, "builder-one", "UTC", &commit, epoch)?;
         let out_b = build_copy(&exe, &b, name, "someone-else", "Asia/Tokyo", &commit, epoch)?;
+        let leaks = leaks(&[&out_a, &out_b], &[&a, &b])?;
+        if leaks.is_empty() {
+            println!(
+                "{name}: no checkout path in the outputs: neither `{}` nor `{}` in either build",
+                a.display(),
+                b.display()
+            );
+        }
+        for l in leaks {
+            println!("{name}: LEAK: {l}");
+            failures.push(format!("{name}: {l}"));
+        }
         for f in compared(&out_a, &out_b) {
             let (Ok(x), Ok(y)) = (std::fs::read(out_a.join(&f)), std::fs::read(out_b.join(&f)))
             else {
@@ -436,14 +451,16 @@ pub fn check_reproducible(
     }
     if !failures.is_empty() {
         bail!(
-            "not reproducible: {}; both builds kept in `{}` (compare with `cmp -l` or diffoscope)",
+            "not reproducible: {}; both builds kept in `{}` and `{}` (compare with `cmp -l` or diffoscope)",
             failures.join(", "),
-            top.display()
+            a.display(),
+            b.display()
         );
     }
     if keep {
-        println!("builds kept in `{}`", top.display());
+        println!("builds kept in `{}` and `{}`", a.display(), b.display());
     } else {
+        let _ = std::fs::remove_dir_all(&a);
         let _ = std::fs::remove_dir_all(&top);
     }
     println!(
@@ -452,6 +469,55 @@ pub fn check_reproducible(
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Every mention of a checkout path (`paths`) in the build outputs
+/// (`outs`, one folder per build): the SBOM, manifest.json, the images and
+/// the root filesystem tarball's file names, link targets and files (the
+/// binaries included). Matched as paths, not substrings (issue 16).
+fn leaks(outs: &[&Path], paths: &[&Path]) -> Result<Vec<wanflash_image::leak::Leak>> {
+    let mut all = Vec::new();
+    for out in outs {
+        let found = wanflash_image::leak::find_leaks(out, paths)
+            .with_context(|| format!("cannot search the outputs in `{}`", out.display()))?;
+        all.extend(found.into_iter().map(|mut l| {
+            l.file = out.join(&l.file);
+            l
+        }));
+    }
+    Ok(all)
+}
+
+/// A new folder `<root>/s<N>`, N the first number from 1 not taken: the
+/// short copy of `--check-reproducible` (`/tmp/s1`). Short on purpose
+/// (issue 16): a checkout at `/src` failed a leak check that found `/src`
+/// inside `/usr/src/linux-source-6.1.tar.xz`. A short path is a substring
+/// of other paths (`/tmp/s1` of `/tmp/s10` and `/var/tmp/s1`), so the
+/// check must match it as a path; and the two copies' paths differ in
+/// length, so a path that leaks into an output shifts its bytes and the
+/// comparison sees it too.
+fn short_dir(root: &Path) -> Result<PathBuf> {
+    for n in 1..10_000 {
+        let p = root.join(format!("s{n}"));
+        match std::fs::create_dir(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot create the short copy `{}` for --check-reproducible (is `{}` writable?)",
+                        p.display(),
+                        root.display()
+                    )
+                })
+            }
+        }
+    }
+    bail!(
+        "no free `{}/s<N>` for the short copy of --check-reproducible: remove the old ones (`{}/s1`, ...)",
+        root.display(),
+        root.display()
+    )
 }
 
 /// A new folder under the temporary folder, named with the pid and time.
@@ -475,6 +541,55 @@ mod tests {
         assert_eq!(first_difference(b"abcd", b"abXd"), Some(2));
         assert_eq!(first_difference(b"ab", b"abc"), Some(2));
         assert_eq!(first_difference(b"", b"x"), Some(0));
+    }
+
+    #[test]
+    fn the_short_copy_is_the_first_free_s_n() {
+        let d = tempfile_dir("wanflash-short").unwrap();
+        std::fs::create_dir(d.join("s1")).unwrap();
+        assert_eq!(short_dir(&d).unwrap(), d.join("s2"));
+        assert_eq!(short_dir(&d).unwrap(), d.join("s3"));
+        assert!(d.join("s3").is_dir());
+        std::fs::remove_dir_all(&d).unwrap();
+        let err = short_dir(&d.join("missing")).unwrap_err();
+        assert!(format!("{err:#}").contains("wanflash-short"), "{err:#}");
+        // In /tmp the path is short: `/tmp/s` and a number.
+        let p = short_dir(Path::new("/tmp")).unwrap();
+        std::fs::remove_dir(&p).unwrap();
+        let s = p.to_str().unwrap();
+        assert!(
+            s.starts_with("/tmp/s") && s.len() <= "/tmp/s9999".len(),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn leaks_names_the_build_folder_and_checks_both_paths() {
+        let d = tempfile_dir("wanflash-leaks").unwrap();
+        let (one, two) = (d.join("one"), d.join("two"));
+        std::fs::create_dir_all(&one).unwrap();
+        std::fs::create_dir_all(&two).unwrap();
+        let (a, b) = (
+            Path::new("/tmp/s1"),
+            Path::new("/tmp/x/second/other-place/wanflash"),
+        );
+        std::fs::write(
+            one.join("manifest.json"),
+            r#"{"a":"/tmp/s10/x","b":"/usr/src/x"}"#,
+        )
+        .unwrap();
+        std::fs::write(two.join("manifest.json"), r#"{"a":"/tmp/s10/x"}"#).unwrap();
+        assert!(leaks(&[&one, &two], &[a, b]).unwrap().is_empty());
+        std::fs::write(
+            two.join("x.sbom.json"),
+            r#"{"f":"/tmp/x/second/other-place/wanflash/Cargo.lock"}"#,
+        )
+        .unwrap();
+        let found = leaks(&[&one, &two], &[a, b]).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].file, two.join("x.sbom.json"));
+        assert_eq!(found[0].path, b.to_str().unwrap());
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

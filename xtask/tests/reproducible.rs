@@ -1,6 +1,9 @@
 //! `cargo xtask build-image --check-reproducible`: the default image built
 //! twice from two copies of this checkout (different paths, users, homes,
-//! time zones and times) must give byte-identical outputs.
+//! time zones and times) must give byte-identical outputs that mention
+//! neither copy's path. One copy is at a short path (`/tmp/s<N>`): a
+//! checkout at `/src` once failed a leak check that took `/src` in
+//! `/usr/src/linux-source-6.1.tar.xz` for the checkout (issue 16).
 //!
 //! The copies get this checkout's cached kernel (`--share-kernel`): the
 //! kernel compiles in 3-4 minutes per copy on the test machine, too long
@@ -24,6 +27,14 @@ fn two_checkouts_build_byte_identical_outputs() {
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "not reproducible:\n{out}\n{err}");
     let name = "wan-router";
+    assert!(
+        out.contains(&format!("==> building `{name}` in `/tmp/s")),
+        "no copy at a short path:\n{out}"
+    );
+    assert!(
+        out.contains(&format!("{name}: no checkout path in the outputs")),
+        "no leak check:\n{out}"
+    );
     for f in [
         format!("{name}.img"),
         format!("{name}.img.gz"),

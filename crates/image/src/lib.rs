@@ -13,6 +13,7 @@ pub mod fsx;
 pub mod hosttools;
 pub mod identity;
 pub mod kernel;
+pub mod leak;
 pub mod mbr;
 pub mod overlay;
 pub mod qcow2;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use wanflash_image::hosttools;
+use wanflash_image::leak::mentions_path;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -237,62 +238,6 @@ fn sbom_is_valid_cyclonedx_and_lists_kernel_crates_packages_and_files() {
             mentions_path(text, ws).unwrap_or_default()
         );
     }
-}
-
-/// Where `text` names the path `path` (or a path below it), with the text
-/// around it; `None` when it does not. A path, not a substring: the match
-/// must start where a path can start (not right after a name character, so
-/// a checkout at `/src` is not found in `/usr/src/linux-source-6.1.tar.xz`)
-/// and end where a path component ends (`/`, a quote, a space, the end),
-/// so `/src` is not found in `/srcs` either.
-fn mentions_path(text: &str, path: &str) -> Option<String> {
-    let path = path.trim_end_matches('/');
-    if path.is_empty() {
-        return None;
-    }
-    let name_char = |c: char| c.is_alphanumeric() || "._-+~@,%".contains(c);
-    text.match_indices(path).find_map(|(at, _)| {
-        let before = text[..at].chars().next_back();
-        let after = text[at + path.len()..].chars().next();
-        let starts = before.is_none_or(|c| !name_char(c));
-        let ends = after.is_none_or(|c| c == '/' || !name_char(c));
-        (starts && ends).then(|| {
-            let from = text[..at]
-                .char_indices()
-                .rev()
-                .nth(40)
-                .map_or(0, |(i, _)| i);
-            let to = text[at..]
-                .char_indices()
-                .nth(path.len() + 40)
-                .map_or(text.len(), |(i, _)| at + i);
-            text[from..to].to_owned()
-        })
-    })
-}
-
-#[test]
-fn path_matcher_finds_paths_not_substrings() {
-    let sbom = r#"{"name":"linux-source-6.1","properties":[{"value":"/usr/src/linux-source-6.1.tar.xz"}],"x":"/srcs/a","y":"/src.old"}"#;
-    assert_eq!(mentions_path(sbom, "/src"), None);
-    assert_eq!(mentions_path(sbom, "/usr/sr"), None);
-    for leaked in [
-        r#"{"file":"/src/crates/init/src/main.rs"}"#,
-        r#"{"file":"/src"}"#,
-        "built in /src by root",
-        "/src",
-        "file:///src/Cargo.lock",
-        "path=/src/",
-    ] {
-        assert!(mentions_path(leaked, "/src").is_some(), "{leaked}");
-        assert!(mentions_path(leaked, "/src/").is_some(), "{leaked}");
-    }
-    let long = "/home/builder/work/wanflash";
-    assert!(mentions_path(&format!("[\"{long}/target/x\"]"), long).is_some());
-    assert_eq!(mentions_path(&format!("{long}-old/x"), long), None);
-    // A later mention is found after an earlier substring-only one.
-    let found = mentions_path("/usr/src/linux and then /src/main.rs", "/src").unwrap();
-    assert!(found.contains("/src/main.rs"), "{found}");
 }
 
 #[test]
