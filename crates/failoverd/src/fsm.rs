@@ -421,6 +421,9 @@ struct PathRt {
     /// `stats.received` when it went down: a later answer starts recovery.
     mark: u64,
     flaps: u32,
+    /// Times it went down since failoverd started (from up, or failing
+    /// again while holding): never reset, unlike `flaps`.
+    downs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -432,6 +435,9 @@ struct MemberRt {
     since: Ms,
     mark: u64,
     flaps: u32,
+    /// Times it was taken out of its bond (or failed again while
+    /// returning) since failoverd started: never reset, unlike `flaps`.
+    take_outs: u64,
     /// A "last member, kept" event was emitted and the cause persists.
     kept_said: bool,
     /// Returning, its own hold-down over, waiting for the far end to be
@@ -461,7 +467,19 @@ pub struct PathStatus {
     pub replies: u64,
     pub jitter_forward_us: Option<u64>,
     pub jitter_reverse_us: Option<u64>,
+    /// Failures while recovering, since it last went down.
     pub flaps: u32,
+    /// Times it went down since failoverd started (0 from an older
+    /// failoverd that did not count them).
+    #[serde(default)]
+    pub downs: u64,
+    /// How long ago its last answer came; `None` if it never answered.
+    #[serde(default)]
+    pub last_answer_ago_ms: Option<Ms>,
+    /// Without an answer for longer than this (interval x multiplier),
+    /// its RTT and loss figures are stale; `None` from an older failoverd.
+    #[serde(default)]
+    pub silent_after_ms: Option<Ms>,
     pub members: Vec<MemberStatus>,
 }
 
@@ -478,7 +496,17 @@ pub struct MemberStatus {
     pub replies: u64,
     pub jitter_forward_us: Option<u64>,
     pub jitter_reverse_us: Option<u64>,
+    /// Failures while returning, since it was last taken out.
     pub flaps: u32,
+    /// Times it was taken out of its bond (or failed again while
+    /// returning) since failoverd started (0 from an older failoverd).
+    #[serde(default)]
+    pub take_outs: u64,
+    /// As in [`PathStatus`].
+    #[serde(default)]
+    pub last_answer_ago_ms: Option<Ms>,
+    #[serde(default)]
+    pub silent_after_ms: Option<Ms>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -579,6 +607,7 @@ impl Fsm {
                     since: now,
                     mark: 0,
                     flaps: 0,
+                    take_outs: 0,
                     kept_said: false,
                     ready: false,
                     far_out: false,
@@ -597,6 +626,7 @@ impl Fsm {
                 since: now,
                 mark: 0,
                 flaps: 0,
+                downs: 0,
             });
             let cidrs = p
                 .route_cidrs()
@@ -965,6 +995,7 @@ impl Fsm {
                         p.since = now;
                         p.mark = t.stats.received;
                         p.flaps = 0;
+                        p.downs += 1;
                         events.push(Event::PathDown {
                             path: pi,
                             cause,
@@ -993,6 +1024,7 @@ impl Fsm {
                         p.since = now;
                         p.mark = t.stats.received;
                         p.flaps += 1;
+                        p.downs += 1;
                         // Silent, unless it carries routes (used while no
                         // path was up).
                         if carrying[pi] {
@@ -1137,6 +1169,7 @@ impl Fsm {
                         m.since = now;
                         m.mark = received;
                         m.flaps = 0;
+                        m.take_outs += 1;
                         m.kept_said = false;
                         // The path's recent misses were most likely this
                         // member's share: forgive them.
@@ -1194,6 +1227,7 @@ impl Fsm {
                         m.since = now;
                         m.mark = received;
                         m.flaps += 1;
+                        m.take_outs += 1;
                         m.ready = false;
                     } else if !clean {
                         // The hold-down counts from when the loss is low.
@@ -1244,6 +1278,7 @@ impl Fsm {
                         m.state = MemberState::Out;
                         m.since = now;
                         m.mark = received;
+                        m.take_outs += 1;
                         out.push(Decision {
                             at: now,
                             event: Event::MemberOut {
@@ -1321,6 +1356,12 @@ impl Fsm {
     }
 
     pub fn status(&self, now: Ms) -> Status {
+        let answer_view = |t: &Target| {
+            (
+                t.stats.last_answer_at.map(|a| now.saturating_sub(a)),
+                Some(t.settings.detection_ms()),
+            )
+        };
         let target_view = |t: &Target| {
             (
                 t.carrier,
@@ -1337,6 +1378,7 @@ impl Fsm {
             .iter()
             .map(|p| {
                 let (carrier, rtt, loss, sent, recv, jf, jr) = target_view(&self.targets[p.target]);
+                let (ago, silent) = answer_view(&self.targets[p.target]);
                 PathStatus {
                     name: p.name.clone(),
                     interface: p.interface.clone(),
@@ -1352,6 +1394,9 @@ impl Fsm {
                     jitter_forward_us: jf,
                     jitter_reverse_us: jr,
                     flaps: p.flaps,
+                    downs: p.downs,
+                    last_answer_ago_ms: ago,
+                    silent_after_ms: silent,
                     members: p
                         .members
                         .iter()
@@ -1359,6 +1404,7 @@ impl Fsm {
                             let m = &self.members[mi];
                             let (carrier, rtt, loss, sent, recv, jf, jr) =
                                 target_view(&self.targets[m.target]);
+                            let (ago, silent) = answer_view(&self.targets[m.target]);
                             MemberStatus {
                                 name: m.name.clone(),
                                 state: m.state,
@@ -1371,6 +1417,9 @@ impl Fsm {
                                 jitter_forward_us: jf,
                                 jitter_reverse_us: jr,
                                 flaps: m.flaps,
+                                take_outs: m.take_outs,
+                                last_answer_ago_ms: ago,
+                                silent_after_ms: silent,
                             }
                         })
                         .collect(),

@@ -134,8 +134,8 @@ fn a_degraded_t1_shows_in_history_and_metrics_and_a_cut_t3_is_one_outage() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(set.contains("delay 50 ms"), "{set}");
     std::thread::sleep(Duration::from_secs(65));
-    let degraded = wanctl(&mut t.office, "history eth1 --since 1m");
-    let clean = wanctl(&mut t.office, "history eth0 --since 1m");
+    let degraded = wanctl(&mut t.office, "history eth1 --since 1m --all");
+    let clean = wanctl(&mut t.office, "history eth0 --since 1m --all");
     eprintln!("{degraded}\n{clean}");
     let ((sent, lost), median) = summary(&degraded);
     // About 500 probes (100 per 10 s row), each lost on the way out with

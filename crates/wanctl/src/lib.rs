@@ -10,14 +10,19 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use wanflash_failoverd::control as fctl;
-use wanflash_failoverd::fsm::Status;
+use wanflash_failoverd::fsm::{Health, Status};
 use wanflash_linequality::control::{self as qctl, Format};
 use wanflash_linequality::time::parse_duration;
+
+mod history;
+pub use history::{gather, history_summary, row_width_s, Gathered, MAX_ROWS};
 
 pub const USAGE: &str = "usage: wanctl [--socket PATH] COMMAND
   status                                  paths, members, routes and health
   events [--since 24h] [--circuit NAME]   outages and failovers
-  history CIRCUIT [--since 24h]           a table from the tier that fits
+  history CIRCUIT [--since 24h] [--all]   at most 25 rows covering the span, and a
+                                          summary; --all (--every-bucket): every
+                                          bucket of the tier
   export --format csv|json                everything recorded, to stdout
   force PATH                              put every route PATH carries on it
   release                                 back to automatic choice
@@ -46,6 +51,8 @@ pub enum Command {
     History {
         circuit: String,
         since_s: u64,
+        /// Every bucket, not a screenful.
+        all: bool,
     },
     Export {
         format: Format,
@@ -69,6 +76,7 @@ pub fn parse_args(args: &[String]) -> Result<Option<Invocation>, String> {
     let mut since: Option<u64> = None;
     let mut circuit: Option<String> = None;
     let mut format: Option<Format> = None;
+    let mut all = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
@@ -81,6 +89,7 @@ pub fn parse_args(args: &[String]) -> Result<Option<Invocation>, String> {
             "--socket" => socket = PathBuf::from(value("--socket")?),
             "--since" => since = Some(parse_duration(value("--since")?)?),
             "--circuit" => circuit = Some(value("--circuit")?.to_owned()),
+            "--all" | "--every-bucket" => all = true,
             "--format" => {
                 format = Some(match value("--format")? {
                     "csv" => Format::Csv,
@@ -99,6 +108,9 @@ pub fn parse_args(args: &[String]) -> Result<Option<Invocation>, String> {
             Err(format!("`{what}` takes no such option"))
         }
     };
+    if all && words.first() != Some(&"history") {
+        return Err("`--all` is for `history` only".to_owned());
+    }
     let command = match words.as_slice() {
         [] => return Err("no command given".to_owned()),
         ["status"] => {
@@ -120,6 +132,7 @@ pub fn parse_args(args: &[String]) -> Result<Option<Invocation>, String> {
             Command::History {
                 circuit: (*c).to_owned(),
                 since_s: since.unwrap_or(86_400),
+                all,
             }
         }
         ["history"] => return Err("`history` needs a circuit: wanctl history t1".to_owned()),
@@ -231,7 +244,11 @@ pub fn run(inv: &Invocation) -> Result<String, Failure> {
             }
             Ok(events.iter().map(|e| e.describe() + "\n").collect())
         }
-        Command::History { circuit, since_s } => {
+        Command::History {
+            circuit,
+            since_s,
+            all,
+        } => {
             let r = quality(
                 sock,
                 &qctl::Request::History {
@@ -239,9 +256,21 @@ pub fn run(inv: &Invocation) -> Result<String, Failure> {
                     since_s: *since_s,
                 },
             )?;
-            r.history
-                .map(|h| qctl::history_table(&h))
-                .ok_or_else(|| fail("failoverd answered without a history"))
+            let h = r
+                .history
+                .ok_or_else(|| fail("failoverd answered without a history"))?;
+            if *all {
+                return Ok(qctl::history_table(&h));
+            }
+            // The outages, for the down time of each row and the summary.
+            let r = quality(
+                sock,
+                &qctl::Request::Events {
+                    since_s: Some(*since_s),
+                    circuit: Some(circuit.clone()),
+                },
+            )?;
+            Ok(history_summary(&h, &r.events.unwrap_or_default()))
         }
         Command::Export { format } => {
             let r = quality(sock, &qctl::Request::Export { format: *format })?;
@@ -290,28 +319,59 @@ fn quality(sock: &Path, req: &qctl::Request) -> Result<qctl::Response, Failure> 
     Ok(r)
 }
 
-fn dur(ms: u64) -> String {
+/// A duration for people, truncated (never rounded up) to its two
+/// largest units, the second left out when it is zero: `850 ms`, `4.2 s`,
+/// `12 s`, `47 min 12 s`, `5 min`, `2 h 03 min`, `1 h`, `3 d 4 h`, `2 d`.
+pub fn human_duration(ms: u64) -> String {
     let s = ms / 1000;
-    if s >= 86_400 {
-        format!("{}d{}h", s / 86_400, s % 86_400 / 3600)
-    } else if s >= 3600 {
-        format!("{}h{}m", s / 3600, s % 3600 / 60)
-    } else if s >= 60 {
-        format!("{}m{}s", s / 60, s % 60)
+    let two = |big: u64, unit: &str, small: u64, small_unit: &str, pad: bool| match (small, pad) {
+        (0, _) => format!("{big} {unit}"),
+        (_, true) => format!("{big} {unit} {small:02} {small_unit}"),
+        (_, false) => format!("{big} {unit} {small} {small_unit}"),
+    };
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if s < 10 {
+        format!("{}.{} s", s, ms % 1000 / 100)
+    } else if s < 60 {
+        format!("{s} s")
+    } else if s < 3600 {
+        two(s / 60, "min", s % 60, "s", true)
+    } else if s < 86_400 {
+        two(s / 3600, "h", s % 3600 / 60, "min", true)
     } else {
-        format!("{}.{}s", s, ms % 1000 / 100)
+        two(s / 86_400, "d", s % 86_400 / 3600, "h", false)
     }
+}
+
+/// In place of stale figures: `no answer, last 47 min 12 s ago`; `None`
+/// while the figures are fresh. Stale means down, or silent for longer
+/// than failoverd's interval x multiplier (`silent_after_ms`; an older
+/// failoverd does not say, and then only down counts).
+fn no_answer(down: bool, ago_ms: Option<u64>, silent_after_ms: Option<u64>) -> Option<String> {
+    let silent = match (ago_ms, silent_after_ms) {
+        (Some(ago), Some(limit)) => ago > limit,
+        (None, Some(_)) => true,
+        (_, None) => false,
+    };
+    (down || silent).then(|| match ago_ms {
+        Some(ago) => format!("no answer, last {} ago", human_duration(ago)),
+        None => "no answer, never".to_owned(),
+    })
 }
 
 fn ms(us: Option<u64>) -> String {
     us.map_or("-".to_owned(), |u| format!("{}.{:03}", u / 1000, u % 1000))
 }
 
-/// One screen: paths and members, routes, health.
+/// One screen: paths and members, routes, health. FLAPS counts the
+/// times a path went down and a member was taken out of its bond since
+/// failoverd started; a path or member without a recent answer says so
+/// instead of showing its last RTT, loss and jitter.
 pub fn render_status(st: &Status) -> String {
     let mut o = format!(
-        "failoverd up {}{}\n\n{:<10} {:<8} {:<9} {:>7} {:>4} {:>9} {:>7} {:>15} {:>5}\n",
-        dur(st.uptime_ms),
+        "failoverd up {}{}\n\n{:<10} {:<8} {:<9} {:>11} {:>4} {:>9} {:>7} {:>15} {:>5}\n",
+        human_duration(st.uptime_ms),
         st.forced.as_ref().map_or(String::new(), |p| format!(
             ", routes forced onto {p} (wanctl release)"
         )),
@@ -325,35 +385,61 @@ pub fn render_status(st: &Status) -> String {
         "JITTER ms f/r",
         "FLAPS"
     );
+    let figures =
+        |stale: Option<String>, rtt: Option<u64>, loss: f64, jf: Option<u64>, jr: Option<u64>| {
+            match stale {
+                Some(s) => format!("  {s:<31}"),
+                None => format!(
+                    "{:>9} {:>7.1} {:>15}",
+                    ms(rtt),
+                    loss,
+                    format!("{}/{}", ms(jf), ms(jr))
+                ),
+            }
+        };
     for p in &st.paths {
+        let stale = no_answer(
+            p.state == Health::Down,
+            p.last_answer_ago_ms,
+            p.silent_after_ms,
+        );
         o += &format!(
-            "{:<10} {:<8} {:<9} {:>7} {:>4} {:>9} {:>7.1} {:>15} {:>5}\n",
+            "{:<10} {:<8} {:<9} {:>11} {:>4} {} {:>5}\n",
             p.name,
             p.interface,
             p.state.as_str(),
-            dur(p.for_ms),
+            human_duration(p.for_ms),
             if p.carrier { "yes" } else { "NO" },
-            ms(p.last_rtt_us),
-            p.loss_percent,
-            format!("{}/{}", ms(p.jitter_forward_us), ms(p.jitter_reverse_us)),
-            p.flaps
+            figures(
+                stale,
+                p.last_rtt_us,
+                p.loss_percent,
+                p.jitter_forward_us,
+                p.jitter_reverse_us
+            ),
+            p.downs
         );
         for m in &p.members {
             let state = serde_json::to_value(m.state)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
+            let stale = no_answer(!m.carrier, m.last_answer_ago_ms, m.silent_after_ms);
             o += &format!(
-                "  {:<8} {:<8} {:<9} {:>7} {:>4} {:>9} {:>7.1} {:>15} {:>5}\n",
+                "  {:<8} {:<8} {:<9} {:>11} {:>4} {} {:>5}\n",
                 m.name,
                 "member",
                 state,
-                dur(m.for_ms),
+                human_duration(m.for_ms),
                 if m.carrier { "yes" } else { "NO" },
-                ms(m.last_rtt_us),
-                m.loss_percent,
-                format!("{}/{}", ms(m.jitter_forward_us), ms(m.jitter_reverse_us)),
-                m.flaps
+                figures(
+                    stale,
+                    m.last_rtt_us,
+                    m.loss_percent,
+                    m.jitter_forward_us,
+                    m.jitter_reverse_us
+                ),
+                m.take_outs
             );
         }
     }

@@ -83,7 +83,7 @@ fn fsm() -> Fsm {
     let mut fsm = Fsm::new(&cfg, 0).unwrap();
     // t1 and its members answer, t3 never does: t1 up, t3 down.
     let mut now = 0;
-    for _ in 0..20 {
+    while now < NOW {
         let tick = fsm.tick(now);
         for p in tick.probes {
             let t1 = match fsm.target_kind(p.target) {
@@ -168,11 +168,11 @@ fn stdout(o: &Output) -> String {
 fn every_command_works_end_to_end_over_a_unix_socket() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("failoverd.sock");
-    let server = serve(sock.clone(), 9);
+    let server = serve(sock.clone(), 11);
 
     let status = stdout(&wanctl(&sock, &["status"]));
     eprintln!("{status}");
-    assert!(status.starts_with("failoverd up 1h0m\n"), "{status}");
+    assert!(status.starts_with("failoverd up 1 h\n"), "{status}");
     let rows: Vec<Vec<&str>> = status
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
@@ -182,8 +182,11 @@ fn every_command_works_end_to_end_over_a_unix_socket() {
         rows.iter().any(|r| r[..3] == ["t1", "bond0", "up"]),
         "{status}"
     );
+    // t3 never answered: no figures, and it went down once.
     assert!(
-        rows.iter().any(|r| r[..3] == ["t3", "eth3", "down"]),
+        rows.iter()
+            .any(|r| r[..3] == ["t3", "eth3", "down"]
+                && r.ends_with(&["no", "answer,", "never", "1"])),
         "{status}"
     );
     assert!(
@@ -217,7 +220,7 @@ fn every_command_works_end_to_end_over_a_unix_socket() {
     );
 
     // 1 h fits the 10 s tier (a day): 360 buckets.
-    let history = stdout(&wanctl(&sock, &["history", "t1", "--since", "1h"]));
+    let history = stdout(&wanctl(&sock, &["history", "t1", "--since", "1h", "--all"]));
     let lines: Vec<&str> = history.lines().collect();
     eprintln!("{}", lines[..4].join("\n"));
     assert_eq!(lines[0], "t1 every 10s: RTT in ms");
@@ -234,6 +237,52 @@ fn every_command_works_end_to_end_over_a_unix_socket() {
         &fine[1..7],
         &["10", "10", "0.0", "0", "20.000", "20.000"],
         "{history}"
+    );
+
+    // By default, a screenful: 13 rows of 5 min from 22:46 to 23:46, the
+    // cut of 23:06 in the fifth with its 30.5 s of outage, and a summary.
+    let summary = stdout(&wanctl(&sock, &["history", "t1", "--since", "1h"]));
+    eprintln!("{summary}");
+    let lines: Vec<&str> = summary.lines().collect();
+    assert_eq!(
+        lines[0],
+        "t1: 5 min rows of 10 s buckets (every bucket: wanctl history t1 --all); RTT and jitter in ms",
+        "{summary}"
+    );
+    assert_eq!(lines.len(), 2 + 13 + 1, "{summary}");
+    let row = |i: usize| lines[i].split_whitespace().collect::<Vec<_>>();
+    assert_eq!(
+        row(2)[..4],
+        ["2026-11-25T22:46:00", "4", "min", "240"],
+        "{summary}"
+    );
+    assert_eq!(
+        row(6),
+        [
+            "2026-11-25T23:05:00",
+            "5",
+            "min",
+            "300",
+            "30",
+            "10.0",
+            "20.000",
+            "20.000",
+            "20.000",
+            "0.000",
+            "30",
+            "s"
+        ],
+        "{summary}"
+    );
+    assert_eq!(row(7).last(), Some(&"-"), "{summary}");
+    assert_eq!(
+        row(14)[..4],
+        ["2026-11-25T23:45:00", "1", "min", "60"],
+        "{summary}"
+    );
+    assert_eq!(
+        lines[15], "span 1 h: 3600 sent, 30 lost (0.8 %), 1 outage, longest 30 s, down 30 s in all",
+        "{summary}"
     );
 
     let json = stdout(&wanctl(&sock, &["export", "--format", "json"]));

@@ -947,3 +947,42 @@ fn ten_percent_random_loss_on_a_member_splits_nothing() {
     let eth1 = &sim.fsm.status(sim.now).paths[0].members[1];
     assert!((7.0..=13.0).contains(&eth1.loss_percent), "{eth1:?}");
 }
+
+#[test]
+fn status_counts_every_take_out_and_down_and_the_age_of_the_last_answer() {
+    let mut sim = started();
+    // eth2 is cut and restored three times: three take-outs, three puts
+    // back (each after the 5 s hold-down).
+    let mut at = 2000;
+    for _ in 0..3 {
+        sim.run_until(at);
+        sim.set_carrier("eth2", false);
+        sim.run_until(at + 1000);
+        sim.set_carrier("eth2", true);
+        at += 10_000;
+    }
+    sim.run_until(at);
+    let ds = sim.take();
+    let outs = ds
+        .iter()
+        .filter(|d| matches!(d.event, Event::MemberOut { .. }))
+        .count();
+    assert_eq!(outs, 3, "{:#?}", sim.lines(&ds));
+    let st = sim.fsm.status(sim.now);
+    let eth2 = &st.paths[0].members[2];
+    assert_eq!(eth2.state, MemberState::In, "{eth2:?}");
+    // The old count starts anew at each take-out: it said 0.
+    assert_eq!((eth2.flaps, eth2.take_outs), (0, 3));
+    assert_eq!(st.paths[0].members[0].take_outs, 0);
+    // t3 goes silent: down once, its last answer ages.
+    sim.set_silent(&["eth3"], true);
+    sim.run_until(at + 2000);
+    let st = sim.fsm.status(sim.now);
+    let t3 = &st.paths[1];
+    assert_eq!((t3.state, t3.downs), (Health::Down, 1));
+    assert_eq!(t3.silent_after_ms, Some(60));
+    let ago = t3.last_answer_ago_ms.unwrap();
+    assert!((1900..=2000).contains(&ago), "{t3:?}");
+    assert_eq!(st.paths[0].downs, 0);
+    assert!(st.paths[0].last_answer_ago_ms.unwrap() <= 20);
+}
