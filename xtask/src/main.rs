@@ -5,6 +5,10 @@ mod bench;
 mod build_image;
 mod flash;
 mod keygen;
+// The crate layering and its check: used by tests only (the unit step of
+// `cargo xtask test` runs them).
+#[cfg(test)]
+mod layers;
 mod line_report;
 mod run;
 mod test;
