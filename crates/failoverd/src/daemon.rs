@@ -84,6 +84,19 @@ struct Client {
     last: Ms,
 }
 
+impl Client {
+    /// Requests already read and not answered yet, with room to answer:
+    /// such a client must be served again without waiting for a byte (a
+    /// client that sent many requests in one write would otherwise wait
+    /// for its idle deadline with its requests unanswered).
+    fn has_request(&self) -> bool {
+        !self.gone
+            && self.output.len() < CLIENT_OUTPUT_HIGH
+            && (self.input.contains(&b'\n')
+                || (self.eof && !self.input.iter().all(u8::is_ascii_whitespace)))
+    }
+}
+
 /// What a ready descriptor is.
 #[derive(Clone, Copy)]
 enum Source {
@@ -595,7 +608,13 @@ impl Daemon {
             // which pass whether or not a byte comes.
             let metrics_deadline = self.history.as_ref().and_then(History::metrics_deadline);
             let client_deadline = self.clients.iter().map(|c| c.last + CLIENT_IDLE_MS).min();
+            let pending = self
+                .clients
+                .iter()
+                .any(Client::has_request)
+                .then(|| self.now_ms());
             let wake = [
+                pending,
                 Some(self.fsm.next_wakeup()),
                 metrics_deadline,
                 client_deadline,
@@ -620,9 +639,16 @@ impl Daemon {
             if metrics {
                 self.serve(Source::Metrics);
             }
+            // Requests read earlier and left for want of room: served now
+            // that the answers before them have been taken.
+            for i in 0..self.clients.len() {
+                if self.clients.get(i).is_some_and(Client::has_request) {
+                    self.serve_client(i);
+                }
+            }
             let now = self.now_ms();
             self.clients.retain(|c| {
-                let done = c.gone || (c.eof && c.output.is_empty());
+                let done = c.gone || (c.eof && c.output.is_empty() && !c.has_request());
                 !done && now < c.last + CLIENT_IDLE_MS
             });
         }

@@ -373,7 +373,14 @@ impl IcmpEcho {
 /// and port that the request went to. A reply from anywhere else (a LAN
 /// host that guessed or saw a session) does not count.
 pub fn udp_reply_counts(p: &Probe, session: u32, from: SocketAddr, far_end: SocketAddr) -> bool {
-    p.kind == Kind::Reply && p.session == session && from == far_end
+    // Address and port only: `recvfrom` fills in an IPv6 reply's scope
+    // (the interface index of a link-local far end such as `fe80::1`) and
+    // flow label, which the configured address does not carry; the socket
+    // is bound to the path's interface, so the scope adds nothing.
+    p.kind == Kind::Reply
+        && p.session == session
+        && from.ip() == far_end.ip()
+        && from.port() == far_end.port()
 }
 
 /// What a member circuit's frame means to this end.
@@ -644,6 +651,28 @@ mod tests {
         assert!(!udp_reply_counts(&reply, 43, far, far));
         let req = member_probe(Kind::Request, 42, 0);
         assert!(!udp_reply_counts(&req, 42, far, far));
+        // A link-local IPv6 far end: recvfrom gives the reply's scope (the
+        // interface index) and flow label, the configured address has none.
+        let far6 = SocketAddr::V6(std::net::SocketAddrV6::new(
+            "fe80::1".parse().unwrap(),
+            4784,
+            0,
+            0,
+        ));
+        let from6 = SocketAddr::V6(std::net::SocketAddrV6::new(
+            "fe80::1".parse().unwrap(),
+            4784,
+            0x12345,
+            3,
+        ));
+        assert!(udp_reply_counts(&reply, 42, from6, far6));
+        let other6 = SocketAddr::V6(std::net::SocketAddrV6::new(
+            "fe80::2".parse().unwrap(),
+            4784,
+            0,
+            3,
+        ));
+        assert!(!udp_reply_counts(&reply, 42, other6, far6));
     }
 
     #[test]

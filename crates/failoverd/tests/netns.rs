@@ -1262,6 +1262,26 @@ fn metrics_flood_leaves_scrapes_probes_and_control_answered() {
                 p1.name
             );
         }
+        // A client that sends many requests in one write gets every
+        // answer: the requests read before its answers were taken are
+        // served once they are, not left until its idle deadline.
+        let n = 600;
+        let mut c = UnixStream::connect(&a_sock).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        c.write_all(br#"{"cmd":"status"}"#).unwrap();
+        let batch = format!("\n{}", r#"{"cmd":"status"}"#).repeat(n - 1) + "\n";
+        c.write_all(batch.as_bytes()).unwrap();
+        let mut answers = 0;
+        let mut r = BufReader::new(c);
+        let mut line = String::new();
+        while answers < n {
+            line.clear();
+            match r.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => answers += 1,
+            }
+        }
+        assert_eq!(answers, n, "answers to {n} requests sent in one write");
         stop.store(true, Ordering::Relaxed);
         daemon.join().unwrap();
     });

@@ -410,6 +410,9 @@ pub struct ServiceDecl {
 
 /// The first uid (and gid) given to the services' users.
 pub const FIRST_SERVICE_ID: u32 = 100;
+/// `nobody`'s id: what a service without an account would run as (never
+/// root). `validate` refuses such a description before it gets here.
+pub const NOBODY_ID: u32 = 65534;
 
 /// One user of the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -703,13 +706,23 @@ impl Description {
         let mut next = FIRST_SERVICE_ID;
         for s in &self.services {
             if let Some(u) = &s.user {
-                if a.user(u).is_none() && a.gid(u).is_none() {
+                // Every user gets an account of its own, even when its name
+                // was first used as another service's group (then it shares
+                // that group's id): a user without an account would be
+                // resolved to nothing, never to root.
+                if a.user(u).is_none() {
+                    let gid = match a.gid(u) {
+                        Some(g) => g,
+                        None => {
+                            a.groups.push((u.clone(), next));
+                            next
+                        }
+                    };
                     a.users.push(Account {
                         name: u.clone(),
                         uid: next,
-                        gid: next,
+                        gid,
                     });
-                    a.groups.push((u.clone(), next));
                     next += 1;
                 }
             }
@@ -739,8 +752,13 @@ impl Description {
         self.services
             .iter()
             .map(|d| {
-                let user = d.user.clone().unwrap_or_else(|| "root".to_owned());
-                let (uid, gid) = accounts.user(&user).map_or((0, 0), |a| (a.uid, a.gid));
+                // Fail closed: a service that names no user (which
+                // `validate` refuses) or one without an account runs as
+                // `nobody`, never as root.
+                let user = d.user.clone().unwrap_or_else(|| "nobody".to_owned());
+                let (uid, gid) = accounts
+                    .user(&user)
+                    .map_or((NOBODY_ID, NOBODY_ID), |a| (a.uid, a.gid));
                 Service {
                     name: d.name.clone(),
                     exec: d.exec.clone(),
@@ -813,18 +831,24 @@ impl Description {
                 ));
             }
         }
+        // A runtime folder is a direct child of the `/run` tmpfs: only root
+        // can make entries there, so no other service can plant a link or
+        // a folder of its own where init will hand one to this user (in
+        // `/tmp`, mode 1777, or in another service's folder, it could).
+        let run_is_tmpfs = self.rootfs.tmpfs.iter().any(|t| t.path == "/run");
         for d in &s.runtime_dirs {
-            let under_tmpfs = self.rootfs.tmpfs.iter().any(|t| {
-                d.strip_prefix(t.path.as_str())
-                    .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
-            });
-            let clean = d.starts_with('/')
-                && !d.ends_with('/')
-                && d.split('/')
-                    .skip(1)
-                    .all(|c| !c.is_empty() && c != "." && c != "..");
-            if !clean || !under_tmpfs {
-                return Err(invalid(file, "service.runtime_dirs", format!("service `{name}`: `{d}` must be an absolute folder below one of the `rootfs.tmpfs` mounts, like `/run/{name}`")));
+            let child = d
+                .strip_prefix("/run/")
+                .is_some_and(|c| !c.is_empty() && !c.contains('/') && c != "." && c != "..");
+            if !child || !run_is_tmpfs {
+                return Err(invalid(file, "service.runtime_dirs", format!("service `{name}`: `{d}` must be a folder directly in the `/run` tmpfs, like `/run/{name}`")));
+            }
+            if let Some(other) = self
+                .services
+                .iter()
+                .find(|o| o.name != s.name && o.runtime_dirs.contains(d))
+            {
+                return Err(invalid(file, "service.runtime_dirs", format!("services `{name}` and `{}` both name `{d}`: give each service its own folder", other.name)));
             }
         }
         Ok(())
@@ -1302,6 +1326,14 @@ site = "office"
             .to_string();
         assert!(err.contains("key `service.runtime_dirs`"), "{err}");
         assert!(svc("user = \"a\"\nruntime_dirs = [\"/run/a\"]").is_ok());
+        // Below a world-writable tmpfs or nested: another service could
+        // plant a link there for init to hand over.
+        for bad in ["/tmp/a", "/run/a/b", "/run/.."] {
+            let err = svc(&format!("user = \"a\"\nruntime_dirs = [\"{bad}\"]"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("directly in the `/run` tmpfs"), "{bad}: {err}");
+        }
     }
 
     #[test]
@@ -1337,5 +1369,23 @@ site = "office"
             [Capability::NET_RAW, Capability::NET_ADMIN]
         );
         assert_eq!(s[2].runtime_dirs, ["/run/f"]);
+    }
+
+    #[test]
+    fn a_user_first_named_as_a_group_still_gets_its_own_uid_never_root() {
+        // Before: `wan` existed as a group, so no account was made for the
+        // user `wan`, which then resolved to uid 0 with every capability.
+        let d = chain(&format!(
+            "{SERVICES}[[service]]\nname = \"f\"\nexec = \"/sbin/f\"\nuser = \"failoverd\"\ngroup = \"wan\"\n\
+             [[service]]\nname = \"w\"\nexec = \"/sbin/w\"\nuser = \"wan\"\n"
+        ))
+        .unwrap();
+        let s = d.system_services();
+        assert_eq!(s[1].user, "wan");
+        assert!(!s[1].is_root(), "{:?}", s[1]);
+        let a = d.accounts();
+        let wan = a.user("wan").expect("an account for `wan`");
+        assert_eq!((wan.uid, wan.gid), (s[1].uid, a.gid("wan").unwrap()));
+        assert_ne!(wan.uid, a.user("failoverd").unwrap().uid);
     }
 }

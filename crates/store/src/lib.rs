@@ -202,7 +202,13 @@ impl<D: BlockDevice> Store<D> {
             (None, CopyState::Bad(x), CopyState::Bad(y)) => Err(Error::Corrupt {
                 detail: format!("both copies are bad ({x}; {y})"),
             }),
-            // Blank, or the very first write was cut: no record yet.
+            // Copy 1 is written second, so a bad copy 1 beside a blank copy
+            // 0 is never a cut first write: copy 0's record was lost too.
+            (None, CopyState::Blank, CopyState::Bad(y)) => Err(Error::Corrupt {
+                detail: format!("copy 0 is blank and copy 1 is bad ({y})"),
+            }),
+            // Blank, or the very first write (copy 0 first) was cut: no
+            // record yet.
             (None, _, _) => Ok((State::default(), 0)),
         }
     }

@@ -360,3 +360,22 @@ fn one_good_copy_still_loads_and_blank_stores_give_the_default() {
     .unwrap();
     assert_eq!(st.load().unwrap(), (State::default(), 0));
 }
+
+#[test]
+fn a_blank_copy_0_beside_a_bad_copy_1_is_damage_not_a_new_card() {
+    // Two records written, then copy 0's header wiped and copy 1 damaged:
+    // a first write never leaves this (copy 0 goes first), so it is
+    // reported and a save must not overwrite what is left.
+    let mut st = Store::new(MemDev::new(8192)).unwrap();
+    st.save(&state(1, 0)).unwrap();
+    st.save(&state(2, 0)).unwrap();
+    let mut dev = st.into_inner();
+    let half = 4096;
+    dev.disk[..HEADER].fill(0);
+    dev.disk[half + HEADER + 3] ^= 0x10;
+    let before = dev.disk.clone();
+    let mut st = Store::new(dev).unwrap();
+    assert!(matches!(st.load(), Err(Error::Corrupt { .. })), "{:?}", st.load());
+    assert!(st.save(&state(3, 0)).is_err());
+    assert_eq!(st.into_inner().disk, before);
+}

@@ -192,7 +192,8 @@ impl Vm {
     }
 
     /// Waits until `marker` appears on the console after byte `from`; returns
-    /// the line holding it and the offset just after it. Fails at once on a
+    /// the whole line holding it (once its end has arrived) and the offset
+    /// just after it. Fails at once on a
     /// kernel panic, and with the whole console on timeout.
     pub fn wait_for_from(
         &mut self,
@@ -206,10 +207,19 @@ impl Vm {
             let tail = console.get(from..).unwrap_or("");
             if let Some(pos) = tail.find(marker) {
                 let start = tail[..pos].rfind('\n').map(|i| i + 1).unwrap_or(0);
-                let end = tail[pos..]
-                    .find('\n')
-                    .map(|i| pos + i)
-                    .unwrap_or(tail.len());
+                let newline = tail[pos..].find('\n');
+                // The serial console arrives in chunks: a line whose end has
+                // not landed yet is waited for (a caller that checks the rest
+                // of the line saw `build c8dcd6ee45` cut short), unless QEMU
+                // is gone or the deadline has passed.
+                if newline.is_none()
+                    && Instant::now() < deadline
+                    && self.child.try_wait().ok().flatten().is_none()
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                let end = newline.map(|i| pos + i).unwrap_or(tail.len());
                 return Ok((
                     tail[start..end].trim_end_matches('\r').to_owned(),
                     from + end,
