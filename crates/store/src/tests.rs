@@ -375,7 +375,11 @@ fn a_blank_copy_0_beside_a_bad_copy_1_is_damage_not_a_new_card() {
     dev.disk[half + HEADER + 3] ^= 0x10;
     let before = dev.disk.clone();
     let mut st = Store::new(dev).unwrap();
-    assert!(matches!(st.load(), Err(Error::Corrupt { .. })), "{:?}", st.load());
+    assert!(
+        matches!(st.load(), Err(Error::Corrupt { .. })),
+        "{:?}",
+        st.load()
+    );
     assert!(st.save(&state(3, 0)).is_err());
     assert_eq!(st.into_inner().disk, before);
 }
