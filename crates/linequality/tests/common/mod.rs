@@ -119,6 +119,10 @@ fn ensure_promtool() -> Option<PathBuf> {
     find()
 }
 
+/// The project's one "skip, or fail under `cargo xtask test`" rule.
+#[path = "../../../../tests/support/require.rs"]
+mod require;
+
 /// promtool, or `None` after saying why the caller skips; panics instead
 /// under `cargo xtask test` (`WANFLASH_REQUIRE_TOOLS`), where every test
 /// must run. The caller returns on `None`.
@@ -126,11 +130,8 @@ pub fn promtool() -> Option<PathBuf> {
     if let Some(p) = ensure_promtool() {
         return Some(p);
     }
-    let msg =
-        "promtool is missing; install it with: apt-get update && apt-get install -y prometheus";
-    if std::env::var_os("WANFLASH_REQUIRE_TOOLS").is_some() {
-        panic!("{msg}");
-    }
-    eprintln!("skipped: {msg} (`cargo xtask test` installs it or fails)");
+    require::skip_or_fail(
+        "promtool is missing; install it with: apt-get update && apt-get install -y prometheus",
+    );
     None
 }
