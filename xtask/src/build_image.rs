@@ -97,7 +97,7 @@ fn list(ws: &Path, out_root: &Path) -> Result<()> {
         };
         let size = |f: &str| {
             std::fs::metadata(dir.join(f))
-                .map(|m| wanflash_spec::size::human(m.len()))
+                .map(|m| wanflash_schema::size::human(m.len()))
                 .unwrap_or_else(|_| "-".into())
         };
         let manifest: serde_json::Value = std::fs::read_to_string(dir.join("manifest.json"))

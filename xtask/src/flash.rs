@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use wanflash_image::flash::{self, Phase, System};
-use wanflash_spec::size::human;
+use wanflash_schema::size::human;
 
 #[derive(clap::Args, Clone)]
 pub struct Args {

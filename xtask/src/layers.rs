@@ -61,7 +61,7 @@ pub struct LayerDef {
 pub const LAYERS: &[LayerDef] = &[
     LayerDef {
         layer: Layer::Base,
-        crates: &["wanflash-bundle", "wanflash-spec", "wanflash-store"],
+        crates: &["wanflash-bundle", "wanflash-schema", "wanflash-store"],
         may_use: &[],
         what: "types and formats both the builder and the box use; no daemons, no sockets",
     },
@@ -125,7 +125,7 @@ pub struct Exception {
 
 pub const EXCEPTIONS: &[Exception] = &[
     Exception {
-        from: "wanflash-spec",
+        from: "wanflash-schema",
         to: "wanflash-linequality",
         reason: "`[failover]`'s recording settings are the recorder's `Recording`, so the builder compiles the recorder",
         issue: 15,
@@ -392,25 +392,25 @@ mod tests {
         use Kind::*;
         [
             ("wanflash-failoverd", "wanflash-linequality", Normal),
-            ("wanflash-failoverd", "wanflash-spec", Normal),
+            ("wanflash-failoverd", "wanflash-schema", Normal),
             ("wanflash-image", "wanflash-bundle", Normal),
-            ("wanflash-image", "wanflash-spec", Normal),
+            ("wanflash-image", "wanflash-schema", Normal),
             ("wanflash-image", "wanflash-store", Normal),
             ("wanflash-image", "wanflash-testbed", Dev),
-            ("wanflash-init", "wanflash-spec", Normal),
-            ("wanflash-netcfg", "wanflash-spec", Normal),
-            ("wanflash-spec", "wanflash-linequality", Normal),
-            ("wanflash-testbed", "wanflash-spec", Normal),
+            ("wanflash-init", "wanflash-schema", Normal),
+            ("wanflash-netcfg", "wanflash-schema", Normal),
+            ("wanflash-schema", "wanflash-linequality", Normal),
+            ("wanflash-testbed", "wanflash-schema", Normal),
             ("wanflash-update", "wanflash-bundle", Normal),
             ("wanflash-update", "wanflash-store", Normal),
             ("wanflash-update", "wanflash-linequality", Dev),
             ("wanflash-wanctl", "wanflash-failoverd", Normal),
             ("wanflash-wanctl", "wanflash-linequality", Normal),
-            ("wanflash-wanctl", "wanflash-spec", Normal),
+            ("wanflash-wanctl", "wanflash-schema", Normal),
             ("xtask", "wanflash-bundle", Normal),
             ("xtask", "wanflash-image", Normal),
             ("xtask", "wanflash-linequality", Normal),
-            ("xtask", "wanflash-spec", Normal),
+            ("xtask", "wanflash-schema", Normal),
             ("xtask", "wanflash-testbed", Normal),
         ]
         .into_iter()
@@ -498,13 +498,13 @@ mod tests {
         // spec -> linequality is allowed; spec -> store is not an upward
         // edge at all; spec -> failoverd is a new one and fails.
         let p = with(Edge::new(
-            "wanflash-spec",
+            "wanflash-schema",
             "wanflash-failoverd",
             Kind::Normal,
         ));
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(
-            p[0].starts_with("`wanflash-spec` (base) depends on `wanflash-failoverd` (on-box)"),
+            p[0].starts_with("`wanflash-schema` (base) depends on `wanflash-failoverd` (on-box)"),
             "{p:?}"
         );
         // Once the restructuring removes wanctl -> failoverd, the exception
@@ -642,7 +642,7 @@ mod tests {
     fn architecture_md_names_the_crates_both_sides_share() {
         let (_, edges) = real_workspace();
         let shared = shared_by_builder_and_box(LAYERS, &edges);
-        assert!(shared.contains("wanflash-spec"), "{shared:?}");
+        assert!(shared.contains("wanflash-schema"), "{shared:?}");
         let doc = architecture_md();
         let line = doc
             .lines()

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use wanflash_spec::failover::Failover;
+use wanflash_schema::failover::Failover;
 
 use crate::fsm::{Decision, Event, Fsm};
 use crate::netlink::{self, Channel, RouteSpec};

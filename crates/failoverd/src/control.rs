@@ -128,7 +128,7 @@ pub fn take_lines(buf: &mut Vec<u8>) -> Result<Vec<String>, String> {
 mod tests {
     use super::*;
     use crate::fsm::{Fsm, Health};
-    use wanflash_spec::failover::Failover;
+    use wanflash_schema::failover::Failover;
 
     #[test]
     fn requests_parse() {

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use wanflash_spec::failover::{Failover, ProbeKind};
+use wanflash_schema::failover::{Failover, ProbeKind};
 
 use crate::actions::{self, Kernel, Plan, RealKernel};
 use crate::control::{self, Request, Response};
@@ -130,7 +130,7 @@ pub struct Daemon {
     buf: Vec<u8>,
     /// Line-quality history, when the description asks for it.
     history: Option<History>,
-    recording: Option<wanflash_spec::failover::Recording>,
+    recording: Option<wanflash_schema::failover::Recording>,
 }
 
 fn random_u32(salt: u64) -> u32 {

@@ -45,8 +45,8 @@ use std::collections::VecDeque;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use wanflash_spec::failover::{Failover, MemberLoss, ProbeKind, ProbeSettings};
-use wanflash_spec::network::Cidr;
+use wanflash_schema::failover::{Failover, MemberLoss, ProbeKind, ProbeSettings};
+use wanflash_schema::network::Cidr;
 
 use crate::probe::{Sample, FLAG_MEMBER, FLAG_OUT, FLAG_READY};
 

@@ -23,7 +23,7 @@ use wanflash_linequality::{
     render_metrics, CircuitId, CircuitKind, CircuitSpec, Event as LqEvent, EventKind, Extra,
     Recorder, Recording, RouteInfo, Sample as LqSample,
 };
-use wanflash_spec::failover::Failover;
+use wanflash_schema::failover::Failover;
 
 use crate::fsm::{Decision, Event, Fsm, Ms, ProbeOut, TargetKind};
 use crate::probe::Sample;

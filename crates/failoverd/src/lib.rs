@@ -26,8 +26,8 @@ pub mod sockets;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use wanflash_spec::failover::Failover;
-pub use wanflash_spec::failover::FAILOVER_CONFIG_PATH;
+use wanflash_schema::failover::Failover;
+pub use wanflash_schema::failover::FAILOVER_CONFIG_PATH;
 
 /// The daemon was stopped (tests) or `--check` found the file valid.
 pub const EXIT_OK: i32 = 0;

@@ -16,7 +16,7 @@ const USAGE: &str = "usage: failoverd [--config PATH] [--check]
   --check        only check the description";
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
-    let Some(cl) = wanflash_spec::cli::parse(args, &["--check"])? else {
+    let Some(cl) = wanflash_schema::cli::parse(args, &["--check"])? else {
         return Ok(None);
     };
     let mut opts = Options::default();

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use netlink_sys::protocols::{NETLINK_NETFILTER, NETLINK_ROUTE};
 use netlink_sys::{Socket, SocketAddr};
-use wanflash_spec::network::{Cidr, Family};
+use wanflash_schema::network::{Cidr, Family};
 
 use crate::Error;
 

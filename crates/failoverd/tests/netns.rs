@@ -39,8 +39,8 @@ use wanflash_failoverd::netlink::{self, Channel, LinkWatch, RTPROT_FAILOVERD};
 use wanflash_failoverd::probe::{self, IcmpEcho, Kind, Probe, FLAG_MEMBER};
 use wanflash_failoverd::sockets::{self, IcmpSocket, PacketSocket, BROADCAST};
 use wanflash_failoverd::Line;
-use wanflash_spec::failover::Failover;
-use wanflash_spec::network::{Cidr, Family};
+use wanflash_schema::failover::Failover;
+use wanflash_schema::network::{Cidr, Family};
 
 const FAR_LAN: &str = "203.0.113.128/25";
 

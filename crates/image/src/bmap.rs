@@ -98,7 +98,7 @@ impl Bmap {
         s.push_str("<bmap version=\"2.0\">\n");
         s.push_str(&format!(
             "    <!-- Image size in bytes: {} -->\n",
-            wanflash_spec::size::human(self.image_size)
+            wanflash_schema::size::human(self.image_size)
         ));
         s.push_str(&format!(
             "    <ImageSize> {} </ImageSize>\n",

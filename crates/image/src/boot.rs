@@ -141,7 +141,7 @@ pub fn make_fat(
             return Err(Error::Input(format!(
                 "`{name}` ({} bytes) does not fit in the {} boot partition: raise `layout.boot_size` ({e})",
                 data.len(),
-                wanflash_spec::size::human(size)
+                wanflash_schema::size::human(size)
             )));
         }
     }
@@ -160,7 +160,7 @@ pub fn make_fat(
 /// lists it in `SHA256SUMS`.
 #[allow(clippy::too_many_arguments)]
 pub fn update_outputs(
-    desc: &wanflash_spec::description::Description,
+    desc: &wanflash_schema::description::Description,
     image: &str,
     build_id: &str,
     kernel: &[u8],
@@ -240,7 +240,7 @@ pub fn update_outputs(
     on_event(crate::Event::Info(format!(
         "update bundle `{}`: {} ({})",
         path.display(),
-        wanflash_spec::size::human(bundle.len() as u64),
+        wanflash_schema::size::human(bundle.len() as u64),
         if seed.is_some() { "signed" } else { "unsigned" }
     )));
     Ok(Some((name, bundle)))
@@ -316,7 +316,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wanflash_spec::size::MIB;
+    use wanflash_schema::size::MIB;
 
     #[test]
     fn dos_time_of_known_dates() {

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use wanflash_spec::description::Description;
+use wanflash_schema::description::Description;
 
 use crate::Error;
 

@@ -31,9 +31,9 @@ use std::process::Command;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use wanflash_spec::description::{self, Description, Layer};
-use wanflash_spec::size::human;
-use wanflash_spec::system::{self, SystemConfig};
+use wanflash_schema::description::{self, Description, Layer};
+use wanflash_schema::size::human;
+use wanflash_schema::system::{self, SystemConfig};
 
 use crate::tree::{hex, sha256_hex, Tree};
 
@@ -681,7 +681,7 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
         check_network(net, Some(&k.config), &image_file)?;
         let json = serde_json::to_string_pretty(net).unwrap_or_default() + "\n";
         tree.file(
-            wanflash_spec::network::NETWORK_CONFIG_PATH,
+            wanflash_schema::network::NETWORK_CONFIG_PATH,
             json.into_bytes(),
             0o644,
             "wanflash",
@@ -690,7 +690,7 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
     if let Some(f) = &desc.failover {
         let json = serde_json::to_string_pretty(f).unwrap_or_default() + "\n";
         tree.file(
-            wanflash_spec::failover::FAILOVER_CONFIG_PATH,
+            wanflash_schema::failover::FAILOVER_CONFIG_PATH,
             json.into_bytes(),
             0o644,
             "wanflash",
@@ -948,7 +948,7 @@ fn write_outputs(dir: &Path, outputs: &[(String, &[u8])], sums: &str) -> Result<
 /// The network description against the kernel's features; every problem
 /// is listed with its key.
 fn check_network(
-    net: &wanflash_spec::network::Network,
+    net: &wanflash_schema::network::Network,
     kernel_config: Option<&str>,
     file: &str,
 ) -> Result<(), Error> {

@@ -17,7 +17,7 @@
 
 use serde::Serialize;
 
-use wanflash_spec::size::MIB;
+use wanflash_schema::size::MIB;
 
 pub const SECTOR: u64 = 512;
 pub const ALIGN: u64 = MIB;

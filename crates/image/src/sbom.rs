@@ -407,7 +407,7 @@ fn dpkg_owner(path: &str) -> Option<String> {
 pub struct ImageInputs<'a> {
     pub workspace: &'a Path,
     pub target: &'a str,
-    pub desc: &'a wanflash_spec::description::Description,
+    pub desc: &'a wanflash_schema::description::Description,
     pub image: &'a str,
     pub version: &'a str,
     pub commit: &'a str,

@@ -5,7 +5,7 @@
 //! no shell, and init reads the numeric ids from `system.json`, not these
 //! files; they are here for `ps`, `ls -l` and the operator.
 
-use wanflash_spec::description::{Accounts, Description};
+use wanflash_schema::description::{Accounts, Description};
 
 use crate::tree::Tree;
 
@@ -41,7 +41,7 @@ pub fn add(tree: &mut Tree, desc: &Description) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wanflash_spec::description::Account;
+    use wanflash_schema::description::Account;
 
     #[test]
     fn passwd_and_group_list_root_then_the_service_users() {

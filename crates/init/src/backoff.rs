@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use wanflash_spec::system::RestartPolicy;
+use wanflash_schema::system::RestartPolicy;
 
 /// Exponential back-off: `initial`, doubled after every failure, capped at
 /// `max`; a run of at least `stable_ms` starts over at `initial`.

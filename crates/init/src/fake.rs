@@ -251,7 +251,7 @@ impl FakeSys {
         s.dir("/etc/wanflash", 0o755);
         s.file("/etc/hostname", 0o644, b"factory\n");
         if let Some(json) = config_json {
-            s.file(wanflash_spec::SYSTEM_CONFIG_PATH, 0o644, json.as_bytes());
+            s.file(wanflash_schema::SYSTEM_CONFIG_PATH, 0o644, json.as_bytes());
         }
         s.file("/proc/cmdline", 0o444, cmdline.as_bytes());
         s

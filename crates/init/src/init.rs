@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use wanflash_spec::system::{Capability, RestartMode, RestartPolicy, SystemConfig};
-use wanflash_spec::SYSTEM_CONFIG_PATH;
+use wanflash_schema::system::{Capability, RestartMode, RestartPolicy, SystemConfig};
+use wanflash_schema::SYSTEM_CONFIG_PATH;
 
 use crate::backoff::Backoff;
 use crate::button;
@@ -149,7 +149,7 @@ pub enum ConfigError {
     #[error("`{path}` is not UTF-8")]
     NotUtf8 { path: String },
     #[error(transparent)]
-    Invalid(#[from] wanflash_spec::system::SystemConfigError),
+    Invalid(#[from] wanflash_schema::system::SystemConfigError),
 }
 
 #[derive(Clone, Copy)]
@@ -424,7 +424,7 @@ impl<S: Sys> Init<S> {
         Ok(())
     }
 
-    fn mount_tmpfs(&mut self, list: &[wanflash_spec::system::TmpfsMount]) {
+    fn mount_tmpfs(&mut self, list: &[wanflash_schema::system::TmpfsMount]) {
         let (steps, refused) = mounts::tmpfs_plan(list);
         for r in refused {
             say!(self, Error, "{r}");

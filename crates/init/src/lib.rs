@@ -5,7 +5,7 @@
 //! 1. Blocks every signal and opens a signalfd (nothing is lost during
 //!    boot); `reboot(RB_DISABLE_CAD)` so Ctrl-Alt-Del becomes `SIGINT`.
 //! 2. Mounts `/proc`, reads `/proc/cmdline` and the baked configuration
-//!    ([`wanflash_spec::SYSTEM_CONFIG_PATH`]), mounts `/sys`, `/dev`
+//!    ([`wanflash_schema::SYSTEM_CONFIG_PATH`]), mounts `/sys`, `/dev`
 //!    (devtmpfs), `/dev/pts`, then the configured tmpfs mounts (a
 //!    `copy_from_root` one gets the factory files copied back: this is how
 //!    `/etc` is writable while the root stays read-only). The root is never

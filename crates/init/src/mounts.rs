@@ -5,7 +5,7 @@
 //! directory of the root (like `/etc`) writable by reading it first,
 //! mounting a tmpfs over it and writing the factory files back.
 
-use wanflash_spec::system::TmpfsMount;
+use wanflash_schema::system::TmpfsMount;
 
 use crate::sys::{Errno, FileKind, MountFlags, MountSpec, Sys, SysResult};
 

@@ -7,7 +7,7 @@
 //! service still waiting, then carrying on: the services of a cycle start
 //! in declaration order and every other constraint still holds.
 
-use wanflash_spec::system::Service;
+use wanflash_schema::system::Service;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
@@ -123,7 +123,7 @@ fn cycle_members(deps: &[Vec<usize>], n: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wanflash_spec::system::RestartPolicy;
+    use wanflash_schema::system::RestartPolicy;
 
     fn svc(name: &str, after: &[&str]) -> Service {
         Service {

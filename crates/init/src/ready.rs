@@ -1,6 +1,6 @@
 //! The readiness line, machine-readable, printed once per boot.
 
-use wanflash_spec::READY_MARKER;
+use wanflash_schema::READY_MARKER;
 
 /// `wanflash: ready uptime_ms=<ms> init_ms=<ms> services=<n> failed=<n>`.
 ///

@@ -1,7 +1,7 @@
 //! The supervision state machine of one service, without I/O.
 //!
 //! A long-running service that exits is restarted per its
-//! [`RestartMode`](wanflash_spec::system::RestartMode): `always` restarts
+//! [`RestartMode`](wanflash_schema::system::RestartMode): `always` restarts
 //! after any exit (a clean exit counts as a failure: such a service is meant
 //! to run for ever), `on-failure` after a non-zero status or a signal,
 //! `never` not at all (a non-zero status or a signal then marks it failed).
@@ -11,7 +11,7 @@
 //! be executed (missing, not executable, not a program) fails the service at
 //! once.
 
-use wanflash_spec::system::{RestartMode, Service};
+use wanflash_schema::system::{RestartMode, Service};
 
 use crate::backoff::{Backoff, FailureWindow};
 use crate::sys::{Errno, ExitStatus, Pid, SpawnError};
@@ -188,7 +188,7 @@ fn cannot_execute(err: Errno) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wanflash_spec::system::RestartPolicy;
+    use wanflash_schema::system::RestartPolicy;
 
     fn svc(oneshot: bool, mode: RestartMode) -> Supervised {
         Supervised::new(Service {

@@ -129,7 +129,7 @@ fn boot_mounts_in_order_copies_etc_and_never_writes_the_root() {
     );
     assert!(init
         .sys
-        .file_data(wanflash_spec::SYSTEM_CONFIG_PATH)
+        .file_data(wanflash_schema::SYSTEM_CONFIG_PATH)
         .is_some());
     assert!(init.sys.is_writable("/etc/hostname"));
     // Every write went to a tmpfs or devtmpfs: nothing to the flash.

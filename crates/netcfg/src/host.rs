@@ -6,7 +6,7 @@ use std::path::{Component, Path, PathBuf};
 
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use wanflash_spec::network::{is_pci_address, sysctl_relative_path};
+use wanflash_schema::network::{is_pci_address, sysctl_relative_path};
 
 use crate::msg::{self, Request};
 use crate::{fsx, NetcfgError};

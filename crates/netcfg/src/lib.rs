@@ -1,5 +1,5 @@
 //! netcfg: applies the appliance's network description
-//! ([`wanflash_spec::network::Network`]) over rtnetlink, synchronously and
+//! ([`wanflash_schema::network::Network`]) over rtnetlink, synchronously and
 //! without external commands.
 //!
 //! Read the current state ([`observe`]), compute the changes as data
@@ -24,8 +24,8 @@ pub mod plan;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use wanflash_spec::network::Network;
-pub use wanflash_spec::network::NETWORK_CONFIG_PATH;
+use wanflash_schema::network::Network;
+pub use wanflash_schema::network::NETWORK_CONFIG_PATH;
 
 use crate::apply::Event;
 use crate::host::{Host, KernelHost};

@@ -13,7 +13,7 @@ const USAGE: &str = "usage: netcfg [--config PATH] [--dry-run] [--check]
   --check        only check the description";
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
-    let Some(cl) = wanflash_spec::cli::parse(args, &["--dry-run", "--check"])? else {
+    let Some(cl) = wanflash_schema::cli::parse(args, &["--dry-run", "--check"])? else {
         return Ok(None);
     };
     let mut opts = Options::default();

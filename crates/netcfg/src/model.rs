@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr};
 
-use wanflash_spec::network::{ArpValidate, BondMode, Cidr, Family, LacpRate, XmitHashPolicy};
+use wanflash_schema::network::{ArpValidate, BondMode, Cidr, Family, LacpRate, XmitHashPolicy};
 
 /// `RTPROT_STATIC`: the protocol netcfg stamps on its routes and rules.
 /// Routes and rules with this protocol that the description does not list
@@ -231,8 +231,8 @@ impl fmt::Display for RouteEntry {
             }
             write!(f, " weight {}", h.weight)?;
         }
-        if self.table != wanflash_spec::network::TABLE_MAIN {
-            write!(f, " table {}", wanflash_spec::network::Table(self.table))?;
+        if self.table != wanflash_schema::network::TABLE_MAIN {
+            write!(f, " table {}", wanflash_schema::network::Table(self.table))?;
         }
         if let Some(m) = self.metric {
             write!(f, " metric {m}")?;
@@ -293,7 +293,7 @@ impl fmt::Display for RuleEntry {
                 write!(f, "/{mask:#x}")?;
             }
         }
-        write!(f, " lookup {}", wanflash_spec::network::Table(self.table))
+        write!(f, " lookup {}", wanflash_schema::network::Table(self.table))
     }
 }
 

@@ -20,7 +20,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage, RuleMessageBuffer};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_packet_utils::{DecodeError, Emitable, Parseable};
-use wanflash_spec::network::{ArpValidate, BondMode, Cidr, Family, XmitHashPolicy};
+use wanflash_schema::network::{ArpValidate, BondMode, Cidr, Family, XmitHashPolicy};
 
 use crate::model::{BondSettings, RouteEntry, RuleEntry, RTPROT_STATIC};
 

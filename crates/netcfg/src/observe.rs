@@ -12,7 +12,7 @@ use netlink_packet_route::link::{
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use wanflash_spec::network::{
+use wanflash_schema::network::{
     ArpValidate, BondMode, Cidr, Family, InterfaceMatch, LacpRate, Network, XmitHashPolicy,
     TABLE_LOCAL,
 };

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use wanflash_spec::network::{Bond, Cidr, InterfaceMatch, Network, Route};
+use wanflash_schema::network::{Bond, Cidr, InterfaceMatch, Network, Route};
 
 use crate::model::{
     BondSettings, Change, Hop, Link, Observed, RouteEntry, RuleEntry, VlanInfo, RTPROT_STATIC,
@@ -293,7 +293,7 @@ fn matches(link: &Link, m: &InterfaceMatch) -> bool {
                 link.kind.as_deref(),
                 Some("bond" | "vlan" | "bridge" | "team")
             );
-            let want = wanflash_spec::network::parse_mac(mac);
+            let want = wanflash_schema::network::parse_mac(mac);
             !virtual_kind && want.is_some_and(|w| link.match_address() == Some(&w[..]))
         }
         InterfaceMatch::Path(p) => link
@@ -820,7 +820,7 @@ fn sysctls(net: &Network, sim: &mut Sim) {
     let skipped: Vec<String> = sim
         .unavailable
         .iter()
-        .map(|n| format!(".conf.{}.", wanflash_spec::network::sysctl_ifname(n)))
+        .map(|n| format!(".conf.{}.", wanflash_schema::network::sysctl_ifname(n)))
         .collect();
     for (key, value) in net.effective_sysctls() {
         if skipped.iter().any(|s| key.contains(s.as_str())) {
@@ -844,7 +844,7 @@ fn sysctls(net: &Network, sim: &mut Sim) {
 mod tests {
     use super::*;
     use crate::model::Address;
-    use wanflash_spec::network::{BondMode, Family, Interface, Rule, Table, Vlan};
+    use wanflash_schema::network::{BondMode, Family, Interface, Rule, Table, Vlan};
 
     fn iface(name: &str) -> Interface {
         Interface {
@@ -957,10 +957,10 @@ mod tests {
                 downdelay: Some(0),
                 arp_interval: Some(0),
                 arp_ip_targets: Some(vec![]),
-                arp_validate: Some(wanflash_spec::network::ArpValidate::None),
+                arp_validate: Some(wanflash_schema::network::ArpValidate::None),
                 primary: None,
-                xmit_hash_policy: Some(wanflash_spec::network::XmitHashPolicy::Layer2),
-                lacp_rate: Some(wanflash_spec::network::LacpRate::Slow),
+                xmit_hash_policy: Some(wanflash_schema::network::XmitHashPolicy::Layer2),
+                lacp_rate: Some(wanflash_schema::network::LacpRate::Slow),
                 min_links: Some(0),
             }),
             ..link(5, "bond0", true)
@@ -1313,7 +1313,7 @@ mod tests {
         b.no_monitoring_ok = false;
         b.arp_interval = Some(200);
         b.arp_ip_targets = vec!["192.0.2.2".into()];
-        b.arp_validate = Some(wanflash_spec::network::ArpValidate::Active);
+        b.arp_validate = Some(wanflash_schema::network::ArpValidate::Active);
         assert_eq!(
             desired_bond_settings(&b).summary(),
             "active-backup, arp_interval 200, arp_ip_targets [192.0.2.2], arp_validate active"

@@ -16,7 +16,7 @@ use nix::sched::{unshare, CloneFlags};
 use wanflash_netcfg::host::{Host, KernelHost};
 use wanflash_netcfg::msg::{self, Request};
 use wanflash_netcfg::{configure, observe, plan, Line, EXIT_OK};
-use wanflash_spec::network::{Family, Network};
+use wanflash_schema::network::{Family, Network};
 
 #[path = "../../../tests/support/require.rs"]
 mod require;
@@ -293,7 +293,7 @@ fn bond_in_namespace() -> Result<(), Cannot> {
 
     // A mode change recreates the bond; the result is stable again.
     let mut changed = net.clone();
-    changed.bonds[0].mode = wanflash_spec::network::BondMode::ActiveBackup;
+    changed.bonds[0].mode = wanflash_schema::network::BondMode::ActiveBackup;
     changed.bonds[0].primary = Some("b0".into());
     let (code, lines) = run_netcfg(&changed, &mut host);
     assert_eq!(code, EXIT_OK, "{lines:#?}");

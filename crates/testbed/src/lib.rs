@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-pub use wanflash_spec::READY_MARKER;
+pub use wanflash_schema::READY_MARKER;
 
 /// Harness pieces for the benchmarks' peers (`cargo xtask bench`).
 pub mod peer;

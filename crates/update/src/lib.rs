@@ -123,7 +123,7 @@ fn yes() -> bool {
     true
 }
 fn default_socket() -> String {
-    // `wanflash_spec::failover::DEFAULT_CONTROL_SOCKET`.
+    // `wanflash_schema::failover::DEFAULT_CONTROL_SOCKET`.
     "/run/failoverd/control.sock".into()
 }
 

@@ -71,7 +71,7 @@ pub struct Invocation {
 
 /// The arguments after the program name; `Ok(None)` for `--help`.
 pub fn parse_args(args: &[String]) -> Result<Option<Invocation>, String> {
-    let mut socket = PathBuf::from(wanflash_spec::failover::DEFAULT_CONTROL_SOCKET);
+    let mut socket = PathBuf::from(wanflash_schema::failover::DEFAULT_CONTROL_SOCKET);
     let mut words: Vec<&str> = Vec::new();
     let mut since: Option<u64> = None;
     let mut circuit: Option<String> = None;

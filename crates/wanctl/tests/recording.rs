@@ -7,7 +7,7 @@ use wanflash_failoverd::fsm::{Decision, Fsm, TargetKind};
 use wanflash_failoverd::probe::Sample as ProbeSample;
 use wanflash_linequality::control::{handle, Request};
 use wanflash_linequality::{render_metrics, Event, EventKind, Extra, Recorder, Recording, Sample};
-use wanflash_spec::failover::Failover;
+use wanflash_schema::failover::Failover;
 
 const WALL0: i64 = 1_795_646_760_000;
 

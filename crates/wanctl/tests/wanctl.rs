@@ -14,7 +14,7 @@ use wanflash_linequality::control as qctl;
 use wanflash_linequality::{
     CircuitKind, CircuitSpec, EventKind, Export, Recorder, Recording, Sample,
 };
-use wanflash_spec::failover::Failover;
+use wanflash_schema::failover::Failover;
 
 const WALL0: i64 = 1_795_646_760_000;
 const NOW: u64 = 3_600_000;
