@@ -44,7 +44,9 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+pub use wanflash_schema::control::{
+    Health, MemberState, MemberStatus, PathStatus, RouteSetStatus, Status,
+};
 use wanflash_schema::failover::{Failover, MemberLoss, ProbeKind, ProbeSettings};
 use wanflash_schema::network::Cidr;
 
@@ -87,45 +89,6 @@ pub const PUT_BACK_PROBES: usize = 50;
 /// before it is taken out anew (the link is bounced by the move: a real
 /// NIC renegotiates for a second or two).
 pub const REJOIN_GRACE_MS: Ms = 10_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    Unknown,
-    Up,
-    Holding,
-    Down,
-}
-
-impl Health {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Health::Unknown => "unknown",
-            Health::Up => "up",
-            Health::Holding => "holding",
-            Health::Down => "down",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MemberState {
-    /// In the bond, carrying its share.
-    In,
-    /// Taken out of the bond.
-    Out,
-    /// Out of the bond, answering again; waiting for the hold-down.
-    Returning,
-    /// Just put back; waiting for the first answer after the move.
-    Rejoining,
-}
-
-impl MemberState {
-    fn in_bond(self) -> bool {
-        matches!(self, MemberState::In | MemberState::Rejoining)
-    }
-}
 
 /// Why something changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -447,87 +410,6 @@ struct MemberRt {
     /// and replies: out of its bond, and ready to put it back.
     far_out: bool,
     far_ready: bool,
-}
-
-/// Snapshot of one path for the control socket.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PathStatus {
-    pub name: String,
-    pub interface: String,
-    pub priority: u32,
-    pub probe: ProbeKind,
-    pub state: Health,
-    /// Time in this state.
-    pub for_ms: Ms,
-    pub carrier: bool,
-    pub last_rtt_us: Option<u64>,
-    pub loss_percent: f64,
-    pub probes_sent: u64,
-    pub replies: u64,
-    pub jitter_forward_us: Option<u64>,
-    pub jitter_reverse_us: Option<u64>,
-    /// Failures while recovering, since it last went down.
-    pub flaps: u32,
-    /// Times it went down since failoverd started (0 from an older
-    /// failoverd that did not count them).
-    #[serde(default)]
-    pub downs: u64,
-    /// How long ago its last answer came; `None` if it never answered.
-    #[serde(default)]
-    pub last_answer_ago_ms: Option<Ms>,
-    /// Without an answer for longer than this (interval x multiplier),
-    /// its RTT and loss figures are stale; `None` from an older failoverd.
-    #[serde(default)]
-    pub silent_after_ms: Option<Ms>,
-    pub members: Vec<MemberStatus>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemberStatus {
-    pub name: String,
-    pub state: MemberState,
-    pub for_ms: Ms,
-    pub carrier: bool,
-    pub last_rtt_us: Option<u64>,
-    pub loss_percent: f64,
-    pub probes_sent: u64,
-    pub replies: u64,
-    pub jitter_forward_us: Option<u64>,
-    pub jitter_reverse_us: Option<u64>,
-    /// Failures while returning, since it was last taken out.
-    pub flaps: u32,
-    /// Times it was taken out of its bond (or failed again while
-    /// returning) since failoverd started (0 from an older failoverd).
-    #[serde(default)]
-    pub take_outs: u64,
-    /// As in [`PathStatus`].
-    #[serde(default)]
-    pub last_answer_ago_ms: Option<Ms>,
-    #[serde(default)]
-    pub silent_after_ms: Option<Ms>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteSetStatus {
-    pub destination: String,
-    pub table: u32,
-    /// The path carrying it; `None` before the first decision.
-    pub path: Option<String>,
-    /// Every path is down and the routes were kept where they were.
-    pub stranded: bool,
-    pub candidates: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Status {
-    pub uptime_ms: Ms,
-    pub forced: Option<String>,
-    pub paths: Vec<PathStatus>,
-    pub route_sets: Vec<RouteSetStatus>,
 }
 
 /// What [`Fsm::tick`] asks of the caller.

@@ -641,7 +641,11 @@ fn daemons_fail_over_on_carrier_loss_and_come_back_after_hold_down() {
             .split_once(" ms); ")
             .unwrap_or_else(|| panic!("no detection time: {line}"));
         assert!(ms.parse::<u64>().is_ok(), "{line}");
-        assert!(tail.starts_with("routes 203.0.113.128/25 -> t3"), "{line}");
+        assert!(
+            tail.starts_with("routes 203.0.113.128/25 -> t3"),
+            "{line}\nthe whole log:\n{}",
+            a_log.lock().unwrap().join("\n")
+        );
         // Back up: the route returns only after the hold-down.
         let back = Instant::now();
         on_b(&b, "ip link set vb up").unwrap();

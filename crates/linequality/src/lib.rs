@@ -92,7 +92,8 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod config;
+/// The recording settings are a format of the typed base.
+pub use wanflash_schema::recording as config;
 pub mod control;
 pub mod event;
 pub mod export;

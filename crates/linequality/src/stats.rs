@@ -367,6 +367,8 @@ pub fn uncount16(c: u16) -> u64 {
 
 /// Bytes one bucket takes in a tier.
 pub const BUCKET_BYTES: usize = size_of::<Bucket>();
+// The base's figure, which the builder's memory estimate uses, is this one.
+const _: () = assert!(BUCKET_BYTES == wanflash_schema::recording::BUCKET_BYTES);
 
 impl Default for Bucket {
     fn default() -> Self {

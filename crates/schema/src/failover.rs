@@ -29,8 +29,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
+pub use crate::recording::Recording;
 use serde::{Deserialize, Serialize};
-pub use wanflash_linequality::Recording;
 
 use crate::network::{ifname_problem, route_destination, Cidr, Family, Network, Table};
 

@@ -2,12 +2,14 @@
 //! No I/O here: callers read files and pass their text in.
 
 pub mod cli;
+pub mod control;
 pub mod system;
 
 #[cfg(feature = "description")]
 pub mod description;
 pub mod failover;
 pub mod network;
+pub mod recording;
 pub mod size;
 
 pub use system::{SystemConfig, READY_MARKER, SYSTEM_CONFIG_PATH};

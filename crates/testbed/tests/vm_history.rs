@@ -82,7 +82,10 @@ fn summary(table: &str) -> ((u64, u64), f64) {
     // milliseconds of one row and answered in the next makes a row, and
     // so a clean sum of rows, show one more answer than probes (CI saw
     // 500 answers to 499 probes on the clean T1).
-    ((sent, sent.saturating_sub(received)), medians[medians.len() / 2])
+    (
+        (sent, sent.saturating_sub(received)),
+        medians[medians.len() / 2],
+    )
 }
 
 /// The value of the metric line starting with `prefix` (name and labels).

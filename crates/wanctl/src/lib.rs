@@ -1,5 +1,5 @@
 //! `wanctl`: the operator's view of failoverd, over its control socket
-//! (JSON lines on a Unix stream socket, see `wanflash_failoverd::control`
+//! (JSON lines on a Unix stream socket, see `wanflash_schema::control`
 //! and `wanflash_linequality::control`).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -9,10 +9,9 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use wanflash_failoverd::control as fctl;
-use wanflash_failoverd::fsm::{Health, Status};
 use wanflash_linequality::control::{self as qctl, Format};
 use wanflash_linequality::time::parse_duration;
+use wanflash_schema::control::{self as fctl, Health, Status};
 
 mod history;
 pub use history::{gather, history_summary, row_width_s, Gathered, MAX_ROWS};

@@ -1,7 +1,8 @@
 //! What the image description says about recording: the tiers (fixed at
 //! build time), the metrics address and the syslog collector. Carried
 //! under `[failover.recording]` (or `[recording]`) in the TOML description
-//! and as JSON on the box.
+//! and as JSON on the box. The recorder itself is `wanflash-linequality`;
+//! this is only the format, so the builder reads it without the recorder.
 //!
 //! ```toml
 //! [failover.recording]
@@ -19,7 +20,11 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::stats::BUCKET_BYTES;
+/// Bytes one bucket of a tier takes in the recorder's rings. The recorder
+/// (`wanflash-linequality`'s `stats::Bucket`) checks at compile time that
+/// its bucket is this size, so the builder's memory estimate and the
+/// daemon's allocation cannot drift apart.
+pub const BUCKET_BYTES: usize = 76;
 
 /// One tier: `buckets` buckets of `width_s` seconds, kept in a ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
