@@ -1,0 +1,309 @@
+//! The member rules of a bond path: when a member circuit is taken out of
+//! its bond, kept as the last one, and put back (the run rule, the loss
+//! window, the hold-down and the far end's flags).
+
+use super::*;
+
+/// The run rule for members. A dead member misses every probe; a member
+/// on a line with random loss `p` misses `k` in a row with probability
+/// about `p^k` per probe, so "`multiplier` (3) in a row" alone fires on
+/// 10 % random loss once in about 1/(0.1^3 x 0.9) = 1100 probes (every
+/// 2 minutes at 100 ms), and the far end follows the take-out: both NICs
+/// re-link. Probes alone cannot tell a dead member from three random
+/// losses at the third probe, but the member's record can: `multiplier`
+/// misses in a row take it out only after [`CLEAN_STREAK`] answers in a
+/// row (a clean line that goes silent: caught at the 3rd probe, as
+/// before); otherwise the run must reach [`LOSSY_RUN`]. On Bernoulli(0.1)
+/// loss the rule fires at most 0.9^200 x 0.1^3 + 0.1^10 = 7e-13 + 1e-10,
+/// about 1e-10 per probe (once in 30 years at 100 ms); a dead member on a
+/// line that lost a probe in the last 200 is caught at the 10th probe
+/// (1 s at 100 ms). See the test `the_run_rule_ignores_10_percent_random_loss`.
+pub const CLEAN_STREAK: u32 = 200;
+/// Misses in a row that take a member out whatever its record.
+pub const LOSSY_RUN: u32 = 10;
+
+/// Whether `misses` in a row, after `answered_before` answers in a row,
+/// take a member out.
+pub fn run_takes_out(misses: u32, answered_before: u32, multiplier: u32) -> bool {
+    misses >= multiplier && (answered_before >= CLEAN_STREAK || misses >= LOSSY_RUN.max(multiplier))
+}
+
+/// A member is put back once its loss over this many of its latest probes
+/// (or the whole window, if shorter) has stayed at or below
+/// `put_back_percent` for the hold-down: a long take-out window (it must
+/// tell 10 % from 20 %) would make every return wait for it to roll over.
+pub const PUT_BACK_PROBES: usize = 50;
+
+/// How long a member put back into the bond may take to answer again
+/// before it is taken out anew (the link is bounced by the move: a real
+/// NIC renegotiates for a second or two).
+pub const REJOIN_GRACE_MS: Ms = 10_000;
+
+impl Fsm {
+    /// A member found out of its bond at start-up (a previous run took it
+    /// out): it is put back once healthy, like any member taken out.
+    pub fn member_found_out(&mut self, member: usize, now: Ms) {
+        if let Some(m) = self.members.get_mut(member) {
+            m.state = MemberState::Out;
+            m.since = now;
+            m.mark = self.targets[m.target].stats.received;
+            m.ready = false;
+        }
+    }
+
+    /// The member of `target` (if it is one), by target.
+    pub(super) fn member_of(&self, target: usize) -> Option<usize> {
+        match self.targets.get(target)?.kind {
+            TargetKind::Member { member, .. } => Some(member),
+            TargetKind::Path(_) => None,
+        }
+    }
+
+    /// The flags this end's probes and replies on `target` carry: the
+    /// member's state as the far end must know it ([`FLAG_MEMBER`], and
+    /// [`FLAG_OUT`], [`FLAG_READY`]); 0 for a path.
+    pub fn member_flags(&self, target: usize) -> u16 {
+        let Some(m) = self.member_of(target).and_then(|mi| self.members.get(mi)) else {
+            return 0;
+        };
+        let mut f = FLAG_MEMBER;
+        if matches!(m.state, MemberState::Out | MemberState::Returning) {
+            f |= FLAG_OUT;
+            if m.ready {
+                f |= FLAG_READY;
+            }
+        }
+        f
+    }
+
+    /// The far end's flags on a member circuit (a request or a reply it
+    /// sent on it): a far end that took the circuit out makes this end
+    /// take it out too, and both put it back when both are ready.
+    pub fn on_far_member(&mut self, target: usize, flags: u16, now: Ms) -> Vec<Decision> {
+        let Some(m) = self
+            .member_of(target)
+            .and_then(|mi| self.members.get_mut(mi))
+        else {
+            return Vec::new();
+        };
+        let out = flags & FLAG_OUT != 0;
+        let ready = out && flags & FLAG_READY != 0;
+        if (m.far_out, m.far_ready) == (out, ready) {
+            return Vec::new();
+        }
+        m.far_out = out;
+        m.far_ready = ready;
+        self.evaluate(now)
+    }
+
+    /// Why a member should not be in the bond now, if it should not.
+    ///
+    /// Missed probes and loss count only while the member's path is up:
+    /// while the far end is starting, or the whole bundle is recovering,
+    /// members answer one after another, and the first to answer must not
+    /// make the others look like failed circuits. Their counts start anew
+    /// when the path comes up ([`Fsm::paths_step`]). Carrier loss counts
+    /// at any time.
+    pub(super) fn member_fault(&self, mi: usize, now: Ms) -> Option<(Cause, Ms)> {
+        let m = &self.members[mi];
+        let t = &self.targets[m.target];
+        let judged = self.paths[m.path].health == Health::Up;
+        // Missed member probes blame the circuit only while the far end
+        // still answers the path's own probes, an interval or more after
+        // the member's first miss: when the far end's daemon stops (or
+        // restarts), every member misses at once, in an order set by the
+        // probes' phases, and none of them is a failed circuit.
+        let far_end_answers = self.targets[self.paths[m.path].target]
+            .stats
+            .last_answer_at
+            .is_some_and(|a| a > t.first_miss_at + u64::from(t.settings.interval_ms));
+        if !t.carrier {
+            Some((Cause::CarrierLost, 0))
+        } else if m.far_out && !m.far_ready {
+            // Whatever this end sees, the far end's bond drops the
+            // circuit's traffic: both ends must agree on the bundle.
+            Some((Cause::FarEndOut, 0))
+        } else if !judged {
+            None
+        } else if run_takes_out(t.misses, t.answered_before, t.settings.multiplier)
+            && far_end_answers
+        {
+            Some((
+                Cause::Missed { probes: t.misses },
+                now.saturating_sub(t.first_miss_at),
+            ))
+        } else if t.window.full() && t.window.permille() > self.loss.take_out_percent * 10 {
+            Some((
+                Cause::Loss {
+                    permille: t.window.permille(),
+                    window: self.loss.window,
+                },
+                0,
+            ))
+        } else {
+            None
+        }
+    }
+
+    pub(super) fn members_step(&mut self, now: Ms, out: &mut Vec<Decision>) {
+        let faults: Vec<Option<(Cause, Ms)>> = (0..self.members.len())
+            .map(|mi| self.member_fault(mi, now))
+            .collect();
+        for mi in 0..self.members.len() {
+            let (pi, ti, state) = {
+                let m = &self.members[mi];
+                (m.path, m.target, m.state)
+            };
+            let t = &self.targets[ti];
+            let s = t.settings;
+            let received = t.stats.received;
+            let seq_now = t.seq;
+            let last_answered = t.stats.last_answered_seq;
+            let carrier = t.carrier;
+            let fails = !carrier || t.misses >= s.multiplier;
+            let loss = t.window.permille();
+            let recent = t.window.recent_permille(PUT_BACK_PROBES);
+            let clean = recent.is_some_and(|l| l <= self.loss.put_back_percent * 10);
+            // Another member in the bond that works: only then is this
+            // member's failure a circuit's, worth splitting.
+            let healthy_others = self.paths[pi]
+                .members
+                .iter()
+                .filter(|&&o| o != mi && self.members[o].state.in_bond() && faults[o].is_none())
+                .count();
+            let path_failing = self.path_fault(pi, now).is_some();
+            let m = &mut self.members[mi];
+            match state {
+                MemberState::In => match faults[mi] {
+                    Some((cause, detection_ms)) if healthy_others > 0 => {
+                        m.state = MemberState::Out;
+                        m.since = now;
+                        m.mark = received;
+                        m.flaps = 0;
+                        m.take_outs += 1;
+                        m.kept_said = false;
+                        // The path's recent misses were most likely this
+                        // member's share: forgive them.
+                        let pt = self.paths[pi].target;
+                        self.targets[pt].misses = 0;
+                        out.push(Decision {
+                            at: now,
+                            event: Event::MemberOut {
+                                path: pi,
+                                member: mi,
+                                cause,
+                                detection_ms,
+                            },
+                            moves: Vec::new(),
+                            kept: Vec::new(),
+                        });
+                    }
+                    Some((cause, _)) => {
+                        // Every member fails: the path's own detection
+                        // speaks for them when it fails too.
+                        if !m.kept_said && !path_failing {
+                            out.push(Decision {
+                                at: now,
+                                event: Event::MemberKept {
+                                    path: pi,
+                                    member: mi,
+                                    cause,
+                                },
+                                moves: Vec::new(),
+                                kept: Vec::new(),
+                            });
+                        }
+                        m.kept_said = true;
+                    }
+                    None => m.kept_said = false,
+                },
+                MemberState::Out => {
+                    if !fails && received > m.mark {
+                        m.state = MemberState::Returning;
+                        m.since = now;
+                    }
+                }
+                MemberState::Returning => {
+                    // Ready, waiting for the far end: its NIC is re-linked
+                    // when it joins (or leaves) its bond, which loses
+                    // probes here that say nothing of the circuit. Only
+                    // carrier counts until both are in.
+                    let (fails, clean) = if m.ready {
+                        (!carrier, true)
+                    } else {
+                        (fails, clean)
+                    };
+                    if fails {
+                        m.state = MemberState::Out;
+                        m.since = now;
+                        m.mark = received;
+                        m.flaps += 1;
+                        m.take_outs += 1;
+                        m.ready = false;
+                    } else if !clean {
+                        // The hold-down counts from when the loss is low.
+                        m.since = now;
+                        m.ready = false;
+                    } else {
+                        let held = now.saturating_sub(m.since);
+                        // Both ends put the circuit back together: while
+                        // the far end has it out and is not ready, this
+                        // end says it is ready and waits (a circuit in one
+                        // bond only loses what that end sends on it).
+                        m.ready = held >= u64::from(s.hold_down_ms);
+                        if m.ready && (!m.far_out || m.far_ready) {
+                            m.ready = false;
+                            m.state = MemberState::Rejoining;
+                            m.since = now;
+                            m.mark = u64::from(seq_now);
+                            // What was lost while waiting for the far end
+                            // (its re-links) is not this circuit's loss.
+                            if loss > self.loss.put_back_percent * 10 {
+                                self.targets[ti].window.clear();
+                                self.targets[ti].misses = 0;
+                            }
+                            out.push(Decision {
+                                at: now,
+                                event: Event::MemberIn {
+                                    path: pi,
+                                    member: mi,
+                                    healthy_ms: held,
+                                    loss_permille: recent.unwrap_or(loss),
+                                    flaps: m.flaps,
+                                },
+                                moves: Vec::new(),
+                                kept: Vec::new(),
+                            });
+                        }
+                    }
+                }
+                MemberState::Rejoining => {
+                    // An answer to a probe sent after the move (the mark
+                    // holds the sequence number then).
+                    let after = last_answered.wrapping_sub(m.mark as u32) as i32 > 0;
+                    if received > 0 && after {
+                        m.state = MemberState::In;
+                        m.since = now;
+                        self.targets[ti].misses = 0;
+                    } else if now.saturating_sub(m.since) >= REJOIN_GRACE_MS {
+                        m.state = MemberState::Out;
+                        m.since = now;
+                        m.mark = received;
+                        m.take_outs += 1;
+                        out.push(Decision {
+                            at: now,
+                            event: Event::MemberOut {
+                                path: pi,
+                                member: mi,
+                                cause: Cause::NoReplyAfterRejoin,
+                                detection_ms: REJOIN_GRACE_MS,
+                            },
+                            moves: Vec::new(),
+                            kept: Vec::new(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
