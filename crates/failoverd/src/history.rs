@@ -59,7 +59,8 @@ const SHOW_WAIT_MS: u64 = 3000;
 /// written by a `wanflash-update snapshot save` child fed from a short
 /// thread (the reduce, deflate and flash write never hold up the loop).
 struct Snapshots {
-    interval_ms: Ms,
+    /// `store_snapshot_interval_s`, in ms.
+    period_ms: Ms,
     last: Ms,
     /// The save in flight: at most one.
     writer: Option<std::thread::JoinHandle<Result<String, String>>>,
@@ -301,13 +302,12 @@ impl History {
         // rule): the recorder counts it lost then too.
         for (t, c) in by_target.iter().enumerate() {
             if let (Some(c), Some(kind)) = (c, fsm.target_kind(t)) {
-                let interval = match kind {
-                    TargetKind::Path(p) => cfg.paths[p].settings(&cfg.probe).interval_ms,
-                    TargetKind::Member { path, .. } => {
-                        cfg.paths[path].settings(&cfg.probe).interval_ms
-                    }
+                let path = match kind {
+                    TargetKind::Path(p) => p,
+                    TargetKind::Member { path, .. } => path,
                 };
-                rec.set_circuit_timeout(*c, Ms::from(interval));
+                let s = cfg.paths[path].settings(&cfg.probe);
+                rec.set_probe_interval(*c, Ms::from(s.interval_ms));
             }
         }
         let host = fs::read_to_string("/proc/sys/kernel/hostname")
@@ -338,7 +338,7 @@ impl History {
                     "history is kept in the store every {s} s (`store_snapshot_interval_s`)"
                 ));
                 Some(Snapshots {
-                    interval_ms: s.saturating_mul(1000),
+                    period_ms: s.saturating_mul(1000),
                     last: 0,
                     writer: None,
                     said: None,
@@ -515,7 +515,7 @@ impl History {
                 }
             }
         }
-        if s.writer.is_some() || now.saturating_sub(s.last) < s.interval_ms {
+        if s.writer.is_some() || now.saturating_sub(s.last) < s.period_ms {
             return;
         }
         s.last = now;
@@ -527,7 +527,7 @@ impl History {
             Ok(w) => s.writer = Some(w),
             Err(e) => say(Err(format!(
                 "cannot start a thread to save the history: {e}; retrying in {} s",
-                s.interval_ms / 1000
+                s.period_ms / 1000
             ))),
         }
     }

@@ -254,7 +254,7 @@ pub(crate) struct Circuit {
     counters_prev: Option<Counters>,
     pub counters: Option<Counters>,
     pub last_rtt_us: Option<u64>,
-    timeout_ms: Option<Ms>,
+    probe_interval_ms: Option<Ms>,
     /// An outage event is open: the next answer ends it.
     outage_open: bool,
 }
@@ -286,14 +286,16 @@ pub struct Recorder {
     events_cap: usize,
     next_event_id: u64,
     wall_offset_ms: i64,
-    /// Probes not answered within this long are lost.
-    timeout_ms: Ms,
+    /// A probe not answered when the next one is due, one probe interval
+    /// later, is lost (failoverd's rule); circuits without their own
+    /// interval use this one.
+    probe_interval_ms: Ms,
     pub(crate) last_t: Ms,
 }
 
 /// How long an unanswered probe waits before [`Recorder::expire`] counts
 /// it lost, by default.
-pub const DEFAULT_TIMEOUT_MS: Ms = 2000;
+pub const DEFAULT_PROBE_INTERVAL_MS: Ms = 2000;
 
 impl Recorder {
     /// A recorder for these circuits; every ring is allocated here and
@@ -330,7 +332,7 @@ impl Recorder {
                     counters_prev: None,
                     counters: None,
                     last_rtt_us: None,
-                    timeout_ms: None,
+                    probe_interval_ms: None,
                     outage_open: false,
                 })
                 .collect(),
@@ -338,23 +340,24 @@ impl Recorder {
             events_cap: cfg.events as usize,
             next_event_id: 1,
             wall_offset_ms,
-            timeout_ms: DEFAULT_TIMEOUT_MS,
+            probe_interval_ms: DEFAULT_PROBE_INTERVAL_MS,
             last_t: 0,
         })
     }
 
-    /// Unanswered probes older than this are counted lost by
+    /// The probe interval of circuits that have none of their own:
+    /// unanswered probes older than this are counted lost by
     /// [`Recorder::expire`].
-    pub fn set_timeout(&mut self, ms: Ms) {
-        self.timeout_ms = ms.max(1);
+    pub fn set_default_probe_interval(&mut self, ms: Ms) {
+        self.probe_interval_ms = ms.max(1);
     }
 
-    /// Unanswered probes of circuit `c` are lost after this long (its
-    /// probe interval: failoverd counts a probe missed when the next is
-    /// due).
-    pub fn set_circuit_timeout(&mut self, c: CircuitId, ms: Ms) {
+    /// Circuit `c`'s probe interval (the description's `interval_ms`):
+    /// its unanswered probes are lost after this long, as failoverd counts
+    /// a probe missed when the next is due.
+    pub fn set_probe_interval(&mut self, c: CircuitId, ms: Ms) {
         if let Some(circ) = self.circuits.get_mut(c) {
-            circ.timeout_ms = Some(ms.max(1));
+            circ.probe_interval_ms = Some(ms.max(1));
         }
     }
 
@@ -520,7 +523,7 @@ impl Recorder {
     pub fn expire(&mut self, t: Ms) {
         self.advance(t);
         for circ in &mut self.circuits {
-            let timeout = circ.timeout_ms.unwrap_or(self.timeout_ms);
+            let timeout = circ.probe_interval_ms.unwrap_or(self.probe_interval_ms);
             for i in 0..SEQ_WINDOW {
                 let s = circ.slots[i];
                 if s.state == SeqState::Pending && t.saturating_sub(s.sent_at) >= timeout {

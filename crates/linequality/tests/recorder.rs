@@ -203,8 +203,8 @@ fn a_loss_run_across_buckets_is_counted_whole_in_the_bucket_where_it_ends() {
         WALL0,
     )
     .unwrap();
-    rec.set_timeout(60_000);
-    rec.set_circuit_timeout(0, 1000);
+    rec.set_default_probe_interval(60_000);
+    rec.set_probe_interval(0, 1000);
     // One probe a second; 6 to 15 never answered, given up by expiry.
     for seq in 1..=20u32 {
         let t = u64::from(seq - 1) * 1000;

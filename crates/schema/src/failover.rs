@@ -232,7 +232,20 @@ impl ProbeSettings {
     }
 }
 
+impl From<&ProbeDefaults> for ProbeSettings {
+    fn from(d: &ProbeDefaults) -> Self {
+        ProbeSettings {
+            interval_ms: d.interval_ms,
+            multiplier: d.multiplier,
+            hold_down_ms: d.hold_down_ms,
+        }
+    }
+}
+
 impl Path {
+    /// The path's timing: its own `interval_ms`, `multiplier` and
+    /// `hold_down_ms` where it sets them, else `[failover.probe]`'s. The
+    /// one place the two are merged.
     pub fn settings(&self, defaults: &ProbeDefaults) -> ProbeSettings {
         ProbeSettings {
             interval_ms: self.interval_ms.unwrap_or(defaults.interval_ms),
@@ -411,7 +424,7 @@ impl Validator<'_> {
                 "no path is declared: add the primary path and at least one backup",
             );
         }
-        self.timing("failover.probe", [true; 3], &f.probe);
+        self.timing("failover.probe", [true; 3], &ProbeSettings::from(&f.probe));
         if let Some(r) = &f.recording {
             self.recording(r);
         }
@@ -470,7 +483,7 @@ impl Validator<'_> {
     /// Checks one set of timing values, set at `key` (`failover.probe`,
     /// or a path's key); `set` says which of interval, multiplier and
     /// hold-down are set there (all of them for the defaults).
-    fn timing(&mut self, key: &str, set: [bool; 3], s: &ProbeDefaults) {
+    fn timing(&mut self, key: &str, set: [bool; 3], s: &ProbeSettings) {
         let [interval_set, multiplier_set, hold_down_set] = set;
         if interval_set && !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&s.interval_ms) {
             self.err(
@@ -558,11 +571,7 @@ impl Validator<'_> {
             }
             self.routes(p, &key, gateway);
             self.members(p, &key, &devices, &mut members_seen);
-            let merged = ProbeDefaults {
-                interval_ms: p.interval_ms.unwrap_or(f.probe.interval_ms),
-                multiplier: p.multiplier.unwrap_or(f.probe.multiplier),
-                hold_down_ms: p.hold_down_ms.unwrap_or(f.probe.hold_down_ms),
-            };
+            let merged = p.settings(&f.probe);
             let set = [
                 p.interval_ms.is_some(),
                 p.multiplier.is_some(),

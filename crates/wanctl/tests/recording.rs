@@ -32,7 +32,7 @@ fn a_cut_primary_is_one_outage_of_the_right_duration_and_a_lossy_backup_shows_in
     let specs = circuits(&fsm);
     let mut rec = Recorder::new(&Recording::default(), &specs, WALL0).unwrap();
     for c in 0..specs.len() {
-        rec.set_circuit_timeout(c, 20);
+        rec.set_probe_interval(c, 20);
     }
     let t3 = rec.circuit_id("t3").unwrap();
     let is_t1 = |fsm: &Fsm, target: usize| match fsm.target_kind(target) {
