@@ -48,10 +48,11 @@ pub struct History {
     snapshot: Option<Snapshots>,
 }
 
-/// Where the snapshot policy is (the updater's, rendered by the builder).
-const UPDATE_CONFIG: &str = "/etc/wanflash/update.json";
-/// The updater: it owns the store (failoverd never opens the flash).
-const UPDATER: &str = "/usr/sbin/wanflash-update";
+/// The snapshot policy is the updater's ([`UPDATE_CONFIG`]); the updater
+/// owns the store ([`UPDATER`]: failoverd never opens the flash).
+use wanflash_schema::update::{
+    UpdateConfig, UPDATER_PATH as UPDATER, UPDATE_CONFIG_PATH as UPDATE_CONFIG,
+};
 /// `snapshot show` at start may take this long.
 const SHOW_WAIT_MS: u64 = 3000;
 
@@ -68,24 +69,14 @@ struct Snapshots {
     said: Option<Result<(), String>>,
 }
 
-/// `store_snapshot_interval_s` of the update policy; absent file or key: 0.
+/// `store_snapshot_interval_s` of the update policy; no policy file: 0.
 fn snapshot_interval_s(path: &Path) -> Result<u64, String> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(format!("cannot read `{}`: {e}", path.display())),
     };
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("`{}` is not JSON: {e}", path.display()))?;
-    match v.get("store_snapshot_interval_s") {
-        None | Some(serde_json::Value::Null) => Ok(0),
-        Some(n) => n.as_u64().ok_or_else(|| {
-            format!(
-                "`{}`: `store_snapshot_interval_s` must be a whole number of seconds",
-                path.display()
-            )
-        }),
-    }
+    UpdateConfig::from_json(&path.display().to_string(), &text).map(|c| c.store_snapshot_interval_s)
 }
 
 /// The stored snapshot, through `wanflash-update snapshot show` (at most

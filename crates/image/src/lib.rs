@@ -21,6 +21,7 @@ pub mod release;
 pub mod sbom;
 pub mod tools;
 pub mod tree;
+pub mod update_policy;
 pub mod users;
 
 use std::collections::BTreeMap;
@@ -518,6 +519,22 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
         ws,
     )?;
     let (release, compatible) = identity::release_and_compatible(&desc, &opts.image);
+    // Read (and refused when bad) before minutes of kernel build.
+    let update_config = if desc
+        .rootfs
+        .overlays
+        .iter()
+        .any(|o| o == update_policy::OVERLAY)
+    {
+        Some(update_policy::policy(
+            &desc,
+            &image_file,
+            release,
+            &compatible,
+        )?)
+    } else {
+        None
+    };
     let network = desc.box_network(&image_file)?;
     // Checked twice: now, before minutes of kernel build, and against the
     // kernel's final config once it is known.
@@ -627,6 +644,12 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
     let mut overlay_hash = Sha256::new();
     let mut templates = Vec::new();
     for o in &desc.rootfs.overlays {
+        if o == update_policy::OVERLAY {
+            // Generated from the typed policy below; its inputs (the
+            // description) are hashed with the description.
+            overlay_hash.update(b"generated:update\0");
+            continue;
+        }
         templates.extend(overlay::apply(
             &mut tree,
             o,
@@ -683,6 +706,14 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
         tree.file(
             wanflash_schema::network::NETWORK_CONFIG_PATH,
             json.into_bytes(),
+            0o644,
+            "wanflash",
+        );
+    }
+    if let Some(policy) = &update_config {
+        tree.file(
+            wanflash_schema::update::UPDATE_CONFIG_PATH,
+            policy.to_json().into_bytes(),
             0o644,
             "wanflash",
         );

@@ -21,8 +21,7 @@ use std::path::Path;
 
 use crate::sys::RebootCmd;
 
-pub const UPDATER: &str = "/usr/sbin/wanflash-update";
-pub const CONFIG: &str = "/etc/wanflash/update.json";
+pub use wanflash_schema::update::{UPDATER_PATH as UPDATER, UPDATE_CONFIG_PATH as CONFIG};
 
 /// The command to start, when the image carries the updater and its
 /// configuration.
