@@ -148,11 +148,7 @@ fn random_u32(salt: u64) -> u32 {
 /// Removes a stale control socket left by an earlier run, then listens.
 fn listen(path: &Path) -> Result<UnixListener, Error> {
     let io = |action: &'static str| {
-        move |source: io::Error| Error::Io {
-            action,
-            path: path.display().to_string(),
-            source,
-        }
+        move |source: io::Error| Error::Io(wanflash_runtime::IoError::new(action, path, source))
     };
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if meta.file_type().is_socket() {

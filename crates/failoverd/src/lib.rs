@@ -26,15 +26,12 @@ pub mod sockets;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
+pub use wanflash_runtime::exit::{EXIT_BAD_CONFIG, EXIT_FAILED, EXIT_OK};
+/// A line for the console; the binary writes it with
+/// [`wanflash_runtime::log::print`].
+pub use wanflash_runtime::log::Line;
 use wanflash_schema::failover::Failover;
 pub use wanflash_schema::failover::FAILOVER_CONFIG_PATH;
-
-/// The daemon was stopped (tests) or `--check` found the file valid.
-pub const EXIT_OK: i32 = 0;
-/// The daemon could not start or its loop failed.
-pub const EXIT_FAILED: i32 = 1;
-/// The configuration file is missing, unreadable or invalid.
-pub const EXIT_BAD_CONFIG: i32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -48,23 +45,10 @@ pub enum Error {
     Decode(String),
     #[error("link `{0}` does not exist")]
     NoSuchLink(String),
-    #[error("failed to {action} `{path}`: {source}")]
-    Io {
-        action: &'static str,
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] wanflash_runtime::IoError),
     #[error("{0}")]
     Config(String),
-}
-
-/// A line for the console; the binary prefixes `failoverd: ` (and
-/// `error: `).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Line {
-    Info(String),
-    Error(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,10 +69,9 @@ impl Default for Options {
 
 /// Reads and validates the configuration file; every problem is one line.
 pub fn load(path: &Path) -> Result<Failover, Vec<String>> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![format!("failed to read `{shown}`: {e}")])?;
-    let cfg = Failover::from_json(&shown, &text).map_err(|e| vec![e.to_string()])?;
+    let cfg: Failover = wanflash_runtime::config::load(path)
+        .map_err(|e| vec![e.describe("failover configuration")])?;
+    let shown = path.display();
     cfg.validate(None).map_err(|errs| {
         errs.iter()
             .map(|e| format!("invalid failover configuration `{shown}`: {e}"))

@@ -5,18 +5,18 @@
 // Tests may unwrap; the library itself is checked without `cfg(test)`.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
-use wanflash_failoverd::{run, Line, Options, EXIT_BAD_CONFIG};
+use wanflash_failoverd::{run, Options};
+use wanflash_runtime::exit::{exit, EXIT_USAGE};
 
 const USAGE: &str = "usage: failoverd [--config PATH] [--check]
   --config PATH  failover description (default /etc/wanflash/failover.json)
   --check        only check the description";
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
-    let Some(cl) = wanflash_schema::cli::parse(args, &["--check"])? else {
+    let Some(cl) = wanflash_runtime::cli::parse(args, &["--check"])? else {
         return Ok(None);
     };
     let mut opts = Options::default();
@@ -25,10 +25,6 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> 
     }
     opts.check = cl.has("--check");
     Ok(Some(opts))
-}
-
-fn code(c: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(c).unwrap_or(1))
 }
 
 fn main() -> ExitCode {
@@ -40,24 +36,12 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("failoverd: error: {e}\n{USAGE}");
-            return code(EXIT_BAD_CONFIG);
+            return exit(EXIT_USAGE);
         }
     };
     // Never set: the daemon runs until init stops it.
     let stop = AtomicBool::new(false);
-    let status = run(
-        &opts,
-        &stop,
-        Box::new(|line| {
-            // No "failoverd: " prefix: init tags each line with the service's
-            // name. The console may be gone; nothing better to do than go on.
-            let _ = match line {
-                Line::Info(s) => writeln!(std::io::stdout(), "{s}"),
-                Line::Error(s) => writeln!(std::io::stderr(), "error: {s}"),
-            };
-        }),
-    );
-    code(status)
+    exit(run(&opts, &stop, Box::new(wanflash_runtime::log::print)))
 }
 
 #[cfg(test)]

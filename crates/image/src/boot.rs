@@ -114,19 +114,20 @@ pub fn make_fat(
         let data: &[u8] = data;
         let p = work.join(name);
         fsx::write(&p, data)?;
-        let f = std::fs::File::options()
-            .write(true)
-            .open(&p)
-            .map_err(|e| Error::Io {
+        let f = std::fs::File::options().write(true).open(&p).map_err(|e| {
+            Error::Io(wanflash_runtime::IoError {
                 action: "open",
                 path: p.clone(),
                 source: e,
-            })?;
+            })
+        })?;
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
-        f.set_modified(t).map_err(|e| Error::Io {
-            action: "set time of",
-            path: p.clone(),
-            source: e,
+        f.set_modified(t).map_err(|e| {
+            Error::Io(wanflash_runtime::IoError {
+                action: "set time of",
+                path: p.clone(),
+                source: e,
+            })
         })?;
         let r = tools::run(
             Command::new("mcopy")
@@ -147,7 +148,7 @@ pub fn make_fat(
     }
     let mut fat = fsx::read(out)?;
     fix_fat_times(&mut fat, mtime)?;
-    fsx::write(out, &fat)
+    Ok(fsx::write(out, &fat)?)
 }
 
 /// A/B update outputs of a build, from the description's `[vars]`:

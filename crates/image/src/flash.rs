@@ -55,13 +55,8 @@ pub enum FlashError {
         #[source]
         source: std::io::Error,
     },
-    #[error("failed to {action} `{}`: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] wanflash_runtime::IoError),
     #[error("read-back of `{}` does not match the image (sha256 {got}, expected {want}); differing regions: {}; {NOT_SAFE}", path.display(), regions_text(regions))]
     Mismatch {
         path: PathBuf,
@@ -137,11 +132,11 @@ pub struct Target {
 pub fn inspect(sys: &System, path: &Path) -> Result<Target, FlashError> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => FlashError::NotFound(path.to_path_buf()),
-        _ => FlashError::Io {
+        _ => FlashError::Io(wanflash_runtime::IoError {
             action: "inspect",
             path: path.to_path_buf(),
             source: e,
-        },
+        }),
     })?;
     if meta.is_file() {
         if meta.permissions().readonly() {
@@ -176,10 +171,12 @@ fn libc_minor(d: u64) -> u64 {
 /// The block device `major:minor` at `path`, from sysfs.
 pub fn inspect_block(sys: &System, path: &Path, dev: &str) -> Result<Target, FlashError> {
     let link = sys.path(&format!("sys/dev/block/{dev}"));
-    let real = std::fs::canonicalize(&link).map_err(|e| FlashError::Io {
-        action: "look up in sysfs",
-        path: link.clone(),
-        source: e,
+    let real = std::fs::canonicalize(&link).map_err(|e| {
+        FlashError::Io(wanflash_runtime::IoError {
+            action: "look up in sysfs",
+            path: link.clone(),
+            source: e,
+        })
     })?;
     let name = file_name(&real);
     if real.join("partition").exists() {
@@ -579,10 +576,12 @@ pub fn catch_interrupts() -> Result<(), FlashError> {
     for s in [Signal::SIGINT, Signal::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is
         // async-signal-safe; no other handler is replaced that matters.
-        unsafe { sigaction(s, &act) }.map_err(|e| FlashError::Io {
-            action: "install a signal handler for",
-            path: PathBuf::from(s.as_str()),
-            source: e.into(),
+        unsafe { sigaction(s, &act) }.map_err(|e| {
+            FlashError::Io(wanflash_runtime::IoError {
+                action: "install a signal handler for",
+                path: PathBuf::from(s.as_str()),
+                source: e.into(),
+            })
         })?;
     }
     Ok(())

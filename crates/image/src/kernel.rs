@@ -201,10 +201,12 @@ pub fn source_hash(source: &Path, cache: &Path) -> Result<String, Error> {
     }
     let mut h = Sha256::new();
     let mut f = fsx::open(source)?;
-    std::io::copy(&mut f, &mut h).map_err(|e| Error::Io {
-        action: "read",
-        path: source.to_path_buf(),
-        source: e,
+    std::io::copy(&mut f, &mut h).map_err(|e| {
+        Error::Io(wanflash_runtime::IoError {
+            action: "read",
+            path: source.to_path_buf(),
+            source: e,
+        })
     })?;
     let digest = hex(&h.finalize());
     map.insert(memo_key, digest.clone());
@@ -297,10 +299,12 @@ fn unpack(
     }
     // The tarball holds one top folder (linux-source-6.1/).
     let mut tops: Vec<PathBuf> = std::fs::read_dir(&dest)
-        .map_err(|e| Error::Io {
-            action: "read directory",
-            path: dest.clone(),
-            source: e,
+        .map_err(|e| {
+            Error::Io(wanflash_runtime::IoError {
+                action: "read directory",
+                path: dest.clone(),
+                source: e,
+            })
         })?
         .filter_map(Result::ok)
         .map(|e| e.path())

@@ -115,10 +115,12 @@ pub fn find_leaks(dir: &Path, paths: &[&Path]) -> Result<Vec<Leak>, Error> {
     let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
         .into_iter()
         .map(|e| {
-            e.map_err(|e| Error::Io {
-                action: "list the outputs in",
-                path: dir.to_path_buf(),
-                source: e.into(),
+            e.map_err(|e| {
+                Error::Io(wanflash_runtime::IoError {
+                    action: "list the outputs in",
+                    path: dir.to_path_buf(),
+                    source: e.into(),
+                })
             })
         })
         .filter(|e| e.as_ref().map_or(true, |e| e.file_type().is_file()))
@@ -127,16 +129,20 @@ pub fn find_leaks(dir: &Path, paths: &[&Path]) -> Result<Vec<Leak>, Error> {
     files.sort();
     for file in files {
         let rel = file.strip_prefix(dir).unwrap_or(&file).to_path_buf();
-        let data = std::fs::read(&file).map_err(|source| Error::Io {
-            action: "read the output",
-            path: file.clone(),
-            source,
+        let data = std::fs::read(&file).map_err(|source| {
+            Error::Io(wanflash_runtime::IoError {
+                action: "read the output",
+                path: file.clone(),
+                source,
+            })
         })?;
         let name = rel.to_string_lossy();
-        let unzip_err = |source| Error::Io {
-            action: "decompress the output",
-            path: file.clone(),
-            source,
+        let unzip_err = |source| {
+            Error::Io(wanflash_runtime::IoError {
+                action: "decompress the output",
+                path: file.clone(),
+                source,
+            })
         };
         let mut found = |place: String, data: &[u8], text: bool| {
             for p in &paths {

@@ -9,7 +9,7 @@
 pub mod bmap;
 pub mod boot;
 pub mod flash;
-pub mod fsx;
+pub use wanflash_runtime::fsx;
 pub mod hosttools;
 pub mod identity;
 pub mod kernel;
@@ -45,13 +45,8 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("failed to {action} `{}`: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] wanflash_runtime::IoError),
     #[error(transparent)]
     Description(#[from] description::DescriptionError),
     #[error("{0}")]
@@ -443,7 +438,7 @@ fn mksquashfs(stage: &Path, out: &Path, desc: &Description, epoch: u64) -> Resul
         cmd.args(["-Xbcj", "x86"]);
     }
     tools::run(&mut cmd)?;
-    fsx::read(out)
+    Ok(fsx::read(out)?)
 }
 
 fn gzip(data: &[u8]) -> Result<Vec<u8>, std::io::Error> {
@@ -456,10 +451,12 @@ fn gzip(data: &[u8]) -> Result<Vec<u8>, std::io::Error> {
 }
 
 fn compress_err(path: PathBuf) -> impl FnOnce(std::io::Error) -> Error {
-    move |source| Error::Io {
-        action: "compress",
-        path,
-        source,
+    move |source| {
+        Error::Io(wanflash_runtime::IoError {
+            action: "compress",
+            path,
+            source,
+        })
     }
 }
 
@@ -950,15 +947,19 @@ fn write_outputs(dir: &Path, outputs: &[(String, &[u8])], sums: &str) -> Result<
             let tmp = fsx::tmp_name(&path);
             let mut f = fsx::create(&tmp)?;
             staged.push(tmp.clone());
-            f.write_all(data).map_err(|e| Error::Io {
-                action: "write",
-                path: tmp.clone(),
-                source: e,
+            f.write_all(data).map_err(|e| {
+                Error::Io(wanflash_runtime::IoError {
+                    action: "write",
+                    path: tmp.clone(),
+                    source: e,
+                })
             })?;
-            f.sync_all().map_err(|e| Error::Io {
-                action: "sync",
-                path: tmp.clone(),
-                source: e,
+            f.sync_all().map_err(|e| {
+                Error::Io(wanflash_runtime::IoError {
+                    action: "sync",
+                    path: tmp.clone(),
+                    source: e,
+                })
             })?;
         }
         Ok(())

@@ -55,16 +55,20 @@ pub fn run_logged(
         .create(true)
         .append(true)
         .open(log)
-        .map_err(|e| Error::Io {
+        .map_err(|e| {
+            Error::Io(wanflash_runtime::IoError {
+                action: "open log",
+                path: log.to_path_buf(),
+                source: e,
+            })
+        })?;
+    let _ = writeln!(logf, "$ {}", describe(cmd));
+    let errf = logf.try_clone().map_err(|e| {
+        Error::Io(wanflash_runtime::IoError {
             action: "open log",
             path: log.to_path_buf(),
             source: e,
-        })?;
-    let _ = writeln!(logf, "$ {}", describe(cmd));
-    let errf = logf.try_clone().map_err(|e| Error::Io {
-        action: "open log",
-        path: log.to_path_buf(),
-        source: e,
+        })
     })?;
     let mut child = cmd
         .stdin(Stdio::null())

@@ -258,7 +258,7 @@ impl Tree {
                 fsx::set_mode(&dir.join(path), e.mode)?;
             }
         }
-        fsx::set_mode(dir, 0o755)
+        Ok(fsx::set_mode(dir, 0o755)?)
     }
 
     /// A gzipped tar of the tree, owned by root, times fixed: to inspect or

@@ -198,7 +198,7 @@ impl Host for KernelHost {
     }
 
     fn write_sysctl(&mut self, key: &str, value: &str) -> Result<(), NetcfgError> {
-        fsx::write(&self.sysctl_path(key), value.as_bytes())
+        Ok(fsx::write(&self.sysctl_path(key), value.as_bytes())?)
     }
 
     fn device_path(&mut self, ifname: &str) -> Option<String> {

@@ -14,7 +14,6 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod apply;
-mod fsx;
 pub mod host;
 pub mod model;
 pub mod msg;
@@ -24,18 +23,16 @@ pub mod plan;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+pub use wanflash_runtime::exit::{EXIT_BAD_CONFIG, EXIT_OK, EXIT_PARTIAL};
+use wanflash_runtime::fsx;
+/// A line for the console; the binary writes it with
+/// [`wanflash_runtime::log::print`].
+pub use wanflash_runtime::log::Line;
 use wanflash_schema::network::Network;
 pub use wanflash_schema::network::NETWORK_CONFIG_PATH;
 
 use crate::apply::Event;
 use crate::host::{Host, KernelHost};
-
-/// Everything was applied (or nothing needed to be).
-pub const EXIT_OK: i32 = 0;
-/// Some changes failed or parts of the description could not be applied.
-pub const EXIT_PARTIAL: i32 = 1;
-/// The configuration file is missing, unreadable or invalid.
-pub const EXIT_BAD_CONFIG: i32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetcfgError {
@@ -43,13 +40,8 @@ pub enum NetcfgError {
     /// explanation when it gave one (extended ack).
     #[error("{}{}", std::io::Error::from_raw_os_error(*.errno), .detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
     Kernel { errno: i32, detail: Option<String> },
-    #[error("failed to {action} `{path}`: {source}")]
-    Io {
-        action: &'static str,
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] wanflash_runtime::IoError),
     #[error("rtnetlink socket: {0}")]
     Socket(#[source] std::io::Error),
     #[error("cannot decode the kernel's reply: {0}")]
@@ -79,18 +71,11 @@ impl Default for Options {
     }
 }
 
-/// A line for the console; the binary prefixes `netcfg: ` (and `error: `).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Line {
-    Info(String),
-    Error(String),
-}
-
 /// Reads and validates the configuration file; every problem is one line.
 pub fn load(path: &Path) -> Result<Network, Vec<String>> {
-    let text = fsx::read_to_string(path).map_err(|e| vec![e.to_string()])?;
-    let shown = path.display().to_string();
-    let net = Network::from_json(&shown, &text).map_err(|e| vec![e.to_string()])?;
+    let net: Network = wanflash_runtime::config::load(path)
+        .map_err(|e| vec![e.describe("network configuration")])?;
+    let shown = path.display();
     net.validate(None).map_err(|errs| {
         errs.iter()
             .map(|e| format!("invalid network configuration `{shown}`: {e}"))

@@ -2,10 +2,10 @@
 //! description (default `/etc/wanflash/network.json`).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
 use std::process::ExitCode;
 
-use wanflash_netcfg::{run, Line, Options, EXIT_BAD_CONFIG};
+use wanflash_netcfg::{run, Options};
+use wanflash_runtime::exit::{exit, EXIT_USAGE};
 
 const USAGE: &str = "usage: netcfg [--config PATH] [--dry-run] [--check]
   --config PATH  network description (default /etc/wanflash/network.json)
@@ -13,7 +13,7 @@ const USAGE: &str = "usage: netcfg [--config PATH] [--dry-run] [--check]
   --check        only check the description";
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
-    let Some(cl) = wanflash_schema::cli::parse(args, &["--dry-run", "--check"])? else {
+    let Some(cl) = wanflash_runtime::cli::parse(args, &["--dry-run", "--check"])? else {
         return Ok(None);
     };
     let mut opts = Options::default();
@@ -25,10 +25,6 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> 
     Ok(Some(opts))
 }
 
-fn code(c: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(c).unwrap_or(1))
-}
-
 fn main() -> ExitCode {
     let opts = match parse(std::env::args().skip(1)) {
         Ok(Some(o)) => o,
@@ -38,18 +34,10 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("netcfg: error: {e}\n{USAGE}");
-            return code(EXIT_BAD_CONFIG);
+            return exit(EXIT_USAGE);
         }
     };
-    let status = run(&opts, &mut |line| {
-        // No "netcfg: " prefix: init tags each line with the service's
-        // name. The console may be gone; nothing better to do than go on.
-        let _ = match line {
-            Line::Info(s) => writeln!(std::io::stdout(), "{s}"),
-            Line::Error(s) => writeln!(std::io::stderr(), "error: {s}"),
-        };
-    });
-    code(status)
+    exit(run(&opts, &mut wanflash_runtime::log::print))
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Types shared by the image builder and the programs on the appliance.
 //! No I/O here: callers read files and pass their text in.
 
-pub mod cli;
 pub mod control;
 pub mod system;
 

@@ -26,13 +26,8 @@ pub const FAILURE_MARKERS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("failed to {action} `{}`: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] wanflash_runtime::IoError),
     #[error("`{marker}` did not appear on the console within {secs} s{}\n--- console ({path}) ---\n{console}\n--- end of console ---", exit.map(|s| format!(" (QEMU exited: {s})")).unwrap_or_default())]
     Timeout {
         marker: String,
@@ -55,10 +50,12 @@ pub enum Error {
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.to_path_buf();
-    move |source| Error::Io {
-        action,
-        path,
-        source,
+    move |source| {
+        Error::Io(wanflash_runtime::IoError {
+            action,
+            path,
+            source,
+        })
     }
 }
 

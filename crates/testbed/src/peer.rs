@@ -210,10 +210,12 @@ impl BenchPair {
         deadline: Duration,
         model: &str,
     ) -> Result<BenchPair, Error> {
-        std::fs::create_dir_all(work).map_err(|source| Error::Io {
-            action: "create",
-            path: work.to_path_buf(),
-            source,
+        std::fs::create_dir_all(work).map_err(|source| {
+            Error::Io(wanflash_runtime::IoError {
+                action: "create",
+                path: work.to_path_buf(),
+                source,
+            })
         })?;
         let o = work.join("office.img");
         let b = work.join("backup.img");
@@ -325,16 +327,20 @@ impl Forwarding {
         let router_t3 = work.join("office-t3.sock");
         let bind = |p: &Path| {
             let _ = std::fs::remove_file(p);
-            let s = UnixDatagram::bind(p).map_err(|source| Error::Io {
-                action: "bind",
-                path: p.to_path_buf(),
-                source,
-            })?;
-            s.set_read_timeout(Some(Duration::from_millis(2)))
-                .map_err(|source| Error::Io {
-                    action: "configure",
+            let s = UnixDatagram::bind(p).map_err(|source| {
+                Error::Io(wanflash_runtime::IoError {
+                    action: "bind",
                     path: p.to_path_buf(),
                     source,
+                })
+            })?;
+            s.set_read_timeout(Some(Duration::from_millis(2)))
+                .map_err(|source| {
+                    Error::Io(wanflash_runtime::IoError {
+                        action: "configure",
+                        path: p.to_path_buf(),
+                        source,
+                    })
                 })?;
             Ok::<_, Error>(s)
         };

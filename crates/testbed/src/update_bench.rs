@@ -27,16 +27,20 @@ pub fn update_downtime(image: &Path, bundle: &Path, work: &Path) -> Result<Updat
     let card = work.join("bench-update.card.img");
     card_copy(image, &card, 64 * 1024 * 1024)?;
     let disk = work.join("bench-update.bundle");
-    let mut data = std::fs::read(bundle).map_err(|source| Error::Io {
-        action: "read",
-        path: bundle.to_path_buf(),
-        source,
+    let mut data = std::fs::read(bundle).map_err(|source| {
+        Error::Io(wanflash_runtime::IoError {
+            action: "read",
+            path: bundle.to_path_buf(),
+            source,
+        })
     })?;
     data.resize(data.len().div_ceil(512) * 512 + 512, 0);
-    std::fs::write(&disk, &data).map_err(|source| Error::Io {
-        action: "write",
-        path: disk.clone(),
-        source,
+    std::fs::write(&disk, &data).map_err(|source| {
+        Error::Io(wanflash_runtime::IoError {
+            action: "write",
+            path: disk.clone(),
+            source,
+        })
     })?;
     let mut c = VmConfig::new(&card, work, "bench-update");
     c.agent = true;

@@ -29,6 +29,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::libc;
 use nix::unistd::ForkResult;
+use wanflash_runtime::exit::{exit, EXIT_FAILED, EXIT_USAGE};
 
 const USAGE: &str =
     "usage: wanflash-testsvc crash | orphans N | rofs | zombies [MS] | sleep | stubborn | kill-init TERM|USR1|USR2|INT MS | agent DEVICE | netem IFACE [loss PCT] [delay MS] [jitter MS] | netem IFACE off";
@@ -78,7 +79,7 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("testsvc: netem: {e}");
-                ExitCode::from(1)
+                exit(EXIT_FAILED)
             }
         },
         _ => usage("unknown command"),
@@ -99,7 +100,7 @@ fn agent(dev: &str) -> ExitCode {
         Ok(p) => p,
         Err(e) => {
             println!("testsvc: agent: cannot open `{dev}`: {e}");
-            return ExitCode::from(1);
+            return exit(EXIT_FAILED);
         }
     };
     // Raw mode: no echo, no line editing, no CR/LF translation.
@@ -117,7 +118,7 @@ fn agent(dev: &str) -> ExitCode {
         Err(e) => println!("testsvc: agent: cannot read the settings of `{dev}`: {e}"),
     }
     let Ok(mut out) = port.try_clone() else {
-        return ExitCode::from(1);
+        return exit(EXIT_FAILED);
     };
     println!("testsvc: agent listening on {dev}");
     let _ = writeln!(out, "{AGENT_END} ready@@");
@@ -172,14 +173,14 @@ fn kill_init(sig: &str, ms: &str) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             println!("testsvc: kill(1, SIG{sig}) failed: {e}");
-            ExitCode::from(1)
+            exit(EXIT_FAILED)
         }
     }
 }
 
 fn usage(why: &str) -> ExitCode {
     eprintln!("testsvc: {why}\n{USAGE}");
-    ExitCode::from(2)
+    exit(EXIT_USAGE)
 }
 
 fn sleep_forever() -> ! {
@@ -216,7 +217,7 @@ fn orphans(n: u32) -> ExitCode {
             Ok(ForkResult::Parent { child }) => children.push(child),
             Err(e) => {
                 eprintln!("testsvc: orphans: fork failed: {e}");
-                return ExitCode::FAILURE;
+                return exit(EXIT_FAILED);
             }
         }
     }
@@ -264,7 +265,7 @@ fn zombies(delay_ms: u64) -> ExitCode {
         }
         Err(e) => {
             println!("testsvc: zombies: cannot read /proc: {}", errno_name(&e));
-            ExitCode::FAILURE
+            exit(EXIT_FAILED)
         }
     }
 }

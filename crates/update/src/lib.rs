@@ -32,13 +32,11 @@ pub const BOOT_PARTITION: u8 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("failed to {action} `{}`: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] wanflash_runtime::IoError),
+    /// `update.json` is unreadable or not JSON of a [`Config`].
+    #[error(transparent)]
+    Load(#[from] wanflash_runtime::config::LoadError),
     #[error("{0}")]
     Layout(String),
     #[error("{0}")]
@@ -62,11 +60,7 @@ pub enum Error {
 
 impl Error {
     pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> Error {
-        Error::Io {
-            action,
-            path: path.to_path_buf(),
-            source,
-        }
+        Error::Io(wanflash_runtime::IoError::new(action, path, source))
     }
 }
 
@@ -140,11 +134,7 @@ impl Default for Health {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
-        serde_json::from_str(&text).map_err(|e| Error::Config {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })
+        Ok(wanflash_runtime::config::load(path)?)
     }
 
     pub fn keys(&self) -> Result<Vec<[u8; 32]>, Error> {

@@ -3,6 +3,9 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::process::ExitCode;
+
+use wanflash_runtime::exit::{exit, EXIT_FAILED, EXIT_OK};
 
 const USAGE: &str = "usage: wanflash-update update FILE|-   verify a bundle, write the inactive slot, try it once (reboots)
        wanflash-update update [--no-reboot] [--allow-downgrade] FILE|-
@@ -16,13 +19,14 @@ const USAGE: &str = "usage: wanflash-update update FILE|-   verify a bundle, wri
        wanflash-update snapshot save         (failoverd) store the line-quality snapshot on stdin
        wanflash-update snapshot show         the stored snapshot's bytes on stdout (nothing if none)";
 
-fn main() {
+/// Every failure, a wrong command line included, exits 1.
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
-        Ok(()) => {}
+        Ok(()) => exit(EXIT_OK),
         Err(e) => {
             eprintln!("wanflash-update: {e}");
-            std::process::exit(1);
+            exit(EXIT_FAILED)
         }
     }
 }

@@ -497,3 +497,26 @@ fn a_damaged_store_is_reported_and_a_pending_trial_is_neither_committed_nor_writ
     let s = status(&c.card, Slot::A).unwrap();
     assert!(s.contains("store reset by the operator"), "{s}");
 }
+
+#[test]
+fn config_errors_name_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("update.json");
+    let shown = path.display();
+    let e = Config::load(&path).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("failed to read `{shown}`: No such file or directory (os error 2)")
+    );
+    std::fs::write(&path, r#"{"reset_log": true, "health": {"deadline": 5}}"#).unwrap();
+    let e = Config::load(&path).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "`{shown}`: unknown field `deadline`, expected one of"
+        )),
+        "{e}"
+    );
+    assert!(e.ends_with("at line 1 column 41"), "{e}");
+    std::fs::write(&path, r#"{"reset_log": true}"#).unwrap();
+    assert!(Config::load(&path).unwrap().reset_log);
+}

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
+use wanflash_runtime::exit::{exit, EXIT_FAILED, EXIT_USAGE};
 use wanflash_wanctl::{parse_args, run, USAGE};
 
 /// The updater: its own program, so that updates work whether failoverd
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
     if let Some(a) = updater_args {
         let e = Command::new(UPDATER).args(a).exec();
         eprintln!("wanctl: cannot run `{UPDATER}`: {e}");
-        return ExitCode::from(1);
+        return exit(EXIT_FAILED);
     }
     let inv = match parse_args(&args) {
         Ok(Some(i)) => i,
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("wanctl: error: {e}\n{USAGE}");
-            return ExitCode::from(2);
+            return exit(EXIT_USAGE);
         }
     };
     match run(&inv) {

@@ -1,7 +1,16 @@
-//! The command lines of the programs on the appliance: `--config PATH`
+//! The command lines of the daemons on the appliance: `--config PATH`
 //! (or `--config=PATH`), boolean flags, `-h`/`--help`. Hand-written rather
 //! than clap, whose weight does not belong in a static binary on a flash
 //! card; one parser so every daemon reads its arguments the same way.
+//!
+//! The command tools do not use it, and a way to take positional words
+//! would not change that: `wanflash-update` and `wanflash-testsvc` refuse
+//! `-h` as a usage error (exit 1 and 2) and take flags only in one place
+//! of one subcommand (`update [--no-reboot] FILE|-`, `boot --failed N`),
+//! which their slice patterns say exactly; `wanctl` takes options with
+//! values (`--socket PATH`, `--since 24h`) and `help` as a word, with its
+//! own messages. Each would accept other command lines or print other
+//! messages through this parser.
 
 use std::path::PathBuf;
 
