@@ -18,15 +18,14 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use wanflash_store::{
     Downgrade, FileDevice, Reset, ResetReason, Slot, SlotInfo, State, Store, Trial,
 };
 
 pub use disk::Disk;
 
-/// Written by the builder from the description's `[update]`.
-pub const CONFIG_PATH: &str = "/etc/wanflash/update.json";
+/// Written by the builder from the description (`wanflash_schema::update`).
+pub use wanflash_schema::update::UPDATE_CONFIG_PATH as CONFIG_PATH;
 pub const STORE_PARTITION: u8 = 4;
 pub const BOOT_PARTITION: u8 = 1;
 
@@ -64,80 +63,26 @@ impl Error {
     }
 }
 
-/// The box's update policy and trial health, from `/etc/wanflash/update.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// ed25519 public keys (hex) whose bundles are accepted.
-    #[serde(default)]
-    pub public_keys: Vec<String>,
-    #[serde(default)]
-    pub accept_unsigned: bool,
-    #[serde(default)]
-    pub health: Health,
-    /// Log why every run ended in the store's reset ring: one record write
-    /// per boot, one more per orderly reboot or power off (the clean mark).
-    #[serde(default)]
-    pub reset_log: bool,
-    /// Seconds between failoverd's line-quality snapshots in the store
-    /// (`store_snapshot_interval_s` in the description); 0: none, and
-    /// `wanflash-update snapshot save` refuses.
-    #[serde(default)]
-    pub store_snapshot_interval_s: u64,
-    /// This image's release (the description's `release`): a bundle must
-    /// carry a higher one, unless the operator allows a downgrade.
-    #[serde(default)]
-    pub release: Option<u64>,
-    /// This image's identity (the description's `compatible`, else its
-    /// name): a bundle must carry the same.
-    #[serde(default)]
-    pub compatible: Option<String>,
+/// The box's update policy and trial health: the base's type, which the
+/// builder writes and failoverd reads too.
+pub use wanflash_schema::update::{TrialHealth as Health, UpdateConfig as Config};
+
+/// Reading the policy and its keys (the type is the base's, so these are
+/// a trait: `use wanflash_update::Policy`).
+pub trait Policy: Sized {
+    /// The policy at `path`; the error names the file, or the key, line
+    /// and column.
+    fn load(path: &Path) -> Result<Self, Error>;
+    /// The public keys, decoded.
+    fn keys(&self) -> Result<Vec<[u8; 32]>, Error>;
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Health {
-    /// Seconds from init's start for the trial boot to prove health.
-    #[serde(default = "default_deadline")]
-    pub deadline_s: u64,
-    /// Every service started and none failed.
-    #[serde(default = "yes")]
-    pub services: bool,
-    /// At least one WAN path `up` in failoverd's status.
-    #[serde(default)]
-    pub wan_path: bool,
-    #[serde(default = "default_socket")]
-    pub failoverd_socket: String,
-}
-
-fn default_deadline() -> u64 {
-    120
-}
-fn yes() -> bool {
-    true
-}
-fn default_socket() -> String {
-    // `wanflash_schema::failover::DEFAULT_CONTROL_SOCKET`.
-    "/run/failoverd/control.sock".into()
-}
-
-impl Default for Health {
-    fn default() -> Self {
-        Health {
-            deadline_s: default_deadline(),
-            services: true,
-            wan_path: false,
-            failoverd_socket: default_socket(),
-        }
-    }
-}
-
-impl Config {
-    pub fn load(path: &Path) -> Result<Config, Error> {
+impl Policy for Config {
+    fn load(path: &Path) -> Result<Config, Error> {
         Ok(wanflash_runtime::config::load(path)?)
     }
 
-    pub fn keys(&self) -> Result<Vec<[u8; 32]>, Error> {
+    fn keys(&self) -> Result<Vec<[u8; 32]>, Error> {
         self.public_keys
             .iter()
             .map(|k| {

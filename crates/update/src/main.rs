@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use wanflash_update::Policy;
 
 use wanflash_runtime::exit::{exit, EXIT_FAILED, EXIT_OK};
 
