@@ -245,4 +245,32 @@ mod tests {
         assert_eq!((lat, jit), (50_000_000, 10_000_000));
         assert_eq!(m.len(), opts + 48);
     }
+
+    /// Today's encoder's bytes (before `wanflash-netlink`), printed from
+    /// it for `loss 12.5 delay 40 jitter 7` on ifindex 5 and for `off`.
+    #[test]
+    fn the_bytes_are_those_of_the_encoder_before_the_shared_crate() {
+        let hex = |b: &[u8]| {
+            b.iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let imp = parse(&["loss", "12.5", "delay", "40", "jitter", "7"]).unwrap();
+        assert_eq!(
+            hex(&message(5, Some(&imp))),
+            "64 00 00 00 24 00 05 05 01 00 00 00 00 00 00 00 \
+             00 00 00 00 05 00 00 00 00 00 01 00 ff ff ff ff 00 00 00 00 \
+             0a 00 01 00 6e 65 74 65 6d 00 00 00 \
+             34 00 02 00 00 00 00 00 e8 03 00 00 00 00 00 20 00 00 00 00 \
+             00 00 00 00 00 00 00 00 \
+             0c 00 0a 00 00 5a 62 02 00 00 00 00 \
+             0c 00 0b 00 c0 cf 6a 00 00 00 00 00"
+        );
+        assert_eq!(
+            hex(&message(5, None)),
+            "24 00 00 00 25 00 05 00 01 00 00 00 00 00 00 00 \
+             00 00 00 00 05 00 00 00 00 00 01 00 ff ff ff ff 00 00 00 00"
+        );
+    }
 }
