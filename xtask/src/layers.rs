@@ -67,9 +67,9 @@ pub const LAYERS: &[LayerDef] = &[
     },
     LayerDef {
         layer: Layer::SharedRuntime,
-        crates: &["wanflash-linequality"],
+        crates: &["wanflash-linequality", "wanflash-netlink"],
         may_use: &[Layer::Base],
-        what: "libraries the daemons run, also read by the builder side (xtask's line report)",
+        what: "libraries the daemons run (the recorder is also read by the builder side: xtask's line report)",
     },
     LayerDef {
         layer: Layer::OnBox,
