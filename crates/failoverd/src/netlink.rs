@@ -15,7 +15,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
 use wanflash_netlink::rtnl::{self, AF_INET, AF_INET6, RTM_NEWLINK, RTM_NEWROUTE};
-use wanflash_netlink::wire::Request;
+use wanflash_netlink::wire::{Message, Request};
 use wanflash_schema::network::{Cidr, Family};
 
 pub use wanflash_netlink::rtnl::{link_events, LinkState, RTMGRP_LINK};
@@ -89,15 +89,11 @@ impl Channel {
         })
     }
 
-    fn dump(&mut self, req: Request, kind: u16) -> Result<Vec<Vec<u8>>, Error> {
-        Ok(self
-            .inner
-            .request(req.to_bytes(0))
-            .map_err(error)?
-            .into_iter()
-            .filter(|m| m.kind() == kind)
-            .map(|m| m.bytes().to_vec())
-            .collect())
+    /// The messages of type `kind` in the answer to `req`.
+    fn dump(&mut self, req: Request, kind: u16) -> Result<Vec<Message>, Error> {
+        let mut reply = self.inner.request(req.to_bytes(0)).map_err(error)?;
+        reply.retain(|m| m.kind() == kind);
+        Ok(reply)
     }
 
     /// A change, acknowledged by the kernel.
@@ -113,7 +109,7 @@ impl Channel {
         Ok(self
             .dump(rtnl::dump_links(), RTM_NEWLINK)?
             .iter()
-            .filter_map(|m| LinkState::parse(m, false))
+            .filter_map(|m| LinkState::parse(m.bytes(), false))
             .collect())
     }
 
@@ -122,7 +118,7 @@ impl Channel {
         Ok(self
             .dump(rtnl::dump_routes(family_number(f)), RTM_NEWROUTE)?
             .iter()
-            .filter_map(|m| RouteEntry::parse(m))
+            .filter_map(|m| RouteEntry::parse(m.bytes()))
             .collect())
     }
 }
