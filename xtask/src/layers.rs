@@ -67,9 +67,9 @@ pub const LAYERS: &[LayerDef] = &[
     },
     LayerDef {
         layer: Layer::SharedRuntime,
-        crates: &["wanflash-linequality", "wanflash-runtime"],
+        crates: &["wanflash-linequality", "wanflash-netlink", "wanflash-runtime"],
         may_use: &[Layer::Base],
-        what: "libraries the daemons run, also read by the builder side (xtask's line report, the builder's `fsx`)",
+        what: "libraries the daemons run (the builder side also reads the recorder, for xtask's line report, and uses the runtime's `fsx`)",
     },
     LayerDef {
         layer: Layer::OnBox,

@@ -4,28 +4,18 @@
 //! The VM tests impair a circuit inside a guest with it: busybox's `tc`
 //! knows no netem, and the host kernel has no netem at all.
 //!
-//! The request is `RTM_NEWQDISC` (create or replace) with `TCA_KIND`
-//! "netem" and `TCA_OPTIONS` holding `struct tc_netem_qopt` followed by the
-//! 64-bit delay and jitter attributes (nanoseconds), which the kernel
-//! prefers to the tick-based fields of the structure.
+//! The request (`RTM_NEWQDISC` with netem's options, or `RTM_DELQDISC`)
+//! is built and sent by `wanflash-netlink` (`tc`, [`Channel`]); this
+//! module parses the command and turns percent and milliseconds into the
+//! kernel's units.
 
 use std::fs;
 use std::io;
 
 use nix::libc;
+use wanflash_netlink::tc::{self, Netem};
+use wanflash_netlink::{Channel, Error};
 
-const RTM_NEWQDISC: u16 = 36;
-const RTM_DELQDISC: u16 = 37;
-const NLMSG_ERROR: u16 = 2;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_REPLACE: u16 = 0x100;
-const NLM_F_CREATE: u16 = 0x400;
-const TCA_KIND: u16 = 1;
-const TCA_OPTIONS: u16 = 2;
-const TCA_NETEM_LATENCY64: u16 = 10;
-const TCA_NETEM_JITTER64: u16 = 11;
-const TC_H_ROOT: u32 = 0xFFFF_FFFF;
 /// Packets netem may hold (tc's default).
 const LIMIT: u32 = 1000;
 
@@ -74,89 +64,37 @@ pub fn parse(words: &[&str]) -> Result<Impairment, String> {
     Ok(imp)
 }
 
-fn push_attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
-    let len = 4 + payload.len();
-    buf.extend_from_slice(&(len as u16).to_ne_bytes());
-    buf.extend_from_slice(&kind.to_ne_bytes());
-    buf.extend_from_slice(payload);
-    while !buf.len().is_multiple_of(4) {
-        buf.push(0);
+/// The kernel's units of an impairment.
+fn netem(imp: &Impairment) -> Netem {
+    let ns = |ms: u64| (ms as i64).saturating_mul(1_000_000);
+    Netem {
+        limit: LIMIT,
+        loss: (imp.loss_percent / 100.0 * f64::from(u32::MAX)).round() as u32,
+        latency_ns: ns(imp.delay_ms),
+        jitter_ns: ns(imp.jitter_ms),
     }
 }
 
-/// The netlink message, header included.
+/// The netlink message, header included (sequence number 1: the first
+/// request of a new channel).
 pub fn message(ifindex: i32, imp: Option<&Impairment>) -> Vec<u8> {
-    let mut body = Vec::new();
-    // struct tcmsg: family, 3 bytes of padding, ifindex, handle, parent, info.
-    body.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
-    body.extend_from_slice(&ifindex.to_ne_bytes());
-    body.extend_from_slice(&0x0001_0000u32.to_ne_bytes());
-    body.extend_from_slice(&TC_H_ROOT.to_ne_bytes());
-    body.extend_from_slice(&0u32.to_ne_bytes());
-    let (kind, flags) = match imp {
-        Some(imp) => {
-            push_attr(&mut body, TCA_KIND, b"netem\0");
-            let loss = (imp.loss_percent / 100.0 * f64::from(u32::MAX)).round() as u32;
-            let mut opts = Vec::new();
-            // struct tc_netem_qopt: latency, limit, loss, gap, duplicate, jitter.
-            for v in [0u32, LIMIT, loss, 0, 0, 0] {
-                opts.extend_from_slice(&v.to_ne_bytes());
-            }
-            let ns = |ms: u64| (ms as i64).saturating_mul(1_000_000).to_ne_bytes();
-            push_attr(&mut opts, TCA_NETEM_LATENCY64, &ns(imp.delay_ms));
-            push_attr(&mut opts, TCA_NETEM_JITTER64, &ns(imp.jitter_ms));
-            push_attr(&mut body, TCA_OPTIONS, &opts);
-            (
-                RTM_NEWQDISC,
-                NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-            )
-        }
-        None => (RTM_DELQDISC, NLM_F_REQUEST | NLM_F_ACK),
-    };
-    let mut msg = Vec::with_capacity(16 + body.len());
-    msg.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
-    msg.extend_from_slice(&kind.to_ne_bytes());
-    msg.extend_from_slice(&flags.to_ne_bytes());
-    msg.extend_from_slice(&1u32.to_ne_bytes());
-    msg.extend_from_slice(&0u32.to_ne_bytes());
-    msg.extend_from_slice(&body);
-    msg
+    tc::netem_qdisc(ifindex, imp.map(netem).as_ref()).to_bytes(1)
 }
 
-/// Sends `msg` and returns the kernel's errno (0 for success).
-fn talk(msg: &[u8]) -> io::Result<i32> {
-    // SAFETY: plain socket(2) call; the descriptor is closed below.
-    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_ROUTE) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+/// Sends `msg` and returns the kernel's errno (0 for success), with its
+/// extended-ack text when it gave one.
+fn talk(msg: Vec<u8>) -> Result<(i32, Option<String>), String> {
+    let mut channel = Channel::route().map_err(|e| format!("netlink: {e}"))?;
+    match channel.request(msg) {
+        Ok(_) => Ok((0, None)),
+        Err(Error::Kernel { errno, detail }) => Ok((errno, detail)),
+        Err(e) => Err(format!("netlink: {e}")),
     }
-    let result = (|| {
-        // SAFETY: `msg` is a valid buffer of `msg.len()` bytes; the
-        // destination address is null (the socket is unconnected and the
-        // kernel is the default peer of a netlink socket).
-        let n = unsafe { libc::send(fd, msg.as_ptr().cast(), msg.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut buf = [0u8; 4096];
-        // SAFETY: `buf` is writable for its whole length.
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let reply = &buf[..n as usize];
-        let kind = reply.get(4..6).map(|b| u16::from_ne_bytes([b[0], b[1]]));
-        let err = reply
-            .get(16..20)
-            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-        match (kind, err) {
-            (Some(NLMSG_ERROR), Some(e)) => Ok(-e),
-            _ => Err(io::Error::other("unexpected netlink answer")),
-        }
-    })();
-    // SAFETY: `fd` was opened above and is closed once.
-    unsafe { libc::close(fd) };
-    result
+}
+
+fn refusal(errno: i32, detail: Option<String>) -> String {
+    let detail = detail.map(|d| format!(": {d}")).unwrap_or_default();
+    format!("{}{detail}", io::Error::from_raw_os_error(errno))
 }
 
 /// Runs the command and prints one line.
@@ -171,22 +109,22 @@ pub fn run(args: &[&str]) -> Result<String, String> {
         .parse()
         .map_err(|_| format!("`{index_path}` holds no index"))?;
     if rest == ["off"] {
-        let errno = talk(&message(ifindex, None)).map_err(|e| format!("netlink: {e}"))?;
+        let (errno, detail) = talk(message(ifindex, None))?;
         // No netem to remove: the default qdisc cannot be deleted.
         if errno != 0 && errno != libc::ENOENT && errno != libc::EINVAL {
             return Err(format!(
                 "removing netem from {iface}: {}",
-                io::Error::from_raw_os_error(errno)
+                refusal(errno, detail)
             ));
         }
         return Ok(format!("testsvc: netem {iface} off"));
     }
     let imp = parse(rest)?;
-    let errno = talk(&message(ifindex, Some(&imp))).map_err(|e| format!("netlink: {e}"))?;
+    let (errno, detail) = talk(message(ifindex, Some(&imp)))?;
     if errno != 0 {
         return Err(format!(
             "setting netem on {iface}: {}",
-            io::Error::from_raw_os_error(errno)
+            refusal(errno, detail)
         ));
     }
     Ok(format!(
@@ -231,18 +169,50 @@ mod tests {
         let m = message(7, Some(&imp));
         let len = u32::from_ne_bytes(m[0..4].try_into().unwrap()) as usize;
         assert_eq!(len, m.len());
-        assert_eq!(u16::from_ne_bytes([m[4], m[5]]), RTM_NEWQDISC);
+        assert_eq!(u16::from_ne_bytes([m[4], m[5]]), 36, "RTM_NEWQDISC");
         assert_eq!(i32::from_ne_bytes(m[20..24].try_into().unwrap()), 7);
         // TCA_KIND right after the 20-byte tcmsg.
         assert_eq!(&m[36..46], b"\x0a\x00\x01\x00netem\0");
         // TCA_OPTIONS: header, then the qopt: loss is the third word.
         let opts = 52;
-        assert_eq!(u16::from_ne_bytes([m[opts - 2], m[opts - 1]]), TCA_OPTIONS);
+        assert_eq!(
+            u16::from_ne_bytes([m[opts - 2], m[opts - 1]]),
+            2,
+            "TCA_OPTIONS"
+        );
         let loss = u32::from_ne_bytes(m[opts + 8..opts + 12].try_into().unwrap());
         assert_eq!(loss, u32::MAX);
         let lat = i64::from_ne_bytes(m[opts + 28..opts + 36].try_into().unwrap());
         let jit = i64::from_ne_bytes(m[opts + 40..opts + 48].try_into().unwrap());
         assert_eq!((lat, jit), (50_000_000, 10_000_000));
         assert_eq!(m.len(), opts + 48);
+    }
+
+    /// Today's encoder's bytes (before `wanflash-netlink`), printed from
+    /// it for `loss 12.5 delay 40 jitter 7` on ifindex 5 and for `off`.
+    #[test]
+    fn the_bytes_are_those_of_the_encoder_before_the_shared_crate() {
+        let hex = |b: &[u8]| {
+            b.iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let imp = parse(&["loss", "12.5", "delay", "40", "jitter", "7"]).unwrap();
+        assert_eq!(
+            hex(&message(5, Some(&imp))),
+            "64 00 00 00 24 00 05 05 01 00 00 00 00 00 00 00 \
+             00 00 00 00 05 00 00 00 00 00 01 00 ff ff ff ff 00 00 00 00 \
+             0a 00 01 00 6e 65 74 65 6d 00 00 00 \
+             34 00 02 00 00 00 00 00 e8 03 00 00 00 00 00 20 00 00 00 00 \
+             00 00 00 00 00 00 00 00 \
+             0c 00 0a 00 00 5a 62 02 00 00 00 00 \
+             0c 00 0b 00 c0 cf 6a 00 00 00 00 00"
+        );
+        assert_eq!(
+            hex(&message(5, None)),
+            "24 00 00 00 25 00 05 00 01 00 00 00 00 00 00 00 \
+             00 00 00 00 05 00 00 00 00 00 01 00 ff ff ff ff 00 00 00 00"
+        );
     }
 }
