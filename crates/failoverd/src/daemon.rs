@@ -864,8 +864,8 @@ impl Daemon {
     /// closed to make room, so an idle client never denies a new one.
     fn accept(&mut self) {
         let now = self.now_ms();
-        let Some(l) = &self.control else { return };
         for _ in 0..CLIENT_ACCEPT_BATCH {
+            let Some(l) = &self.control else { return };
             let stream = match l.accept() {
                 Ok((s, _)) => s,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -876,6 +876,15 @@ impl Daemon {
             }
             let open = self.clients.iter().filter(|c| !c.gone).count();
             if open >= MAX_CLIENTS {
+                // A client whose request has arrived is not idle: read and
+                // answer what every open client sent before choosing the
+                // one idle longest, so that a burst of new connections
+                // cannot push a health check out before it is read (a
+                // flood that reconnects as fast as it is closed did, on a
+                // loaded host).
+                for j in 0..self.clients.len() {
+                    self.serve_client(j);
+                }
                 // Marked, not removed: the ready list holds indices.
                 if let Some(c) = self
                     .clients

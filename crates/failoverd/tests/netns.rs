@@ -497,11 +497,24 @@ fn logger(log: &Log) -> Box<dyn FnMut(Line) + Send> {
 }
 
 fn logged(log: &Log, needle: &str) -> Option<String> {
+    logged_since(log, 0, needle)
+}
+
+/// The first line containing `needle` among those logged after the first
+/// `mark` (what `log_mark` returned before the fault): on a loaded host
+/// start-up may already have logged the same words, before the far end
+/// answered.
+fn logged_since(log: &Log, mark: usize, needle: &str) -> Option<String> {
     log.lock()
         .unwrap()
         .iter()
+        .skip(mark)
         .find(|l| l.contains(needle))
         .cloned()
+}
+
+fn log_mark(log: &Log) -> usize {
+    log.lock().unwrap().len()
 }
 
 /// Router B: a whole failoverd, serving B's commands; `kill` stops the
@@ -621,15 +634,16 @@ fn daemons_fail_over_on_carrier_loss_and_come_back_after_hold_down() {
 
         // Carrier loss: the far end's side of the T1 goes down, so va
         // loses carrier.
+        let mark = log_mark(&a_log);
         on_b(&b, "ip link set vb down").unwrap();
         let took =
             wait_for(Duration::from_secs(2), || oif(&mut ch) == Some(va2)).expect("no move to va2");
         eprintln!("carrier loss to new route, as seen by the test: {took:?}");
         wait_for(Duration::from_secs(1), || {
-            logged(&a_log, "path t1 down").is_some()
+            logged_since(&a_log, mark, "path t1 down").is_some()
         })
         .unwrap();
-        let line = logged(&a_log, "path t1 down").unwrap();
+        let line = logged_since(&a_log, mark, "path t1 down").unwrap();
         // The detection time is the daemon's own wake-up after the link
         // event: 0 ms on a quiet host, a few ms on a loaded one (a timed
         // figure belongs to `cargo xtask bench reaction`, not here). What
@@ -754,12 +768,13 @@ fn silent_far_end_failure_is_detected_from_probes() {
         .expect("t3 never up");
         // The far end's failoverd dies; its circuits keep carrier and its
         // kernel still answers ICMP, so only t1 (the UDP echo) fails.
+        let mark = log_mark(&a_log);
         on_b(&b, "kill").unwrap();
         wait_for(Duration::from_secs(3), || {
-            logged(&a_log, "path t1 down").is_some()
+            logged_since(&a_log, mark, "path t1 down").is_some()
         })
         .expect("t1 never declared down");
-        let line = logged(&a_log, "path t1 down").unwrap();
+        let line = logged_since(&a_log, mark, "path t1 down").unwrap();
         let prefix = "path t1 down (3 probes missed, detected in ";
         assert!(line.starts_with(prefix), "{line}");
         let ms: u64 = line[prefix.len()..]
@@ -768,9 +783,13 @@ fn silent_far_end_failure_is_detected_from_probes() {
             .unwrap()
             .parse()
             .unwrap();
-        // 20 ms x 3, give or take a millisecond of rounding (a probe sent
-        // late on its 20 ms grid) and the scheduler of a busy build host.
-        assert!((55..=200).contains(&ms), "{line}");
+        // 20 ms x 3: never before the third missed probe's deadline (less
+        // a millisecond of rounding). The upper bound only catches a
+        // wrong interval by an order of magnitude: the daemon's wake-ups
+        // on a loaded 2-core host can be late by hundreds of ms, the exact
+        // time is the unit tests' (simulated clock) and the measured one
+        // is `cargo xtask bench reaction`'s.
+        assert!((55..=1500).contains(&ms), "{line}");
         assert!(line.contains("routes 203.0.113.128/25 -> t3"), "{line}");
         wait_for(Duration::from_secs(1), || oif(&mut ch) == Some(va2))
             .expect("route not moved to va2");
@@ -780,6 +799,7 @@ fn silent_far_end_failure_is_detected_from_probes() {
             .lock()
             .unwrap()
             .iter()
+            .skip(mark)
             .filter(|l| l.contains("path t1 down"))
             .count();
         assert_eq!(downs, 1);
