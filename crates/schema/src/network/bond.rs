@@ -2,10 +2,12 @@
 //! and numbers, and a bond as the description declares it.
 
 use std::fmt;
+use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use super::default_true;
+use super::addr::de_arp_targets;
+use super::{default_true, Cidr};
 
 /// The Linux bonding modes, named as the kernel names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,8 +281,8 @@ pub struct Bond {
     /// `miimon`; not available in 802.3ad, balance-tlb and balance-alb.
     #[serde(default)]
     pub arp_interval: Option<u32>,
-    #[serde(default)]
-    pub arp_ip_targets: Vec<String>,
+    #[serde(default, deserialize_with = "de_arp_targets")]
+    pub arp_ip_targets: Vec<Ipv4Addr>,
     #[serde(default)]
     pub arp_validate: Option<ArpValidate>,
     /// The member preferred while it is up (active-backup, balance-tlb,
@@ -300,7 +302,7 @@ pub struct Bond {
     #[serde(default)]
     pub no_monitoring_ok: bool,
     #[serde(default)]
-    pub addresses: Vec<String>,
+    pub addresses: Vec<Cidr>,
     #[serde(default)]
     pub mtu: Option<u32>,
     #[serde(default = "default_true")]

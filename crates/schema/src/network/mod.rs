@@ -110,12 +110,26 @@ pub struct Interface {
     pub r#match: Option<InterfaceMatch>,
     /// Addresses with prefix length: `192.0.2.1/30`, `2001:db8::1/64`.
     #[serde(default)]
-    pub addresses: Vec<String>,
+    pub addresses: Vec<Cidr>,
     #[serde(default)]
     pub mtu: Option<u32>,
     /// Bring the interface up (administratively).
     #[serde(default = "default_true")]
     pub up: bool,
+}
+
+impl Interface {
+    /// An interface with nothing but its name: the defaults a description
+    /// gets when it leaves the other keys out.
+    pub fn named(name: &str) -> Interface {
+        Interface {
+            name: name.to_owned(),
+            r#match: None,
+            addresses: Vec::new(),
+            mtu: None,
+            up: default_true(),
+        }
+    }
 }
 
 /// How to recognise an interface whatever the kernel named it.
@@ -124,10 +138,10 @@ pub struct Interface {
 pub enum InterfaceMatch {
     /// The permanent MAC address, `52:54:00:12:34:56`. A bond member's
     /// current address is the bond's, so the permanent one is compared.
-    Mac(String),
+    Mac(MacAddr),
     /// The device's place on the PCI bus as udev's `path_id` spells it:
     /// `pci-0000:00:03.0` (domain:bus:device.function).
-    Path(String),
+    Path(PciPath),
 }
 
 /// An 802.1Q VLAN on an interface or a bond.
@@ -139,7 +153,7 @@ pub struct Vlan {
     /// VLAN id, 1 to 4094.
     pub id: u16,
     #[serde(default)]
-    pub addresses: Vec<String>,
+    pub addresses: Vec<Cidr>,
     #[serde(default)]
     pub mtu: Option<u32>,
     #[serde(default = "default_true")]
@@ -254,11 +268,11 @@ impl Network {
             .flat_map(|i| &i.addresses)
             .chain(self.bonds.iter().flat_map(|b| &b.addresses))
             .chain(self.vlans.iter().flat_map(|v| &v.addresses))
-            .any(|a| a.parse::<Cidr>().is_ok_and(|c| c.family() == Family::Ipv6));
-        let v6_route = self.routes.iter().any(|r| {
-            r.destination_cidr()
-                .is_ok_and(|d| d.family() == Family::Ipv6)
-        });
+            .any(|c| c.family() == Family::Ipv6);
+        let v6_route = self
+            .routes
+            .iter()
+            .any(|r| r.destination_cidr().family() == Family::Ipv6);
         v6_addr || v6_route
     }
 }
@@ -312,7 +326,7 @@ mod tests {
         assert!(net.interfaces[0].up);
         assert_eq!(
             net.interfaces[0].r#match,
-            Some(InterfaceMatch::Mac("52:54:00:00:00:01".into()))
+            Some(InterfaceMatch::Mac("52:54:00:00:00:01".parse().unwrap()))
         );
         assert_eq!(net.bonds[0].mode, BondMode::Ieee8023ad);
         assert_eq!(net.bonds[0].xmit_hash_policy, Some(XmitHashPolicy::Layer34));
@@ -369,5 +383,79 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("table 0"), "{err}");
+    }
+
+    /// A malformed value is refused when the description is read, with the
+    /// line and the key (toml shows the line it read) and what to write.
+    #[cfg(feature = "description")]
+    #[test]
+    fn malformed_values_are_refused_where_the_description_is_read() {
+        let err = toml::from_str::<Network>(
+            "[[interfaces]]\nname = \"t3\"\naddresses = [\"198.51.100.2\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("addresses = "), "{err}");
+        assert!(err.contains("`198.51.100.2` has no prefix length"), "{err}");
+        let err = toml::from_str::<Network>(
+            "[[routes]]\ndestination = \"default\"\ngateway = \"192.0.2.2/30\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("(a gateway has no prefix length)"), "{err}");
+        let err = toml::from_str::<Network>(
+            "[[bonds]]\nname = \"b\"\nmode = \"active-backup\"\narp_ip_targets = [\"2001:db8::1\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 4"), "{err}");
+        assert!(
+            err.contains("`2001:db8::1` is not an IPv4 address"),
+            "{err}"
+        );
+    }
+
+    /// Every text value of the images' `[network]` tables reaches the baked
+    /// JSON exactly as it is spelled there: typing the addresses changed
+    /// no byte of network.json.
+    #[cfg(feature = "description")]
+    #[test]
+    fn the_images_networks_are_written_as_spelled() {
+        fn same_text(at: &str, toml: &toml::Value, json: &serde_json::Value) {
+            match toml {
+                toml::Value::String(s) => assert_eq!(json.as_str(), Some(s.as_str()), "{at}"),
+                toml::Value::Array(a) => {
+                    for (n, v) in a.iter().enumerate() {
+                        same_text(&format!("{at}[{n}]"), v, &json[n]);
+                    }
+                }
+                toml::Value::Table(t) => {
+                    for (k, v) in t {
+                        same_text(&format!("{at}.{k}"), v, &json[k.as_str()]);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let images = [
+            include_str!("../../../../images/common.toml"),
+            include_str!("../../../../images/lan-router.toml"),
+            include_str!("../../../../images/wan-backup.toml"),
+            include_str!("../../../../images/wan-common.toml"),
+            include_str!("../../../../images/wan-router.toml"),
+        ];
+        let mut checked = 0;
+        for text in images {
+            let raw: toml::Table = toml::from_str(text).unwrap();
+            let Some(network) = raw.get("network") else {
+                continue;
+            };
+            let net: Network = network.clone().try_into().unwrap();
+            same_text("network", network, &serde_json::to_value(&net).unwrap());
+            checked += 1;
+        }
+        assert!(checked >= 3, "the images have networks to check");
     }
 }

@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::addr::{de_gateway, serde_as_text};
 use super::{Cidr, Network, TABLE_DEFAULT, TABLE_LOCAL, TABLE_MAIN};
 
 /// A route. `destination` is a CIDR (`198.51.100.0/24`, `2001:db8:1::/48`)
@@ -14,9 +15,9 @@ use super::{Cidr, Network, TABLE_DEFAULT, TABLE_LOCAL, TABLE_MAIN};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
-    pub destination: String,
-    #[serde(default)]
-    pub gateway: Option<String>,
+    pub destination: Destination,
+    #[serde(default, deserialize_with = "de_gateway")]
+    pub gateway: Option<IpAddr>,
     #[serde(default)]
     pub device: Option<String>,
     /// Several next hops (ECMP / weighted multipath); exclusive with
@@ -36,8 +37,8 @@ pub struct Route {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Nexthop {
-    #[serde(default)]
-    pub gateway: Option<String>,
+    #[serde(default, deserialize_with = "de_gateway")]
+    pub gateway: Option<IpAddr>,
     #[serde(default)]
     pub device: Option<String>,
     /// Relative share of the flows, 1 to 256.
@@ -54,9 +55,9 @@ pub struct Rule {
     /// kernel's own rules (local, main, default).
     pub priority: u32,
     #[serde(default)]
-    pub from: Option<String>,
+    pub from: Option<Cidr>,
     #[serde(default)]
-    pub to: Option<String>,
+    pub to: Option<Cidr>,
     /// Incoming interface (`lo` for locally generated packets).
     #[serde(default)]
     pub iif: Option<String>,
@@ -159,30 +160,80 @@ fn default_weight() -> u16 {
     1
 }
 
-/// The destination of a route as a [`Cidr`]: `default` takes the family of
-/// the gateway (or of the first next hop's gateway), IPv4 without one.
+/// Where a route leads: `default` or a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Destination {
+    Default,
+    Net(Cidr),
+}
+
+impl Destination {
+    /// The destination as a [`Cidr`]: `default` takes the family of
+    /// `gateway`, IPv4 without one.
+    pub fn cidr(self, gateway: Option<IpAddr>) -> Cidr {
+        match self {
+            Destination::Net(c) => c,
+            Destination::Default => {
+                Cidr::default_for(gateway.as_ref().map_or(Family::Ipv4, Family::of))
+            }
+        }
+    }
+}
+
+impl FromStr for Destination {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "default" {
+            return Ok(Destination::Default);
+        }
+        s.parse::<Cidr>()
+            .map(Destination::Net)
+            .map_err(|e| format!("{e} (or write `default`)"))
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Default => f.write_str("default"),
+            Destination::Net(c) => c.fmt(f),
+        }
+    }
+}
+
+serde_as_text!(Destination);
+
+/// The destination of a route written as text (failover's paths) as a
+/// [`Cidr`]: `default` takes the family of the gateway (or of the first
+/// next hop's gateway), IPv4 without one. The caller checks `gateway`
+/// itself; one that is not an address counts as none here.
 pub fn route_destination(
     destination: &str,
     gateway: Option<&str>,
     nexthops: &[Nexthop],
 ) -> Result<Cidr, String> {
-    if destination == "default" {
-        let gw = gateway.or_else(|| nexthops.iter().find_map(|n| n.gateway.as_deref()));
-        let family = match gw.and_then(|g| g.parse::<IpAddr>().ok()) {
-            Some(a) => Family::of(&a),
-            None => Family::Ipv4,
-        };
-        return Ok(Cidr::default_for(family));
-    }
-    destination
-        .parse::<Cidr>()
-        .map_err(|e| format!("{e} (or write `default`)"))
+    let destination: Destination = destination.parse()?;
+    let gateway = match gateway {
+        Some(g) => g.parse::<IpAddr>().ok(),
+        None => nexthops.iter().find_map(|n| n.gateway),
+    };
+    Ok(destination.cidr(gateway))
 }
 
 impl Route {
-    /// See [`route_destination`].
-    pub fn destination_cidr(&self) -> Result<Cidr, String> {
-        route_destination(&self.destination, self.gateway.as_deref(), &self.nexthops)
+    /// The routing table's number: main when the description leaves
+    /// `table` out (it stays out of the baked JSON too, as `null`).
+    pub fn table_number(&self) -> u32 {
+        self.table.unwrap_or_default().0
+    }
+
+    /// The destination as a [`Cidr`]: `default` takes the family of the
+    /// gateway (or of the first next hop's gateway), IPv4 without one.
+    pub fn destination_cidr(&self) -> Cidr {
+        let gateway = self
+            .gateway
+            .or_else(|| self.nexthops.iter().find_map(|n| n.gateway));
+        self.destination.cidr(gateway)
     }
 }
 
@@ -190,11 +241,7 @@ impl Network {
     /// The families a rule is installed for: that of its `from`/`to`;
     /// without them IPv4, and IPv6 too when the network uses IPv6.
     pub fn rule_families(&self, rule: &Rule) -> Vec<Family> {
-        let cidr = [&rule.from, &rule.to]
-            .into_iter()
-            .flatten()
-            .find_map(|s| s.parse::<Cidr>().ok());
-        match cidr {
+        match rule.from.or(rule.to) {
             Some(c) => vec![c.family()],
             None if self.uses_ipv6() => vec![Family::Ipv4, Family::Ipv6],
             None => vec![Family::Ipv4],
@@ -214,8 +261,8 @@ impl Ord for Rule {
         let key = |r: &Rule| {
             (
                 r.priority,
-                r.from.clone(),
-                r.to.clone(),
+                r.from,
+                r.to,
                 r.iif.clone(),
                 r.oif.clone(),
                 r.fwmark,
@@ -224,5 +271,64 @@ impl Ord for Rule {
             )
         };
         key(self).cmp(&key(other))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_destination_is_default_or_a_network() {
+        let d: Destination = serde_json::from_str("\"default\"").unwrap();
+        assert_eq!(d, Destination::Default);
+        assert_eq!(serde_json::to_string(&d).unwrap(), "\"default\"");
+        assert_eq!(d.cidr(None).to_string(), "0.0.0.0/0");
+        assert_eq!(
+            d.cidr(Some("2001:db8::1".parse().unwrap())).to_string(),
+            "::/0"
+        );
+        let d: Destination = serde_json::from_str("\"198.51.100.0/24\"").unwrap();
+        assert_eq!(serde_json::to_string(&d).unwrap(), "\"198.51.100.0/24\"");
+        assert_eq!(d.cidr(None).to_string(), "198.51.100.0/24");
+        let err = serde_json::from_str::<Destination>("\"nowhere\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("has no prefix length"), "{err}");
+        assert!(err.contains("(or write `default`)"), "{err}");
+    }
+
+    #[test]
+    fn a_default_route_takes_the_family_of_its_first_gateway() {
+        let hop = |g: &str| Nexthop {
+            gateway: Some(g.parse().unwrap()),
+            device: None,
+            weight: 1,
+        };
+        let route = Route {
+            destination: Destination::Default,
+            gateway: None,
+            device: None,
+            nexthops: vec![hop("2001:db8::1"), hop("2001:db8::2")],
+            table: None,
+            metric: None,
+        };
+        assert_eq!(route.destination_cidr().to_string(), "::/0");
+        // Failover's paths still give text.
+        assert_eq!(
+            route_destination("default", Some("2001:db8::1"), &[]),
+            Ok(Cidr::default_for(Family::Ipv6))
+        );
+        assert_eq!(
+            route_destination("default", None, &route.nexthops),
+            Ok(Cidr::default_for(Family::Ipv6))
+        );
+        assert_eq!(
+            route_destination("203.0.113.0/24", None, &[]).map(|c| c.to_string()),
+            Ok("203.0.113.0/24".to_owned())
+        );
+        assert!(route_destination("203.0.113.0", None, &[])
+            .unwrap_err()
+            .contains("(or write `default`)"));
     }
 }

@@ -36,8 +36,8 @@ pub fn bond(name: &str, members: &[&str], mode: BondMode) -> Bond {
 
 pub fn route(dest: &str, gw: Option<&str>, dev: Option<&str>) -> Route {
     Route {
-        destination: dest.to_owned(),
-        gateway: gw.map(str::to_owned),
+        destination: dest.parse().unwrap(),
+        gateway: gw.map(|g| g.parse().unwrap()),
         device: dev.map(str::to_owned),
         nexthops: vec![],
         table: None,
@@ -48,7 +48,7 @@ pub fn route(dest: &str, gw: Option<&str>, dev: Option<&str>) -> Route {
 pub fn rule(priority: u32, from: Option<&str>, table: u32) -> Rule {
     Rule {
         priority,
-        from: from.map(str::to_owned),
+        from: from.map(|f| f.parse().unwrap()),
         to: None,
         iif: None,
         oif: None,
@@ -61,11 +61,14 @@ pub fn rule(priority: u32, from: Option<&str>, table: u32) -> Rule {
 /// Two T1s bonded, a T3 with a vlan, routes and a rule: valid.
 pub fn good() -> Network {
     let mut t3 = iface("t3");
-    t3.addresses = vec!["198.51.100.2/30".into(), "2001:db8::2/64".into()];
+    t3.addresses = vec![
+        "198.51.100.2/30".parse().unwrap(),
+        "2001:db8::2/64".parse().unwrap(),
+    ];
     let mut b = bond("bond0", &["t1a", "t1b"], BondMode::BalanceRr);
     b.miimon = Some(50);
     b.updelay = Some(100);
-    b.addresses = vec!["192.0.2.1/30".into()];
+    b.addresses = vec!["192.0.2.1/30".parse().unwrap()];
     let mut r100 = route("203.0.113.0/24", Some("192.0.2.2"), None);
     r100.table = Some(Table(100));
     Network {
@@ -106,3 +109,16 @@ pub fn one_error(net: &Network, config: Option<&str>, key: &str, needle: &str) {
 pub const FULL_CONFIG: &str =
     "CONFIG_BONDING=y\nCONFIG_VLAN_8021Q=y\nCONFIG_IP_MULTIPLE_TABLES=y\n\
     CONFIG_IP_ROUTE_MULTIPATH=y\nCONFIG_IPV6=y\nCONFIG_IPV6_MULTIPLE_TABLES=y\n";
+
+/// Asserts that `good()`, its JSON changed at `pointer` to `value`, is
+/// refused when read, with a message that contains `needle` and the line.
+#[track_caller]
+pub fn refused(pointer: &str, value: serde_json::Value, needle: &str) {
+    let mut json = serde_json::to_value(good()).unwrap();
+    *json.pointer_mut(pointer).unwrap() = value;
+    let err = Network::from_json("network.json", &json.to_string())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(needle), "{err}");
+    assert!(err.contains(" at line "), "{err}");
+}

@@ -59,10 +59,7 @@ impl Validator<'_> {
         if !net.vlans.is_empty() {
             need(self, "network.vlans", "CONFIG_VLAN_8021Q", "a vlan");
         }
-        let extra_table = net
-            .routes
-            .iter()
-            .any(|r| r.table.is_some_and(|t| t.0 != TABLE_MAIN));
+        let extra_table = net.routes.iter().any(|r| r.table_number() != TABLE_MAIN);
         if !net.rules.is_empty() {
             need(
                 self,
@@ -86,9 +83,7 @@ impl Validator<'_> {
             .iter()
             .any(|r| net.rule_families(r).contains(&Family::Ipv6));
         let v6_table = net.routes.iter().any(|r| {
-            r.table.is_some_and(|t| t.0 != TABLE_MAIN)
-                && r.destination_cidr()
-                    .is_ok_and(|d| d.family() == Family::Ipv6)
+            r.table_number() != TABLE_MAIN && r.destination_cidr().family() == Family::Ipv6
         });
         if v6_rules || v6_table {
             need(

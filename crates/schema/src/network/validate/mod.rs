@@ -103,25 +103,20 @@ impl<'a> Validator<'a> {
         false
     }
 
-    fn addresses(&mut self, key: &str, addresses: &[String], mtu: Option<u32>) {
+    fn addresses(&mut self, key: &str, addresses: &[Cidr], mtu: Option<u32>) {
         let mut seen = BTreeSet::new();
-        for a in addresses {
-            match a.parse::<Cidr>() {
-                Ok(c) => {
-                    if !seen.insert(c) {
-                        self.err(
-                            format!("{key}.addresses"),
-                            format!("{c} is listed twice: remove one"),
-                        );
-                    }
-                    if c.family() == Family::Ipv6 && mtu.is_some_and(|m| m < 1280) {
-                        self.err(
-                            format!("{key}.mtu"),
-                            format!("IPv6 address {c} needs an mtu of at least 1280"),
-                        );
-                    }
-                }
-                Err(e) => self.err(format!("{key}.addresses"), e),
+        for &c in addresses {
+            if !seen.insert(c) {
+                self.err(
+                    format!("{key}.addresses"),
+                    format!("{c} is listed twice: remove one"),
+                );
+            }
+            if c.family() == Family::Ipv6 && mtu.is_some_and(|m| m < 1280) {
+                self.err(
+                    format!("{key}.mtu"),
+                    format!("IPv6 address {c} needs an mtu of at least 1280"),
+                );
             }
         }
     }

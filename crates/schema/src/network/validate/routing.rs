@@ -1,7 +1,6 @@
 //! Checks of routes and policy-routing rules.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use super::Validator;
 use crate::network::*;
@@ -11,45 +10,27 @@ impl Validator<'_> {
         let mut seen: BTreeMap<(Cidr, u32, Option<u32>), usize> = BTreeMap::new();
         for (n, r) in self.net.routes.iter().enumerate() {
             let key = format!("network.routes[{n}]");
-            let gateway = match &r.gateway {
-                Some(g) => match g.parse::<IpAddr>() {
-                    Ok(a) => Some(a),
-                    Err(_) => {
-                        self.err(format!("{key}.gateway"), format!("`{g}` is not an IPv4 or IPv6 address (a gateway has no prefix length)"));
-                        None
-                    }
-                },
-                None => None,
-            };
-            let dest = match route_destination(&r.destination, r.gateway.as_deref(), &r.nexthops) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    self.err(format!("{key}.destination"), e);
-                    None
-                }
-            };
-            if let Some(d) = dest {
-                if !d.is_network() {
+            let d = r.destination_cidr();
+            if !d.is_network() {
+                self.err(
+                    format!("{key}.destination"),
+                    format!("{d} has host bits set: write the network, {}", d.network()),
+                );
+            }
+            if let Some(g) = r.gateway {
+                if Family::of(&g) != d.family() {
                     self.err(
-                        format!("{key}.destination"),
-                        format!("{d} has host bits set: write the network, {}", d.network()),
+                        format!("{key}.gateway"),
+                        format!("gateway {g} is not of the same family as destination {d}"),
                     );
                 }
-                if let Some(g) = gateway {
-                    if Family::of(&g) != d.family() {
-                        self.err(
-                            format!("{key}.gateway"),
-                            format!("gateway {g} is not of the same family as destination {d}"),
-                        );
-                    }
-                }
-                let table = r.table.unwrap_or_default().0;
-                if let Some(first) = seen.insert((d, table, r.metric), n) {
-                    self.err(
-                        format!("{key}.destination"),
-                        format!("a route to {d} in table {} with the same metric is already network.routes[{first}]: merge them (use nexthops for several gateways)", Table(table)),
-                    );
-                }
+            }
+            let table = r.table_number();
+            if let Some(first) = seen.insert((d, table, r.metric), n) {
+                self.err(
+                    format!("{key}.destination"),
+                    format!("a route to {d} in table {} with the same metric is already network.routes[{first}]: merge them (use nexthops for several gateways)", Table(table)),
+                );
             }
             if let Some(dev) = &r.device {
                 self.device(&format!("{key}.device"), "device", dev);
@@ -76,19 +57,12 @@ impl Validator<'_> {
                             format!("weight {} is out of range: use 1 to 256", nh.weight),
                         );
                     }
-                    if let Some(g) = &nh.gateway {
-                        match g.parse::<IpAddr>() {
-                            Ok(a) => {
-                                if let Some(d) = dest {
-                                    if Family::of(&a) != d.family() {
-                                        self.err(format!("{hkey}.gateway"), format!("gateway {a} is not of the same family as destination {d}"));
-                                    }
-                                }
-                            }
-                            Err(_) => self.err(
+                    if let Some(a) = nh.gateway {
+                        if Family::of(&a) != d.family() {
+                            self.err(
                                 format!("{hkey}.gateway"),
-                                format!("`{g}` is not an IPv4 or IPv6 address"),
-                            ),
+                                format!("gateway {a} is not of the same family as destination {d}"),
+                            );
                         }
                     }
                     if let Some(dev) = &nh.device {
@@ -104,29 +78,21 @@ impl Validator<'_> {
         for (n, r) in self.net.rules.iter().enumerate() {
             let key = format!("network.rules[{n}]");
             let mut family = None;
-            for (name, value) in [("from", &r.from), ("to", &r.to)] {
-                let Some(value) = value else { continue };
-                match value.parse::<Cidr>() {
-                    Ok(c) => {
-                        if !c.is_network() {
-                            self.err(
-                                format!("{key}.{name}"),
-                                format!(
-                                    "{c} has host bits set: write the network, {}",
-                                    c.network()
-                                ),
-                            );
-                        }
-                        if family.is_some_and(|f| f != c.family()) {
-                            self.err(
-                                format!("{key}.to"),
-                                "from and to are of different address families",
-                            );
-                        }
-                        family = Some(c.family());
-                    }
-                    Err(e) => self.err(format!("{key}.{name}"), e),
+            for (name, value) in [("from", r.from), ("to", r.to)] {
+                let Some(c) = value else { continue };
+                if !c.is_network() {
+                    self.err(
+                        format!("{key}.{name}"),
+                        format!("{c} has host bits set: write the network, {}", c.network()),
+                    );
                 }
+                if family.is_some_and(|f| f != c.family()) {
+                    self.err(
+                        format!("{key}.to"),
+                        "from and to are of different address families",
+                    );
+                }
+                family = Some(c.family());
             }
             for (name, value) in [("iif", &r.iif), ("oif", &r.oif)] {
                 if let Some(dev) = value {
