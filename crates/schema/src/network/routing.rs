@@ -212,12 +212,16 @@ pub fn route_destination(
     gateway: Option<&str>,
     nexthops: &[Nexthop],
 ) -> Result<Cidr, String> {
-    let destination: Destination = destination.parse()?;
-    let gateway = match gateway {
-        Some(g) => g.parse::<IpAddr>().ok(),
-        None => nexthops.iter().find_map(|n| n.gateway),
-    };
-    Ok(destination.cidr(gateway))
+    match destination.parse::<Destination>()? {
+        Destination::Net(c) => Ok(c),
+        Destination::Default => {
+            let gateway = match gateway {
+                Some(g) => g.parse::<IpAddr>().ok(),
+                None => nexthops.iter().find_map(|n| n.gateway),
+            };
+            Ok(Destination::Default.cidr(gateway))
+        }
+    }
 }
 
 impl Route {
