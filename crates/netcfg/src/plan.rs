@@ -617,17 +617,17 @@ fn vlans(net: &Network, sim: &mut Sim) {
 /// Every declared link with the addresses it should have (bond members
 /// none) and whether it should be up (`None` for members: their bond
 /// brings them up). Parents come before vlans.
-fn declared(net: &Network) -> Vec<(&str, Vec<Cidr>, Option<bool>)> {
+fn declared(net: &Network) -> Vec<(&str, &[Cidr], Option<bool>)> {
     let mut out = Vec::new();
     for i in &net.interfaces {
         let up = net.bond_of(&i.name).is_none().then_some(i.up);
-        out.push((i.name.as_str(), i.addresses.clone(), up));
+        out.push((i.name.as_str(), &i.addresses[..], up));
     }
     for b in &net.bonds {
-        out.push((b.name.as_str(), b.addresses.clone(), Some(b.up)));
+        out.push((b.name.as_str(), &b.addresses[..], Some(b.up)));
     }
     for v in &net.vlans {
-        out.push((v.name.as_str(), v.addresses.clone(), Some(v.up)));
+        out.push((v.name.as_str(), &v.addresses[..], Some(v.up)));
     }
     out
 }
@@ -657,7 +657,7 @@ fn addresses(net: &Network, sim: &mut Sim) {
                 });
             }
         }
-        for c in want {
+        for &c in want {
             if !have.contains(&c) {
                 additions.push(Change::AddAddress {
                     link: name.to_owned(),
