@@ -17,7 +17,6 @@
 //! 10. sysctls (per-link ones need the links to exist).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 
 use wanflash_schema::network::{Bond, Cidr, InterfaceMatch, Network, Route};
 
@@ -53,12 +52,7 @@ pub fn desired_bond_settings(b: &Bond) -> BondSettings {
     s.updelay = b.updelay;
     s.downdelay = b.downdelay;
     if arp_ok && (s.arp_interval.unwrap_or(0) > 0 || !b.arp_ip_targets.is_empty()) {
-        s.arp_ip_targets = Some(
-            b.arp_ip_targets
-                .iter()
-                .filter_map(|t| t.parse().ok())
-                .collect(),
-        );
+        s.arp_ip_targets = Some(b.arp_ip_targets.clone());
     }
     s.arp_validate = b.arp_validate.filter(|_| arp_ok);
     s.primary = b.primary.clone();
@@ -100,42 +94,39 @@ pub fn bond_diff(want: &BondSettings, have: &BondSettings) -> BondSettings {
 
 /// The desired routes, devices by name.
 pub fn desired_routes(net: &Network) -> Vec<RouteEntry> {
-    net.routes.iter().filter_map(desired_route).collect()
+    net.routes.iter().map(desired_route).collect()
 }
 
-fn desired_route(r: &Route) -> Option<RouteEntry> {
-    let dst = r.destination_cidr().ok()?;
-    let parse = |g: &Option<String>| g.as_deref().and_then(|g| g.parse::<IpAddr>().ok());
-    Some(RouteEntry {
-        dst,
-        table: r.table.unwrap_or_default().0,
+fn desired_route(r: &Route) -> RouteEntry {
+    RouteEntry {
+        dst: r.destination_cidr(),
+        table: r.table_number(),
         metric: r.metric,
-        gateway: parse(&r.gateway),
+        gateway: r.gateway,
         device: r.device.clone(),
         hops: r
             .nexthops
             .iter()
             .map(|h| Hop {
-                gateway: parse(&h.gateway),
+                gateway: h.gateway,
                 device: h.device.clone(),
                 weight: h.weight,
             })
             .collect(),
         protocol: RTPROT_STATIC,
-    })
+    }
 }
 
 /// The desired rules, one per family a rule applies to.
 pub fn desired_rules(net: &Network) -> Vec<RuleEntry> {
     let mut out = Vec::new();
     for r in &net.rules {
-        let cidr = |s: &Option<String>| s.as_deref().and_then(|s| s.parse::<Cidr>().ok());
         for family in net.rule_families(r) {
             out.push(RuleEntry {
                 family,
                 priority: r.priority,
-                from: cidr(&r.from),
-                to: cidr(&r.to),
+                from: r.from,
+                to: r.to,
                 iif: r.iif.clone(),
                 oif: r.oif.clone(),
                 fwmark: r.fwmark.map(|m| (m, r.fwmask.unwrap_or(u32::MAX))),
@@ -293,13 +284,12 @@ fn matches(link: &Link, m: &InterfaceMatch) -> bool {
                 link.kind.as_deref(),
                 Some("bond" | "vlan" | "bridge" | "team")
             );
-            let want = wanflash_schema::network::parse_mac(mac);
-            !virtual_kind && want.is_some_and(|w| link.match_address() == Some(&w[..]))
+            !virtual_kind && link.match_address() == Some(&mac.bytes()[..])
         }
         InterfaceMatch::Path(p) => link
             .path
             .as_deref()
-            .is_some_and(|lp| lp.eq_ignore_ascii_case(p)),
+            .is_some_and(|lp| lp.eq_ignore_ascii_case(p.as_str())),
     }
 }
 
@@ -627,22 +617,17 @@ fn vlans(net: &Network, sim: &mut Sim) {
 /// Every declared link with the addresses it should have (bond members
 /// none) and whether it should be up (`None` for members: their bond
 /// brings them up). Parents come before vlans.
-fn declared(net: &Network) -> Vec<(&str, Vec<Cidr>, Option<bool>)> {
-    let cidrs = |a: &[String]| {
-        a.iter()
-            .filter_map(|s| s.parse::<Cidr>().ok())
-            .collect::<Vec<_>>()
-    };
+fn declared(net: &Network) -> Vec<(&str, &[Cidr], Option<bool>)> {
     let mut out = Vec::new();
     for i in &net.interfaces {
         let up = net.bond_of(&i.name).is_none().then_some(i.up);
-        out.push((i.name.as_str(), cidrs(&i.addresses), up));
+        out.push((i.name.as_str(), &i.addresses[..], up));
     }
     for b in &net.bonds {
-        out.push((b.name.as_str(), cidrs(&b.addresses), Some(b.up)));
+        out.push((b.name.as_str(), &b.addresses[..], Some(b.up)));
     }
     for v in &net.vlans {
-        out.push((v.name.as_str(), cidrs(&v.addresses), Some(v.up)));
+        out.push((v.name.as_str(), &v.addresses[..], Some(v.up)));
     }
     out
 }
@@ -672,7 +657,7 @@ fn addresses(net: &Network, sim: &mut Sim) {
                 });
             }
         }
-        for c in want {
+        for &c in want {
             if !have.contains(&c) {
                 additions.push(Change::AddAddress {
                     link: name.to_owned(),
@@ -872,7 +857,7 @@ mod tests {
             lacp_rate: None,
             min_links: None,
             no_monitoring_ok: false,
-            addresses: vec!["192.0.2.1/30".into()],
+            addresses: vec!["192.0.2.1/30".parse().unwrap()],
             mtu: None,
             up: true,
         }
@@ -881,7 +866,7 @@ mod tests {
     /// Bonded T1s, a T3 with a vlan, a route in table 100 and a rule.
     fn network() -> Network {
         let mut t3 = iface("t3");
-        t3.addresses = vec!["198.51.100.2/30".into()];
+        t3.addresses = vec!["198.51.100.2/30".parse().unwrap()];
         t3.mtu = Some(1500);
         Network {
             interfaces: vec![iface("t1a"), iface("t1b"), t3],
@@ -890,13 +875,13 @@ mod tests {
                 name: "t3.100".into(),
                 parent: "t3".into(),
                 id: 100,
-                addresses: vec!["203.0.113.1/24".into()],
+                addresses: vec!["203.0.113.1/24".parse().unwrap()],
                 mtu: None,
                 up: true,
             }],
             routes: vec![Route {
-                destination: "198.51.100.128/25".into(),
-                gateway: Some("192.0.2.2".into()),
+                destination: "198.51.100.128/25".parse().unwrap(),
+                gateway: Some("192.0.2.2".parse().unwrap()),
                 device: None,
                 nexthops: vec![],
                 table: Some(Table(100)),
@@ -904,7 +889,7 @@ mod tests {
             }],
             rules: vec![Rule {
                 priority: 1000,
-                from: Some("203.0.113.0/24".into()),
+                from: Some("203.0.113.0/24".parse().unwrap()),
                 to: None,
                 iif: None,
                 oif: None,
@@ -1123,8 +1108,8 @@ mod tests {
         let mut net = network();
         net.bonds[0].miimon = Some(100);
         net.bonds[0].updelay = Some(200);
-        net.bonds[0].addresses = vec!["192.0.2.5/30".into()];
-        net.routes[0].gateway = Some("192.0.2.6".into());
+        net.bonds[0].addresses = vec!["192.0.2.5/30".parse().unwrap()];
+        net.routes[0].gateway = Some("192.0.2.6".parse().unwrap());
         net.rules[0].priority = 1001;
         let obs = configured(&network());
         let t = texts(&plan(&net, &obs));
@@ -1206,8 +1191,8 @@ mod tests {
     #[test]
     fn interfaces_found_by_mac_and_path_are_renamed_even_when_names_swap() {
         let mut net = network();
-        net.interfaces[0].r#match = Some(InterfaceMatch::Mac("52:54:00:00:00:03".into()));
-        net.interfaces[1].r#match = Some(InterfaceMatch::Path("pci-0000:00:03.0".into()));
+        net.interfaces[0].r#match = Some(InterfaceMatch::Mac("52:54:00:00:00:03".parse().unwrap()));
+        net.interfaces[1].r#match = Some(InterfaceMatch::Path("pci-0000:00:03.0".parse().unwrap()));
         let mut obs = fresh();
         // The kernel named them the other way round.
         obs.links[1].path = Some("pci-0000:00:03.0".into());
@@ -1284,7 +1269,9 @@ mod tests {
             .insert("net.ipv6.conf.all.forwarding".into(), None);
         assert!(plan(&net, &obs).changes.is_empty());
         let mut v6 = network();
-        v6.interfaces[2].addresses.push("2001:db8::2/64".into());
+        v6.interfaces[2]
+            .addresses
+            .push("2001:db8::2/64".parse().unwrap());
         let mut obs = configured(&v6);
         obs.sysctls
             .insert("net.ipv6.conf.all.forwarding".into(), None);
@@ -1312,7 +1299,7 @@ mod tests {
         b.mode = BondMode::ActiveBackup;
         b.no_monitoring_ok = false;
         b.arp_interval = Some(200);
-        b.arp_ip_targets = vec!["192.0.2.2".into()];
+        b.arp_ip_targets = vec!["192.0.2.2".parse().unwrap()];
         b.arp_validate = Some(wanflash_schema::network::ArpValidate::Active);
         assert_eq!(
             desired_bond_settings(&b).summary(),

@@ -210,7 +210,7 @@ fn in_namespace() -> Result<(), Cannot> {
 
     // A change of the description is applied, stale routes removed.
     let mut changed = net.clone();
-    changed.routes[0].gateway = Some("192.0.2.3".into());
+    changed.routes[0].gateway = Some("192.0.2.3".parse().unwrap());
     changed.rules.clear();
     let (code, lines) = run_netcfg(&changed, &mut host);
     assert_eq!(code, EXIT_OK, "{lines:#?}");

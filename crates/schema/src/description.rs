@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::failover::Failover;
-use crate::network::{Bond, Interface, Network};
+use crate::network::{Bond, Cidr, Interface, Network};
 use crate::size::{ByteSize, MIB};
 use crate::system::{Capability, RestartPolicy, Service};
 
@@ -31,7 +31,7 @@ pub enum DescriptionError {
 
 /// Host `n` (1-based) of an IPv4 or IPv6 subnet, with the subnet's prefix:
 /// `host_address("192.0.2.0/30", 2)` is `192.0.2.2/30`.
-pub fn host_address(subnet: &str, n: u32) -> Option<String> {
+pub fn host_address(subnet: &str, n: u32) -> Option<Cidr> {
     let (addr, len) = subnet.split_once('/')?;
     let len: u32 = len.parse().ok()?;
     if let Ok(v4) = addr.parse::<std::net::Ipv4Addr>() {
@@ -45,7 +45,10 @@ pub fn host_address(subnet: &str, n: u32) -> Option<String> {
         if host >= base | !mask {
             return None;
         }
-        return Some(format!("{}/{len}", std::net::Ipv4Addr::from(host)));
+        return Some(Cidr {
+            addr: std::net::Ipv4Addr::from(host).into(),
+            prefix_len: u8::try_from(len).ok()?,
+        });
     }
     let v6 = addr.parse::<std::net::Ipv6Addr>().ok()?;
     if len > 126 {
@@ -57,7 +60,10 @@ pub fn host_address(subnet: &str, n: u32) -> Option<String> {
         u128::MAX << (128 - len)
     };
     let host = (u128::from(v6) & mask).checked_add(u128::from(n))?;
-    Some(format!("{}/{len}", std::net::Ipv6Addr::from(host)))
+    Some(Cidr {
+        addr: std::net::Ipv6Addr::from(host).into(),
+        prefix_len: u8::try_from(len).ok()?,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -653,22 +659,13 @@ impl Description {
             }
             match (&c.interface, &c.bond) {
                 (Some(i), None) => net.interfaces.push(Interface {
-                    name: i.clone(),
-                    r#match: None,
                     addresses,
-                    mtu: None,
-                    up: true,
+                    ..Interface::named(i)
                 }),
                 (None, Some(b)) => {
                     for m in &b.members {
                         if !net.interfaces.iter().any(|i| &i.name == m) {
-                            net.interfaces.push(Interface {
-                                name: m.clone(),
-                                r#match: None,
-                                addresses: Vec::new(),
-                                mtu: None,
-                                up: true,
-                            });
+                            net.interfaces.push(Interface::named(m));
                         }
                     }
                     let mut bond = b.clone();
@@ -1153,20 +1150,30 @@ site = "office"
     #[test]
     fn host_addresses_of_subnets() {
         assert_eq!(
-            host_address("192.0.2.0/30", 1).as_deref(),
+            host_address("192.0.2.0/30", 1)
+                .map(|c| c.to_string())
+                .as_deref(),
             Some("192.0.2.1/30")
         );
         assert_eq!(
-            host_address("192.0.2.4/30", 2).as_deref(),
+            host_address("192.0.2.4/30", 2)
+                .map(|c| c.to_string())
+                .as_deref(),
             Some("192.0.2.6/30")
         );
         assert_eq!(host_address("192.0.2.0/30", 3), None, "broadcast");
         assert_eq!(host_address("192.0.2.0/31", 1), None);
         assert_eq!(
-            host_address("2001:db8:0:1::/64", 2).as_deref(),
+            host_address("2001:db8:0:1::/64", 2)
+                .map(|c| c.to_string())
+                .as_deref(),
             Some("2001:db8:0:1::2/64")
         );
         assert_eq!(host_address("nonsense", 1), None);
+    }
+
+    fn texts(addresses: &[Cidr]) -> Vec<String> {
+        addresses.iter().map(|c| c.to_string()).collect()
     }
 
     #[test]
@@ -1176,11 +1183,14 @@ site = "office"
         let b = chain(&format!("circuit_end = \"b\"\n{shared}")).unwrap();
         let na = a.box_network("x").unwrap().unwrap();
         let nb = b.box_network("x").unwrap().unwrap();
-        assert_eq!(na.bonds[0].addresses, ["192.0.2.1/30"]);
-        assert_eq!(nb.bonds[0].addresses, ["192.0.2.2/30"]);
+        assert_eq!(texts(&na.bonds[0].addresses), ["192.0.2.1/30"]);
+        assert_eq!(texts(&nb.bonds[0].addresses), ["192.0.2.2/30"]);
         assert_eq!(na.bonds[0].members, nb.bonds[0].members);
         let t3 = nb.interfaces.iter().find(|i| i.name == "eth3").unwrap();
-        assert_eq!(t3.addresses, ["198.51.100.2/30", "2001:db8:3::2/64"]);
+        assert_eq!(
+            texts(&t3.addresses),
+            ["198.51.100.2/30", "2001:db8:3::2/64"]
+        );
         assert!(na
             .interfaces
             .iter()

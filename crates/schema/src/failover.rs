@@ -751,7 +751,7 @@ impl Validator<'_> {
                     .filter(|v| v.name == p.interface)
                     .flat_map(|v| &v.addresses),
             )
-            .filter_map(|a| a.parse::<Cidr>().ok())
+            .copied()
             .filter(|c| c.family() == Family::of(&gw))
             .collect();
         if addresses.is_empty() {
