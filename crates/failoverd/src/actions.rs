@@ -30,17 +30,13 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(cfg: &Failover) -> Result<Plan, String> {
+    pub fn new(cfg: &Failover) -> Plan {
         let paths = cfg
             .paths
             .iter()
-            .map(|p| {
-                p.gateway_addr()
-                    .map(|g| (p.interface.clone(), g))
-                    .map_err(|e| format!("failover.paths[{}].gateway: {e}", p.name))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        Ok(Plan { paths })
+            .map(|p| (p.interface.clone(), p.gateway_addr()))
+            .collect();
+        Plan { paths }
     }
 
     /// The route of `set` through `path`.
@@ -228,8 +224,8 @@ mod tests {
                  "routes": ["203.0.113.128/25"], "table": 100}]}"#,
         )
         .unwrap();
-        let fsm = Fsm::new(&cfg, 0).unwrap();
-        let plan = Plan::new(&cfg).unwrap();
+        let fsm = Fsm::new(&cfg, 0);
+        let plan = Plan::new(&cfg);
         (cfg, fsm, plan)
     }
 

@@ -44,7 +44,7 @@ mod tests {
                 "routes":["203.0.113.128/25"],"members":["eth0"]}]}"#,
         )
         .unwrap();
-        let fsm = Fsm::new(&cfg, 0).unwrap();
+        let fsm = Fsm::new(&cfg, 0);
         let line = Response::status(fsm.status(42)).to_line();
         assert!(line.ends_with("}\n") && !line[..line.len() - 1].contains('\n'));
         assert!(line.starts_with(r#"{"ok":true,"status":{"uptime_ms":42,"forced":null,"paths":[{"name":"t1","interface":"bond0","#), "{line}");

@@ -168,8 +168,8 @@ impl Daemon {
     /// interface, no control socket) are logged; the others are errors.
     pub fn new(cfg: &Failover, log: Box<dyn FnMut(Line) + Send>) -> Result<Daemon, Error> {
         let start = Instant::now();
-        let fsm = Fsm::new(cfg, 0).map_err(Error::Config)?;
-        let plan = Plan::new(cfg).map_err(Error::Config)?;
+        let fsm = Fsm::new(cfg, 0);
+        let plan = Plan::new(cfg);
         // Subscribe before reading the state, so that no change falls in
         // between.
         let watch = LinkWatch::open()?;
@@ -182,7 +182,7 @@ impl Daemon {
             let (probe, addr) = match kind {
                 TargetKind::Path(p) => {
                     let path = &cfg.paths[p];
-                    (path.probe, path.probe_addr().ok())
+                    (path.probe, Some(path.probe_addr()))
                 }
                 TargetKind::Member { .. } => (ProbeKind::Udp, None),
             };
@@ -214,8 +214,7 @@ impl Daemon {
             peers: cfg
                 .paths
                 .iter()
-                .flat_map(|p| [p.gateway_addr().ok(), p.probe_addr().ok()])
-                .flatten()
+                .flat_map(|p| [p.gateway_addr(), p.probe_addr()])
                 .collect(),
             last_reopen: 0,
             log,
@@ -250,10 +249,7 @@ impl Daemon {
                     .into(),
             );
         }
-        let v6 = cfg
-            .paths
-            .iter()
-            .any(|p| p.probe_addr().is_ok_and(|a| a.is_ipv6()));
+        let v6 = cfg.paths.iter().any(|p| p.probe_addr().is_ipv6());
         for want_v6 in [false, true] {
             match sockets::udp_responder(want_v6, cfg.udp_port) {
                 Ok(s) => d.responders.push(s),
@@ -309,7 +305,7 @@ impl Daemon {
                     p.interface,
                     p.gateway,
                     p.probe,
-                    p.probe_target.as_deref().unwrap_or(&p.gateway),
+                    p.probe_addr(),
                     s.interval_ms,
                     s.multiplier,
                     s.detection_ms(),

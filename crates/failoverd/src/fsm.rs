@@ -258,9 +258,9 @@ pub struct Fsm {
 }
 
 impl Fsm {
-    /// A machine for a validated description; `Err` names what does not
-    /// parse (which validation would have reported).
-    pub fn new(cfg: &Failover, now: Ms) -> Result<Fsm, String> {
+    /// A machine for a validated description (its addresses and routes
+    /// are typed, so there is nothing left to refuse here).
+    pub fn new(cfg: &Failover, now: Ms) -> Fsm {
         let mut fsm = Fsm {
             targets: Vec::new(),
             paths: Vec::new(),
@@ -333,10 +333,7 @@ impl Fsm {
                 flaps: 0,
                 downs: 0,
             });
-            let cidrs = p
-                .route_cidrs()
-                .map_err(|e| format!("failover.paths[{}].routes: {e}", p.name))?;
-            for dest in cidrs {
+            for dest in p.route_cidrs() {
                 let table = p.table_number();
                 match fsm
                     .sets
@@ -358,7 +355,7 @@ impl Fsm {
         for s in &mut fsm.sets {
             s.candidates.sort_by_key(|p| prio[*p]);
         }
-        Ok(fsm)
+        fsm
     }
 
     pub fn path_count(&self) -> usize {

@@ -751,7 +751,7 @@ mod tests {
     #[test]
     fn a_take_out_and_the_far_ends_re_link_are_not_line_loss() {
         let cfg = Failover::from_json("failover.json", OFFICE).unwrap();
-        let fsm = Fsm::new(&cfg, 0).unwrap();
+        let fsm = Fsm::new(&cfg, 0);
         let opened = History::open(&cfg, &Recording::default(), &fsm, 0).unwrap();
         let mut h = opened.history;
         let eth1 = (0..fsm.target_count())

@@ -47,8 +47,6 @@ pub enum Error {
     NoSuchLink(String),
     #[error(transparent)]
     Io(#[from] wanflash_runtime::IoError),
-    #[error("{0}")]
-    Config(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

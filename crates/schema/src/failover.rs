@@ -32,7 +32,7 @@ use std::net::IpAddr;
 pub use crate::recording::Recording;
 use serde::{Deserialize, Serialize};
 
-use crate::network::{ifname_problem, route_destination, Cidr, Family, Network, Table};
+use crate::network::{ifname_problem, Cidr, Destination, Family, HostAddr, Network, Table};
 
 /// Where the builder puts the failover description inside the root
 /// filesystem.
@@ -189,15 +189,15 @@ pub struct Path {
     /// The device the routes leave through: `bond0`, `eth3`.
     pub interface: String,
     /// Next hop of the routes, on `interface`'s subnet.
-    pub gateway: String,
+    pub gateway: HostAddr,
     /// The far-end address probed; the gateway when left out.
     #[serde(default)]
-    pub probe_target: Option<String>,
+    pub probe_target: Option<HostAddr>,
     /// Lower is preferred; two paths cannot have the same priority.
     pub priority: u32,
     /// Destinations this path carries (`203.0.113.128/25`, `default`).
     /// Paths that list the same destination back each other up.
-    pub routes: Vec<String>,
+    pub routes: Vec<Destination>,
     /// Routing table of the routes: a number or `main`; main when left out.
     #[serde(default)]
     pub table: Option<Table>,
@@ -254,13 +254,13 @@ impl Path {
         }
     }
 
-    pub fn gateway_addr(&self) -> Result<IpAddr, String> {
-        parse_host(&self.gateway)
+    pub fn gateway_addr(&self) -> IpAddr {
+        self.gateway.0
     }
 
     /// The address probed: `probe_target`, or the gateway.
-    pub fn probe_addr(&self) -> Result<IpAddr, String> {
-        parse_host(self.probe_target.as_deref().unwrap_or(&self.gateway))
+    pub fn probe_addr(&self) -> IpAddr {
+        self.probe_target.unwrap_or(self.gateway).0
     }
 
     /// The routing table number (main when left out).
@@ -269,28 +269,12 @@ impl Path {
     }
 
     /// The destinations as networks; `default` takes the gateway's family.
-    pub fn route_cidrs(&self) -> Result<Vec<Cidr>, String> {
+    pub fn route_cidrs(&self) -> Vec<Cidr> {
         self.routes
             .iter()
-            .map(|r| route_destination(r, Some(&self.gateway), &[]))
+            .map(|r| r.cidr(Some(self.gateway.0)))
             .collect()
     }
-}
-
-fn parse_host(s: &str) -> Result<IpAddr, String> {
-    let a: IpAddr = s.parse().map_err(|_| {
-        format!("`{s}` is not an IPv4 or IPv6 address (write the far end's address, without a prefix length)")
-    })?;
-    let unusable = match a {
-        IpAddr::V4(v4) => v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast(),
-        IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
-    };
-    if unusable {
-        return Err(format!(
-            "{a} is not a unicast address: use the far end's own address"
-        ));
-    }
-    Ok(a)
 }
 
 fn default_interval_ms() -> u32 {
@@ -557,19 +541,7 @@ impl Validator<'_> {
             if let Some(problem) = ifname_problem(&p.interface) {
                 self.err(format!("{key}.interface"), problem);
             }
-            let gateway = match p.gateway_addr() {
-                Ok(g) => Some(g),
-                Err(e) => {
-                    self.err(format!("{key}.gateway"), e);
-                    None
-                }
-            };
-            if p.probe_target.is_some() {
-                if let Err(e) = p.probe_addr() {
-                    self.err(format!("{key}.probe_target"), e);
-                }
-            }
-            self.routes(p, &key, gateway);
+            self.routes(p, &key, p.gateway_addr());
             self.members(p, &key, &devices, &mut members_seen);
             let merged = p.settings(&f.probe);
             let set = [
@@ -583,7 +555,7 @@ impl Validator<'_> {
         }
     }
 
-    fn routes(&mut self, p: &Path, key: &str, gateway: Option<IpAddr>) {
+    fn routes(&mut self, p: &Path, key: &str, gateway: IpAddr) {
         let rkey = format!("{key}.routes");
         if p.routes.is_empty() {
             self.err(
@@ -593,13 +565,7 @@ impl Validator<'_> {
         }
         let mut seen = BTreeSet::new();
         for r in &p.routes {
-            let cidr = match route_destination(r, Some(&p.gateway), &[]) {
-                Ok(c) => c,
-                Err(e) => {
-                    self.err(&rkey, e);
-                    continue;
-                }
-            };
+            let cidr = r.cidr(Some(gateway));
             if !cidr.is_network() {
                 self.err(
                     &rkey,
@@ -609,13 +575,11 @@ impl Validator<'_> {
                     ),
                 );
             }
-            if let Some(g) = gateway {
-                if Family::of(&g) != cidr.family() {
-                    self.err(
-                        &rkey,
-                        format!("{cidr} is not of the same family as the gateway {g}: declare another path for it"),
-                    );
-                }
+            if Family::of(&gateway) != cidr.family() {
+                self.err(
+                    &rkey,
+                    format!("{cidr} is not of the same family as the gateway {gateway}: declare another path for it"),
+                );
             }
             if !seen.insert(cidr) {
                 self.err(&rkey, format!("{cidr} is listed twice: remove one"));
@@ -733,7 +697,7 @@ impl Validator<'_> {
     /// The gateway must be on one of the interface's subnets (when the
     /// description gives the interface addresses).
     fn on_link(&mut self, net: &Network, p: &Path, key: &str) {
-        let Ok(gw) = p.gateway_addr() else { return };
+        let gw = p.gateway_addr();
         let addresses: Vec<Cidr> = net
             .interfaces
             .iter()
@@ -872,7 +836,7 @@ mod tests {
         assert_eq!(f.member_loss.window, 400);
         let t1 = f.path("t1").unwrap();
         assert_eq!(t1.probe, ProbeKind::Udp);
-        assert_eq!(t1.probe_addr().unwrap(), t1.gateway_addr().unwrap());
+        assert_eq!(t1.probe_addr(), t1.gateway_addr());
         assert_eq!(t1.table_number(), 254);
         let s = t1.settings(&f.probe);
         assert_eq!(s.detection_ms(), 60);
@@ -895,7 +859,7 @@ mod tests {
             (100, 3, 5000)
         );
         assert_eq!(
-            f.paths[0].route_cidrs().unwrap(),
+            f.paths[0].route_cidrs(),
             vec!["0.0.0.0/0".parse::<Cidr>().unwrap()]
         );
         assert!(f.validate(None).is_ok());
@@ -906,11 +870,11 @@ mod tests {
         let mut f = office();
         f.paths[1].probe = ProbeKind::Icmp;
         f.paths[1].interval_ms = Some(50);
-        f.paths[1].probe_target = Some("198.51.100.6".into());
+        f.paths[1].probe_target = Some("198.51.100.6".parse().unwrap());
         let t3 = f.path("t3").unwrap();
         assert_eq!(t3.settings(&f.probe).interval_ms, 50);
         assert_eq!(t3.settings(&f.probe).multiplier, 3);
-        assert_eq!(t3.probe_addr().unwrap().to_string(), "198.51.100.6");
+        assert_eq!(t3.probe_addr().to_string(), "198.51.100.6");
         assert!(f.to_json().contains("\"probe\": \"icmp\""));
         assert!(f.validate(None).is_ok());
     }
@@ -953,30 +917,38 @@ mod tests {
         one_error(&f, None, "failover.paths[t 3].name", "may only contain");
     }
 
+    /// The office's JSON with `from` (a whole `"key": value` of the T3's
+    /// path) replaced by `to`, read: refused with `needle` and the line.
+    fn refused_when_read(from: &str, to: &str, needle: &str) {
+        let text = OFFICE.replace(from, to);
+        assert_ne!(text, OFFICE, "`{from}` is not in the example");
+        let e = Failover::from_json("failover.json", &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid failover configuration `failover.json`: "),
+            "{e}"
+        );
+        assert!(e.contains(needle) && e.contains(" line "), "{e}");
+    }
+
     #[test]
-    fn bad_addresses_are_reported_at_their_key() {
-        let mut f = office();
-        f.paths[1].gateway = "198.51.100.2/30".into();
-        one_error(
-            &f,
-            None,
-            "failover.paths[t3].gateway",
+    fn bad_addresses_are_refused_when_read() {
+        // Their syntax is the type's: refused with the line, never
+        // dropped or left for the validator.
+        refused_when_read(
+            r#""gateway": "198.51.100.2""#,
+            r#""gateway": "198.51.100.2/30""#,
             "is not an IPv4 or IPv6 address",
         );
-        let mut f = office();
-        f.paths[1].probe_target = Some("224.0.0.5".into());
-        one_error(
-            &f,
-            None,
-            "failover.paths[t3].probe_target",
+        refused_when_read(
+            r#""gateway": "198.51.100.2""#,
+            r#""gateway": "198.51.100.2", "probe_target": "224.0.0.5""#,
             "not a unicast address",
         );
-        let mut f = office();
-        f.paths[1].gateway = "0.0.0.0".into();
-        one_error(
-            &f,
-            None,
-            "failover.paths[t3].gateway",
+        refused_when_read(
+            r#""gateway": "198.51.100.2""#,
+            r#""gateway": "0.0.0.0""#,
             "not a unicast address",
         );
         let mut f = office();
@@ -989,8 +961,9 @@ mod tests {
         let mut f = office();
         f.paths[1].routes.clear();
         one_error(&f, None, "failover.paths[t3].routes", "carries no route");
+        let net = |s: &str| s.parse::<Destination>().unwrap();
         let mut f = office();
-        f.paths[1].routes = vec!["203.0.113.130/25".into()];
+        f.paths[1].routes = vec![net("203.0.113.130/25")];
         one_error(
             &f,
             None,
@@ -998,10 +971,7 @@ mod tests {
             "write the network, 203.0.113.128/25",
         );
         let mut f = office();
-        f.paths[1].routes = vec!["203.0.113.128".into()];
-        one_error(&f, None, "failover.paths[t3].routes", "no prefix length");
-        let mut f = office();
-        f.paths[1].routes = vec!["2001:db8:1::/48".into()];
+        f.paths[1].routes = vec![net("2001:db8:1::/48")];
         one_error(
             &f,
             None,
@@ -1009,11 +979,20 @@ mod tests {
             "not of the same family",
         );
         let mut f = office();
-        f.paths[1].routes = vec!["203.0.113.128/25".into(), "203.0.113.128/25".into()];
+        f.paths[1].routes = vec![net("203.0.113.128/25"), net("203.0.113.128/25")];
         one_error(&f, None, "failover.paths[t3].routes", "listed twice");
-        let mut f = office();
-        f.paths[1].routes = vec!["203.0.113.128/33".into()];
-        one_error(&f, None, "failover.paths[t3].routes", "prefix length `33`");
+        // Syntax is refused when read.
+        let t3_routes = r#""routes": ["203.0.113.128/25"] }"#;
+        refused_when_read(
+            t3_routes,
+            r#""routes": ["203.0.113.128"] }"#,
+            "no prefix length",
+        );
+        refused_when_read(
+            t3_routes,
+            r#""routes": ["203.0.113.128/33"] }"#,
+            "prefix length `33`",
+        );
     }
 
     #[test]
@@ -1162,7 +1141,7 @@ mod tests {
         );
         // The gateway off the link, and our own address as gateway.
         let mut f = office();
-        f.paths[1].gateway = "198.51.100.6".into();
+        f.paths[1].gateway = "198.51.100.6".parse().unwrap();
         one_error(
             &f,
             Some(&net),
@@ -1170,7 +1149,7 @@ mod tests {
             "on none of the subnets of `eth3` (198.51.100.1/30)",
         );
         let mut f = office();
-        f.paths[0].gateway = "192.0.2.1".into();
+        f.paths[0].gateway = "192.0.2.1".parse().unwrap();
         one_error(
             &f,
             Some(&net),

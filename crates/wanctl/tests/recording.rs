@@ -28,7 +28,7 @@ fn a_cut_primary_is_one_outage_of_the_right_duration_and_a_lossy_backup_shows_in
             "probe":{"interval_ms":20,"multiplier":3,"hold_down_ms":5000}}"#,
     )
     .unwrap();
-    let mut fsm = Fsm::new(&cfg, 0).unwrap();
+    let mut fsm = Fsm::new(&cfg, 0);
     let specs = circuits(&fsm);
     let mut rec = Recorder::new(&Recording::default(), &specs, WALL0).unwrap();
     for c in 0..specs.len() {

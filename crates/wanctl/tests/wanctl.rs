@@ -80,7 +80,7 @@ fn fsm() -> Fsm {
            {"name":"t3","interface":"eth3","gateway":"198.51.100.2","priority":2,"routes":["203.0.113.128/25"]}]}"#,
     )
     .unwrap();
-    let mut fsm = Fsm::new(&cfg, 0).unwrap();
+    let mut fsm = Fsm::new(&cfg, 0);
     // t1 and its members answer, t3 never does: t1 up, t3 down.
     let mut now = 0;
     while now < NOW {

@@ -40,7 +40,7 @@ impl Sim {
         let cfg = Failover::from_json("failover.json", text).unwrap();
         cfg.validate(None).unwrap();
         Sim {
-            fsm: Fsm::new(&cfg, 0).unwrap(),
+            fsm: Fsm::new(&cfg, 0),
             now: 0,
             rtt: 1,
             inflight: Vec::new(),

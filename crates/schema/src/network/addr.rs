@@ -30,7 +30,7 @@ macro_rules! serde_as_text {
         }
     };
 }
-pub(super) use serde_as_text;
+pub(crate) use serde_as_text;
 
 /// An address with a prefix length, `192.0.2.1/30` or `2001:db8::1/64`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -353,3 +353,36 @@ mod tests {
         );
     }
 }
+
+/// A unicast host address, without a prefix length: a failover path's
+/// gateway or probed far end. Refused when read: anything that is not an
+/// address, the unspecified, broadcast and multicast addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HostAddr(pub IpAddr);
+
+impl FromStr for HostAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let a: IpAddr = s.parse().map_err(|_| {
+            format!("`{s}` is not an IPv4 or IPv6 address (write the far end's address, without a prefix length)")
+        })?;
+        let unusable = match a {
+            IpAddr::V4(v4) => v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast(),
+            IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
+        };
+        if unusable {
+            return Err(format!(
+                "{a} is not a unicast address: use the far end's own address"
+            ));
+        }
+        Ok(HostAddr(a))
+    }
+}
+
+impl fmt::Display for HostAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+serde_as_text!(HostAddr);

@@ -203,27 +203,6 @@ impl fmt::Display for Destination {
 
 serde_as_text!(Destination);
 
-/// The destination of a route written as text (failover's paths) as a
-/// [`Cidr`]: `default` takes the family of the gateway (or of the first
-/// next hop's gateway), IPv4 without one. The caller checks `gateway`
-/// itself; one that is not an address counts as none here.
-pub fn route_destination(
-    destination: &str,
-    gateway: Option<&str>,
-    nexthops: &[Nexthop],
-) -> Result<Cidr, String> {
-    match destination.parse::<Destination>()? {
-        Destination::Net(c) => Ok(c),
-        Destination::Default => {
-            let gateway = match gateway {
-                Some(g) => g.parse::<IpAddr>().ok(),
-                None => nexthops.iter().find_map(|n| n.gateway),
-            };
-            Ok(Destination::Default.cidr(gateway))
-        }
-    }
-}
-
 impl Route {
     /// The routing table's number: main when the description leaves
     /// `table` out (it stays out of the baked JSON too, as `null`).
@@ -318,20 +297,20 @@ mod tests {
             metric: None,
         };
         assert_eq!(route.destination_cidr().to_string(), "::/0");
-        // Failover's paths still give text.
+        // Failover's paths: `default` takes the gateway's family.
+        let gw: IpAddr = "2001:db8::1".parse().unwrap();
         assert_eq!(
-            route_destination("default", Some("2001:db8::1"), &[]),
-            Ok(Cidr::default_for(Family::Ipv6))
+            Destination::Default.cidr(Some(gw)),
+            Cidr::default_for(Family::Ipv6)
         );
         assert_eq!(
-            route_destination("default", None, &route.nexthops),
-            Ok(Cidr::default_for(Family::Ipv6))
-        );
-        assert_eq!(
-            route_destination("203.0.113.0/24", None, &[]).map(|c| c.to_string()),
+            "203.0.113.0/24"
+                .parse::<Destination>()
+                .map(|d| d.cidr(None).to_string()),
             Ok("203.0.113.0/24".to_owned())
         );
-        assert!(route_destination("203.0.113.0", None, &[])
+        assert!("203.0.113.0"
+            .parse::<Destination>()
             .unwrap_err()
             .contains("(or write `default`)"));
     }
