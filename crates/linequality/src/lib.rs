@@ -97,6 +97,7 @@ pub use wanflash_schema::recording as config;
 pub mod control;
 pub mod event;
 pub mod export;
+pub mod g826;
 pub mod host;
 pub mod http;
 pub mod metrics;
