@@ -94,6 +94,7 @@
 
 /// The recording settings are a format of the typed base.
 pub use wanflash_schema::recording as config;
+pub mod availability;
 pub mod control;
 pub mod event;
 pub mod export;
