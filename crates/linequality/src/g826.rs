@@ -362,7 +362,6 @@ mod tests {
         // A long quiet gap.
         t.advance(100_000, &mut book);
         assert_eq!(t.next, Some(100_000));
-        drop(book);
         // Both SES, still held back.
         assert!(out.is_empty());
         assert_eq!(t.machine.n, 2);
@@ -392,7 +391,6 @@ mod tests {
         t.advance(50, &mut book);
         t.carrier(50, true);
         clean(&mut t, 51, 80, &mut book);
-        drop(book);
         let ses: Vec<i64> = out
             .iter()
             .filter(|(_, x)| x.severely_errored == 1)
