@@ -9,6 +9,13 @@
 //! observed), where "observed" runs from the first to the end of the last
 //! recorded bucket within the month, and the outages are the `outage`
 //! events of a path (`member_out` of a bond member), clipped to the month.
+//!
+//! First, per circuit and calendar month (UTC), the carrier terms (ITU-T
+//! G.826, export version 2): availability from unavailable time over the
+//! observed time, whether the month was observed whole, ES, SES and
+//! unavailable time, and apart from them the time the router itself had
+//! a member out of its bond (not unavailability). Computed by
+//! `wanflash_linequality::availability::monthly`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -401,7 +408,9 @@ section{{margin-bottom:2.5em}}</style></head><body>\n<h1>{title}</h1>\n\
         e.version
     )?;
 
-    // Outages first: what a vendor is asked about.
+    h.push_str(&carrier_terms(e)?);
+
+    // Outages: what a vendor is asked about.
     h.push_str("<h2>Outages</h2>\n<table id=\"outages\"><thead><tr><th>circuit</th><th>kind</th><th>start (UTC)</th><th>end (UTC)</th><th>duration</th><th>duration_ms</th><th>cause</th><th>detected in</th></tr></thead><tbody>\n");
     let mut any = false;
     for ev in e
@@ -511,6 +520,47 @@ section{{margin-bottom:2.5em}}</style></head><body>\n<h1>{title}</h1>\n\
     h.push_str(&avail);
     h.push_str(&sections);
     h.push_str("</body></html>\n");
+    Ok(h)
+}
+
+/// The carrier-terms table: one row per circuit and month.
+fn carrier_terms(e: &Export) -> Result<String> {
+    let mut h = String::from("<h2>Carrier terms per month (ITU-T G.826)</h2>\n<p>A second is errored (ES) when a probe sent in it was lost, severely errored (SES) when 30 % or more were, or the carrier was down in it. Unavailable time begins with 10 consecutive SES and ends with 10 consecutive seconds that are not; ES and SES are counted in available time only. Availability is over the observed seconds (a probe sent, or the carrier down); a partial month was not observed whole. Router take-out is the time the router kept a member out of its bond: not unavailability.</p>\n<table id=\"carrier-terms\"><thead><tr><th>circuit</th><th>month</th><th>availability</th><th>partial</th><th>observed</th><th>ES</th><th>SES</th><th>unavailable</th><th>router take-out</th></tr></thead><tbody>\n");
+    let mut any = false;
+    for c in wanflash_linequality::availability::monthly(e) {
+        for m in &c.months {
+            any = true;
+            writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(&c.circuit),
+                m.month,
+                m.availability_pct
+                    .map_or("-".to_owned(), |p| format!("{p:.3} %")),
+                if m.partial {
+                    format!(
+                        "partial ({:.1} % observed)",
+                        100.0 * m.observed_s as f64 / m.month_s.max(1) as f64
+                    )
+                } else {
+                    "whole".to_owned()
+                },
+                human(m.observed_s as i64 * 1000),
+                m.errored_s,
+                m.severely_errored_s,
+                human(m.unavailable_s as i64 * 1000),
+                if c.kind == CircuitKind::Member {
+                    human(m.router_out_ms as i64)
+                } else {
+                    "-".to_owned()
+                },
+            )?;
+        }
+    }
+    if !any {
+        h.push_str("<tr><td colspan=\"9\">no carrier terms in this export (version 1, or nothing observed)</td></tr>\n");
+    }
+    h.push_str("</tbody></table>\n");
     Ok(h)
 }
 
@@ -724,6 +774,42 @@ mod tests {
     }
 
     #[test]
+    fn the_carrier_terms_table_agrees_with_the_export() {
+        let e = sample_export();
+        let html = render(&e).unwrap();
+        let table = html
+            .split("<table id=\"carrier-terms\">")
+            .nth(1)
+            .unwrap()
+            .split("</table>")
+            .next()
+            .unwrap();
+        let months = wanflash_linequality::availability::monthly(&e);
+        // t1: the 90 s cut is unavailable time; eth0: its 300 s of total
+        // loss while out, and the 5 minutes the router kept it out.
+        let t1 = &months[0].months[0];
+        let eth0 = &months[1].months[0];
+        assert_eq!((t1.unavailable_s, eth0.unavailable_s), (90, 300));
+        assert_eq!(eth0.router_out_ms, 300_000);
+        assert!(t1.partial);
+        assert!(t1.severely_errored_s > 300, "{t1:?}");
+        for (c, m) in [("t1", t1), ("eth0", eth0)] {
+            let row = format!(
+                "<tr><td>{c}</td><td>2026-11</td><td class=\"n\">{:.3} %</td><td>partial",
+                m.availability_pct.unwrap()
+            );
+            assert!(table.contains(&row), "{row} in {table}");
+            assert!(table.contains(&format!(
+                "<td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>",
+                m.errored_s,
+                m.severely_errored_s,
+                human(m.unavailable_s as i64 * 1000)
+            )));
+        }
+        assert!(table.contains("<td class=\"n\">5m 0s</td></tr>"), "{table}");
+    }
+
+    #[test]
     fn a_truncated_or_foreign_export_is_an_error_naming_the_file_and_offset() {
         let dir = std::env::temp_dir().join(format!("wanflash-line-report-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -744,7 +830,7 @@ mod tests {
             "{msg}"
         );
         assert!(!dir.join("out/index.html").exists());
-        std::fs::write(&path, json.replacen("\"version\":1", "\"version\":9", 1)).unwrap();
+        std::fs::write(&path, json.replacen("\"version\":2", "\"version\":9", 1)).unwrap();
         let msg = format!(
             "{:#}",
             run(&Args {
@@ -754,7 +840,7 @@ mod tests {
             .unwrap_err()
         );
         assert!(
-            msg.contains("is export version 9; this build reads version 1"),
+            msg.contains("is export version 9; this build reads versions 1 to 2"),
             "{msg}"
         );
         std::fs::write(&path, &json).unwrap();

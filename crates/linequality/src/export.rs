@@ -12,11 +12,25 @@ use crate::recorder::{CircuitKind, Recorder};
 
 /// `schema` of every export.
 pub const SCHEMA: &str = "wanflash-linequality";
-/// The export version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The export version this build writes. Version 2 (issue 17) added the
+/// carrier-term columns ([`COLUMNS_V2`]); version 1 is still read, its
+/// rows without them (`None`).
+pub const VERSION: u32 = 2;
+/// The oldest export version this build reads.
+pub const OLDEST_VERSION: u32 = 1;
 
-/// The columns of a bucket row, in order.
-pub const COLUMNS: [&str; 26] = [
+/// The columns version 2 added, after those of version 1: seconds of the
+/// bucket in carrier terms (ITU-T G.826, see [`crate::g826`]).
+pub const COLUMNS_V2: [&str; 4] = [
+    "observed_s",
+    "unavailable_s",
+    "errored_s",
+    "severely_errored_s",
+];
+
+/// The columns of a bucket row, in order: those of version 1
+/// ([`COLUMNS_V1`]), then [`COLUMNS_V2`].
+pub const COLUMNS: [&str; 30] = [
     "start_ms",
     "sent",
     "received",
@@ -43,7 +57,14 @@ pub const COLUMNS: [&str; 26] = [
     "tx_errors",
     "rx_drops",
     "tx_drops",
+    "observed_s",
+    "unavailable_s",
+    "errored_s",
+    "severely_errored_s",
 ];
+
+/// The columns of a version 1 row.
+pub const COLUMNS_V1: usize = 26;
 
 /// One bucket: written as a JSON array in [`COLUMNS`] order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,6 +102,16 @@ pub struct Row {
     pub tx_errors: u64,
     pub rx_drops: u64,
     pub tx_drops: u64,
+    /// Carrier terms (ITU-T G.826, [`crate::g826`]), in seconds decided
+    /// so far (a second is decided up to 10 s after it ended): seconds
+    /// with a probe sent or the carrier down; of those, unavailable ones;
+    /// of the available ones, errored (ES) and severely errored (SES,
+    /// also counted in ES). ES and SES are counted in available time only,
+    /// as G.826 counts them. `None` in a version 1 export.
+    pub observed_s: Option<u64>,
+    pub unavailable_s: Option<u64>,
+    pub errored_s: Option<u64>,
+    pub severely_errored_s: Option<u64>,
 }
 
 impl Row {
@@ -90,7 +121,14 @@ impl Row {
         (n > 0).then(|| self.lost as f64 / n as f64)
     }
 
-    fn values(&self) -> [Option<i64>; 26] {
+    /// Unavailable seconds over observed ones; `None` with nothing
+    /// observed or in a version 1 export.
+    pub fn unavailability(&self) -> Option<f64> {
+        let obs = self.observed_s.filter(|o| *o > 0)?;
+        Some(self.unavailable_s.unwrap_or(0) as f64 / obs as f64)
+    }
+
+    fn values(&self) -> [Option<i64>; 30] {
         let u = |v: u64| Some(i64::try_from(v).unwrap_or(i64::MAX));
         let o = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok());
         [
@@ -120,17 +158,24 @@ impl Row {
             u(self.tx_errors),
             u(self.rx_drops),
             u(self.tx_drops),
+            o(self.observed_s),
+            o(self.unavailable_s),
+            o(self.errored_s),
+            o(self.severely_errored_s),
         ]
     }
 
+    /// A row of version 2 ([`COLUMNS`]) or of version 1 (the first
+    /// [`COLUMNS_V1`], the carrier terms `None`).
     fn from_values(v: &[Option<i64>]) -> Result<Row, String> {
-        if v.len() != COLUMNS.len() {
+        if v.len() != COLUMNS.len() && v.len() != COLUMNS_V1 {
             return Err(format!(
-                "a row has {} values, expected {}",
+                "a row has {} values, expected {} (or {COLUMNS_V1} in version 1)",
                 v.len(),
                 COLUMNS.len()
             ));
         }
+        let v2 = v.len() == COLUMNS.len();
         let req = |i: usize| -> Result<u64, String> {
             match v[i] {
                 Some(x) if x >= 0 => Ok(x as u64),
@@ -171,6 +216,10 @@ impl Row {
             tx_errors: req(23)?,
             rx_drops: req(24)?,
             tx_drops: req(25)?,
+            observed_s: if v2 { Some(req(26)?) } else { None },
+            unavailable_s: if v2 { Some(req(27)?) } else { None },
+            errored_s: if v2 { Some(req(28)?) } else { None },
+            severely_errored_s: if v2 { Some(req(29)?) } else { None },
         })
     }
 }
@@ -251,8 +300,17 @@ pub enum ExportError {
     },
     #[error("`{path}` is a `{schema}` export, not `{SCHEMA}`: give the file `wanctl export --format json` wrote")]
     Schema { path: String, schema: String },
-    #[error("`{path}` is export version {version}; this build reads version {VERSION}: export again with a matching `wanctl`, or use the matching wanflash")]
+    #[error("`{path}` is export version {version}; this build reads versions {OLDEST_VERSION} to {VERSION}: export again with a matching `wanctl`, or use the matching wanflash")]
     Version { path: String, version: u64 },
+    #[error("`{path}` is export version {version} but circuit `{circuit}`'s {width_s} s tier has a row of {found} values, expected {expected}: the file was edited or is damaged; export it again")]
+    Columns {
+        path: String,
+        version: u32,
+        circuit: String,
+        width_s: u32,
+        found: usize,
+        expected: usize,
+    },
 }
 
 fn offset_of(text: &str, line: usize, column: usize) -> usize {
@@ -348,11 +406,13 @@ impl Export {
                 path: path.to_owned(),
                 schema: e.schema,
             }),
-            Ok(e) if e.version != VERSION => Err(ExportError::Version {
-                path: path.to_owned(),
-                version: u64::from(e.version),
-            }),
-            Ok(e) => Ok(e),
+            Ok(e) if !(OLDEST_VERSION..=VERSION).contains(&e.version) => {
+                Err(ExportError::Version {
+                    path: path.to_owned(),
+                    version: u64::from(e.version),
+                })
+            }
+            Ok(e) => e.check_columns(path).map(|()| e),
             Err(err) => {
                 if let Ok(h) = serde_json::from_str::<Head>(text) {
                     if let Some(s) = h.schema.filter(|s| s != SCHEMA) {
@@ -361,7 +421,10 @@ impl Export {
                             schema: s,
                         });
                     }
-                    if let Some(v) = h.version.filter(|v| *v != u64::from(VERSION)) {
+                    if let Some(v) = h
+                        .version
+                        .filter(|v| !(u64::from(OLDEST_VERSION)..=u64::from(VERSION)).contains(v))
+                    {
                         return Err(ExportError::Version {
                             path: path.to_owned(),
                             version: v,
@@ -386,6 +449,35 @@ impl Export {
                 })
             }
         }
+    }
+
+    /// Every row has the columns of the file's version: version 1 rows
+    /// none of the carrier terms, version 2 rows all of them.
+    fn check_columns(&self, path: &str) -> Result<(), ExportError> {
+        let (expected, v2) = if self.version >= 2 {
+            (COLUMNS.len(), true)
+        } else {
+            (COLUMNS_V1, false)
+        };
+        for c in &self.circuits {
+            for t in &c.tiers {
+                if let Some(r) = t.rows.iter().find(|r| r.observed_s.is_some() != v2) {
+                    return Err(ExportError::Columns {
+                        path: path.to_owned(),
+                        version: self.version,
+                        circuit: c.name.clone(),
+                        width_s: t.width_s,
+                        found: if r.observed_s.is_some() {
+                            COLUMNS.len()
+                        } else {
+                            COLUMNS_V1
+                        },
+                        expected,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reads an export file.

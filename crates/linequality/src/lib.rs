@@ -29,6 +29,13 @@
 //!
 //! # Statistics per bucket
 //!
+//! In carrier terms (ITU-T G.826, [`g826`]): seconds observed (a probe
+//! sent in it, or the carrier down), unavailable, errored (ES) and
+//! severely errored (SES), the last two in available time only; a second
+//! is booked into the bucket that covers it when decided, up to about
+//! 20 s after it ended. [`availability::monthly`] turns an export into
+//! the availability per calendar month.
+//!
 //! Probes sent, answered, lost; the longest run of consecutive losses;
 //! answers that came back after a later probe's answer (reordered) or
 //! twice (duplicates), by sequence number over the last 64 probes; RTT
@@ -47,14 +54,14 @@
 //! buckets) take [`Recording::bytes_per_circuit`] per circuit plus three
 //! 3.5 KiB histograms.
 //!
-//! # Export format, version 1
+//! # Export format, version 2
 //!
 //! One JSON object:
 //!
 //! ```json
 //! {
 //!   "schema": "wanflash-linequality",
-//!   "version": 1,
+//!   "version": 2,
 //!   "host": "wan-router",
 //!   "exported_ms": 1795646771000,
 //!   "circuits": [
@@ -84,7 +91,18 @@
 //!   under 65.5 ms and within 1/32768 of it above; counters are what was
 //!   counted in the bucket (interface errors and drops exact up to 32,767
 //!   a bucket, within 1/1024 above). See [`stats::Bucket`].
-//! - A reader refuses another `schema` or `version` with an error naming
+//! - Version 2 added the last four columns ([`export::COLUMNS_V2`]):
+//!   `observed_s`, `unavailable_s`, `errored_s`, `severely_errored_s`,
+//!   the bucket's seconds in carrier terms as decided at the export (the
+//!   last 10 to 20 s are not decided yet). `errored_s` and
+//!   `severely_errored_s` are G.826's: counted in available time only
+//!   (an SES is also an ES); the raw counts including unavailable time
+//!   are not kept.
+//! - A version 1 export (26 columns) is still read: its rows have these
+//!   four fields `None`, the others read as before; a row whose length
+//!   does not match the file's version is refused.
+//! - A reader refuses another `schema` or a `version` it does not read
+//!   (other than 1 or 2) with an error naming
 //!   the file; a truncated file is an error naming the byte offset.
 //!
 //! The CSV export has one line per bucket: `circuit,path,width_s,start`
@@ -94,9 +112,11 @@
 
 /// The recording settings are a format of the typed base.
 pub use wanflash_schema::recording as config;
+pub mod availability;
 pub mod control;
 pub mod event;
 pub mod export;
+pub mod g826;
 pub mod host;
 pub mod http;
 pub mod metrics;

@@ -88,7 +88,7 @@ pub fn render_metrics(rec: &Recorder, extra: &Extra) -> String {
     let lab = |c: &crate::CircuitSpec| [("circuit", c.name.clone()), ("path", c.path.clone())];
 
     type Get = fn(&crate::recorder::Totals) -> u64;
-    let counters: [(&str, &str, Get); 6] = [
+    let counters: [(&str, &str, Get); 9] = [
         (
             "wanflash_probes_sent_total",
             "Probes sent on the circuit.",
@@ -118,6 +118,21 @@ pub fn render_metrics(rec: &Recorder, extra: &Extra) -> String {
             "wanflash_carrier_changes_total",
             "Carrier transitions of the circuit's interface.",
             |t| t.carrier_changes,
+        ),
+        (
+            "wanflash_errored_seconds_total",
+            "Errored seconds (ITU-T G.826: a probe sent in the second lost), in available time, as decided so far (up to 10 s behind).",
+            |t| t.errored_s,
+        ),
+        (
+            "wanflash_severely_errored_seconds_total",
+            "Severely errored seconds (ITU-T G.826: 30 % or more of the second's probes lost, or carrier down), in available time, as decided so far.",
+            |t| t.severely_errored_s,
+        ),
+        (
+            "wanflash_unavailable_seconds_total",
+            "Unavailable seconds (ITU-T G.826 Annex A: from 10 consecutive severely errored seconds to 10 consecutive others), as decided so far.",
+            |t| t.unavailable_s,
         ),
     ];
     for (name, help, get) in counters {

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Recording, TierSpec};
 use crate::event::{Event, EventKind};
-use crate::stats::{Acc, Bucket, Counters};
+use crate::g826::Tracker;
+use crate::stats::{Acc, Bucket, Counters, Seconds};
 use crate::Error;
 
 /// Milliseconds on the caller's monotonic clock.
@@ -72,6 +73,8 @@ enum SeqState {
 struct Slot {
     seq: u32,
     sent_at: Ms,
+    /// The wall-clock second it left in (its second in carrier terms).
+    sec: i64,
     state: SeqState,
 }
 
@@ -155,6 +158,25 @@ impl Tier {
         self.open = Some(b);
     }
 
+    /// Seconds decided for the second starting at `wall` (ms): into the
+    /// bucket in progress, or the closed one that covers it while the
+    /// ring still holds it.
+    fn book(&mut self, wall: i64, s: &Seconds) {
+        let Some(open) = self.open else {
+            return;
+        };
+        let n = wall.div_euclid(self.width_ms());
+        if n == open {
+            self.acc.seconds.add(s);
+            self.acc.touched = true;
+        } else if n < open && n >= open - self.filled as i64 {
+            let i = self.index(n);
+            if let Some(b) = self.ring.get_mut(i) {
+                b.add_seconds(s);
+            }
+        }
+    }
+
     fn push(&mut self, n: i64, bucket: Bucket) {
         self.set(n, bucket);
         self.filled = (self.filled + 1).min(self.cap as u64);
@@ -234,6 +256,11 @@ pub struct Totals {
     pub carrier_changes: u64,
     pub link_failures: u64,
     pub outages: u64,
+    /// Carrier terms decided so far (ITU-T G.826, [`crate::g826`]).
+    pub observed_s: u64,
+    pub unavailable_s: u64,
+    pub errored_s: u64,
+    pub severely_errored_s: u64,
 }
 
 /// The last answer in sequence: (seq, rtt, one-way delays).
@@ -257,6 +284,8 @@ pub(crate) struct Circuit {
     probe_interval_ms: Option<Ms>,
     /// An outage event is open: the next answer ends it.
     outage_open: bool,
+    /// Its seconds in carrier terms.
+    g826: Tracker,
 }
 
 impl Circuit {
@@ -265,6 +294,28 @@ impl Circuit {
             f(&mut t.acc);
             t.acc.touched = true;
         }
+    }
+
+    /// Decided seconds go into every tier's bucket that covers them.
+    fn seconds(&mut self, now_sec: i64) {
+        let tiers = &mut self.tiers;
+        self.g826.advance(now_sec, &mut |sec, s| {
+            for t in tiers.iter_mut() {
+                t.book(sec.saturating_mul(1000), &s);
+            }
+        });
+        let g = self.g826.totals;
+        self.totals.observed_s = g.observed;
+        self.totals.unavailable_s = g.unavailable;
+        self.totals.errored_s = g.errored;
+        self.totals.severely_errored_s = g.severely_errored;
+    }
+
+    /// The probe in `slot` is lost.
+    fn lose_probe(&mut self, slot: usize) {
+        self.slots[slot].state = SeqState::Lost;
+        self.g826.outcome(self.slots[slot].sec, true);
+        self.lose();
     }
 
     fn lose(&mut self) {
@@ -334,6 +385,7 @@ impl Recorder {
                     last_rtt_us: None,
                     probe_interval_ms: None,
                     outage_open: false,
+                    g826: Tracker::default(),
                 })
                 .collect(),
             events: VecDeque::with_capacity(cfg.events as usize),
@@ -392,6 +444,7 @@ impl Recorder {
             for tier in &mut c.tiers {
                 tier.advance(wall);
             }
+            c.seconds(wall.div_euclid(1000));
         }
     }
 
@@ -404,19 +457,23 @@ impl Recorder {
     /// failoverd decides to send, even when the send fails (a down
     /// interface): that is loss.
     pub fn probe_sent(&mut self, c: CircuitId, seq: u32, t: Ms) {
+        let wall = self.wall(t);
         let Some(circ) = self.circuit(c, t) else {
             return;
         };
         let i = seq as usize % SEQ_WINDOW;
         if circ.slots[i].state == SeqState::Pending {
             // Not answered a whole window later.
-            circ.lose();
+            circ.lose_probe(i);
         }
+        let sec = wall.div_euclid(1000);
         circ.slots[i] = Slot {
             seq,
             sent_at: t,
+            sec,
             state: SeqState::Pending,
         };
+        circ.g826.sent(sec);
         circ.totals.sent += 1;
         circ.each(|a| a.sent += 1);
     }
@@ -476,6 +533,7 @@ impl Recorder {
             return false;
         }
         circ.slots[i].state = SeqState::Answered;
+        circ.g826.outcome(slot.sec, false);
         circ.totals.received += 1;
         circ.totals.rtt_sum_us = circ.totals.rtt_sum_us.saturating_add(sample.rtt_us);
         circ.last_rtt_us = Some(sample.rtt_us);
@@ -514,8 +572,7 @@ impl Recorder {
         };
         let i = seq as usize % SEQ_WINDOW;
         if circ.slots[i].seq == seq && circ.slots[i].state == SeqState::Pending {
-            circ.slots[i].state = SeqState::Lost;
-            circ.lose();
+            circ.lose_probe(i);
         }
     }
 
@@ -527,8 +584,7 @@ impl Recorder {
             for i in 0..SEQ_WINDOW {
                 let s = circ.slots[i];
                 if s.state == SeqState::Pending && t.saturating_sub(s.sent_at) >= timeout {
-                    circ.slots[i].state = SeqState::Lost;
-                    circ.lose();
+                    circ.lose_probe(i);
                 }
             }
         }
@@ -536,12 +592,14 @@ impl Recorder {
 
     /// Carrier of the circuit's interface (from netlink).
     pub fn carrier(&mut self, c: CircuitId, up: bool, t: Ms) {
+        let sec = self.wall(t).div_euclid(1000);
         let Some(circ) = self.circuit(c, t) else {
             return;
         };
         if circ.carrier == Some(up) {
             return;
         }
+        circ.g826.carrier(sec, up);
         if circ.carrier.is_some() {
             circ.totals.carrier_changes += 1;
             circ.each(|a| a.carrier_changes += 1);

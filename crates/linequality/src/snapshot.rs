@@ -188,6 +188,10 @@ mod tests {
             tx_errors: 0,
             rx_drops: r.next(50),
             tx_drops: 0,
+            observed_s: Some(3600),
+            unavailable_s: Some(0),
+            errored_s: Some(lost),
+            severely_errored_s: Some(lost / 8),
         }
     }
 

@@ -192,8 +192,50 @@ pub(crate) struct Acc {
     pub carrier_changes: u64,
     pub link_failures: u64,
     pub counters: [u64; 8],
+    /// Carrier terms (ITU-T G.826): seconds booked into this bucket.
+    pub seconds: Seconds,
     /// Something was recorded in it.
     pub touched: bool,
+}
+
+/// Seconds of a bucket in carrier terms (ITU-T G.826, see
+/// [`crate::g826`]): observed, unavailable, and, among the available
+/// ones, errored (ES) and severely errored (SES, also counted as ES).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seconds {
+    pub observed: u64,
+    pub unavailable: u64,
+    pub errored: u64,
+    pub severely_errored: u64,
+}
+
+impl Seconds {
+    pub fn add(&mut self, o: &Seconds) {
+        self.observed = self.observed.saturating_add(o.observed);
+        self.unavailable = self.unavailable.saturating_add(o.unavailable);
+        self.errored = self.errored.saturating_add(o.errored);
+        self.severely_errored = self.severely_errored.saturating_add(o.severely_errored);
+    }
+
+    /// In 16 bits each, saturating: an hour is 3600 s.
+    fn pack(&self) -> [u16; 4] {
+        [
+            self.observed,
+            self.unavailable,
+            self.errored,
+            self.severely_errored,
+        ]
+        .map(|v| v.min(u64::from(u16::MAX)) as u16)
+    }
+
+    fn unpack(p: [u16; 4]) -> Seconds {
+        Seconds {
+            observed: u64::from(p[0]),
+            unavailable: u64::from(p[1]),
+            errored: u64::from(p[2]),
+            severely_errored: u64::from(p[3]),
+        }
+    }
 }
 
 impl Acc {
@@ -272,6 +314,7 @@ impl Acc {
             rtt,
             carrier_changes: self.carrier_changes.min(u64::from(u16::MAX)) as u16,
             link_failures: self.link_failures.min(u64::from(u16::MAX)) as u16,
+            seconds: self.seconds.pack(),
             scale,
             touched: self.touched,
         };
@@ -289,8 +332,7 @@ impl Acc {
     }
 }
 
-/// A closed bucket as a tier keeps it, 76 bytes, so that four circuits'
-/// default tiers fit in 8 MiB:
+/// A closed bucket as a tier keeps it, 84 bytes:
 ///
 /// - probe counts (sent, received, lost, longest loss run) and interface
 ///   packet counts in 32 bits; duplicates, reordering, carrier changes
@@ -302,7 +344,9 @@ impl Acc {
 ///   standard deviation, IPDV of the round trip, forward, reverse) in 16
 ///   bits each, shifted right by a per-bucket `scale` chosen so that the
 ///   largest fits: exact to the microsecond while the largest is under
-///   65.5 ms, else within 2^(scale-1) us (under 1/32768 of the max).
+///   65.5 ms, else within 2^(scale-1) us (under 1/32768 of the max);
+/// - the carrier-term seconds ([`Seconds`]: observed, unavailable, ES,
+///   SES) in 16 bits each, saturating (a 1 h bucket holds 3600 s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bucket {
     bytes: [u32; 4],
@@ -317,6 +361,8 @@ pub struct Bucket {
     rtt: [u16; 9],
     carrier_changes: u16,
     link_failures: u16,
+    /// Observed, unavailable, errored, severely errored seconds.
+    seconds: [u16; 4],
     scale: u8,
     touched: bool,
 }
@@ -411,9 +457,25 @@ impl Bucket {
             rtt,
             carrier_changes: sat16(r.carrier_changes),
             link_failures: sat16(r.link_failures),
+            seconds: Seconds {
+                observed: r.observed_s.unwrap_or(0),
+                unavailable: r.unavailable_s.unwrap_or(0),
+                errored: r.errored_s.unwrap_or(0),
+                severely_errored: r.severely_errored_s.unwrap_or(0),
+            }
+            .pack(),
             scale,
             touched: true,
         }
+    }
+
+    /// Seconds decided after the bucket closed (G.826's look-back): added
+    /// to it, saturating.
+    pub(crate) fn add_seconds(&mut self, s: &Seconds) {
+        let mut mine = Seconds::unpack(self.seconds);
+        mine.add(s);
+        self.seconds = mine.pack();
+        self.touched = true;
     }
 
     /// Nothing was recorded in this bucket (the daemon was not running,
@@ -452,6 +514,10 @@ impl Bucket {
             tx_errors: uncount16(self.errs_drops[1]),
             rx_drops: uncount16(self.errs_drops[2]),
             tx_drops: uncount16(self.errs_drops[3]),
+            observed_s: Some(u64::from(self.seconds[0])),
+            unavailable_s: Some(u64::from(self.seconds[1])),
+            errored_s: Some(u64::from(self.seconds[2])),
+            severely_errored_s: Some(u64::from(self.seconds[3])),
         }
     }
 }
@@ -461,8 +527,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_closed_bucket_takes_76_bytes() {
-        assert_eq!(BUCKET_BYTES, 76);
+    fn a_closed_bucket_takes_84_bytes() {
+        // 76 before the carrier terms' four 16-bit counts (issue 17).
+        assert_eq!(BUCKET_BYTES, 84);
     }
 
     #[test]

@@ -391,7 +391,8 @@ fn export_round_trips_and_bad_files_name_the_offset_or_version() {
         "{}",
         lines[1]
     );
-    assert_eq!(lines[1].split(',').count(), 4 + 26);
+    // Version 2: the 26 columns of version 1 and the 4 carrier terms.
+    assert_eq!(lines[1].split(',').count(), 4 + 30);
 
     let cut = &json[..json.len() / 2];
     let err = Export::parse("cut.json", cut).unwrap_err().to_string();
@@ -400,11 +401,11 @@ fn export_round_trips_and_bad_files_name_the_offset_or_version() {
         "{err}"
     );
     assert!(err.contains(&format!("at byte {}", cut.len())), "{err}");
-    let v2 = json.replacen("\"version\":1", "\"version\":2", 1);
-    let err = Export::parse("v2.json", &v2).unwrap_err().to_string();
-    assert_eq!(err, "`v2.json` is export version 2; this build reads version 1: export again with a matching `wanctl`, or use the matching wanflash");
-    let v2cut = &v2[..200];
-    assert!(Export::parse("v2.json", v2cut)
+    let v3 = json.replacen("\"version\":2", "\"version\":3", 1);
+    let err = Export::parse("v3.json", &v3).unwrap_err().to_string();
+    assert_eq!(err, "`v3.json` is export version 3; this build reads versions 1 to 2: export again with a matching `wanctl`, or use the matching wanflash");
+    let v3cut = &v3[..200];
+    assert!(Export::parse("v3.json", v3cut)
         .unwrap_err()
         .to_string()
         .contains("at byte 200"));

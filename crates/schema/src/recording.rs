@@ -24,7 +24,12 @@ use serde::{Deserialize, Serialize};
 /// (`wanflash-linequality`'s `stats::Bucket`) checks at compile time that
 /// its bucket is this size, so the builder's memory estimate and the
 /// daemon's allocation cannot drift apart.
-pub const BUCKET_BYTES: usize = 76;
+///
+/// 84 since export version 2 (issue 17): the four 16-bit counts of the
+/// carrier terms (observed, unavailable, errored and severely errored
+/// seconds) took it from 76. The default tiers (26,880 buckets) take
+/// 2,257,920 bytes per circuit, 2,042,880 before.
+pub const BUCKET_BYTES: usize = 84;
 
 /// One tier: `buckets` buckets of `width_s` seconds, kept in a ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

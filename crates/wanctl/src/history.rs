@@ -248,5 +248,75 @@ pub fn history_summary(h: &History, events: &[Event]) -> String {
             None => String::new(),
         }
     );
+    out += &carrier_terms(&h.rows);
     out
+}
+
+/// The summary's line in carrier terms (ITU-T G.826, export version 2):
+/// empty when failoverd sent none.
+fn carrier_terms(rows: &[Row]) -> String {
+    if rows.iter().all(|r| r.observed_s.is_none()) {
+        return String::new();
+    }
+    let sum = |f: fn(&Row) -> Option<u64>| rows.iter().filter_map(f).sum::<u64>();
+    let observed = sum(|r| r.observed_s);
+    let unavailable = sum(|r| r.unavailable_s);
+    let availability = (observed > 0).then(|| {
+        format!(
+            ", availability {:.3} %",
+            100.0 * observed.saturating_sub(unavailable) as f64 / observed as f64
+        )
+    });
+    format!(
+        "carrier terms (G.826): {} ES, {} SES, {} unavailable of {} observed{}\n",
+        sum(|r| r.errored_s),
+        sum(|r| r.severely_errored_s),
+        human_duration(unavailable * 1000),
+        human_duration(observed * 1000),
+        availability.unwrap_or_default()
+    )
+}
+
+#[cfg(test)]
+mod carrier_tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_says_the_carrier_terms_when_failoverd_sent_them() {
+        let row = |start_ms: i64, unavailable: u64, es: u64| Row {
+            start_ms,
+            sent: 100,
+            received: 90,
+            lost: 10,
+            observed_s: Some(10),
+            unavailable_s: Some(unavailable),
+            errored_s: Some(es),
+            severely_errored_s: Some(es / 2),
+            ..Row::default()
+        };
+        let rows: Vec<Row> = (0..360)
+            .map(|i| {
+                row(
+                    1_795_646_760_000 + i * 10_000,
+                    if i < 9 { 10 } else { 0 },
+                    2,
+                )
+            })
+            .collect();
+        assert_eq!(
+            carrier_terms(&rows),
+            "carrier terms (G.826): 720 ES, 360 SES, 1 min 30 s unavailable of 1 h observed, availability 97.500 %\n"
+        );
+        let old: Vec<Row> = rows
+            .iter()
+            .map(|r| Row {
+                observed_s: None,
+                unavailable_s: None,
+                errored_s: None,
+                severely_errored_s: None,
+                ..*r
+            })
+            .collect();
+        assert_eq!(carrier_terms(&old), "", "an older failoverd sends none");
+    }
 }

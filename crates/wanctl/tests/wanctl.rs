@@ -249,7 +249,13 @@ fn every_command_works_end_to_end_over_a_unix_socket() {
         "t1: 5 min rows of 10 s buckets (every bucket: wanctl history t1 --all); RTT and jitter in ms",
         "{summary}"
     );
-    assert_eq!(lines.len(), 2 + 13 + 1, "{summary}");
+    // ... and, since export version 2, the span in carrier terms: the
+    // 30 s cut is unavailable time (G.826), not errored seconds.
+    assert_eq!(lines.len(), 2 + 13 + 2, "{summary}");
+    assert_eq!(
+        lines[16],
+        "carrier terms (G.826): 0 ES, 0 SES, 30 s unavailable of 1 h observed, availability 99.167 %"
+    );
     let row = |i: usize| lines[i].split_whitespace().collect::<Vec<_>>();
     assert_eq!(
         row(2)[..4],
