@@ -205,7 +205,10 @@ const RELINK_MAX_MS: Ms = 10_000;
 /// far end re-linking after this end took the member out (or the other
 /// way round). Probes sent from the move until the first answer to one of
 /// them are not recorded: the history is what the circuit did, not what
-/// the routers did to their NICs. At most [`RELINK_MAX_MS`].
+/// the routers did to their NICs. At most [`RELINK_MAX_MS`]. The recorder
+/// is told when a move begins and ends ([`Recorder::relinking`]): those
+/// seconds are unobserved in carrier terms, so the carrier loss of the
+/// re-link is not a severely errored second.
 #[derive(Debug, Clone)]
 struct Relinks {
     /// Per target: the move's time and the last sequence number sent
@@ -242,6 +245,24 @@ impl Relinks {
             }
             None => false,
         }
+    }
+
+    /// Whether the member of `target` is being moved.
+    fn is_moving(&self, target: usize) -> bool {
+        self.moving.get(target).is_some_and(Option::is_some)
+    }
+
+    /// Ends the moves waited for [`RELINK_MAX_MS`] by `now`; returns their
+    /// targets.
+    fn expire(&mut self, now: Ms) -> Vec<usize> {
+        let mut ended = Vec::new();
+        for (t, m) in self.moving.iter_mut().enumerate() {
+            if m.is_some_and(|(since, _)| now.saturating_sub(since) >= RELINK_MAX_MS) {
+                *m = None;
+                ended.push(t);
+            }
+        }
+        ended
     }
 
     /// An answer to probe `seq`: one sent after the move ends it.
@@ -410,8 +431,13 @@ impl History {
         // The probes these replace are lost by now.
         self.rec.expire(now);
         for p in probes {
+            let moving = self.relinks.is_moving(p.target);
             if self.relinks.skip(p.target, p.seq, now) {
                 continue;
+            }
+            if moving {
+                // Waited for long enough: the circuit is its own again.
+                self.relink(p.target, now);
             }
             if let Some(c) = self.circuit(p.target) {
                 self.rec.probe_sent(c, p.seq, now);
@@ -422,7 +448,10 @@ impl History {
     /// An answer; the first after an outage ends it (returned errors are
     /// syslog's, to log).
     pub fn answered(&mut self, target: usize, seq: u32, s: &Sample, now: Ms) -> Vec<String> {
-        self.relinks.answered(target, seq);
+        if self.relinks.is_moving(target) {
+            self.relinks.answered(target, seq);
+            self.relink(target, now);
+        }
         let Some(c) = self.circuit(target) else {
             return Vec::new();
         };
@@ -433,6 +462,13 @@ impl History {
         match self.rec.probe_answered(c, seq, now, sample) {
             Some(e) => self.send(&e).into_iter().collect(),
             None => Vec::new(),
+        }
+    }
+
+    /// Tells the recorder whether the member of `target` is being moved.
+    fn relink(&mut self, target: usize, now: Ms) {
+        if let Some(c) = self.circuit(target) {
+            self.rec.relinking(c, self.relinks.is_moving(target), now);
         }
     }
 
@@ -460,6 +496,7 @@ impl History {
             for t in 0..fsm.target_count() {
                 if fsm.target_interface(t) == name {
                     self.relinks.start(t, now);
+                    self.relink(t, now);
                 }
             }
         }
@@ -477,6 +514,9 @@ impl History {
     /// Every loop turn: probes that are now lost, the interface counters
     /// now and then.
     pub fn turn(&mut self, fsm: &Fsm, now: Ms) {
+        for t in self.relinks.expire(now) {
+            self.relink(t, now);
+        }
         self.rec.expire(now);
         if self
             .last_counters
@@ -802,6 +842,77 @@ mod tests {
         assert_eq!(t.lost, 0, "{t:?}");
         // The first answer after the move ends the gap, unrecorded.
         assert_eq!((t.sent, t.received), (100 + 149, 100 + 149), "{t:?}");
+        // Issue 17: the re-links' carrier loss (10.06 to 12.55 s) is not a
+        // severely errored second; the move's seconds (10 to 15 s, the
+        // first answer at 15.1 s) are not observed at all.
+        assert_eq!(
+            (t.errored_s, t.severely_errored_s, t.unavailable_s),
+            (0, 0, 0),
+            "{t:?}"
+        );
+        // Observed: 0 to 9 s and 16 to 30 s (the last probe leaves at 30 s).
+        assert_eq!(t.observed_s, 10 + 15, "{t:?}");
+    }
+
+    /// A move whose circuit stays silent: after [`RELINK_MAX_MS`] its
+    /// carrier loss is the line's again (SES, then unavailable time).
+    #[test]
+    fn a_carrier_still_down_after_the_move_is_the_lines() {
+        let cfg = Failover::from_json("failover.json", OFFICE).unwrap();
+        let fsm = Fsm::new(&cfg, 0);
+        let mut h = History::open(&cfg, &Recording::default(), &fsm, 0)
+            .unwrap()
+            .history;
+        let eth1 = (0..fsm.target_count())
+            .find(|&t| fsm.target_interface(t) == "eth1")
+            .unwrap();
+        let c = h.rec.circuit_id("eth1").unwrap();
+        let sample = Sample {
+            rtt_us: 1000,
+            one_way_us: None,
+        };
+        for seq in 1..=100u32 {
+            let now = Ms::from(seq) * 100;
+            h.probes_sent(&[ProbeOut { target: eth1, seq }], now);
+            h.answered(eth1, seq, &sample, now + 1);
+            h.turn(&fsm, now + 50);
+        }
+        let out = Decision {
+            at: 10_050,
+            event: Event::MemberOut {
+                path: 0,
+                member: 1,
+                cause: Cause::Missed { probes: 10 },
+                detection_ms: 1000,
+            },
+            moves: Vec::new(),
+            kept: Vec::new(),
+        };
+        h.decision(&out, &fsm, 10_050);
+        h.carrier(&fsm, "eth1", false, 10_060);
+        // The carrier stays down until 60 s, nothing answers until then.
+        for seq in 101..=600u32 {
+            let now = Ms::from(seq) * 100;
+            if seq == 600 {
+                h.carrier(&fsm, "eth1", true, now);
+            }
+            h.probes_sent(&[ProbeOut { target: eth1, seq }], now);
+            h.turn(&fsm, now + 50);
+        }
+        for seq in 601..=1000u32 {
+            let now = Ms::from(seq) * 100;
+            h.probes_sent(&[ProbeOut { target: eth1, seq }], now);
+            h.answered(eth1, seq, &sample, now + 1);
+            h.turn(&fsm, now + 50);
+        }
+        let t = h.rec.totals(c).unwrap();
+        // The move is waited for from 10.05 s to 20.05 s (seconds 10 to
+        // 20 unobserved); 21 to 60 s are the line's: 40 s unavailable.
+        assert_eq!(
+            (t.errored_s, t.severely_errored_s, t.unavailable_s),
+            (0, 0, 40),
+            "{t:?}"
+        );
     }
 
     /// A circuit that never answers after a move is recorded again after
@@ -818,5 +929,11 @@ mod tests {
         assert!(r.skip(1, 3, 9_999));
         assert!(!r.skip(1, 4, 10_100));
         assert!(!r.skip(1, 5, 10_200));
+        // Ended by the loop's turn too, when no probe is sent.
+        r.start(0, 20_000);
+        assert!(r.is_moving(0));
+        assert_eq!(r.expire(29_999), Vec::<usize>::new());
+        assert_eq!(r.expire(30_000), vec![0]);
+        assert!(!r.is_moving(0));
     }
 }

@@ -9,6 +9,14 @@
 //!   A second with neither (no probe, carrier up or unknown) says nothing
 //!   about the line: it is unobserved, neither available nor unavailable,
 //!   and the rule below passes over it (a run of SES goes on across it).
+//! - **Moved by the router**: a second in which the router itself was
+//!   moving the circuit into or out of its bond (failoverd's re-link:
+//!   both NICs renegotiate, the carrier drops for seconds at each end,
+//!   see [`Tracker::relink`]) is unobserved too, whatever its probes and
+//!   carrier say: the line was not what failed. A carrier still down when
+//!   the move is over (the router stops waiting for it after at most
+//!   10 s) is the line's again: those seconds are SES, and 10 of them
+//!   begin unavailable time as usual.
 //! - **Unavailable time** (G.826 Annex A): begins at the onset of 10
 //!   consecutive SES (those 10 seconds are unavailable) and ends at the
 //!   onset of 10 consecutive non-SES seconds (those 10 are available).
@@ -121,6 +129,8 @@ struct Tally {
     lost: u64,
     resolved: u64,
     carrier_down: bool,
+    /// The router was moving the circuit at some time in it.
+    moved: bool,
 }
 
 /// A circuit's seconds: the probes awaited per second and the
@@ -133,6 +143,8 @@ pub struct Tracker {
     /// The newest second with a tally.
     newest: i64,
     carrier_down: bool,
+    /// The router is moving the circuit (see [`Tracker::relink`]).
+    moving: bool,
     machine: Machine,
     /// Everything booked since start.
     pub totals: Seconds,
@@ -155,12 +167,16 @@ impl Tracker {
     fn decide(&mut self, sec: i64, book: &mut dyn FnMut(i64, Seconds)) {
         let t = std::mem::take(&mut self.window[sec.rem_euclid(WINDOW as i64) as usize]);
         let lost = t.lost + t.sent.saturating_sub(t.resolved);
+        let class = if t.moved {
+            Class::Unobserved
+        } else {
+            classify(t.sent, lost, t.carrier_down)
+        };
         let totals = &mut self.totals;
-        self.machine
-            .push(sec, classify(t.sent, lost, t.carrier_down), &mut |s, x| {
-                totals.add(&x);
-                book(s, x);
-            });
+        self.machine.push(sec, class, &mut |s, x| {
+            totals.add(&x);
+            book(s, x);
+        });
     }
 
     /// The clock is at second `now`: seconds that ended are decided when
@@ -172,6 +188,7 @@ impl Tracker {
             self.newest = now;
             self.window[now.rem_euclid(WINDOW as i64) as usize] = Tally {
                 carrier_down: self.carrier_down,
+                moved: self.moving,
                 ..Tally::default()
             };
             return;
@@ -194,6 +211,7 @@ impl Tracker {
             self.newest += 1;
             self.window[self.newest.rem_euclid(WINDOW as i64) as usize] = Tally {
                 carrier_down: self.carrier_down,
+                moved: self.moving,
                 ..Tally::default()
             };
         }
@@ -221,6 +239,23 @@ impl Tracker {
         if let Some(t) = self.slot(sec) {
             t.resolved += 1;
             t.lost += u64::from(lost);
+        }
+    }
+
+    /// The router began (`moving`) or finished moving the circuit into or
+    /// out of its bond in second `sec` (the current one). Every second the
+    /// move touches, its first and last included, is unobserved: the
+    /// NICs' renegotiation (carrier loss, probes that cannot leave or are
+    /// not answered) is not the line's.
+    pub fn relink(&mut self, sec: i64, moving: bool) {
+        if self.moving == moving {
+            return;
+        }
+        self.moving = moving;
+        if moving {
+            if let Some(t) = self.slot(sec) {
+                t.moved = true;
+            }
         }
     }
 
@@ -404,5 +439,110 @@ mod tests {
         // 79 is not decided yet (its second has not ended).
         assert_eq!(s.observed, 5 + 2 + 23 + 21 + 28);
         assert!(!t.is_unavailable());
+    }
+
+    /// Clean probes every second of `from..to`.
+    fn clean(t: &mut Tracker, from: i64, to: i64, book: &mut dyn FnMut(i64, Seconds)) {
+        for s in from..to {
+            t.advance(s, book);
+            t.sent(s);
+            t.outcome(s, false);
+        }
+    }
+
+    /// Issue 18's handshake on the tracker: the router takes a member out
+    /// at 10.05 s; its NIC has no carrier from 10.06 to 12.55 s, then the
+    /// far end's NIC re-links until 15.05 s (probes sent then are not
+    /// answered), and the first answer at 15.1 s ends the move.
+    #[test]
+    fn a_member_moved_by_the_router_on_a_clean_line_has_no_errored_second() {
+        let mut t = Tracker::default();
+        let mut out = Vec::new();
+        let mut book = |s: i64, x: Seconds| out.push((s, x));
+        clean(&mut t, 0, 10, &mut book);
+        t.advance(10, &mut book);
+        t.sent(10);
+        t.outcome(10, false);
+        t.relink(10, true);
+        t.carrier(10, false);
+        for s in 11..13 {
+            t.advance(s, &mut book);
+        }
+        t.carrier(12, true);
+        for s in 13..15 {
+            t.advance(s, &mut book);
+            // Sent, never answered: decided lost when they leave the window.
+            t.sent(s);
+        }
+        t.advance(15, &mut book);
+        t.sent(15);
+        t.outcome(15, false);
+        t.relink(15, false);
+        clean(&mut t, 16, 60, &mut book);
+        t.advance(60, &mut book);
+        let s = sum(&out);
+        assert_eq!(
+            (s.errored, s.severely_errored, s.unavailable),
+            (0, 0, 0),
+            "{out:?}"
+        );
+        // 10 to 15 are not the line's: unobserved, not booked at all; the
+        // rest are decided up to 59 (the clean ones are not held back).
+        let booked: Vec<i64> = out.iter().map(|(s, _)| *s).collect();
+        assert_eq!(booked, (0..10).chain(16..60).collect::<Vec<_>>());
+    }
+
+    /// The rule for a real loss during a move: the move's seconds are
+    /// unobserved, the carrier still down after it are SES (the run goes
+    /// on to unavailable time after 10 of them).
+    #[test]
+    fn a_carrier_loss_that_outlasts_the_move_counts_from_the_moves_end() {
+        let mut t = Tracker::default();
+        let mut out = Vec::new();
+        let mut book = |s: i64, x: Seconds| out.push((s, x));
+        clean(&mut t, 0, 10, &mut book);
+        t.advance(10, &mut book);
+        t.relink(10, true);
+        t.carrier(10, false);
+        // The router gives up waiting at 20 s: the move is over, the
+        // carrier is still down until 60 s.
+        t.advance(20, &mut book);
+        t.relink(20, false);
+        t.advance(60, &mut book);
+        t.carrier(60, true);
+        clean(&mut t, 61, 100, &mut book);
+        t.advance(100, &mut book);
+        let unavailable: Vec<i64> = out
+            .iter()
+            .filter(|(_, x)| x.unavailable == 1)
+            .map(|(s, _)| *s)
+            .collect();
+        // 20 (the move ended in it) is unobserved; 21 to 60 are down.
+        assert_eq!(unavailable, (21..=60).collect::<Vec<_>>(), "{out:?}");
+        let s = sum(&out);
+        assert_eq!((s.errored, s.severely_errored), (0, 0));
+        assert!(out.iter().all(|(s, _)| !(10..=20).contains(s)));
+        assert!(!t.is_unavailable());
+
+        // Nine seconds of carrier loss after a move: SES, not unavailable.
+        let mut t = Tracker::default();
+        let mut out = Vec::new();
+        let mut book = |s: i64, x: Seconds| out.push((s, x));
+        clean(&mut t, 0, 10, &mut book);
+        t.advance(10, &mut book);
+        t.relink(10, true);
+        t.carrier(10, false);
+        t.advance(20, &mut book);
+        t.relink(20, false);
+        t.advance(29, &mut book);
+        t.carrier(29, true);
+        clean(&mut t, 30, 60, &mut book);
+        t.advance(60, &mut book);
+        let s = sum(&out);
+        assert_eq!(
+            (s.unavailable, s.severely_errored, s.errored),
+            (0, 9, 9),
+            "21..=29: {out:?}"
+        );
     }
 }

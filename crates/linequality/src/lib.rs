@@ -22,6 +22,7 @@
 //! | a netlink link event | [`Recorder::carrier`] |
 //! | the interface counters ([`host::read_counters`]), every few seconds | [`Recorder::counters`] |
 //! | a member taken out or put back, the bond's link-failure count ([`host::read_bonding`]) | [`Recorder::member`] |
+//! | it begins moving a member into or out of its bond, and when the move is over (its re-link) | [`Recorder::relinking`] |
 //! | `PathDown` / `MemberOut` (with `detection_ms`) | [`Recorder::begin`] |
 //! | `PathUp` (the outage already ended at the first answer) / `MemberIn` | [`Recorder::end`] (and [`Recorder::point`] for `member_in`) |
 //! | a route set moved | [`Recorder::point`] with [`EventKind::Failover`] |

@@ -607,6 +607,19 @@ impl Recorder {
         circ.carrier = Some(up);
     }
 
+    /// failoverd itself is moving circuit `c` (a bond member) into or out
+    /// of its bond (`moving`), or the move is over (its first answer after
+    /// the move, or failoverd stopped waiting). The seconds the move
+    /// touches are unobserved in carrier terms: the NICs renegotiating at
+    /// both ends is not the carrier's line failing ([`crate::g826`]).
+    /// Telling it again what it knows changes nothing.
+    pub fn relinking(&mut self, c: CircuitId, moving: bool, t: Ms) {
+        let sec = self.wall(t).div_euclid(1000);
+        if let Some(circ) = self.circuit(c, t) {
+            circ.g826.relink(sec, moving);
+        }
+    }
+
     /// The interface's counters as the kernel reports them (cumulative).
     pub fn counters(&mut self, c: CircuitId, now: Counters, t: Ms) {
         let Some(circ) = self.circuit(c, t) else {

@@ -398,6 +398,9 @@ fn rules_and_dashboard_name_only_metrics_failoverd_serves() {
         "node_bonding_active",
         "node_network_receive_bytes_total",
         "node_network_receive_errs_total",
+        "wanflash_errored_seconds_total",
+        "wanflash_severely_errored_seconds_total",
+        "wanflash_unavailable_seconds_total",
     ] {
         assert!(
             used.contains(n),
@@ -415,11 +418,13 @@ fn every_alert_waits_has_a_severity_and_names_the_box_and_circuit() {
         names,
         [
             "WanflashCircuitDown",
+            "WanflashCircuitUnavailable",
             "WanflashLossOverSla",
             "WanflashMemberTakenOut",
             "WanflashMetricsUnreachable",
             "WanflashPathFailedOver",
             "WanflashRoutesForced",
+            "WanflashSevereErroredSeconds",
         ]
         .into(),
         "the alerts of {RULES}"

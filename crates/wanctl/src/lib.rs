@@ -13,7 +13,9 @@ use wanflash_linequality::control::{self as qctl, Format};
 use wanflash_linequality::time::parse_duration;
 use wanflash_schema::control::{self as fctl, Health, Status};
 
+mod availability;
 mod history;
+pub use availability::{availability_table, DEFAULT_MONTHS};
 pub use history::{gather, history_summary, row_width_s, Gathered, MAX_ROWS};
 
 pub const USAGE: &str = "usage: wanctl [--socket PATH] COMMAND
@@ -22,6 +24,9 @@ pub const USAGE: &str = "usage: wanctl [--socket PATH] COMMAND
   history CIRCUIT [--since 24h] [--all]   at most 25 rows covering the span, and a
                                           summary; --all (--every-bucket): every
                                           bucket of the tier
+  availability [CIRCUIT] [--months 3]     per calendar month: availability, ES, SES,
+                                          unavailable time (ITU-T G.826), time the
+                                          router took a member out
   export --format csv|json                everything recorded, to stdout
   force PATH                              put every route PATH carries on it
   release                                 back to automatic choice
@@ -53,6 +58,13 @@ pub enum Command {
         /// Every bucket, not a screenful.
         all: bool,
     },
+    /// Availability per calendar month.
+    Availability {
+        /// Every circuit when `None`.
+        circuit: Option<String>,
+        /// The newest months of each circuit shown.
+        months: usize,
+    },
     Export {
         format: Format,
     },
@@ -76,6 +88,7 @@ pub fn parse_args(args: &[String]) -> Result<Option<Invocation>, String> {
     let mut circuit: Option<String> = None;
     let mut format: Option<Format> = None;
     let mut all = false;
+    let mut months: Option<usize> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
@@ -89,6 +102,13 @@ pub fn parse_args(args: &[String]) -> Result<Option<Invocation>, String> {
             "--since" => since = Some(parse_duration(value("--since")?)?),
             "--circuit" => circuit = Some(value("--circuit")?.to_owned()),
             "--all" | "--every-bucket" => all = true,
+            "--months" => {
+                let v = value("--months")?;
+                months =
+                    Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        format!("`--months {v}`: give a number of months, like 3")
+                    })?)
+            }
             "--format" => {
                 format = Some(match value("--format")? {
                     "csv" => Format::Csv,
@@ -109,6 +129,9 @@ pub fn parse_args(args: &[String]) -> Result<Option<Invocation>, String> {
     };
     if all && words.first() != Some(&"history") {
         return Err("`--all` is for `history` only".to_owned());
+    }
+    if months.is_some() && words.first() != Some(&"availability") {
+        return Err("`--months` is for `availability` only".to_owned());
     }
     let command = match words.as_slice() {
         [] => return Err("no command given".to_owned()),
@@ -135,6 +158,16 @@ pub fn parse_args(args: &[String]) -> Result<Option<Invocation>, String> {
             }
         }
         ["history"] => return Err("`history` needs a circuit: wanctl history t1".to_owned()),
+        ["availability", rest @ ..] if rest.len() <= 1 => {
+            only(
+                since.is_none() && circuit.is_none() && format.is_none(),
+                "availability",
+            )?;
+            Command::Availability {
+                circuit: rest.first().map(|c| (*c).to_owned()),
+                months: months.unwrap_or(DEFAULT_MONTHS),
+            }
+        }
         ["export"] => {
             only(since.is_none() && circuit.is_none(), "export")?;
             Command::Export {
@@ -270,6 +303,20 @@ pub fn run(inv: &Invocation) -> Result<String, Failure> {
                 },
             )?;
             Ok(history_summary(&h, &r.events.unwrap_or_default()))
+        }
+        Command::Availability { circuit, months } => {
+            let r = quality(
+                sock,
+                &qctl::Request::Export {
+                    format: Format::Json,
+                },
+            )?;
+            let text = r
+                .export
+                .ok_or_else(|| fail("failoverd answered without an export"))?;
+            let e = wanflash_linequality::Export::parse("failoverd's export", &text)
+                .map_err(|e| fail(e.to_string()))?;
+            availability_table(&e, circuit.as_deref(), *months).map_err(fail)
         }
         Command::Export { format } => {
             let r = quality(sock, &qctl::Request::Export { format: *format })?;
