@@ -79,6 +79,11 @@ impl Request {
 #[serde(deny_unknown_fields)]
 pub struct History {
     pub circuit: String,
+    /// The circuit's carrier and the carrier's circuit ID
+    /// (`Example Telecom, circuit EX-T1-0001`), when the description
+    /// gives them; an older failoverd sends none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
     pub width_s: u32,
     pub rows: Vec<Row>,
 }
@@ -182,6 +187,11 @@ pub fn handle(req: &Request, rec: &Recorder, host: &str, now: Ms) -> Response {
             Response {
                 history: Some(History {
                     circuit: circuit.clone(),
+                    carrier: rec
+                        .circuits()
+                        .nth(c)
+                        .and_then(|s| rec.contract(&s.path))
+                        .and_then(|k| k.line()),
                     width_s: tiers[ti].width_s,
                     rows,
                 }),
