@@ -265,3 +265,49 @@ pub fn history_table(h: &History) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod carrier_tests {
+    use super::*;
+    use crate::config::{Contract, Recording};
+    use crate::recorder::{CircuitKind, CircuitSpec};
+
+    #[test]
+    fn a_members_history_names_its_bundles_carrier() {
+        let cfg = Recording {
+            circuits: [(
+                "t1".to_owned(),
+                Contract {
+                    carrier: Some("Example Telecom".into()),
+                    circuit_id: Some("EX-T1-0001".into()),
+                    sla: None,
+                },
+            )]
+            .into(),
+            ..Recording::default()
+        };
+        let specs = [
+            ("eth0", CircuitKind::Member, "t1"),
+            ("t3", CircuitKind::Path, "t3"),
+        ]
+        .map(|(n, kind, p)| CircuitSpec {
+            name: n.into(),
+            kind,
+            path: p.into(),
+            interface: n.into(),
+        });
+        let rec = Recorder::new(&cfg, &specs, 0).unwrap();
+        let carrier = |c: &str| {
+            let req = Request::History {
+                circuit: c.into(),
+                since_s: 3600,
+            };
+            handle(&req, &rec, "h", 1000).history.unwrap().carrier
+        };
+        assert_eq!(
+            carrier("eth0").as_deref(),
+            Some("Example Telecom, circuit EX-T1-0001")
+        );
+        assert_eq!(carrier("t3"), None);
+    }
+}
