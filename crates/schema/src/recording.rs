@@ -222,12 +222,18 @@ impl Sla {
             ("time_to_repair_h", self.time_to_repair_h, false),
         ] {
             let Some(v) = v else { continue };
-            if percent && !(v.is_finite() && (0.0..=100.0).contains(&v)) {
-                errs.push(format!(
+            let ok = v.is_finite()
+                && if percent {
+                    (0.0..=100.0).contains(&v)
+                } else {
+                    v > 0.0
+                };
+            match (ok, percent) {
+                (true, _) => {}
+                (false, true) => errs.push(format!(
                     "{key}.{k}: {v} is not a percentage: use 0 to 100, like 99.9"
-                ));
-            } else if !percent && !(v.is_finite() && v > 0.0) {
-                errs.push(format!("{key}.{k}: {v} must be a number above 0"));
+                )),
+                (false, false) => errs.push(format!("{key}.{k}: {v} must be a number above 0")),
             }
         }
         errs
