@@ -16,6 +16,14 @@
 //! unavailable time, and apart from them the time the router itself had
 //! a member out of its bond (not unavailability). Computed by
 //! `wanflash_linequality::availability::monthly`.
+//!
+//! Then, for the circuits whose export carries the carrier's SLA (from
+//! the description's `[[circuit]]`), each month against it
+//! (`line_report_sla.rs`); each circuit's heading names its carrier and
+//! the carrier's circuit ID.
+
+#[path = "line_report_sla.rs"]
+mod sla;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -409,6 +417,7 @@ section{{margin-bottom:2.5em}}</style></head><body>\n<h1>{title}</h1>\n\
     )?;
 
     h.push_str(&carrier_terms(e)?);
+    h.push_str(&sla::section(e)?);
 
     // Outages: what a vendor is asked about.
     h.push_str("<h2>Outages</h2>\n<table id=\"outages\"><thead><tr><th>circuit</th><th>kind</th><th>start (UTC)</th><th>end (UTC)</th><th>duration</th><th>duration_ms</th><th>cause</th><th>detected in</th></tr></thead><tbody>\n");
@@ -480,6 +489,10 @@ section{{margin-bottom:2.5em}}</style></head><body>\n<h1>{title}</h1>\n\
             CircuitKind::Path => format!("path {} on {}", c.name, c.interface),
             CircuitKind::Member => format!("member circuit {} of path {}", c.name, c.path),
         };
+        let heading = match c.carrier_line() {
+            Some(carrier) => format!("{what} — {carrier}"),
+            None => what.clone(),
+        };
         let lat = latency_svg(
             &t.rows,
             width_ms,
@@ -497,7 +510,7 @@ section{{margin-bottom:2.5em}}</style></head><body>\n<h1>{title}</h1>\n\
             sections,
             "<section id=\"circuit-{}\"><h2>{}</h2>\n<p>{} to {} UTC: {} probes sent, {} lost ({:.2} %).</p>\n{}\n{}\n</section>\n",
             esc(&c.name),
-            esc(&what),
+            esc(&heading),
             &rfc3339(first.start_ms)[..16].replace('T', " "),
             &rfc3339(last.start_ms + width_ms)[..16].replace('T', " "),
             sent,
@@ -600,7 +613,8 @@ pub fn outage_table(html: &str) -> Option<Vec<Vec<String>>> {
 }
 
 /// Checks that the report's outage table lists the export's outages and
-/// member take-outs, in order, with their times and durations.
+/// member take-outs, in order, with their times and durations, and that
+/// its SLA table says what `sla::compare` says.
 pub fn check(e: &Export, html: &str) -> Result<()> {
     let rows = outage_table(html).context("the report has no outage table")?;
     let want: Vec<_> = e
@@ -632,11 +646,11 @@ pub fn check(e: &Export, html: &str) -> Result<()> {
             ev.duration_ms
         );
     }
-    Ok(())
+    sla::check(e, html)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use wanflash_linequality::{CircuitSpec, Recorder, Recording, Sample};
 

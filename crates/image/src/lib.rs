@@ -538,7 +538,10 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
     if let Some(net) = &network {
         check_network(net, None, &image_file)?;
     }
-    if let Some(f) = &desc.failover {
+    // The failover description as the box reads it: the recording gets
+    // each path's carrier contract from its `[[circuit]]`.
+    let failover = desc.box_failover(&image_file)?;
+    if let Some(f) = &failover {
         f.validate(network.as_ref())
             .map_err(|errors| problems(&image_file, "failover", &errors))?;
     }
@@ -715,7 +718,7 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
             "wanflash",
         );
     }
-    if let Some(f) = &desc.failover {
+    if let Some(f) = &failover {
         let json = serde_json::to_string_pretty(f).unwrap_or_default() + "\n";
         tree.file(
             wanflash_schema::failover::FAILOVER_CONFIG_PATH,

@@ -79,6 +79,11 @@ impl Request {
 #[serde(deny_unknown_fields)]
 pub struct History {
     pub circuit: String,
+    /// The circuit's carrier and the carrier's circuit ID
+    /// (`Example Telecom, circuit EX-T1-0001`), when the description
+    /// gives them; an older failoverd sends none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
     pub width_s: u32,
     pub rows: Vec<Row>,
 }
@@ -182,6 +187,11 @@ pub fn handle(req: &Request, rec: &Recorder, host: &str, now: Ms) -> Response {
             Response {
                 history: Some(History {
                     circuit: circuit.clone(),
+                    carrier: rec
+                        .circuits()
+                        .nth(c)
+                        .and_then(|s| rec.contract(&s.path))
+                        .and_then(|k| k.line()),
                     width_s: tiers[ti].width_s,
                     rows,
                 }),
@@ -254,4 +264,50 @@ pub fn history_table(h: &History) -> String {
         out += "(no data in that span)\n";
     }
     out
+}
+
+#[cfg(test)]
+mod carrier_tests {
+    use super::*;
+    use crate::config::{Contract, Recording};
+    use crate::recorder::{CircuitKind, CircuitSpec};
+
+    #[test]
+    fn a_members_history_names_its_bundles_carrier() {
+        let cfg = Recording {
+            circuits: [(
+                "t1".to_owned(),
+                Contract {
+                    carrier: Some("Example Telecom".into()),
+                    circuit_id: Some("EX-T1-0001".into()),
+                    sla: None,
+                },
+            )]
+            .into(),
+            ..Recording::default()
+        };
+        let specs = [
+            ("eth0", CircuitKind::Member, "t1"),
+            ("t3", CircuitKind::Path, "t3"),
+        ]
+        .map(|(n, kind, p)| CircuitSpec {
+            name: n.into(),
+            kind,
+            path: p.into(),
+            interface: n.into(),
+        });
+        let rec = Recorder::new(&cfg, &specs, 0).unwrap();
+        let carrier = |c: &str| {
+            let req = Request::History {
+                circuit: c.into(),
+                since_s: 3600,
+            };
+            handle(&req, &rec, "h", 1000).history.unwrap().carrier
+        };
+        assert_eq!(
+            carrier("eth0").as_deref(),
+            Some("Example Telecom, circuit EX-T1-0001")
+        );
+        assert_eq!(carrier("t3"), None);
+    }
 }

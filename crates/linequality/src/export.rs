@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::config::TierSpec;
+use crate::config::{Contract, Sla, TierSpec};
 use crate::event::Event;
 use crate::recorder::{CircuitKind, Recorder};
 
@@ -265,7 +265,28 @@ pub struct CircuitExport {
     pub kind: CircuitKind,
     pub path: String,
     pub interface: String,
+    /// The carrier contract (`[[circuit]]`'s `carrier`, `circuit_id`,
+    /// `sla`; a bond member has its bundle's). Left out when not given,
+    /// and absent from exports written before them: no version change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sla: Option<Sla>,
     pub tiers: Vec<TierExport>,
+}
+
+impl CircuitExport {
+    /// `Example Telecom, circuit EX-T1-0001`; `None` when neither is known.
+    pub fn carrier_line(&self) -> Option<String> {
+        Contract {
+            carrier: self.carrier.clone(),
+            circuit_id: self.circuit_id.clone(),
+            sla: None,
+        }
+        .line()
+    }
 }
 
 /// The whole export.
@@ -341,6 +362,9 @@ impl Export {
                     kind: c.kind,
                     path: c.path.clone(),
                     interface: c.interface.clone(),
+                    carrier: rec.contract(&c.path).and_then(|k| k.carrier.clone()),
+                    circuit_id: rec.contract(&c.path).and_then(|k| k.circuit_id.clone()),
+                    sla: rec.contract(&c.path).and_then(|k| k.sla),
                     tiers: specs
                         .iter()
                         .enumerate()
@@ -496,5 +520,60 @@ fn csv_field(s: &str) -> String {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod contract_tests {
+    use super::*;
+    use crate::config::Recording;
+    use crate::recorder::CircuitSpec;
+
+    #[test]
+    fn members_carry_their_paths_contract_and_exports_without_one_read_as_before() {
+        let contract = Contract {
+            carrier: Some("Example Telecom".into()),
+            circuit_id: Some("EX-T1-0001".into()),
+            sla: Some(Sla {
+                availability_percent: Some(99.9),
+                ..Sla::default()
+            }),
+        };
+        let cfg = Recording {
+            circuits: [("t1".to_owned(), contract.clone())].into(),
+            ..Recording::default()
+        };
+        let specs = [
+            ("t1", CircuitKind::Path, "t1", "bond0"),
+            ("eth0", CircuitKind::Member, "t1", "eth0"),
+            ("t3", CircuitKind::Path, "t3", "eth3"),
+        ]
+        .map(|(n, k, p, i)| CircuitSpec {
+            name: n.into(),
+            kind: k,
+            path: p.into(),
+            interface: i.into(),
+        });
+        let rec = Recorder::new(&cfg, &specs, 0).unwrap();
+        let e = Export::from_recorder(&rec, "wan-router", 1000);
+        for c in &e.circuits[..2] {
+            assert_eq!(c.carrier, contract.carrier, "{}", c.name);
+            assert_eq!(c.circuit_id, contract.circuit_id);
+            assert_eq!(c.sla, contract.sla);
+            assert_eq!(
+                c.carrier_line().as_deref(),
+                Some("Example Telecom, circuit EX-T1-0001")
+            );
+        }
+        assert_eq!((&e.circuits[2].carrier, &e.circuits[2].sla), (&None, &None));
+        let json = e.to_json();
+        assert_eq!(json.matches("\"carrier\"").count(), 2, "{json}");
+        assert_eq!(Export::parse("e.json", &json).unwrap(), e);
+        // An export written before the contract (no such keys) reads.
+        let plain = Recorder::new(&Recording::default(), &specs, 0).unwrap();
+        let old = Export::from_recorder(&plain, "wan-router", 1000).to_json();
+        assert!(!old.contains("\"carrier\":") && !old.contains("\"sla\":"));
+        let back = Export::parse("old.json", &old).unwrap();
+        assert!(back.circuits.iter().all(|c| c.carrier_line().is_none()));
     }
 }

@@ -35,7 +35,8 @@
 //! severely errored (SES), the last two in available time only; a second
 //! is booked into the bucket that covers it when decided, up to about
 //! 20 s after it ended. [`availability::monthly`] turns an export into
-//! the availability per calendar month.
+//! the availability per calendar month, [`sla::compare`] each month
+//! against the carrier's SLA.
 //!
 //! Probes sent, answered, lost; the longest run of consecutive losses;
 //! answers that came back after a later probe's answer (reordered) or
@@ -102,6 +103,12 @@
 //! - A version 1 export (26 columns) is still read: its rows have these
 //!   four fields `None`, the others read as before; a row whose length
 //!   does not match the file's version is refused.
+//! - Optional on each circuit (left out when the description gives none,
+//!   absent from older exports, which read as before; no version
+//!   change): `carrier`, `circuit_id` (the carrier's reference) and `sla`
+//!   (`availability_percent`, `monthly_loss_percent`, `rtt_ms` as the
+//!   month's median, `time_to_repair_h`), from the description's
+//!   `[[circuit]]`; a bond member has its bundle's.
 //! - A reader refuses another `schema` or a `version` it does not read
 //!   (other than 1 or 2) with an error naming
 //!   the file; a truncated file is an error naming the byte offset.
@@ -122,6 +129,7 @@ pub mod host;
 pub mod http;
 pub mod metrics;
 pub mod recorder;
+pub mod sla;
 pub mod snapshot;
 pub mod stats;
 pub mod syslog;

@@ -2,11 +2,11 @@
 //! in (monotonic milliseconds; wall-clock time is that plus an offset the
 //! daemon sets and may correct).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Recording, TierSpec};
+use crate::config::{Contract, Recording, TierSpec};
 use crate::event::{Event, EventKind};
 use crate::g826::Tracker;
 use crate::stats::{Acc, Bucket, Counters, Seconds};
@@ -342,6 +342,8 @@ pub struct Recorder {
     /// interval use this one.
     probe_interval_ms: Ms,
     pub(crate) last_t: Ms,
+    /// The carrier contracts by path (`Recording::circuits`), for the export.
+    contracts: BTreeMap<String, Contract>,
 }
 
 /// How long an unanswered probe waits before [`Recorder::expire`] counts
@@ -394,6 +396,7 @@ impl Recorder {
             wall_offset_ms,
             probe_interval_ms: DEFAULT_PROBE_INTERVAL_MS,
             last_t: 0,
+            contracts: cfg.circuits.clone(),
         })
     }
 
@@ -425,6 +428,11 @@ impl Recorder {
 
     pub fn circuit_id(&self, name: &str) -> Option<CircuitId> {
         self.circuits.iter().position(|c| c.spec.name == name)
+    }
+
+    /// The carrier contract of `path` (a member's is its path's).
+    pub fn contract(&self, path: &str) -> Option<&Contract> {
+        self.contracts.get(path)
     }
 
     pub fn circuits(&self) -> impl Iterator<Item = &CircuitSpec> {

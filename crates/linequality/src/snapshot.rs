@@ -55,6 +55,9 @@ fn cut(export: &Export, rows: usize, events: usize) -> Export {
                 kind: c.kind,
                 path: c.path.clone(),
                 interface: c.interface.clone(),
+                carrier: c.carrier.clone(),
+                circuit_id: c.circuit_id.clone(),
+                sla: c.sla,
                 tiers: coarsest
                     .map(|t| {
                         let mut t = t.clone();
@@ -207,6 +210,9 @@ mod tests {
                 kind: CircuitKind::Path,
                 path: (*n).to_owned(),
                 interface: format!("eth-{n}"),
+                carrier: None,
+                circuit_id: None,
+                sla: None,
                 tiers: default_tiers()
                     .iter()
                     .map(|s| {

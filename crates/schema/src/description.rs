@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::failover::Failover;
 use crate::network::{Bond, Cidr, Interface, Network};
+use crate::recording::{Contract, Sla};
 use crate::size::{ByteSize, MIB};
 use crate::system::{Capability, RestartPolicy, Service};
 
@@ -210,6 +211,36 @@ pub struct Circuit {
     /// Optional IPv6 subnet, same rule (`2001:db8:0:1::/64` gives ::1, ::2).
     #[serde(default)]
     pub subnet6: Option<String>,
+    /// The carrier that provides it: `Example Telecom`.
+    #[serde(default)]
+    pub carrier: Option<String>,
+    /// The carrier's reference of the circuit (of the bundle, for a bond:
+    /// its members share it and the SLA).
+    #[serde(default)]
+    pub circuit_id: Option<String>,
+    /// What the carrier promises per calendar month; the line report
+    /// compares every month with it.
+    #[serde(default)]
+    pub sla: Option<Sla>,
+}
+
+impl Circuit {
+    /// `carrier`, `circuit_id` and `sla`; `None` when none is given.
+    pub fn contract(&self) -> Option<Contract> {
+        let c = Contract {
+            carrier: self.carrier.clone(),
+            circuit_id: self.circuit_id.clone(),
+            sla: self.sla,
+        };
+        (!c.is_empty()).then_some(c)
+    }
+
+    /// The device its traffic leaves through: the interface, or the bond.
+    pub fn device(&self) -> Option<&str> {
+        self.interface
+            .as_deref()
+            .or(self.bond.as_ref().map(|b| b.name.as_str()))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -680,6 +711,45 @@ impl Description {
         Ok(Some(net))
     }
 
+    /// `failover` as the box reads it: the recording settings get each
+    /// path's carrier contract from the circuit on the path's interface
+    /// (a bundle's path from its bond; the recorder gives the bundle's
+    /// members their path's). A circuit with a contract that no recorded
+    /// path uses is an error: its contract would never reach the report.
+    pub fn box_failover(&self, file: &str) -> Result<Option<Failover>, DescriptionError> {
+        let Some(mut f) = self.failover.clone() else {
+            return Ok(None);
+        };
+        let Some(rec) = f.recording.as_mut() else {
+            return Ok(Some(f));
+        };
+        for c in &self.circuits {
+            let Some(contract) = c.contract() else {
+                continue;
+            };
+            let paths: Vec<&str> = f
+                .paths
+                .iter()
+                .filter(|p| Some(p.interface.as_str()) == c.device())
+                .map(|p| p.name.as_str())
+                .collect();
+            if paths.is_empty() {
+                return Err(invalid(
+                    file,
+                    &format!("circuit[{}]", c.name),
+                    format!(
+                        "has a carrier contract but no `[failover]` path leaves through `{}`: add the path, or remove `carrier`, `circuit_id` and `sla`",
+                        c.device().unwrap_or("?")
+                    ),
+                ));
+            }
+            for p in paths {
+                rec.circuits.insert(p.to_owned(), contract.clone());
+            }
+        }
+        Ok(Some(f))
+    }
+
     /// The host name; `validate` guarantees it is set.
     pub fn hostname(&self) -> &str {
         self.hostname.as_deref().unwrap_or("wanflash")
@@ -991,6 +1061,14 @@ impl Description {
                 ));
             }
         }
+        for c in &self.circuits {
+            if let Some(contract) = c.contract() {
+                if let Some(p) = contract.problems(&format!("circuit[{}]", c.name)).first() {
+                    let (key, message) = p.split_once(": ").unwrap_or(("circuit", p.as_str()));
+                    return Err(invalid(file, key, message));
+                }
+            }
+        }
         let names: BTreeSet<&str> = self.services.iter().map(|s| s.name.as_str()).collect();
         if names.len() != self.services.len() {
             return Err(invalid(
@@ -1201,6 +1279,62 @@ site = "office"
             .unwrap_err()
             .to_string();
         assert!(err.contains("circuit_end"), "{err}");
+    }
+
+    #[test]
+    fn a_circuits_contract_reaches_its_paths_recording_and_is_checked() {
+        let shared = "hostname = \"r\"\ncircuit_end = \"a\"\n[[circuit]]\nname = \"t1-bundle\"\nsubnet = \"192.0.2.0/30\"\nbond = { name = \"bond0\", members = [\"eth0\", \"eth1\"], mode = \"balance-rr\", miimon = 50 }\ncarrier = \"Example Telecom\"\ncircuit_id = \"EX-T1-0001\"\nsla = { availability_percent = 99.9, monthly_loss_percent = 0.1, rtt_ms = 30, time_to_repair_h = 4 }\n[[circuit]]\nname = \"t3\"\ninterface = \"eth3\"\nsubnet = \"198.51.100.0/30\"\n";
+        let failover = "[failover]\npaths = [{ name = \"t1\", interface = \"bond0\", gateway = \"192.0.2.2\", priority = 10, routes = [\"203.0.113.128/25\"], members = [\"eth0\", \"eth1\"] }, { name = \"t3\", interface = \"eth3\", gateway = \"198.51.100.2\", priority = 20, routes = [\"203.0.113.128/25\"] }]\n[failover.recording]\n";
+        let d = chain(&format!("{shared}{failover}")).unwrap();
+        let f = d.box_failover("x").unwrap().unwrap();
+        let rec = f.recording.unwrap();
+        let t1 = rec.contract("t1").unwrap();
+        assert_eq!(t1.carrier.as_deref(), Some("Example Telecom"));
+        assert_eq!(t1.circuit_id.as_deref(), Some("EX-T1-0001"));
+        assert_eq!(t1.sla.and_then(|s| s.rtt_ms), Some(30.0));
+        assert_eq!(t1.sla.and_then(|s| s.availability_percent), Some(99.9));
+        assert_eq!(rec.contract("t3"), None, "t3 has no contract");
+        assert_eq!(rec.validate(), Ok(()));
+
+        // No recording: nothing to carry.
+        let d = chain(&format!(
+            "{shared}{}",
+            failover.replace("[failover.recording]\n", "")
+        ))
+        .unwrap();
+        assert_eq!(d.box_failover("x").unwrap().unwrap().recording, None);
+
+        // A contract no path uses.
+        let lonely = failover.replace("interface = \"bond0\"", "interface = \"eth9\"");
+        let err = chain(&format!("{shared}{lonely}"))
+            .unwrap()
+            .box_failover("images/x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("circuit[t1-bundle]") && err.contains("bond0"),
+            "{err}"
+        );
+
+        // Ranges are the validator's, types serde's: both name the key.
+        let bad = shared.replace("99.9", "100.5");
+        let err = chain(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("circuit[t1-bundle].sla.availability_percent"),
+            "{err}"
+        );
+        assert!(err.contains("0 to 100"), "{err}");
+        let err = chain(&shared.replace("rtt_ms = 30", "rtt_ms = \"30 ms\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rtt_ms") && err.contains("images/x.toml"),
+            "{err}"
+        );
+        let err = chain(&shared.replace("rtt_ms = 30", "rtt = 30"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rtt"), "{err}");
     }
 
     #[test]

@@ -15,7 +15,12 @@
 //!   { width_s = 3600, buckets = 9600 }, # 1 h for 400 days
 //! ]
 //! ```
+//!
+//! The builder adds `circuits`: the carrier contract of each path (by
+//! failover path name), from the description's `[[circuit]]` tables (see
+//! [`Contract`]); the recorder puts it in the export.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
@@ -112,6 +117,127 @@ pub struct Recording {
     /// The syslog collector events are sent to (RFC 5424 over UDP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syslog: Option<SocketAddr>,
+    /// The carrier contract of each path, by failover path name. Written
+    /// by the builder from `[[circuit]]` (not a key of
+    /// `[failover.recording]`: the circuit says it once for both sites);
+    /// a bond member's circuit has its path's. Empty: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub circuits: BTreeMap<String, Contract>,
+}
+
+/// Who provides a circuit and what they promise: `carrier`, `circuit_id`
+/// and `sla` of a `[[circuit]]`, carried to the box and into the export.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contract {
+    /// The carrier's name, as on its contract: `Example Telecom`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
+    /// The carrier's reference of the circuit, as its NOC wants it
+    /// quoted in a ticket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sla: Option<Sla>,
+}
+
+impl Contract {
+    /// Nothing said.
+    pub fn is_empty(&self) -> bool {
+        self.carrier.is_none() && self.circuit_id.is_none() && self.sla.is_none()
+    }
+
+    /// `Example Telecom, circuit EX-T1-0001` (either part alone when the
+    /// other is not given); `None` with neither. Where people read it:
+    /// the report's headings, `wanctl history`.
+    pub fn line(&self) -> Option<String> {
+        match (&self.carrier, &self.circuit_id) {
+            (Some(c), Some(id)) => Some(format!("{c}, circuit {id}")),
+            (Some(c), None) => Some(c.clone()),
+            (None, Some(id)) => Some(format!("circuit {id}")),
+            (None, None) => None,
+        }
+    }
+
+    /// Every problem, one line each, prefixed with `key` (`circuit[t3]`).
+    pub fn problems(&self, key: &str) -> Vec<String> {
+        let mut errs = Vec::new();
+        for (k, v) in [("carrier", &self.carrier), ("circuit_id", &self.circuit_id)] {
+            if let Some(v) = v {
+                if v.trim().is_empty()
+                    || v.len() > MAX_CONTRACT_TEXT
+                    || v.chars().any(char::is_control)
+                {
+                    errs.push(format!("{key}.{k}: `{v}` must be 1 to {MAX_CONTRACT_TEXT} characters, without control characters"));
+                }
+            }
+        }
+        if let Some(sla) = &self.sla {
+            errs.extend(sla.problems(&format!("{key}.sla")));
+        }
+        errs
+    }
+}
+
+/// Longest `carrier` or `circuit_id` accepted (it is shown in headings).
+pub const MAX_CONTRACT_TEXT: usize = 100;
+
+/// The carrier's promises for a calendar month (UTC), each optional. The
+/// line report compares every month with them
+/// (`wanflash_linequality::sla`).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sla {
+    /// Least availability in a month, in percent (`99.9`): G.826's
+    /// available time over the observed time. 0 to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_percent: Option<f64>,
+    /// Most probes lost in a month, in percent of those sent (`0.1`),
+    /// outages included. 0 to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_loss_percent: Option<f64>,
+    /// Most round-trip time, in ms (`30`): the month's **median**, over
+    /// every answered probe (the median of the buckets' medians, each
+    /// weighted by its answers). More than 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    /// Longest outage, in hours (`4`): each outage of the circuit is
+    /// compared with it. More than 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_repair_h: Option<f64>,
+}
+
+// The figures are finite numbers (`problems` refuses NaN and infinities,
+// and JSON has neither), so equality is an equivalence.
+impl Eq for Sla {}
+
+impl Sla {
+    /// Every problem, one line each, prefixed with `key` (`circuit[t3].sla`).
+    pub fn problems(&self, key: &str) -> Vec<String> {
+        let mut errs = Vec::new();
+        for (k, v, percent) in [
+            ("availability_percent", self.availability_percent, true),
+            ("monthly_loss_percent", self.monthly_loss_percent, true),
+            ("rtt_ms", self.rtt_ms, false),
+            ("time_to_repair_h", self.time_to_repair_h, false),
+        ] {
+            let Some(v) = v else { continue };
+            let ok = v.is_finite()
+                && if percent {
+                    (0.0..=100.0).contains(&v)
+                } else {
+                    v > 0.0
+                };
+            match (ok, percent) {
+                (true, _) => {}
+                (false, true) => errs.push(format!(
+                    "{key}.{k}: {v} is not a percentage: use 0 to 100, like 99.9"
+                )),
+                (false, false) => errs.push(format!("{key}.{k}: {v} must be a number above 0")),
+            }
+        }
+        errs
+    }
 }
 
 impl Default for Recording {
@@ -121,6 +247,7 @@ impl Default for Recording {
             events: DEFAULT_EVENTS,
             metrics_listen: None,
             syslog: None,
+            circuits: BTreeMap::new(),
         }
     }
 }
@@ -181,11 +308,20 @@ impl Recording {
                 ));
             }
         }
+        for (path, c) in &self.circuits {
+            errs.extend(c.problems(&format!("recording.circuits[{path}]")));
+        }
         if errs.is_empty() {
             Ok(())
         } else {
             Err(errs)
         }
+    }
+
+    /// The contract of a recorded circuit: its path's (a bond member has
+    /// its bundle's).
+    pub fn contract(&self, path: &str) -> Option<&Contract> {
+        self.circuits.get(path)
     }
 
     /// Bytes the tiers take per circuit (allocated once, at start).
@@ -232,5 +368,55 @@ mod tests {
         assert!(errs[3].contains("listens on every address"));
         assert!(errs[4].starts_with("recording.syslog:"));
         assert!(serde_json::from_str::<Recording>(r#"{"tier":[]}"#).is_err());
+    }
+
+    #[test]
+    fn contracts_are_checked_at_their_bounds_and_left_out_when_empty() {
+        let ok: Recording = serde_json::from_str(
+            r#"{"circuits":{"t3":{"carrier":"Example Telecom","circuit_id":"EX-0001",
+                "sla":{"availability_percent":100,"monthly_loss_percent":0,"rtt_ms":0.5,"time_to_repair_h":4}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.validate(), Ok(()));
+        assert_eq!(
+            ok.contract("t3").and_then(|c| c.sla).and_then(|s| s.rtt_ms),
+            Some(0.5)
+        );
+        let back: Recording = serde_json::from_str(&serde_json::to_string(&ok).unwrap()).unwrap();
+        assert_eq!(back, ok);
+        assert_eq!(
+            ok.contract("t3").and_then(Contract::line).as_deref(),
+            Some("Example Telecom, circuit EX-0001")
+        );
+        let id_only = Contract {
+            circuit_id: Some("EX-1".into()),
+            ..Contract::default()
+        };
+        assert_eq!(id_only.line().as_deref(), Some("circuit EX-1"));
+        assert_eq!(Contract::default().line(), None);
+        let bad: Recording = serde_json::from_str(
+            r#"{"circuits":{"t1":{"carrier":" ","sla":{"availability_percent":100.1,
+                "monthly_loss_percent":-0.1,"rtt_ms":0,"time_to_repair_h":-1}}}}"#,
+        )
+        .unwrap();
+        let errs = bad.validate().unwrap_err();
+        assert_eq!(errs.len(), 5, "{errs:#?}");
+        assert!(errs[0].starts_with("recording.circuits[t1].carrier:"));
+        assert!(errs[1].starts_with("recording.circuits[t1].sla.availability_percent: 100.1"));
+        assert!(errs[2].starts_with("recording.circuits[t1].sla.monthly_loss_percent: -0.1"));
+        assert!(errs[3].starts_with("recording.circuits[t1].sla.rtt_ms: 0 must be"));
+        assert!(errs[4].starts_with("recording.circuits[t1].sla.time_to_repair_h:"));
+        let nan = Sla {
+            rtt_ms: Some(f64::NAN),
+            ..Sla::default()
+        };
+        assert_eq!(nan.problems("s").len(), 1);
+        // A wrong type is refused by serde, naming the key.
+        let err = serde_json::from_str::<Sla>(r#"{"rtt_ms":"30 ms"}"#).unwrap_err();
+        assert!(err.to_string().contains("invalid type"), "{err}");
+        // No contract: the settings are written as before.
+        assert!(!serde_json::to_string(&Recording::default())
+            .unwrap()
+            .contains("circuits"));
     }
 }

@@ -186,6 +186,10 @@ pub fn history_summary(h: &History, events: &[Event]) -> String {
             h.circuit
         )
     };
+    out += &h
+        .carrier
+        .as_ref()
+        .map_or(String::new(), |c| format!("carrier: {c}\n"));
     out += &format!(
         "{:<19} {:>11} {:>7} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>11}\n",
         "start (UTC)", "span", "sent", "lost", "loss%", "min", "median", "max", "jitter", "down"

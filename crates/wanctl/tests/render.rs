@@ -157,6 +157,7 @@ fn history(start: i64, width_s: u32, n: usize, lossy: &[usize]) -> History {
         .collect();
     History {
         circuit: "t1".into(),
+        carrier: None,
         width_s,
         rows,
     }
@@ -287,6 +288,7 @@ fn rows_are_round_and_never_more_than_a_screenful() {
         assert_eq!(row_s % u64::from(w), 0);
         let h = History {
             circuit: "x".into(),
+            carrier: None,
             width_s: w,
             rows: s
                 .iter()
@@ -337,5 +339,19 @@ fn a_rows_median_weighs_each_bucket_by_its_answers_and_an_open_outage_lasts_to_t
             "span 30 s: 30 sent, 0 lost (0.0 %), 1 outage, longest 2.0 s, down 2.0 s in all\n"
         ),
         "{text}"
+    );
+}
+
+#[test]
+fn the_summary_names_the_carrier_and_circuit_id_when_failoverd_sends_them() {
+    let mut h = history(DAY0, 3600, 3, &[]);
+    let plain = history_summary(&h, &[]);
+    assert!(!plain.contains("carrier:"), "{plain}");
+    h.carrier = Some("Example Telecom, circuit EX-T1-0001".into());
+    let out = history_summary(&h, &[]);
+    assert_eq!(
+        out.lines().nth(1),
+        Some("carrier: Example Telecom, circuit EX-T1-0001"),
+        "{out}"
     );
 }
