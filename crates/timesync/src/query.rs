@@ -3,7 +3,7 @@
 //! (the lowest-delay one kept), the median offset across servers, and
 //! exponential back-off for servers that do not answer.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant};
 
 use wanflash_schema::time::NTP_PORT;
@@ -75,14 +75,10 @@ pub fn query(
     random: u64,
 ) -> Result<Sample, QueryError> {
     let io = |what, e: std::io::Error| QueryError::Io(what, server, e.to_string());
-    let bind: SocketAddr = if server.is_ipv4() {
-        "0.0.0.0:0"
-            .parse()
-            .map_err(|_| QueryError::Timeout(server, 0))?
+    let bind = if server.is_ipv4() {
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
     } else {
-        "[::]:0"
-            .parse()
-            .map_err(|_| QueryError::Timeout(server, 0))?
+        SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
     };
     let sock = UdpSocket::bind(bind).map_err(|e| io("open a UDP socket", e))?;
     // Connected: the kernel drops datagrams from any other address.
@@ -262,5 +258,47 @@ mod tests {
         let e = query(addr, Duration::from_millis(300), &now, 42).unwrap_err();
         assert_eq!(e, QueryError::Timeout(addr, 300));
         t.join().unwrap();
+    }
+
+    /// A one-shot server on loopback: answers the first request with
+    /// `stratum`, `kiss` as reference id, the request's transmit as
+    /// origin and `ahead_s` added to its times.
+    fn answer_once(stratum: u8, kiss: &[u8; 4], ahead_s: u64) -> SocketAddr {
+        let srv = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = srv.local_addr().unwrap();
+        let kiss = *kiss;
+        std::thread::spawn(move || {
+            let mut b = [0u8; 64];
+            let (n, from) = srv.recv_from(&mut b).unwrap();
+            assert_eq!(n, 48);
+            let mut r = [0u8; 48];
+            r[0] = 0x24;
+            r[1] = stratum;
+            r[12..16].copy_from_slice(&kiss);
+            r[24..32].copy_from_slice(&b[40..48]);
+            let t = Timestamp::from_unix_ns(
+                1_700_000_000_000_000_000 + i128::from(ahead_s) * 1_000_000_000,
+            );
+            r[32..40].copy_from_slice(&t.0.to_be_bytes());
+            r[40..48].copy_from_slice(&t.0.to_be_bytes());
+            srv.send_to(&r, from).unwrap();
+        });
+        addr
+    }
+
+    #[test]
+    fn an_answer_gives_a_sample_and_a_kiss_of_death_an_error() {
+        let now = || 1_700_000_000_000_000_000i128;
+        let addr = answer_once(1, b"GPS\0", 5);
+        let s = query(addr, Duration::from_secs(2), &now, 0xfeed).unwrap();
+        assert_eq!((s.server, s.stratum), (addr, 1));
+        assert_eq!(s.offset_ns, 5_000_000_000);
+        let addr = answer_once(0, b"RATE", 0);
+        let e = query(addr, Duration::from_secs(2), &now, 0xfeed).unwrap_err();
+        assert_eq!(e, QueryError::Rejected(addr, Rejected::Kiss("RATE".into())));
+        assert_eq!(
+            e.to_string(),
+            format!("NTP server {addr} sent kiss-of-death `RATE`")
+        );
     }
 }
