@@ -123,7 +123,8 @@ impl TimeConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeState {
-    /// The last round of queries gave a time and it was applied.
+    /// A server's time was applied within the last four poll intervals
+    /// (a lost round or two does not unsynchronise a slewed clock).
     pub synchronised: bool,
     /// The offset measured then (server minus box), in milliseconds.
     pub last_offset_ms: Option<f64>,

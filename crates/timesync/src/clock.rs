@@ -61,7 +61,7 @@ impl Clock for SystemClock {
 
     fn set_ns(&mut self, unix_ns: i128) -> Result<(), String> {
         let ts = libc::timespec {
-            tv_sec: unix_ns.div_euclid(1_000_000_000) as libc::time_t,
+            tv_sec: unix_ns.div_euclid(1_000_000_000) as _,
             tv_nsec: unix_ns.rem_euclid(1_000_000_000) as libc::c_long,
         };
         // SAFETY: `ts` is a valid timespec the call only reads.
@@ -78,8 +78,8 @@ impl Clock for SystemClock {
         // the nanoseconds in 0..1e9.
         let mut tx = zero_timex();
         tx.modes = ADJ_SETOFFSET | ADJ_NANO;
-        tx.time.tv_sec = by_ns.div_euclid(1_000_000_000) as libc::time_t;
-        tx.time.tv_usec = by_ns.rem_euclid(1_000_000_000) as libc::suseconds_t;
+        tx.time.tv_sec = by_ns.div_euclid(1_000_000_000) as _;
+        tx.time.tv_usec = by_ns.rem_euclid(1_000_000_000) as _;
         adjtimex(&mut tx, "step the system clock")
     }
 
