@@ -78,6 +78,7 @@ pub const LAYERS: &[LayerDef] = &[
             "wanflash-init",
             "wanflash-netcfg",
             "wanflash-testsvc",
+            "wanflash-timesync",
             "wanflash-update",
             "wanflash-wanctl",
         ],

@@ -79,13 +79,15 @@ pub const QEMU: &[Need] = &[
 
 /// What the unit tests of `cargo xtask test` call: `ip` for the network
 /// namespace labs of netcfg and failoverd (and the bench's), `promtool` for
-/// the metrics page, git for the source commit and the reproducibility
+/// the metrics page, `chronyd` for timesync's NTP test, git for the source commit and the reproducibility
 /// check. `cargo xtask test` installs them before the unit tests, which
 /// then fail instead of skipping when one is missing.
 pub const UNIT_TESTS: &[Need] = &[
     exe("ip", "iproute2"),
     exe("promtool", "prometheus"),
     exe("git", "git"),
+    // The NTP server timesync's namespace test asks.
+    exe("chronyd", "chrony"),
 ];
 
 /// Checking our `.bmap` files with Debian's bmaptool in tests.
@@ -299,6 +301,8 @@ mod tests {
     fn unit_tests_need_iproute2_for_the_namespace_labs() {
         let got = missing_packages(UNIT_TESTS, |n| n.probe != Probe::Exe("ip"));
         assert_eq!(got, ["iproute2"]);
+        let got = missing_packages(UNIT_TESTS, |n| n.probe != Probe::Exe("chronyd"));
+        assert_eq!(got, ["chrony"]);
     }
 
     #[test]

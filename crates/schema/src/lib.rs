@@ -10,6 +10,7 @@ pub mod failover;
 pub mod network;
 pub mod recording;
 pub mod size;
+pub mod time;
 pub mod update;
 
 pub use system::{SystemConfig, READY_MARKER, SYSTEM_CONFIG_PATH};
