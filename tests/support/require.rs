@@ -4,7 +4,8 @@
 //! fails with the reason; under a plain `cargo test` it says why it skips.
 //!
 //! Included with `#[path = ".../tests/support/require.rs"] mod require;`
-//! by `crates/netcfg/tests/netns.rs`, `crates/failoverd/tests/netns.rs` and
+//! by `crates/netcfg/tests/netns.rs`, `crates/failoverd/tests/netns.rs`,
+//! `crates/timesync/tests/chrony.rs` (chronyd) and
 //! `crates/linequality/tests/common/mod.rs` (promtool).
 
 /// What to do about a test that cannot run for `why`: `Err` (a failure)
