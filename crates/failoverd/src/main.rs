@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
 use wanflash_failoverd::{run, Options};
-use wanflash_runtime::exit::{exit, EXIT_USAGE};
+use wanflash_runtime::exit::exit;
 
 const USAGE: &str = "usage: failoverd [--config PATH] [--check]
   --config PATH  failover description (default /etc/wanflash/failover.json)
@@ -28,16 +28,10 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> 
 }
 
 fn main() -> ExitCode {
-    let opts = match parse(std::env::args().skip(1)) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("failoverd: error: {e}\n{USAGE}");
-            return exit(EXIT_USAGE);
-        }
+    let parsed = parse(std::env::args().skip(1));
+    let opts = match wanflash_runtime::cli::options_or_exit("failoverd", USAGE, parsed) {
+        Ok(o) => o,
+        Err(code) => return code,
     };
     // Never set: the daemon runs until init stops it.
     let stop = AtomicBool::new(false);

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use wanflash_netcfg::{run, Options};
-use wanflash_runtime::exit::{exit, EXIT_USAGE};
+use wanflash_runtime::exit::exit;
 
 const USAGE: &str = "usage: netcfg [--config PATH] [--dry-run] [--check]
   --config PATH  network description (default /etc/wanflash/network.json)
@@ -26,16 +26,10 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> 
 }
 
 fn main() -> ExitCode {
-    let opts = match parse(std::env::args().skip(1)) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("netcfg: error: {e}\n{USAGE}");
-            return exit(EXIT_USAGE);
-        }
+    let parsed = parse(std::env::args().skip(1));
+    let opts = match wanflash_runtime::cli::options_or_exit("netcfg", USAGE, parsed) {
+        Ok(o) => o,
+        Err(code) => return code,
     };
     exit(run(&opts, &mut wanflash_runtime::log::print))
 }

@@ -58,6 +58,27 @@ pub fn parse(
     Ok(Some(out))
 }
 
+/// What a daemon's `main` does with its parsed command line: the options,
+/// or the exit code once help was printed (on stdout, 0) or a usage error
+/// (`PROGRAM: error: ...` and the usage on stderr, 2).
+pub fn options_or_exit<O>(
+    program: &str,
+    usage: &str,
+    parsed: Result<Option<O>, String>,
+) -> Result<O, std::process::ExitCode> {
+    match parsed {
+        Ok(Some(o)) => Ok(o),
+        Ok(None) => {
+            println!("{usage}");
+            Err(crate::exit::exit(crate::exit::EXIT_OK))
+        }
+        Err(e) => {
+            eprintln!("{program}: error: {e}\n{usage}");
+            Err(crate::exit::exit(crate::exit::EXIT_USAGE))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +112,20 @@ mod tests {
         assert_eq!(
             parse(args(&["--config"]), &[]).unwrap_err(),
             "--config needs a path"
+        );
+    }
+
+    #[test]
+    fn main_gets_the_options_or_the_exit_code() {
+        use std::process::ExitCode;
+        assert_eq!(options_or_exit("d", "usage: d", Ok(Some(7))), Ok(7));
+        assert_eq!(
+            options_or_exit::<u8>("d", "usage: d", Ok(None)),
+            Err(ExitCode::SUCCESS)
+        );
+        assert_eq!(
+            options_or_exit::<u8>("d", "usage: d", Err("unknown argument `-x`".into())),
+            Err(ExitCode::from(2))
         );
     }
 }
