@@ -44,21 +44,9 @@ use wanflash_schema::network::{Cidr, Family};
 
 const FAR_LAN: &str = "203.0.113.128/25";
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run `ip`: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
+#[path = "../../../tests/support/ip.rs"]
+mod ip;
+use ip::ip;
 
 /// Why the namespace tests cannot run here, if they cannot.
 fn cannot_run() -> Option<String> {

@@ -26,21 +26,9 @@ mod require;
 
 const SERVER: &str = "192.0.2.2:11123";
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run `ip`: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
+#[path = "../../../tests/support/ip.rs"]
+mod ip;
+use ip::ip;
 
 /// chronyd on `PATH` or in the sbin folders a non-root `PATH` lacks.
 fn chronyd() -> Option<PathBuf> {
