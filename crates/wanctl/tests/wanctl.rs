@@ -5,7 +5,6 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use wanflash_failoverd::control as fctl;
 use wanflash_failoverd::fsm::{Fsm, TargetKind};
@@ -146,23 +145,8 @@ fn serve(sock: PathBuf, n: usize) -> std::thread::JoinHandle<()> {
     })
 }
 
-fn wanctl(sock: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wanctl"))
-        .arg("--socket")
-        .arg(sock)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "wanctl failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
+mod common;
+use common::{stdout, wanctl};
 
 #[test]
 fn every_command_works_end_to_end_over_a_unix_socket() {
