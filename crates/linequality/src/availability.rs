@@ -199,6 +199,7 @@ mod tests {
                 tiers,
             }],
             events,
+            clock: None,
         }
     }
 

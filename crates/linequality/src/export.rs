@@ -300,6 +300,48 @@ pub struct Export {
     pub exported_ms: i64,
     pub circuits: Vec<CircuitExport>,
     pub events: Vec<Event>,
+    /// What the box's clock did while the history was kept (issue 17,
+    /// time you can testify to). Absent from exports of images without a
+    /// time client and from those written before it: no version change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockRecord>,
+}
+
+/// The time source behind an export's timestamps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ClockRecord {
+    /// `sntp` when the box runs its SNTP client; `none` when the image
+    /// names no time server (the clock is the board's RTC, from the
+    /// build's date floor on).
+    pub source: String,
+    /// The servers the description names, as written there.
+    pub servers: Vec<String>,
+    /// Consecutive spans of wall-clock time, oldest first, each either
+    /// synchronised (the last SNTP answer was accepted within the client's
+    /// limit) or not.
+    pub spans: Vec<ClockSpan>,
+    /// Every step of the clock, oldest first.
+    pub steps: Vec<ClockStep>,
+}
+
+/// A span of wall-clock time during which the clock was, or was not,
+/// synchronised. `to_ms` is exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockSpan {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub synchronised: bool,
+}
+
+/// The clock was stepped at `at_ms` (wall time after the step) by
+/// `offset_ms` (positive: moved forward).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockStep {
+    pub at_ms: i64,
+    pub offset_ms: i64,
 }
 
 /// Why an export file cannot be read.
@@ -378,6 +420,7 @@ impl Export {
                 })
                 .collect(),
             events: rec.events(None, None),
+            clock: None,
         }
     }
 

@@ -412,6 +412,7 @@ mod tests {
                 }],
             }],
             events,
+            clock: None,
         }
     }
 

@@ -78,6 +78,7 @@ fn cut(export: &Export, rows: usize, events: usize) -> Export {
         exported_ms: export.exported_ms,
         circuits,
         events: export.events[skip..].to_vec(),
+        clock: export.clock.clone(),
     }
 }
 
@@ -250,6 +251,7 @@ mod tests {
             exported_ms: T0 + hours as i64 * HOUR,
             circuits,
             events,
+            clock: None,
         }
     }
 
