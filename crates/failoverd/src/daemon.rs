@@ -794,16 +794,22 @@ impl Daemon {
                     Err(_) => return,
                 },
                 Sock::Icmp(s) => match s.recv(&mut self.buf) {
-                    Ok(Some(n)) => match IcmpEcho::parse_reply(&self.buf[..n], s.v6) {
-                        Ok(e) if e.session == session => Some((
-                            e.seq,
-                            Sample {
-                                rtt_us: now_us.saturating_sub(e.t1_us),
-                                one_way_us: None,
-                            },
-                        )),
-                        _ => None,
-                    },
+                    Ok(Some((n, from))) => {
+                        match (IcmpEcho::parse_reply(&self.buf[..n], s.v6), t.addr) {
+                            (Ok(e), Some(far))
+                                if probe::icmp_reply_counts(&e, session, from, far) =>
+                            {
+                                Some((
+                                    e.seq,
+                                    Sample {
+                                        rtt_us: now_us.saturating_sub(e.t1_us),
+                                        one_way_us: None,
+                                    },
+                                ))
+                            }
+                            _ => None,
+                        }
+                    }
                     _ => return,
                 },
                 Sock::Packet(s) => match s.recv(&mut self.buf) {

@@ -45,7 +45,7 @@
 //! session, the 32-bit sequence and t1.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// `WF`.
 pub const MAGIC: u16 = 0x5746;
@@ -383,6 +383,20 @@ pub fn udp_reply_counts(p: &Probe, session: u32, from: SocketAddr, far_end: Sock
         && from.port() == far_end.port()
 }
 
+/// Whether an ICMP echo reply is the answer to this end's probe of a
+/// path: it carries the path's session and comes from the far end's
+/// address. The raw socket sees every echo reply reaching the interface,
+/// so a reply that a LAN host or the far end's neighbour sends with a
+/// guessed or seen session does not count unless it comes from the far end.
+pub fn icmp_reply_counts(
+    e: &IcmpEcho,
+    session: u32,
+    from: Option<IpAddr>,
+    far_end: IpAddr,
+) -> bool {
+    e.session == session && from == Some(far_end)
+}
+
 /// What a member circuit's frame means to this end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemberFrame {
@@ -673,6 +687,29 @@ mod tests {
             3,
         ));
         assert!(!udp_reply_counts(&reply, 42, other6, far6));
+    }
+
+    #[test]
+    fn icmp_replies_count_only_from_the_far_end_probed() {
+        let far: IpAddr = "192.0.2.2".parse().unwrap();
+        let e = IcmpEcho::new(42, 7, 1000);
+        assert!(icmp_reply_counts(&e, 42, Some(far), far));
+        assert!(!icmp_reply_counts(
+            &e,
+            42,
+            Some("192.0.2.3".parse().unwrap()),
+            far
+        ));
+        assert!(!icmp_reply_counts(&e, 42, None, far));
+        assert!(!icmp_reply_counts(&e, 43, Some(far), far));
+        let far6: IpAddr = "2001:db8::2".parse().unwrap();
+        assert!(icmp_reply_counts(&e, 42, Some(far6), far6));
+        assert!(!icmp_reply_counts(
+            &e,
+            42,
+            Some("2001:db8::3".parse().unwrap()),
+            far6
+        ));
     }
 
     #[test]

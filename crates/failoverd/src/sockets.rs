@@ -129,10 +129,20 @@ impl IcmpSocket {
         .map_err(io_err)
     }
 
-    /// One packet, or `None` when nothing is queued.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    /// One packet and the address it came from, or `None` when nothing
+    /// is queued.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<(usize, Option<IpAddr>)>> {
         match recvfrom::<SockaddrStorage>(self.fd.as_raw_fd(), buf) {
-            Ok((n, _)) => Ok(Some(n)),
+            Ok((n, from)) => {
+                let ip = from.and_then(|a| {
+                    if let Some(v4) = a.as_sockaddr_in() {
+                        Some(IpAddr::V4(v4.ip()))
+                    } else {
+                        a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+                    }
+                });
+                Ok(Some((n, ip)))
+            }
             Err(nix::Error::EAGAIN) => Ok(None),
             Err(e) => Err(io_err(e)),
         }

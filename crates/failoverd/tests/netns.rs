@@ -310,8 +310,10 @@ fn probes_bound_to_their_interface_and_route_replace_in_namespaces() {
                 .unwrap();
             thread::sleep(Duration::from_millis(5));
             let mut buf = [0u8; 512];
-            while let Ok(Some(n)) = icmp.recv(&mut buf) {
+            while let Ok(Some((n, from))) = icmp.recv(&mut buf) {
                 if let Ok(r) = IcmpEcho::parse_reply(&buf[..n], false) {
+                    // The reply's source is what makes it count.
+                    assert_eq!(from, Some("198.51.100.2".parse().unwrap()));
                     got = Some(r);
                 }
             }
