@@ -55,7 +55,11 @@ enum Task {
     /// `cargo xtask bench --quick`, which must produce every figure.
     Test(test::Args),
     /// Boot an image in QEMU as an IDE disk with the serial console on this
-    /// terminal (Ctrl-A X quits).
+    /// terminal (Ctrl-A X quits) and the NICs its description names: the
+    /// LAN on restricted user networking with SSH on 127.0.0.1:2222, the
+    /// circuits unconnected. --pair boots the office and the backup site
+    /// joined by their circuits, with a prompt to cut, silence, impair and
+    /// restore each one and to run wanctl on either site.
     Run(run::Args),
     /// Measure every figure beside the peer a user would pick instead.
     ///
