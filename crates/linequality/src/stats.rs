@@ -595,6 +595,81 @@ mod tests {
     }
 
     #[test]
+    fn counts_in_24_bits_are_exact_to_8_million_then_within_2_to_the_minus_18() {
+        // A 1 h bucket at the fastest interval (10 ms): 360,000 probes.
+        for v in [0u64, 1, 360_000, 8_388_607] {
+            assert_eq!(uncount24(count24(v)), v);
+        }
+        for v in [8_388_608u64, 8_388_609, 123_456_789_012, 1 << 49] {
+            let back = uncount24(count24(v));
+            assert!(back <= v && (v - back) << 18 <= v, "{v} -> {back}");
+        }
+        // Saturates at the largest code, never wraps to a small number.
+        let top = uncount24(count24(u64::MAX));
+        assert_eq!(top, ((1 << 19) - 1) << 31);
+        assert_eq!(uncount24(count24(top)), top);
+        // Every decoded value encodes to itself (export -> restore).
+        for v in [40_000u64, 33_333, 9_999_999_999] {
+            let c = count16(v);
+            assert_eq!(count16(uncount16(c)), c);
+            let c = count24(v);
+            assert_eq!(count24(uncount24(c)), c);
+        }
+    }
+
+    #[test]
+    fn a_bucket_gives_back_what_it_was_given_within_the_stated_precision() {
+        let mut a = Acc::default();
+        a.sent = 360_000;
+        a.received = 359_993;
+        a.lost = 7;
+        a.loss_run = 40_000;
+        a.duplicates = 65_535;
+        a.carrier_changes = 3;
+        a.counters = [
+            20_250_000_000,
+            1 << 45,
+            30_000,
+            40_000,
+            0,
+            1,
+            32_767,
+            32_768,
+        ];
+        a.seconds = Seconds {
+            observed: 3600,
+            unavailable: 70_000,
+            errored: 12,
+            severely_errored: 11,
+        };
+        a.touched = true;
+        let r = a.close().row(0);
+        assert_eq!((r.sent, r.received, r.lost), (360_000, 359_993, 7));
+        let within = |got: u64, v: u64| got <= v && (v - got) * 1024 <= v;
+        assert!(within(r.loss_run, 40_000), "{}", r.loss_run);
+        assert!(within(r.duplicates, 65_535), "{}", r.duplicates);
+        assert_eq!(r.carrier_changes, 3);
+        assert!(within(r.rx_bytes, 20_250_000_000), "{}", r.rx_bytes);
+        assert!(within(r.tx_bytes, 1 << 45) || r.tx_bytes == uncount16(u16::MAX));
+        assert_eq!(r.rx_packets, 30_000);
+        assert!(within(r.tx_packets, 40_000));
+        assert_eq!((r.rx_errors, r.tx_errors, r.rx_drops), (0, 1, 32_767));
+        assert!(within(r.tx_drops, 32_768));
+        // Seconds: exact, saturating at 65,535 (an 18 h bucket).
+        assert_eq!(
+            (
+                r.observed_s,
+                r.unavailable_s,
+                r.errored_s,
+                r.severely_errored_s
+            ),
+            (Some(3600), Some(65_535), Some(12), Some(11))
+        );
+        // And back: the row makes the same bucket.
+        assert_eq!(Bucket::from_row(&r).row(0), r);
+    }
+
+    #[test]
     fn rtt_values_are_exact_under_65_ms_and_within_the_scale_above() {
         let mut a = Acc::default();
         for v in [12_345u64, 65_000] {
