@@ -619,30 +619,32 @@ mod tests {
 
     #[test]
     fn a_bucket_gives_back_what_it_was_given_within_the_stated_precision() {
-        let mut a = Acc::default();
-        a.sent = 360_000;
-        a.received = 359_993;
-        a.lost = 7;
-        a.loss_run = 40_000;
-        a.duplicates = 65_535;
-        a.carrier_changes = 3;
-        a.counters = [
-            20_250_000_000,
-            1 << 45,
-            30_000,
-            40_000,
-            0,
-            1,
-            32_767,
-            32_768,
-        ];
-        a.seconds = Seconds {
-            observed: 3600,
-            unavailable: 70_000,
-            errored: 12,
-            severely_errored: 11,
+        let mut a = Acc {
+            sent: 360_000,
+            received: 359_993,
+            lost: 7,
+            loss_run: 40_000,
+            duplicates: 65_535,
+            carrier_changes: 3,
+            counters: [
+                20_250_000_000,
+                1 << 45,
+                30_000,
+                40_000,
+                0,
+                1,
+                32_767,
+                32_768,
+            ],
+            seconds: Seconds {
+                observed: 3600,
+                unavailable: 70_000,
+                errored: 12,
+                severely_errored: 11,
+            },
+            touched: true,
+            ..Acc::default()
         };
-        a.touched = true;
         let r = a.close().row(0);
         assert_eq!((r.sent, r.received, r.lost), (360_000, 359_993, 7));
         let within = |got: u64, v: u64| got <= v && (v - got) * 1024 <= v;

@@ -146,21 +146,21 @@ fn four_hundred_days_of_the_wan_images_circuits_fit_the_bound_and_export_within_
         let hour = t / HOUR;
         let dark = t / DAY == DARK_DAY;
         seq = seq.wrapping_add(1);
-        if t % DAY == 0 && t / DAY == DARK_DAY {
+        if t.is_multiple_of(DAY) && t / DAY == DARK_DAY {
             for c in 0..n {
                 rec.carrier(c, false, t);
             }
             rec.begin(EventKind::Outage, "t1", "carrier lost", Some(0), t);
         }
-        if t % DAY == 0 && t / DAY == DARK_DAY + 1 {
+        if t.is_multiple_of(DAY) && t / DAY == DARK_DAY + 1 {
             for c in 0..n {
                 rec.carrier(c, true, t);
             }
         }
         // Counters: a steady rate, back to zero once, a 2^50 jump once.
-        rx = if hour == RESET_HOUR && t % HOUR == 0 {
+        rx = if hour == RESET_HOUR && t.is_multiple_of(HOUR) {
             RATE
-        } else if hour == HUGE_HOUR && t % HOUR == 0 {
+        } else if hour == HUGE_HOUR && t.is_multiple_of(HOUR) {
             rx + (1 << 50)
         } else {
             rx + RATE
@@ -172,8 +172,8 @@ fn four_hundred_days_of_the_wan_images_circuits_fit_the_bound_and_export_within_
                 rec.probe_lost(c, seq, t + 1);
             } else {
                 let rtt_us = match hour {
-                    WORST_RTT_HOUR if t % HOUR == 0 => u64::MAX,
-                    SLOW_RTT_HOUR if t % HOUR == 0 => 70 * 60 * 1_000_000,
+                    WORST_RTT_HOUR if t.is_multiple_of(HOUR) => u64::MAX,
+                    SLOW_RTT_HOUR if t.is_multiple_of(HOUR) => 70 * 60 * 1_000_000,
                     _ => 2_000 + (u64::from(seq) * 7_919 + c as u64 * 1_000) % 38_000,
                 };
                 let ow = (rtt_us / 2).min(i64::MAX as u64) as i64;
@@ -204,9 +204,9 @@ fn four_hundred_days_of_the_wan_images_circuits_fit_the_bound_and_export_within_
         h.lost += u64::from(dark);
         // The first reading is the base; a reset counts from zero.
         if t > 0 {
-            h.rx_bytes += if hour == RESET_HOUR && t % HOUR == 0 {
+            h.rx_bytes += if hour == RESET_HOUR && t.is_multiple_of(HOUR) {
                 RATE
-            } else if hour == HUGE_HOUR && t % HOUR == 0 {
+            } else if hour == HUGE_HOUR && t.is_multiple_of(HOUR) {
                 1 << 50
             } else {
                 RATE
@@ -236,13 +236,13 @@ fn four_hundred_days_of_the_wan_images_circuits_fit_the_bound_and_export_within_
 
     // Every tier of every circuit is full: every bucket written, plus the
     // one in progress.
-    for c in 0..n {
+    for (c, circuit) in circuits.iter().enumerate() {
         for (i, spec) in cfg.tiers.iter().enumerate() {
             assert_eq!(
                 rec.rows(c, i).len(),
                 spec.buckets as usize + 1,
                 "circuit {} tier {}",
-                circuits[c].name,
+                circuit.name,
                 spec.label()
             );
         }
@@ -290,7 +290,7 @@ fn four_hundred_days_of_the_wan_images_circuits_fit_the_bound_and_export_within_
                 let max = r.rtt_max_us.unwrap();
                 assert!(max.abs_diff(4_200_000_000) <= 1 << 16, "{max}");
             }
-            if (hour as u64) / 24 == DARK_DAY && hour as u64 % 24 != 0 {
+            if (hour as u64) / 24 == DARK_DAY && !(hour as u64).is_multiple_of(24) {
                 // A whole hour dark: every probe lost, no RTT, unavailable.
                 assert_eq!(r.received, 0);
                 assert_eq!(r.rtt_median_us, None);
