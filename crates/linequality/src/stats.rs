@@ -297,26 +297,23 @@ impl Acc {
         let (scale, rtt) = scaled(rtt);
         let c = &self.counters;
         let b = Bucket {
-            bytes: [
-                c[0] as u32,
-                (c[0] >> 32) as u32,
-                c[1] as u32,
-                (c[1] >> 32) as u32,
-            ],
-            packets: [clamp32(c[2]), clamp32(c[3])],
-            errs_drops: [c[4], c[5], c[6], c[7]].map(count16),
-            sent: clamp32(self.sent),
-            received: clamp32(self.received),
-            lost: clamp32(self.lost),
-            loss_run: clamp32(self.loss_run),
-            duplicates: self.duplicates.min(u64::from(u16::MAX)) as u16,
-            reordered: self.reordered.min(u64::from(u16::MAX)) as u16,
             rtt,
-            carrier_changes: self.carrier_changes.min(u64::from(u16::MAX)) as u16,
-            link_failures: self.link_failures.min(u64::from(u16::MAX)) as u16,
             seconds: self.seconds.pack(),
-            scale,
-            touched: self.touched,
+            counts: [
+                self.loss_run,
+                self.duplicates,
+                self.reordered,
+                self.carrier_changes,
+                self.link_failures,
+                c[4],
+                c[5],
+                c[6],
+                c[7],
+            ]
+            .map(count16),
+            traffic: [c[0], c[1], c[2], c[3]].map(count16),
+            probes: [self.sent, self.received, self.lost].map(count24),
+            flags: flags(scale, self.touched),
         };
         self.reset();
         b
@@ -332,39 +329,53 @@ impl Acc {
     }
 }
 
-/// A closed bucket as a tier keeps it, 84 bytes:
+/// A closed bucket as a tier keeps it, 62 bytes (84 before issue 17's
+/// memory bound; the export, in 64-bit integers, is unchanged and each
+/// column converts back as follows):
 ///
-/// - probe counts (sent, received, lost, longest loss run) and interface
-///   packet counts in 32 bits; duplicates, reordering, carrier changes
-///   and link failures in 16, saturating; bytes in 64 (two halves, so
-///   that nothing is aligned to 8);
-/// - interface errors and drops in 16 bits, exact up to 32,767 per
-///   bucket, then within 1/1024 ([`count16`]);
+/// - probes sent, received and lost in 24 bits ([`count24`]): exact up
+///   to 8,388,607 per bucket, which a bucket of 23 h at the fastest probe
+///   interval (10 ms) does not reach; above, within 2^-18, never wrapping;
 /// - the nine RTT and delay-variation values (min, median, mean, p95, max,
 ///   standard deviation, IPDV of the round trip, forward, reverse) in 16
 ///   bits each, shifted right by a per-bucket `scale` chosen so that the
 ///   largest fits: exact to the microsecond while the largest is under
-///   65.5 ms, else within 2^(scale-1) us (under 1/32768 of the max);
+///   65.5 ms, else within 2^(scale-1) us (under 1/32768 of the max; the
+///   largest, `u32::MAX` us, saturates there);
 /// - the carrier-term seconds ([`Seconds`]: observed, unavailable, ES,
-///   SES) in 16 bits each, saturating (a 1 h bucket holds 3600 s).
+///   SES) in 16 bits each: exact up to 65,535, saturating there (a 1 h
+///   bucket holds 3600 s, so exact for tiers up to 18 h wide);
+/// - the longest loss run, duplicates, reordering, carrier changes, bond
+///   link failures and the interface errors and drops in 16 bits
+///   ([`count16`]): exact up to 32,767 per bucket, then within 1/1024
+///   (rounded down), saturating only past 2^41;
+/// - the interface bytes and packets received and sent in 16 bits
+///   ([`count16`]): within 1/1024 (0.1 %, rounded down, so a total is
+///   never overstated), exact under 32,768; up to 2^41 (2 TiB) a bucket;
+/// - the scale (5 bits) and whether anything was recorded (bit 7) in one
+///   byte.
+///
+/// The 16-bit fields come first so that nothing is padded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bucket {
-    bytes: [u32; 4],
-    packets: [u32; 2],
-    errs_drops: [u16; 4],
-    sent: u32,
-    received: u32,
-    lost: u32,
-    loss_run: u32,
-    duplicates: u16,
-    reordered: u16,
     rtt: [u16; 9],
-    carrier_changes: u16,
-    link_failures: u16,
     /// Observed, unavailable, errored, severely errored seconds.
     seconds: [u16; 4],
-    scale: u8,
-    touched: bool,
+    /// [`count16`] of: loss run, duplicates, reordered, carrier changes,
+    /// link failures, rx errors, tx errors, rx drops, tx drops.
+    counts: [u16; 9],
+    /// [`count16`] of: rx bytes, tx bytes, rx packets, tx packets.
+    traffic: [u16; 4],
+    /// [`count24`] of: sent, received, lost.
+    probes: [[u8; 3]; 3],
+    /// The RTT scale (low 5 bits) and "touched" (bit 7).
+    flags: u8,
+}
+
+const TOUCHED: u8 = 0x80;
+
+fn flags(scale: u8, touched: bool) -> u8 {
+    (scale & 0x1f) | if touched { TOUCHED } else { 0 }
 }
 
 /// "No value" among the scaled RTT values.
@@ -391,24 +402,56 @@ fn scaled(v: [u32; 9]) -> (u8, [u16; 9]) {
     )
 }
 
+/// A count in `bits` bits (16 or 24): exact below 2^(bits-1); above, a
+/// flag bit, a 5-bit exponent and a (bits-6)-bit mantissa under an
+/// implicit leading one, rounded down (so within 2^-(bits-6) of the
+/// value, never above it), saturating at the largest code.
+fn pack_count(v: u64, bits: u32) -> u32 {
+    let flag = 1u64 << (bits - 1);
+    if v < flag {
+        return v as u32;
+    }
+    let mbits = bits - 6;
+    let e = (63 - v.leading_zeros()).saturating_sub(mbits).min(31);
+    let one = 1u64 << mbits;
+    let m = (v >> e).min(2 * one - 1) - one;
+    (flag | (u64::from(e) << mbits) | m) as u32
+}
+
+/// The inverse of [`pack_count`].
+fn unpack_count(c: u32, bits: u32) -> u64 {
+    let flag = 1u32 << (bits - 1);
+    if c & flag == 0 {
+        return u64::from(c);
+    }
+    let mbits = bits - 6;
+    let e = (c >> mbits) & 31;
+    let m = u64::from(c & ((1 << mbits) - 1));
+    ((1u64 << mbits) + m) << e
+}
+
 /// A count in 16 bits: exact below 32,768; above, a 5-bit exponent and a
 /// 10-bit mantissa (within 1/1024), saturating at 2^41.
 pub fn count16(v: u64) -> u16 {
-    if v < 0x8000 {
-        return v as u16;
-    }
-    let e = (63 - v.leading_zeros()).saturating_sub(10).min(31);
-    let m = ((v >> e).min(2047) - 1024) as u16;
-    0x8000 | ((e as u16) << 10) | m
+    pack_count(v, 16) as u16
 }
 
 /// The inverse of [`count16`].
 pub fn uncount16(c: u16) -> u64 {
-    if c & 0x8000 == 0 {
-        return u64::from(c);
-    }
-    let e = u32::from((c >> 10) & 31);
-    (1024 + u64::from(c & 1023)) << e
+    unpack_count(u32::from(c), 16)
+}
+
+/// A count in 24 bits (little-endian): exact below 8,388,608; above, a
+/// 5-bit exponent and an 18-bit mantissa (within 2^-18), saturating near
+/// 2^50.
+pub fn count24(v: u64) -> [u8; 3] {
+    let c = pack_count(v, 24).to_le_bytes();
+    [c[0], c[1], c[2]]
+}
+
+/// The inverse of [`count24`].
+pub fn uncount24(c: [u8; 3]) -> u64 {
+    unpack_count(u32::from_le_bytes([c[0], c[1], c[2], 0]), 24)
 }
 
 /// Bytes one bucket takes in a tier.
@@ -438,25 +481,8 @@ impl Bucket {
             o(r.ipdv_forward_us),
             o(r.ipdv_reverse_us),
         ]);
-        let sat16 = |v: u64| v.min(u64::from(u16::MAX)) as u16;
         Bucket {
-            bytes: [
-                r.rx_bytes as u32,
-                (r.rx_bytes >> 32) as u32,
-                r.tx_bytes as u32,
-                (r.tx_bytes >> 32) as u32,
-            ],
-            packets: [clamp32(r.rx_packets), clamp32(r.tx_packets)],
-            errs_drops: [r.rx_errors, r.tx_errors, r.rx_drops, r.tx_drops].map(count16),
-            sent: clamp32(r.sent),
-            received: clamp32(r.received),
-            lost: clamp32(r.lost),
-            loss_run: clamp32(r.loss_run),
-            duplicates: sat16(r.duplicates),
-            reordered: sat16(r.reordered),
             rtt,
-            carrier_changes: sat16(r.carrier_changes),
-            link_failures: sat16(r.link_failures),
             seconds: Seconds {
                 observed: r.observed_s.unwrap_or(0),
                 unavailable: r.unavailable_s.unwrap_or(0),
@@ -464,8 +490,21 @@ impl Bucket {
                 severely_errored: r.severely_errored_s.unwrap_or(0),
             }
             .pack(),
-            scale,
-            touched: true,
+            counts: [
+                r.loss_run,
+                r.duplicates,
+                r.reordered,
+                r.carrier_changes,
+                r.link_failures,
+                r.rx_errors,
+                r.tx_errors,
+                r.rx_drops,
+                r.tx_drops,
+            ]
+            .map(count16),
+            traffic: [r.rx_bytes, r.tx_bytes, r.rx_packets, r.tx_packets].map(count16),
+            probes: [r.sent, r.received, r.lost].map(count24),
+            flags: flags(scale, true),
         }
     }
 
@@ -475,26 +514,33 @@ impl Bucket {
         let mut mine = Seconds::unpack(self.seconds);
         mine.add(s);
         self.seconds = mine.pack();
-        self.touched = true;
+        self.flags |= TOUCHED;
     }
 
     /// Nothing was recorded in this bucket (the daemon was not running,
     /// or the clock jumped).
     pub fn is_empty(&self) -> bool {
-        !self.touched
+        self.flags & TOUCHED == 0
+    }
+
+    fn scale(&self) -> u8 {
+        self.flags & 0x1f
     }
 
     pub(crate) fn row(&self, start_ms: i64) -> crate::export::Row {
-        let r = |i: usize| (self.rtt[i] != NONE16).then(|| u64::from(self.rtt[i]) << self.scale);
-        let b = |i: usize| u64::from(self.bytes[i]) | (u64::from(self.bytes[i + 1]) << 32);
+        let scale = self.scale();
+        let r = |i: usize| (self.rtt[i] != NONE16).then(|| u64::from(self.rtt[i]) << scale);
+        let n = |i: usize| uncount16(self.counts[i]);
+        let t = |i: usize| uncount16(self.traffic[i]);
+        let p = |i: usize| uncount24(self.probes[i]);
         crate::export::Row {
             start_ms,
-            sent: u64::from(self.sent),
-            received: u64::from(self.received),
-            lost: u64::from(self.lost),
-            loss_run: u64::from(self.loss_run),
-            duplicates: u64::from(self.duplicates),
-            reordered: u64::from(self.reordered),
+            sent: p(0),
+            received: p(1),
+            lost: p(2),
+            loss_run: n(0),
+            duplicates: n(1),
+            reordered: n(2),
             rtt_min_us: r(0),
             rtt_median_us: r(1),
             rtt_mean_us: r(2),
@@ -504,16 +550,16 @@ impl Bucket {
             ipdv_us: r(6),
             ipdv_forward_us: r(7),
             ipdv_reverse_us: r(8),
-            carrier_changes: u64::from(self.carrier_changes),
-            link_failures: u64::from(self.link_failures),
-            rx_bytes: b(0),
-            tx_bytes: b(2),
-            rx_packets: u64::from(self.packets[0]),
-            tx_packets: u64::from(self.packets[1]),
-            rx_errors: uncount16(self.errs_drops[0]),
-            tx_errors: uncount16(self.errs_drops[1]),
-            rx_drops: uncount16(self.errs_drops[2]),
-            tx_drops: uncount16(self.errs_drops[3]),
+            carrier_changes: n(3),
+            link_failures: n(4),
+            rx_bytes: t(0),
+            tx_bytes: t(1),
+            rx_packets: t(2),
+            tx_packets: t(3),
+            rx_errors: n(5),
+            tx_errors: n(6),
+            rx_drops: n(7),
+            tx_drops: n(8),
             observed_s: Some(u64::from(self.seconds[0])),
             unavailable_s: Some(u64::from(self.seconds[1])),
             errored_s: Some(u64::from(self.seconds[2])),
@@ -527,9 +573,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_closed_bucket_takes_84_bytes() {
-        // 76 before the carrier terms' four 16-bit counts (issue 17).
-        assert_eq!(BUCKET_BYTES, 84);
+    fn a_closed_bucket_takes_62_bytes() {
+        // 76 before the carrier terms' four 16-bit counts (issue 17), 84
+        // with them, 62 since the denser encoding (issue 17, item 7).
+        assert_eq!(BUCKET_BYTES, 62);
     }
 
     #[test]
@@ -545,6 +592,83 @@ mod tests {
             );
         }
         assert_eq!(uncount16(count16(u64::MAX)), 2047 << 31);
+    }
+
+    #[test]
+    fn counts_in_24_bits_are_exact_to_8_million_then_within_2_to_the_minus_18() {
+        // A 1 h bucket at the fastest interval (10 ms): 360,000 probes.
+        for v in [0u64, 1, 360_000, 8_388_607] {
+            assert_eq!(uncount24(count24(v)), v);
+        }
+        for v in [8_388_608u64, 8_388_609, 123_456_789_012, 1 << 49] {
+            let back = uncount24(count24(v));
+            assert!(back <= v && (v - back) << 18 <= v, "{v} -> {back}");
+        }
+        // Saturates at the largest code, never wraps to a small number.
+        let top = uncount24(count24(u64::MAX));
+        assert_eq!(top, ((1 << 19) - 1) << 31);
+        assert_eq!(uncount24(count24(top)), top);
+        // Every decoded value encodes to itself (export -> restore).
+        for v in [40_000u64, 33_333, 9_999_999_999] {
+            let c = count16(v);
+            assert_eq!(count16(uncount16(c)), c);
+            let c = count24(v);
+            assert_eq!(count24(uncount24(c)), c);
+        }
+    }
+
+    #[test]
+    fn a_bucket_gives_back_what_it_was_given_within_the_stated_precision() {
+        let mut a = Acc {
+            sent: 360_000,
+            received: 359_993,
+            lost: 7,
+            loss_run: 40_000,
+            duplicates: 65_535,
+            carrier_changes: 3,
+            counters: [
+                20_250_000_000,
+                1 << 45,
+                30_000,
+                40_000,
+                0,
+                1,
+                32_767,
+                32_768,
+            ],
+            seconds: Seconds {
+                observed: 3600,
+                unavailable: 70_000,
+                errored: 12,
+                severely_errored: 11,
+            },
+            touched: true,
+            ..Acc::default()
+        };
+        let r = a.close().row(0);
+        assert_eq!((r.sent, r.received, r.lost), (360_000, 359_993, 7));
+        let within = |got: u64, v: u64| got <= v && (v - got) * 1024 <= v;
+        assert!(within(r.loss_run, 40_000), "{}", r.loss_run);
+        assert!(within(r.duplicates, 65_535), "{}", r.duplicates);
+        assert_eq!(r.carrier_changes, 3);
+        assert!(within(r.rx_bytes, 20_250_000_000), "{}", r.rx_bytes);
+        assert!(within(r.tx_bytes, 1 << 45) || r.tx_bytes == uncount16(u16::MAX));
+        assert_eq!(r.rx_packets, 30_000);
+        assert!(within(r.tx_packets, 40_000));
+        assert_eq!((r.rx_errors, r.tx_errors, r.rx_drops), (0, 1, 32_767));
+        assert!(within(r.tx_drops, 32_768));
+        // Seconds: exact, saturating at 65,535 (an 18 h bucket).
+        assert_eq!(
+            (
+                r.observed_s,
+                r.unavailable_s,
+                r.errored_s,
+                r.severely_errored_s
+            ),
+            (Some(3600), Some(65_535), Some(12), Some(11))
+        );
+        // And back: the row makes the same bucket.
+        assert_eq!(Bucket::from_row(&r).row(0), r);
     }
 
     #[test]

@@ -10,8 +10,8 @@
 //! syslog = "198.51.100.10:514"          # RFC 5424 over UDP; none by default
 //! events = 1024
 //! tiers = [
-//!   { width_s = 10, buckets = 8640 },   # 10 s for a day
-//!   { width_s = 300, buckets = 8640 },  # 5 min for 30 days
+//!   { width_s = 10, buckets = 2160 },   # 10 s for 6 hours
+//!   { width_s = 900, buckets = 2976 },  # 15 min for 31 days
 //!   { width_s = 3600, buckets = 9600 }, # 1 h for 400 days
 //! ]
 //! ```
@@ -32,9 +32,12 @@ use serde::{Deserialize, Serialize};
 ///
 /// 84 since export version 2 (issue 17): the four 16-bit counts of the
 /// carrier terms (observed, unavailable, errored and severely errored
-/// seconds) took it from 76. The default tiers (26,880 buckets) take
-/// 2,257,920 bytes per circuit, 2,042,880 before.
-pub const BUCKET_BYTES: usize = 84;
+/// seconds) took it from 76. 62 since the denser encoding (issue 17,
+/// "memory stays bounded"): probe counts in 24 bits, the other counts and
+/// the interface counters in 16 (see the recorder's `stats::Bucket` for
+/// what each column keeps). With the default tiers (14,736 buckets) a
+/// circuit takes 913,632 bytes; the old tiers (26,880) took 2,257,920.
+pub const BUCKET_BYTES: usize = 62;
 
 /// One tier: `buckets` buckets of `width_s` seconds, kept in a ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,17 +73,22 @@ pub fn duration_label(s: u64) -> String {
     }
 }
 
-/// The default tiers, in the spirit of SmokePing: 10 s for a day, 5 min
-/// for 30 days, 1 h for 400 days.
+/// The default tiers, in the spirit of SmokePing: 10 s for 6 hours (live
+/// diagnosis), 15 min for 31 days (any calendar month, for the carrier
+/// report and its outage charts), 1 h for 400 days. 14,736 buckets, so
+/// that the five circuits of the WAN images (two paths, three T1s) keep
+/// 400 days in 4.4 MiB ([`BUCKET_BYTES`]), well inside the 8 MiB that
+/// init and the daemons may take together. They were 10 s for a day and
+/// 5 min for 30 days (26,880 buckets, 2.2 MiB a circuit) before issue 17.
 pub fn default_tiers() -> Vec<TierSpec> {
     vec![
         TierSpec {
             width_s: 10,
-            buckets: 8640,
+            buckets: 2160,
         },
         TierSpec {
-            width_s: 300,
-            buckets: 8640,
+            width_s: 900,
+            buckets: 2976,
         },
         TierSpec {
             width_s: 3600,
@@ -342,12 +350,15 @@ mod tests {
         let r = Recording::default();
         assert_eq!(
             r.tiers.iter().map(TierSpec::span_s).collect::<Vec<_>>(),
-            vec![86_400, 30 * 86_400, 400 * 86_400]
+            vec![6 * 3600, 31 * 86_400, 400 * 86_400]
         );
         assert_eq!(
             r.tiers.iter().map(TierSpec::label).collect::<Vec<_>>(),
-            vec!["10s", "5m", "1h"]
+            vec!["10s", "15m", "1h"]
         );
+        // 400 days at the coarsest, under 1 MiB a circuit.
+        assert_eq!(r.bytes_per_circuit(), 14_736 * BUCKET_BYTES);
+        assert!(r.bytes_per_circuit() < 1024 * 1024);
         assert_eq!(r.validate(), Ok(()));
         let back: Recording = serde_json::from_str("{}").unwrap();
         assert_eq!(back, r);
