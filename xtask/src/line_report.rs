@@ -409,7 +409,7 @@ fn availability(rows: &[Row], width_ms: i64, out: &[(i64, i64)]) -> Vec<(String,
         .collect()
 }
 
-const CSS: &str = "body{font-family:sans-serif;margin:2em;color:#222;max-width:1100px}\
+const CSS: &str = "body{font-family:sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse;margin:1em 0}\
 td,th{border:1px solid #bbb;padding:3px 8px;text-align:left;white-space:nowrap;vertical-align:top}\
 th{background:#eee} caption{text-align:left;font-weight:bold;padding:2px 0}\
@@ -420,7 +420,7 @@ figure{margin:0.5em 0} figcaption{font-size:0.9em;margin:0.3em 0} svg{max-width:
 .key span{display:inline-block;width:1em;height:0.8em;margin:0 4px 0 12px}\
 section{margin-bottom:2.5em}\
 @media print{@page{margin:12mm}\
-body{margin:0;max-width:none;font-size:9pt}\
+body{margin:0;font-size:9pt}\
 table{width:100%;font-size:7.5pt}\
 td,th{white-space:normal;overflow-wrap:anywhere;padding:2px 4px}\
 td.w{min-width:0} .pair>table{min-width:0}\
@@ -592,6 +592,10 @@ fn circuit_section(sites: &[Site<'_>], group: &[(usize, usize)]) -> Result<Strin
         };
         let x = (first.start_ms as f64, (last.start_ms + width_ms) as f64);
         let name = format!("{} ({})", c.name, site.label);
+        let what = match c.kind {
+            CircuitKind::Path => format!("path {} on {}", c.name, c.interface),
+            CircuitKind::Member => format!("member circuit {} of path {}", c.name, c.path),
+        };
         let err = |chart: &str| {
             let name = name.clone();
             let chart = chart.to_owned();

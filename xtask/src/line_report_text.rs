@@ -498,14 +498,21 @@ pub fn check_events(site: &Site<'_>, html: &str) -> Result<()> {
 /// How far two sites' clocks may differ for an outage to be the same.
 pub const MATCH_TOLERANCE_MS: i64 = 10_000;
 
-/// The key two sites share for a circuit: the carrier's circuit ID when
-/// known, else its name.
+/// The key two sites share for a circuit: a path's carrier circuit ID
+/// when known, else its name; a bond member's (which carries its
+/// bundle's circuit ID) that key and its own name.
 pub fn circuit_key(e: &Export, circuit: &str) -> String {
-    e.circuits
-        .iter()
-        .find(|c| c.name == circuit)
-        .and_then(|c| c.circuit_id.clone())
-        .unwrap_or_else(|| circuit.to_owned())
+    let Some(c) = e.circuits.iter().find(|c| c.name == circuit) else {
+        return circuit.to_owned();
+    };
+    match c.kind {
+        CircuitKind::Path => c.circuit_id.clone().unwrap_or_else(|| c.name.clone()),
+        CircuitKind::Member => format!(
+            "{}/{}",
+            c.circuit_id.clone().unwrap_or_else(|| c.path.clone()),
+            c.name
+        ),
+    }
 }
 
 /// Outages of two sites lined up: pairs of indices into each site's
