@@ -561,9 +561,9 @@ fn circuit_section(sites: &[Site<'_>], group: &[(usize, usize)]) -> Result<Strin
         Some(carrier) => format!("{what} — {carrier}"),
         None => what.clone(),
     };
-    write!(
+    writeln!(
         h,
-        "<section class=\"circuit\" id=\"circuit{}-{}\"><h2>{}</h2>\n",
+        "<section class=\"circuit\" id=\"circuit{}-{}\"><h2>{}</h2>",
         sites[*s0].suffix,
         esc(&first.name),
         esc(&heading)
@@ -573,9 +573,9 @@ fn circuit_section(sites: &[Site<'_>], group: &[(usize, usize)]) -> Result<Strin
         let e = site.export;
         let c = &e.circuits[*ci];
         if sites.len() > 1 {
-            write!(
+            writeln!(
                 h,
-                "<h3>{} seen from {}</h3>\n",
+                "<h3>{} seen from {}</h3>",
                 esc(&c.name),
                 esc(&site.label)
             )?;
@@ -665,9 +665,9 @@ fn circuit_section(sites: &[Site<'_>], group: &[(usize, usize)]) -> Result<Strin
             )
             .map_err(err("zoomed latency"))?;
             let zloss = charts::loss_svg(&rows, zw, zx, &zo).map_err(err("zoomed loss"))?;
-            write!(
+            writeln!(
                 h,
-                "<figure class=\"zoom\"><figcaption>Outage of {} at {when} UTC, {}; clock: {}. From the {} tier, with {} either side.</figcaption>{}{}</figure>\n",
+                "<figure class=\"zoom\"><figcaption>Outage of {} at {when} UTC, {}; clock: {}. From the {} tier, with {} either side.</figcaption>{}{}</figure>",
                 esc(&c.name),
                 ev.duration_ms.map_or("ongoing".to_owned(), duration),
                 esc(&text::clock_state(e.clock.as_ref(), ev.start_ms, end).cell()),

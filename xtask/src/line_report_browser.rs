@@ -339,3 +339,40 @@ fn chromium_renders_the_two_site_report_and_prints_it_without_cutting_a_table() 
     assert!(EventKind::Outage.as_str() == "outage");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_command_draws_one_or_two_exports_and_refuses_three() {
+    use clap::Parser as _;
+    let dir = std::env::temp_dir().join(format!("wanflash-report-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, b) = two_sites();
+    let (pa, pb) = (dir.join("office.json"), dir.join("backup.json"));
+    std::fs::write(&pa, a.to_json()).unwrap();
+    std::fs::write(&pb, b.to_json()).unwrap();
+    let parse = |args: &[&str]| {
+        let mut v = vec!["xtask", "line-report"];
+        v.extend_from_slice(args);
+        crate::Cli::try_parse_from(v)
+    };
+    let (sa, sb, out) = (
+        pa.display().to_string(),
+        pb.display().to_string(),
+        dir.join("out").display().to_string(),
+    );
+    assert!(parse(&[&sa, "--out", &out]).is_ok());
+    assert!(parse(&[&sa, &sb, &sa, "--out", &out]).is_err());
+    let crate::Task::LineReport(args) = parse(&[&sa, &sb, "--out", &out]).unwrap().task else {
+        panic!("not line-report");
+    };
+    super::run(&args).unwrap();
+    let html = std::fs::read_to_string(dir.join("out/index.html")).unwrap();
+    assert!(html.contains("<title>Line quality of wan-router and backup-router</title>"));
+    assert!(html.contains("<table id=\"outages-matched\">"));
+    // Deterministic: the same exports draw the same bytes.
+    super::run(&args).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out/index.html")).unwrap(),
+        html
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -36,7 +36,7 @@ pub fn loss_colour(pct: f64) -> RGBColor {
 
 /// Loss in percent as a height on the log axis (`log10`, -2 to 2).
 pub fn loss_y(pct: f64) -> f64 {
-    pct.max(LOSS_FLOOR_PCT).min(100.0).log10()
+    pct.clamp(LOSS_FLOOR_PCT, 100.0).log10()
 }
 
 fn shade(
@@ -131,6 +131,11 @@ fn series(rows: &[Row], width_ms: i64, f: impl Fn(&Row) -> Option<f64>) -> Vec<V
     out
 }
 
+/// A line's colour and its value of a bucket.
+type Line<'a> = (RGBColor, &'a dyn Fn(&Row) -> Option<f64>);
+/// Runs of points.
+type Runs = Vec<Vec<(f64, f64)>>;
+
 /// Lines of some values per bucket on a linear axis from 0.
 fn lines_svg(
     rows: &[Row],
@@ -138,13 +143,13 @@ fn lines_svg(
     x: (f64, f64),
     out: &[(i64, i64)],
     y_desc: &str,
-    lines: &[(RGBColor, &dyn Fn(&Row) -> Option<f64>)],
+    lines: &[Line<'_>],
 ) -> DrawResult<String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (W, H_SMALL)).into_drawing_area();
         root.fill(&WHITE)?;
-        let runs: Vec<(RGBColor, Vec<Vec<(f64, f64)>>)> = lines
+        let runs: Vec<(RGBColor, Runs)> = lines
             .iter()
             .map(|(c, f)| (*c, series(rows, width_ms, f)))
             .collect();

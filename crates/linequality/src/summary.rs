@@ -165,7 +165,8 @@ mod tests {
 
     #[test]
     fn outages_downtime_and_take_outs_add_up_and_members_count_their_paths_outages() {
-        let t0 = 1_795_646_760_000 - 1_795_646_760_000 % 60_000;
+        // 2026-11-25 22:46 UTC, on a whole minute.
+        let t0: i64 = 1_795_646_760_000;
         let rows: Vec<Row> = (0..10)
             .map(|i| Row {
                 start_ms: t0 + i * 60_000,
