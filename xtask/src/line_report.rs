@@ -422,7 +422,7 @@ section{margin-bottom:2.5em}\
 @media print{@page{margin:12mm}\
 body{margin:0;font-size:9pt}\
 table{width:100%;font-size:7.5pt}\
-td,th{white-space:normal;overflow-wrap:anywhere;padding:2px 4px}\
+td,th{white-space:normal;overflow-wrap:break-word;padding:2px 4px}\
 td.w{min-width:0} .pair>table{min-width:0}\
 thead{display:table-header-group}\
 tr,figure,table.summary,.pair,.key{break-inside:avoid}\
