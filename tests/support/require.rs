@@ -5,8 +5,9 @@
 //!
 //! Included with `#[path = ".../tests/support/require.rs"] mod require;`
 //! by `crates/netcfg/tests/netns.rs`, `crates/failoverd/tests/netns.rs`,
-//! `crates/timesync/tests/chrony.rs` (chronyd) and
-//! `crates/linequality/tests/common/mod.rs` (promtool).
+//! `crates/timesync/tests/chrony.rs` (chronyd),
+//! `crates/linequality/tests/common/mod.rs` (promtool) and
+//! `xtask/src/line_report_browser.rs` (chromium, pdftotext).
 
 /// What to do about a test that cannot run for `why`: `Err` (a failure)
 /// when the test command requires every test to run, else `Ok` with the

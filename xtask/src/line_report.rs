@@ -1,29 +1,45 @@
-//! `cargo xtask line-report EXPORT --out DIR`: a page for people (and
-//! circuit vendors) from a `wanctl export --format json` file: per circuit,
-//! the latency bands (min, median, p95, max) and the loss over time with
-//! outages in red (100 % loss drawn, not left as a gap), the outages with
-//! their durations, and the availability per month. One self-contained
-//! `index.html` (inline SVG charts drawn with plotters, inline CSS).
+//! `cargo xtask line-report EXPORT [OTHER-SITE-EXPORT] --out DIR`: a page
+//! a network engineer can hand to a carrier, from one or two `wanctl
+//! export --format json` files (the two ends of the same circuits). One
+//! self-contained, deterministic `index.html` (inline SVG charts drawn
+//! with plotters, inline CSS with a print stylesheet: one page per
+//! circuit, tables that fit A4 and Letter, charts never split).
 //!
-//! Availability of a circuit in a month: 1 - (time in outage) / (time
-//! observed), where "observed" runs from the first to the end of the last
-//! recorded bucket within the month, and the outages are the `outage`
-//! events of a path (`member_out` of a bond member), clipped to the month.
+//! In order:
+//! 1. Per circuit and site, a summary (`line_report_text.rs`,
+//!    from `wanflash_linequality::summary`): availability in carrier terms
+//!    (ITU-T G.826) against the SLA, outages, total and longest downtime,
+//!    mean time to restore, ES/SES/UAS, the router's take-outs, and
+//!    whether the clock was synchronised over the period.
+//! 2. The outages (paths' `outage` events), then apart from them the
+//!    router's own take-outs of bond members (`member_out`), each with
+//!    the clock's state; with two sites, the same outage seen from both
+//!    lined up (same carrier circuit ID, else name; clocks up to 10 s
+//!    apart). Failovers. One duration format throughout (`47 min 12 s`).
+//! 3. The methodology: what a probe is, the tiers, the probe interval,
+//!    the time source and its sync state (or that the export carries no
+//!    clock record and the times rest on the box's RTC).
+//! 4. Per circuit and calendar month (UTC) the carrier terms, and for
+//!    the circuits whose export carries the carrier's SLA each month
+//!    against it (`line_report_sla.rs`); the time in the router's outage
+//!    events per month.
+//! 5. Per circuit (a page each), from each site: RTT bands, loss on a log
+//!    scale (0.01 % to 100 %), delay variation, utilisation in bit/s
+//!    (`line_report_charts.rs`), and a zoom on each outage from the finest
+//!    tier that holds it.
 //!
-//! First, per circuit and calendar month (UTC), the carrier terms (ITU-T
-//! G.826, export version 2): availability from unavailable time over the
-//! observed time, whether the month was observed whole, ES, SES and
-//! unavailable time, and apart from them the time the router itself had
-//! a member out of its bond (not unavailability). Computed by
-//! `wanflash_linequality::availability::monthly`.
-//!
-//! Then, for the circuits whose export carries the carrier's SLA (from
-//! the description's `[[circuit]]`), each month against it
-//! (`line_report_sla.rs`); each circuit's heading names its carrier and
-//! the carrier's circuit ID.
+//! `check` reads the figures back from the page and compares them with
+//! the library's (summaries, outage and take-out tables, SLA table).
 
+#[cfg(test)]
+#[path = "line_report_browser.rs"]
+mod browser;
+#[path = "line_report_charts.rs"]
+mod charts;
 #[path = "line_report_sla.rs"]
 mod sla;
+#[path = "line_report_text.rs"]
+mod text;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -34,13 +50,48 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use wanflash_linequality::time::{month_of, rfc3339};
 use wanflash_linequality::{CircuitKind, EventKind, Export, Row};
 
+pub use text::duration;
+
 #[derive(clap::Args)]
 pub struct Args {
-    /// The export, as `wanctl export --format json` writes it.
-    pub export: PathBuf,
+    /// The export, as `wanctl export --format json` writes it; a second
+    /// one (the other site's) draws both ends in one report.
+    #[arg(required = true, num_args = 1..=2)]
+    pub exports: Vec<PathBuf>,
     /// Folder to write index.html to (created if missing).
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// One site's export in the report: its label (the host name, or the
+/// file's name when both sites have the same host name) and the suffix
+/// of its tables' ids (`""` for the first, `-s1` for the second).
+pub struct Site<'a> {
+    pub label: String,
+    pub suffix: String,
+    pub export: &'a Export,
+}
+
+/// The sites of the exports, labelled.
+pub fn sites<'a>(exports: &'a [Export], names: &[String]) -> Vec<Site<'a>> {
+    let same_host = exports.len() == 2 && exports[0].host == exports[1].host;
+    exports
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Site {
+            label: if same_host {
+                format!("{} ({})", e.host, names.get(i).map_or("", String::as_str))
+            } else {
+                e.host.clone()
+            },
+            suffix: if i == 0 {
+                String::new()
+            } else {
+                format!("-s{i}")
+            },
+            export: e,
+        })
+        .collect()
 }
 
 /// Reads an export. Its error already says the OS error once: it is
@@ -50,9 +101,33 @@ pub fn read_export(path: &Path) -> Result<Export> {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let export = read_export(&args.export)?;
-    let html = render(&export)
-        .with_context(|| format!("failed to draw the report of `{}`", args.export.display()))?;
+    let exports = args
+        .exports
+        .iter()
+        .map(|p| read_export(p))
+        .collect::<Result<Vec<_>>>()?;
+    let names: Vec<String> = args
+        .exports
+        .iter()
+        .map(|p| {
+            p.file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+        })
+        .collect();
+    let shown: Vec<String> = args
+        .exports
+        .iter()
+        .map(|p| format!("`{}`", p.display()))
+        .collect();
+    let sites = sites(&exports, &names);
+    let html = render_sites(&sites)
+        .with_context(|| format!("failed to draw the report of {}", shown.join(" and ")))?;
+    check_sites(&sites, &html).with_context(|| {
+        format!(
+            "the report of {} does not agree with it",
+            shown.join(" and ")
+        )
+    })?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("failed to create `{}`", args.out.display()))?;
     let path = args.out.join("index.html");
@@ -75,7 +150,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 const W: u32 = 1000;
 const H_LAT: u32 = 300;
-const H_LOSS: u32 = 170;
 
 /// The tier a circuit is drawn from: the finest one that still holds the
 /// oldest data (a ring that wrapped starts later than the coarser tiers'
@@ -182,7 +256,6 @@ const RED: RGBColor = RGBColor(0xd6, 0x27, 0x28);
 const BAND_OUTER: RGBColor = RGBColor(0xc6, 0xdb, 0xef);
 const BAND_INNER: RGBColor = RGBColor(0x6b, 0xae, 0xd6);
 const MEDIAN: RGBColor = RGBColor(0x08, 0x45, 0x94);
-const LOSS: RGBColor = RGBColor(0xfd, 0x8d, 0x3c);
 
 type DrawResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -198,7 +271,7 @@ fn time_axis(
     root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
     chart: &mut Chart<'_, '_>,
     x: (f64, f64),
-    ymax: f64,
+    y: (f64, f64),
 ) -> DrawResult<()> {
     let (ticks, step) = ticks(x);
     let label = axis_label(step, (x.1 - x.0) as i64);
@@ -208,10 +281,10 @@ fn time_axis(
         .color(&BLACK);
     for t in ticks {
         chart.draw_series(std::iter::once(PathElement::new(
-            vec![(t, 0.0), (t, ymax)],
+            vec![(t, y.0), (t, y.1)],
             grid,
         )))?;
-        let (px, py) = chart.backend_coord(&(t, 0.0));
+        let (px, py) = chart.backend_coord(&(t, y.0));
         root.draw(&Text::new(label(&t), (px, py + 6), style.clone()))?;
     }
     Ok(())
@@ -246,7 +319,7 @@ fn latency_svg(
             .y_desc("RTT (ms)")
             .light_line_style(WHITE.mix(0.0))
             .draw()?;
-        time_axis(&root, &mut chart, x, ymax)?;
+        time_axis(&root, &mut chart, x, (0.0, ymax))?;
         // Outages behind everything, full height.
         for (a, b) in out {
             let (a, b) = ((*a as f64).max(x.0), (*b as f64).min(x.1));
@@ -304,52 +377,6 @@ fn latency_svg(
     Ok(svg)
 }
 
-fn loss_svg(rows: &[Row], width_ms: i64, x: (f64, f64), out: &[(i64, i64)]) -> DrawResult<String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (W, H_LOSS)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(8)
-            .x_label_area_size(28)
-            .y_label_area_size(60)
-            .build_cartesian_2d(x.0..x.1, 0f64..105f64)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .y_labels(6)
-            .y_label_formatter(&|v| format!("{v:.0} %"))
-            .y_desc("loss")
-            .light_line_style(WHITE.mix(0.0))
-            .draw()?;
-        time_axis(&root, &mut chart, x, 105.0)?;
-        for (a, b) in out {
-            let (a, b) = ((*a as f64).max(x.0), (*b as f64).min(x.1));
-            if b > a {
-                chart.draw_series(std::iter::once(Rectangle::new(
-                    [(a, 0.0), (b.max(a + (x.1 - x.0) / 800.0), 105.0)],
-                    RED.mix(0.25).filled(),
-                )))?;
-            }
-        }
-        let w = width_ms as f64;
-        chart.draw_series(rows.iter().filter_map(|r| {
-            let l = r.loss_ratio()? * 100.0;
-            if l <= 0.0 {
-                return None;
-            }
-            let color = if l >= 99.95 { RED } else { LOSS };
-            let a = r.start_ms as f64;
-            // At least a pixel wide, whatever the span.
-            let b = (a + w).max(a + (x.1 - x.0) / W as f64);
-            Some(Rectangle::new([(a, 0.0), (b, l)], color.filled()))
-        }))?;
-        root.present()?;
-    }
-    Ok(svg)
-}
-
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -382,100 +409,179 @@ fn availability(rows: &[Row], width_ms: i64, out: &[(i64, i64)]) -> Vec<(String,
         .collect()
 }
 
-fn human(ms: i64) -> String {
-    let s = ms / 1000;
-    if s >= 86_400 {
-        format!("{}d {}h {}m", s / 86_400, s % 86_400 / 3600, s % 3600 / 60)
-    } else if s >= 3600 {
-        format!("{}h {}m {}s", s / 3600, s % 3600 / 60, s % 60)
-    } else if s >= 60 {
-        format!("{}m {}s", s / 60, s % 60)
-    } else {
-        format!("{}.{:03} s", s, ms % 1000)
-    }
+const CSS: &str = "body{font-family:sans-serif;margin:2em;color:#222}\
+table{border-collapse:collapse;margin:1em 0}\
+td,th{border:1px solid #bbb;padding:3px 8px;text-align:left;white-space:nowrap;vertical-align:top}\
+th{background:#eee} caption{text-align:left;font-weight:bold;padding:2px 0}\
+td.n{text-align:right} td.w{white-space:normal;min-width:14em}\
+table.summary th{font-weight:normal;width:15em} table.summary td{white-space:normal}\
+.pair{display:flex;flex-wrap:wrap;gap:0 1.5em} .pair>table{flex:1 1 0;min-width:20em}\
+figure{margin:0.5em 0} figcaption{font-size:0.9em;margin:0.3em 0} svg{max-width:100%;height:auto;display:block}\
+.key span{display:inline-block;width:1em;height:0.8em;margin:0 4px 0 12px}\
+section{margin-bottom:2.5em}\
+@media print{@page{margin:12mm}\
+body{margin:0;font-size:9pt}\
+table{width:100%;font-size:7.5pt}\
+td,th{white-space:normal;overflow-wrap:break-word;padding:2px 4px}\
+td.w{min-width:0} .pair>table{min-width:0}\
+thead{display:table-header-group}\
+tr,figure,table.summary,.pair,.key{break-inside:avoid}\
+h2,h3,caption{break-after:avoid}\
+section.circuit{break-before:page}}";
+
+/// The whole page of one export.
+pub fn render(e: &Export) -> Result<String> {
+    render_sites(&sites(std::slice::from_ref(e), &[]))
 }
 
-/// The whole page.
-pub fn render(e: &Export) -> Result<String> {
+/// Each circuit, with the sites that have it: `(site, circuit index)`,
+/// matched by carrier circuit ID, else by name; the first site's order.
+fn circuit_groups(sites: &[Site<'_>]) -> Vec<Vec<(usize, usize)>> {
+    let mut groups: Vec<(String, Vec<(usize, usize)>)> = Vec::new();
+    for (si, s) in sites.iter().enumerate() {
+        for (ci, c) in s.export.circuits.iter().enumerate() {
+            let key = text::circuit_key(s.export, &c.name);
+            match groups
+                .iter_mut()
+                .find(|(k, g)| *k == key && g.iter().all(|(gs, _)| *gs != si))
+            {
+                Some((_, g)) => g.push((si, ci)),
+                None => groups.push((key, vec![(si, ci)])),
+            }
+        }
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// The page for one site or for the two ends of the same circuits.
+pub fn render_sites(sites: &[Site<'_>]) -> Result<String> {
     let mut h = String::new();
-    let title = format!("Line quality of {}", esc(&e.host));
+    let labels: Vec<String> = sites.iter().map(|s| esc(&s.label)).collect();
+    let title = format!("Line quality of {}", labels.join(" and "));
     write!(
         h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\n<style>\
-body{{font-family:sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse;margin:1em 0}}\
-td,th{{border:1px solid #bbb;padding:3px 8px;text-align:left;white-space:nowrap}} th{{background:#eee}}\
-td.n{{text-align:right}} td.w{{white-space:normal;min-width:14em}} .key span{{display:inline-block;width:1em;height:0.8em;margin:0 4px 0 12px}}\
-section{{margin-bottom:2.5em}}</style></head><body>\n<h1>{title}</h1>\n\
-<p>Exported {} UTC. Export schema {} version {}.</p>\n\
-<p class=\"key\">Key:<span style=\"background:#c6dbef\"></span>RTT min to max\
-<span style=\"background:#6baed6\"></span>median to p95<span style=\"background:#084594\"></span>median\
-<span style=\"background:#fd8d3c\"></span>loss<span style=\"background:#d62728\"></span>100 % loss\
-<span style=\"background:rgba(214,39,40,0.25)\"></span>outage. Missing data is a gap.</p>\n",
-        &rfc3339(e.exported_ms)[..19].replace('T', " "),
-        esc(&e.schema),
-        e.version
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\n<style>{CSS}</style></head><body>\n<h1>{title}</h1>\n"
     )?;
-
-    h.push_str(&carrier_terms(e)?);
-    h.push_str(&sla::section(e)?);
-
-    // Outages: what a vendor is asked about.
-    h.push_str("<h2>Outages</h2>\n<table id=\"outages\"><thead><tr><th>circuit</th><th>kind</th><th>start (UTC)</th><th>end (UTC)</th><th>duration</th><th>duration_ms</th><th>cause</th><th>detected in</th></tr></thead><tbody>\n");
-    let mut any = false;
-    for ev in e
-        .events
-        .iter()
-        .filter(|ev| matches!(ev.kind, EventKind::Outage | EventKind::MemberOut))
-    {
-        any = true;
-        let end = ev.end_ms.map_or("ongoing".to_owned(), cell_time);
-        writeln!(
+    for s in sites {
+        let e = s.export;
+        write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"w\">{}</td><td class=\"n\">{}</td></tr>",
-            esc(&ev.circuit),
-            ev.kind,
-            cell_time(ev.start_ms),
-            end,
-            ev.duration_ms.map_or("ongoing".to_owned(), |d| human(d as i64)),
-            ev.duration_ms.map_or(String::new(), |d| d.to_string()),
-            esc(&ev.cause),
-            ev.detection_ms.map_or("-".to_owned(), |d| format!("{d} ms")),
+            "<p>{}: exported {} UTC, export schema {} version {}",
+            esc(&s.label),
+            &rfc3339(e.exported_ms)[..19].replace('T', " "),
+            esc(&e.schema),
+            e.version
         )?;
-    }
-    if !any {
-        h.push_str("<tr><td colspan=\"8\">no outage recorded</td></tr>\n");
-    }
-    h.push_str("</tbody></table>\n");
-
-    let failovers: Vec<_> = e
-        .events
-        .iter()
-        .filter(|ev| ev.kind == EventKind::Failover)
-        .collect();
-    if !failovers.is_empty() {
-        h.push_str("<h2>Failovers</h2>\n<table id=\"failovers\"><thead><tr><th>time (UTC)</th><th>to</th><th>cause</th><th>what moved</th></tr></thead><tbody>\n");
-        for ev in failovers {
-            writeln!(
+        if let Some((a, b)) = text::period(e) {
+            write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td class=\"w\">{}</td><td class=\"w\">{}</td></tr>",
-                cell_time(ev.start_ms),
-                esc(&ev.circuit),
-                esc(&ev.cause),
-                esc(ev.detail.as_deref().unwrap_or(""))
+                "; data from {} to {} UTC ({})",
+                &rfc3339(a)[..16].replace('T', " "),
+                &rfc3339(b)[..16].replace('T', " "),
+                duration((b - a).unsigned_abs())
             )?;
         }
-        h.push_str("</tbody></table>\n");
+        h.push_str(".</p>\n");
+    }
+    let groups = circuit_groups(sites);
+
+    h.push_str("<h2>Summary per circuit</h2>\n");
+    for g in &groups {
+        h.push_str("<div class=\"pair\">\n");
+        for (si, ci) in g {
+            let s = &sites[*si];
+            let sum = wanflash_linequality::summary::summarise(s.export);
+            h.push_str(&text::summary_table(s, &sum[*ci])?);
+        }
+        h.push_str("</div>\n");
     }
 
-    let mut avail = String::from("<h2>Availability per month</h2>\n<table id=\"availability\"><thead><tr><th>circuit</th><th>month</th><th>availability</th><th>observed</th><th>in outage</th></tr></thead><tbody>\n");
-    let mut sections = String::new();
-    for c in &e.circuits {
-        let Some(ti) = pick_tier(c) else {
+    h.push_str("<h2>Outages and the router's take-outs</h2>\n");
+    if let [a, b] = sites {
+        h.push_str(&text::matched_table(a, b)?);
+    }
+    for s in sites {
+        h.push_str(&text::event_tables(s)?);
+        let failovers: Vec<_> = s
+            .export
+            .events
+            .iter()
+            .filter(|ev| ev.kind == EventKind::Failover)
+            .collect();
+        if !failovers.is_empty() {
+            write!(h, "<h3>Failovers seen from {}</h3>\n<table id=\"failovers{}\"><thead><tr><th>time (UTC)</th><th>to</th><th>cause</th><th>what moved</th></tr></thead><tbody>\n", esc(&s.label), s.suffix)?;
+            for ev in failovers {
+                writeln!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td class=\"w\">{}</td><td class=\"w\">{}</td></tr>",
+                    cell_time(ev.start_ms),
+                    esc(&ev.circuit),
+                    esc(&ev.cause),
+                    esc(ev.detail.as_deref().unwrap_or(""))
+                )?;
+            }
+            h.push_str("</tbody></table>\n");
+        }
+    }
+
+    h.push_str(&text::methodology(sites)?);
+
+    h.push_str("<h2>Per month</h2>\n");
+    for s in sites {
+        h.push_str(&carrier_terms(s)?);
+        h.push_str(&sla::section(s.export, &s.suffix)?);
+        h.push_str(&event_availability(s)?);
+    }
+
+    h.push_str("<p class=\"key\">Key to the charts:<span style=\"background:#c6dbef\"></span>RTT min to max\
+<span style=\"background:#6baed6\"></span>median to p95<span style=\"background:#084594\"></span>median\
+<span style=\"background:#fec44f\"></span>loss under 1 %<span style=\"background:#fd8d3c\"></span>1 to 10 %\
+<span style=\"background:#e6550d\"></span>10 % or more<span style=\"background:#d62728\"></span>100 % loss\
+<span style=\"background:rgba(214,39,40,0.25)\"></span>outage. Loss is drawn on a log scale from 0.01 % (less is drawn at 0.01 %) to 100 %. Delay variation: <span style=\"background:#084594\"></span>round trip<span style=\"background:#756bb1\"></span>one way there<span style=\"background:#e7298a\"></span>one way back. Utilisation: <span style=\"background:#2171b5\"></span>received<span style=\"background:#238b45\"></span>sent. Missing data is a gap.</p>\n");
+    for g in &groups {
+        h.push_str(&circuit_section(sites, g)?);
+    }
+    h.push_str("</body></html>\n");
+    Ok(h)
+}
+
+/// One circuit's charts from each site that has it, and a zoom on each
+/// of its outages.
+fn circuit_section(sites: &[Site<'_>], group: &[(usize, usize)]) -> Result<String> {
+    let mut h = String::new();
+    let Some((s0, c0)) = group.first() else {
+        return Ok(h);
+    };
+    let first = &sites[*s0].export.circuits[*c0];
+    let what = match first.kind {
+        CircuitKind::Path => format!("path {} on {}", first.name, first.interface),
+        CircuitKind::Member => format!("member circuit {} of path {}", first.name, first.path),
+    };
+    let heading = match first.carrier_line() {
+        Some(carrier) => format!("{what} — {carrier}"),
+        None => what.clone(),
+    };
+    writeln!(
+        h,
+        "<section class=\"circuit\" id=\"circuit{}-{}\"><h2>{}</h2>",
+        sites[*s0].suffix,
+        esc(&first.name),
+        esc(&heading)
+    )?;
+    for (si, ci) in group {
+        let site = &sites[*si];
+        let e = site.export;
+        let c = &e.circuits[*ci];
+        if sites.len() > 1 {
             writeln!(
-                sections,
-                "<section><h2>{}</h2><p>no data recorded</p></section>",
-                esc(&c.name)
+                h,
+                "<h3>{} seen from {}</h3>",
+                esc(&c.name),
+                esc(&site.label)
             )?;
+        }
+        let Some(ti) = pick_tier(c) else {
+            h.push_str("<p>no data recorded</p>\n");
             continue;
         };
         let t = &c.tiers[ti];
@@ -485,13 +591,17 @@ section{{margin-bottom:2.5em}}</style></head><body>\n<h1>{title}</h1>\n\
             continue;
         };
         let x = (first.start_ms as f64, (last.start_ms + width_ms) as f64);
+        let name = format!("{} ({})", c.name, site.label);
         let what = match c.kind {
             CircuitKind::Path => format!("path {} on {}", c.name, c.interface),
             CircuitKind::Member => format!("member circuit {} of path {}", c.name, c.path),
         };
-        let heading = match c.carrier_line() {
-            Some(carrier) => format!("{what} — {carrier}"),
-            None => what.clone(),
+        let err = |chart: &str| {
+            let name = name.clone();
+            let chart = chart.to_owned();
+            move |err: Box<dyn std::error::Error>| {
+                anyhow::anyhow!("{chart} chart of `{name}`: {err}")
+            }
         };
         let lat = latency_svg(
             &t.rows,
@@ -500,45 +610,108 @@ section{{margin-bottom:2.5em}}</style></head><body>\n<h1>{title}</h1>\n\
             &out,
             &format!("{what}: round-trip time, {} buckets, UTC", t.spec().label()),
         )
-        .map_err(|err| anyhow::anyhow!("latency chart of `{}`: {err}", c.name))?;
-        let loss = loss_svg(&t.rows, width_ms, x, &out)
-            .map_err(|err| anyhow::anyhow!("loss chart of `{}`: {err}", c.name))?;
+        .map_err(err("latency"))?;
+        let loss = charts::loss_svg(&t.rows, width_ms, x, &out).map_err(err("loss"))?;
+        let jitter = charts::jitter_svg(&t.rows, width_ms, x, &out).map_err(err("jitter"))?;
+        let util =
+            charts::utilisation_svg(&t.rows, width_ms, x, &out).map_err(err("utilisation"))?;
         let sent: u64 = t.rows.iter().map(|r| r.sent).sum();
         let lost: u64 = t.rows.iter().map(|r| r.lost).sum();
         let received: u64 = t.rows.iter().map(|r| r.received).sum();
         write!(
-            sections,
-            "<section id=\"circuit-{}\"><h2>{}</h2>\n<p>{} to {} UTC: {} probes sent, {} lost ({:.2} %).</p>\n{}\n{}\n</section>\n",
-            esc(&c.name),
-            esc(&heading),
+            h,
+            "<p>{} to {} UTC: {} probes sent, {} lost ({:.2} %).</p>\n<figure>{}<figcaption>Round-trip time.</figcaption></figure>\n<figure>{}<figcaption>Loss per bucket, log scale.</figcaption></figure>\n<figure>{}<figcaption>Delay variation (IPDV).</figcaption></figure>\n<figure>{}<figcaption>Utilisation: bit/s received and sent, per bucket.</figcaption></figure>\n",
             &rfc3339(first.start_ms)[..16].replace('T', " "),
             &rfc3339(last.start_ms + width_ms)[..16].replace('T', " "),
             sent,
             lost,
             if lost + received > 0 { 100.0 * lost as f64 / (lost + received) as f64 } else { 0.0 },
             strip_xml_decl(&lat),
-            strip_xml_decl(&loss)
+            strip_xml_decl(&loss),
+            strip_xml_decl(&jitter),
+            strip_xml_decl(&util)
         )?;
-        for (month, pct, observed, down) in availability(&t.rows, width_ms, &out) {
+        for ev in e
+            .events
+            .iter()
+            .filter(|ev| ev.kind == EventKind::Outage && ev.circuit == c.name)
+        {
+            let end = ev.end_ms.unwrap_or(e.exported_ms);
+            let win = charts::zoom_window(ev.start_ms, end);
+            let Some(zi) = charts::zoom_tier(c, win) else {
+                continue;
+            };
+            let zt = &c.tiers[zi];
+            let zw = i64::from(zt.width_s) * 1000;
+            let rows: Vec<Row> = zt
+                .rows
+                .iter()
+                .filter(|r| r.start_ms + zw > win.0 && r.start_ms < win.1)
+                .copied()
+                .collect();
+            let zx = (win.0 as f64, win.1 as f64);
+            let zo = [(ev.start_ms, end)];
+            let when = cell_time(ev.start_ms);
+            let zl = latency_svg(
+                &rows,
+                zw,
+                zx,
+                &zo,
+                &format!(
+                    "{}: outage at {when} UTC, {} buckets",
+                    c.name,
+                    zt.spec().label()
+                ),
+            )
+            .map_err(err("zoomed latency"))?;
+            let zloss = charts::loss_svg(&rows, zw, zx, &zo).map_err(err("zoomed loss"))?;
             writeln!(
-                avail,
-                "<tr><td>{}</td><td>{month}</td><td class=\"n\">{pct:.3} %</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                h,
+                "<figure class=\"zoom\"><figcaption>Outage of {} at {when} UTC, {}; clock: {}. From the {} tier, with {} either side.</figcaption>{}{}</figure>",
                 esc(&c.name),
-                human(observed),
-                human(down)
+                ev.duration_ms.map_or("ongoing".to_owned(), duration),
+                esc(&text::clock_state(e.clock.as_ref(), ev.start_ms, end).cell()),
+                zt.spec().label(),
+                duration((ev.start_ms - win.0).unsigned_abs()),
+                strip_xml_decl(&zl),
+                strip_xml_decl(&zloss)
             )?;
         }
     }
-    avail.push_str("</tbody></table>\n");
-    h.push_str(&avail);
-    h.push_str(&sections);
-    h.push_str("</body></html>\n");
+    h.push_str("</section>\n");
+    Ok(h)
+}
+
+/// The time in the router's outage events per month (the older figure,
+/// from events, beside the carrier terms).
+fn event_availability(site: &Site<'_>) -> Result<String> {
+    let e = site.export;
+    let mut h = format!("<h3>Time in the router's outage events per month, seen from {}</h3>\n<p>1 − (time in the path's outage events, or a member's take-outs) / (time from its first to the end of its last bucket in the month): the router's view, not the carrier terms above.</p>\n<table id=\"availability{}\"><thead><tr><th>circuit</th><th>month</th><th>availability</th><th>observed</th><th>in outage</th></tr></thead><tbody>\n", esc(&site.label), site.suffix);
+    for c in &e.circuits {
+        let Some(ti) = pick_tier(c) else {
+            continue;
+        };
+        let t = &c.tiers[ti];
+        let width_ms = i64::from(t.width_s) * 1000;
+        let out = outages(e, &c.name, c.kind);
+        for (month, pct, observed, down) in availability(&t.rows, width_ms, &out) {
+            writeln!(
+                h,
+                "<tr><td>{}</td><td>{month}</td><td class=\"n\">{pct:.3} %</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(&c.name),
+                duration(observed.unsigned_abs()),
+                duration(down.unsigned_abs())
+            )?;
+        }
+    }
+    h.push_str("</tbody></table>\n");
     Ok(h)
 }
 
 /// The carrier-terms table: one row per circuit and month.
-fn carrier_terms(e: &Export) -> Result<String> {
-    let mut h = String::from("<h2>Carrier terms per month (ITU-T G.826)</h2>\n<p>A second is errored (ES) when a probe sent in it was lost, severely errored (SES) when 30 % or more were, or the carrier was down in it. Unavailable time begins with 10 consecutive SES and ends with 10 consecutive seconds that are not; ES and SES are counted in available time only. Availability is over the observed seconds (a probe sent, or the carrier down); a partial month was not observed whole. Router take-out is the time the router kept a member out of its bond: not unavailability.</p>\n<table id=\"carrier-terms\"><thead><tr><th>circuit</th><th>month</th><th>availability</th><th>partial</th><th>observed</th><th>ES</th><th>SES</th><th>unavailable</th><th>router take-out</th></tr></thead><tbody>\n");
+fn carrier_terms(site: &Site<'_>) -> Result<String> {
+    let e = site.export;
+    let mut h = format!("<h3>Carrier terms per month (ITU-T G.826), seen from {}</h3>\n<p>A second is errored (ES) when a probe sent in it was lost, severely errored (SES) when 30 % or more were, or the carrier was down in it. Unavailable time begins with 10 consecutive SES and ends with 10 consecutive seconds that are not; ES and SES are counted in available time only. Availability is over the observed seconds (a probe sent, or the carrier down); a partial month was not observed whole. Router take-out is the time the router kept a member out of its bond: not unavailability.</p>\n<table id=\"carrier-terms{}\"><thead><tr><th>circuit</th><th>month</th><th>availability</th><th>partial</th><th>observed</th><th>ES</th><th>SES</th><th>unavailable</th><th>router take-out</th></tr></thead><tbody>\n", esc(&site.label), site.suffix);
     let mut any = false;
     for c in wanflash_linequality::availability::monthly(e) {
         for m in &c.months {
@@ -558,12 +731,12 @@ fn carrier_terms(e: &Export) -> Result<String> {
                 } else {
                     "whole".to_owned()
                 },
-                human(m.observed_s as i64 * 1000),
+                duration(m.observed_s * 1000),
                 m.errored_s,
                 m.severely_errored_s,
-                human(m.unavailable_s as i64 * 1000),
+                duration(m.unavailable_s * 1000),
                 if c.kind == CircuitKind::Member {
-                    human(m.router_out_ms as i64)
+                    duration(m.router_out_ms)
                 } else {
                     "-".to_owned()
                 },
@@ -589,64 +762,28 @@ fn strip_xml_decl(svg: &str) -> &str {
     }
 }
 
-/// The outage table read back from the HTML: (circuit, kind, start,
-/// end, duration, duration_ms) per row; `None` if there is no table.
+#[cfg(test)]
+/// The outage table of the first site read back from the HTML: (circuit,
+/// start, end, duration, cause, detected in, clock) per row; `None` if
+/// there is no table.
 pub fn outage_table(html: &str) -> Option<Vec<Vec<String>>> {
-    let table = html
-        .split("<table id=\"outages\">")
-        .nth(1)?
-        .split("</table>")
-        .next()?;
-    table
-        .split("<tr>")
-        .skip(2)
-        .map(|row| {
-            row.split("<td")
-                .skip(1)
-                .map(|cell| {
-                    let v = &cell[cell.find('>')? + 1..];
-                    Some(v[..v.find("</td>")?].to_owned())
-                })
-                .collect()
-        })
-        .collect()
+    text::read_rows(html, "outages").map(|rows| rows.into_iter().map(|(c, _)| c).collect())
 }
 
-/// Checks that the report's outage table lists the export's outages and
-/// member take-outs, in order, with their times and durations, and that
-/// its SLA table says what `sla::compare` says.
+/// Checks that the report of one export says what the library computes:
+/// each circuit's summary, the outage and take-out tables, the SLA table.
 pub fn check(e: &Export, html: &str) -> Result<()> {
-    let rows = outage_table(html).context("the report has no outage table")?;
-    let want: Vec<_> = e
-        .events
-        .iter()
-        .filter(|ev| matches!(ev.kind, EventKind::Outage | EventKind::MemberOut))
-        .collect();
-    anyhow::ensure!(
-        rows.len() == want.len(),
-        "the report lists {} outages, the export {}",
-        rows.len(),
-        want.len()
-    );
-    for (r, ev) in rows.iter().zip(want) {
-        let expect = [
-            ev.circuit.clone(),
-            ev.kind.as_str().to_owned(),
-            cell_time(ev.start_ms),
-            ev.end_ms.map_or("ongoing".to_owned(), cell_time),
-        ];
-        anyhow::ensure!(
-            r.len() >= 6 && r[..4] == expect[..],
-            "report row {r:?} does not match event {ev:?}"
-        );
-        let duration = ev.duration_ms.map(|d| d.to_string()).unwrap_or_default();
-        anyhow::ensure!(
-            r[5] == duration,
-            "report row {r:?}: duration is {:?} ms",
-            ev.duration_ms
-        );
+    check_sites(&sites(std::slice::from_ref(e), &[]), html)
+}
+
+/// [`check`] for each site of the report.
+pub fn check_sites(sites: &[Site<'_>], html: &str) -> Result<()> {
+    for s in sites {
+        text::check_summaries(s, html)?;
+        text::check_events(s, html)?;
+        sla::check(s.export, &s.suffix, html)?;
     }
-    sla::check(e, html)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -740,8 +877,9 @@ pub(crate) mod tests {
         ev.duration_ms = None;
         let html = render(&e).unwrap();
         check(&e, &html).unwrap();
-        let rows = outage_table(&html).unwrap();
-        assert_eq!(&rows[1][3..6], &["ongoing", "ongoing", ""]);
+        let rows = text::read_rows(&html, "take-outs").unwrap();
+        assert_eq!(&rows[0].0[3..5], &["ongoing", "ongoing"]);
+        assert_eq!(rows[0].1.as_deref(), Some(""));
         // A report that claims an end the export does not have is refused.
         let ended = html.replacen(">ongoing<", ">2026-11-26 00:00:00.000<", 1);
         assert!(check(&e, &ended).is_err());
@@ -752,27 +890,42 @@ pub(crate) mod tests {
         let e = sample_export();
         let html = render(&e).unwrap();
         check(&e, &html).unwrap();
+        // Outages and the router's take-outs, each in its own table.
         let rows = outage_table(&html).unwrap();
-        let want: Vec<_> = e
-            .events
-            .iter()
-            .filter(|ev| matches!(ev.kind, EventKind::Outage | EventKind::MemberOut))
-            .collect();
-        assert_eq!(rows.len(), want.len());
-        assert_eq!(rows.len(), 2);
-        for (r, ev) in rows.iter().zip(want) {
-            assert_eq!(r[0], ev.circuit);
-            assert_eq!(r[1], ev.kind.as_str());
-            assert_eq!(r[2], cell_time(ev.start_ms));
-            assert_eq!(r[3], cell_time(ev.end_ms.unwrap()));
-            assert_eq!(r[5], ev.duration_ms.unwrap().to_string());
+        let takes = text::read_rows(&html, "take-outs").unwrap();
+        for (rows, kind, time_col) in [
+            (rows.clone(), EventKind::Outage, 1),
+            (
+                takes.iter().map(|r| r.0.clone()).collect(),
+                EventKind::MemberOut,
+                2,
+            ),
+        ] {
+            let want: Vec<_> = e.events.iter().filter(|ev| ev.kind == kind).collect();
+            assert_eq!(rows.len(), want.len());
+            assert_eq!(rows.len(), 1);
+            for (r, ev) in rows.iter().zip(want) {
+                assert_eq!(r[0], ev.circuit);
+                assert_eq!(r[time_col], cell_time(ev.start_ms));
+                assert_eq!(r[time_col + 1], cell_time(ev.end_ms.unwrap()));
+                assert_eq!(r[time_col + 2], duration(ev.duration_ms.unwrap()));
+            }
         }
         // The cut: declared at 3003 s, 3 s after it began; back at 3090.4 s.
-        assert_eq!(rows[0][2], "2026-11-25 23:36:00.000");
-        assert_eq!(rows[0][4], "1m 30s");
-        assert_eq!(rows[0][5], "90400");
-        // One chart pair per circuit, inline SVG, no external reference.
-        assert_eq!(html.matches("<svg").count(), 4);
+        assert_eq!(rows[0][1], "2026-11-25 23:36:00.000");
+        assert_eq!(rows[0][3], "1 min 30 s");
+        assert_eq!(
+            text::read_rows(&html, "outages").unwrap()[0].1.as_deref(),
+            Some("90400")
+        );
+        assert_eq!(takes[0].0[4], "5 min 00 s");
+        // No clock record: said for the outage and in the methodology.
+        assert_eq!(rows[0][6], "no clock record (RTC)");
+        assert!(html.contains("the export carries no clock record"));
+        // Four charts per circuit, and a zoom (RTT and loss) on the cut.
+        assert_eq!(html.matches("<svg").count(), 2 * 4 + 2);
+        assert_eq!(html.matches("<figure class=\"zoom\">").count(), 1);
+        // Inline SVG, no external reference.
         assert!(!html.contains("src=") && !html.contains("href="));
         // 100 % loss is drawn in red during the cut.
         assert!(
@@ -817,10 +970,13 @@ pub(crate) mod tests {
                 "<td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>",
                 m.errored_s,
                 m.severely_errored_s,
-                human(m.unavailable_s as i64 * 1000)
+                duration(m.unavailable_s * 1000)
             )));
         }
-        assert!(table.contains("<td class=\"n\">5m 0s</td></tr>"), "{table}");
+        assert!(
+            table.contains("<td class=\"n\">5 min 00 s</td></tr>"),
+            "{table}"
+        );
     }
 
     #[test]
@@ -831,7 +987,7 @@ pub(crate) mod tests {
         let json = sample_export().to_json();
         std::fs::write(&path, &json[..1000]).unwrap();
         let err = run(&Args {
-            export: path.clone(),
+            exports: vec![path.clone()],
             out: dir.join("out"),
         })
         .unwrap_err();
@@ -848,7 +1004,7 @@ pub(crate) mod tests {
         let msg = format!(
             "{:#}",
             run(&Args {
-                export: path.clone(),
+                exports: vec![path.clone()],
                 out: dir.join("out")
             })
             .unwrap_err()
@@ -859,7 +1015,7 @@ pub(crate) mod tests {
         );
         std::fs::write(&path, &json).unwrap();
         run(&Args {
-            export: path,
+            exports: vec![path],
             out: dir.join("out"),
         })
         .unwrap();

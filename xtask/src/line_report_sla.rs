@@ -9,7 +9,7 @@ use anyhow::Result;
 use wanflash_linequality::sla::{self, Breach, Check, CircuitSla, MonthSla};
 use wanflash_linequality::Export;
 
-use super::{cell_time, esc, human};
+use super::{cell_time, duration, esc};
 
 /// A figure against its target: `99.967 % (target ≥ 99.9 %): met by
 /// 0.067 percentage points`; `-` without a target.
@@ -91,12 +91,12 @@ pub(super) fn row_cells(c: &CircuitSla, m: &MonthSla) -> [String; 8] {
 }
 
 /// The section: nothing when no circuit of the export has an SLA.
-pub(super) fn section(e: &Export) -> Result<String> {
+pub(super) fn section(e: &Export, suffix: &str) -> Result<String> {
     let all = sla::compare(e);
     if all.is_empty() {
         return Ok(String::new());
     }
-    let mut h = String::from("<h2>Against the carrier's SLA, per month</h2>\n<p>Availability is the carrier terms' above (at least the target meets it). Loss is the probes lost over those sent in the month, outages included. RTT is the month's median round-trip time (the median of the buckets' medians, weighted by their answers). An outage meets the time to repair when it lasts no longer; a bond member's outages are judged on its path. A figure exactly at its target meets it. A partial month's figures cover its observed part only: a miss there is shown, not counted as a breach.</p>\n<table id=\"sla\"><thead><tr><th>circuit</th><th>carrier</th><th>month</th><th>availability</th><th>loss</th><th>RTT median</th><th>time to repair</th><th>SLA</th></tr></thead><tbody>\n");
+    let mut h = format!("<h3>Against the carrier's SLA, per month</h3>\n<p>Availability is the carrier terms' above (at least the target meets it). Loss is the probes lost over those sent in the month, outages included. RTT is the month's median round-trip time (the median of the buckets' medians, weighted by their answers). An outage meets the time to repair when it lasts no longer; a bond member's outages are judged on its path. A figure exactly at its target meets it. A partial month's figures cover its observed part only: a miss there is shown, not counted as a breach.</p>\n<table id=\"sla{suffix}\"><thead><tr><th>circuit</th><th>carrier</th><th>month</th><th>availability</th><th>loss</th><th>RTT median</th><th>time to repair</th><th>SLA</th></tr></thead><tbody>\n");
     let mut over = String::new();
     for c in &all {
         for m in &c.months {
@@ -117,7 +117,7 @@ pub(super) fn section(e: &Export) -> Result<String> {
                     esc(&c.circuit),
                     cell_time(o.start_ms),
                     if o.ongoing { "ongoing".to_owned() } else { cell_time(o.end_ms) },
-                    human(o.duration_ms as i64),
+                    duration(o.duration_ms),
                     o.duration_ms
                 )?;
             }
@@ -125,7 +125,7 @@ pub(super) fn section(e: &Export) -> Result<String> {
     }
     h.push_str("</tbody></table>\n");
     if !over.is_empty() {
-        h.push_str("<h3>Outages longer than the time to repair</h3>\n<table id=\"sla-repair\"><thead><tr><th>circuit</th><th>start (UTC)</th><th>end (UTC)</th><th>duration</th><th>duration_ms</th></tr></thead><tbody>\n");
+        h.push_str(&format!("<h4>Outages longer than the time to repair</h4>\n<table id=\"sla-repair{suffix}\"><thead><tr><th>circuit</th><th>start (UTC)</th><th>end (UTC)</th><th>duration</th><th>duration_ms</th></tr></thead><tbody>\n"));
         h.push_str(&over);
         h.push_str("</tbody></table>\n");
     }
@@ -156,12 +156,12 @@ pub(super) fn table(html: &str, id: &str) -> Option<Vec<Vec<String>>> {
 
 /// Checks that the report's SLA table has a row per circuit with an SLA
 /// and month of the export, each saying what `sla::compare` says.
-pub(super) fn check(e: &Export, html: &str) -> Result<()> {
+pub(super) fn check(e: &Export, suffix: &str, html: &str) -> Result<()> {
     let want: Vec<[String; 8]> = sla::compare(e)
         .iter()
         .flat_map(|c| c.months.iter().map(move |m| row_cells(c, m)))
         .collect();
-    let Some(rows) = table(html, "sla") else {
+    let Some(rows) = table(html, &format!("sla{suffix}")) else {
         anyhow::ensure!(
             want.is_empty(),
             "the report has no SLA table; the export has {} months under an SLA",
@@ -276,18 +276,18 @@ mod tests {
         let html = render(&e).unwrap();
         assert!(table(&html, "sla").is_none());
         assert!(!html.contains(" — "), "no carrier in the headings");
-        check(&e, &html).unwrap();
+        check(&e, "", &html).unwrap();
         // A report that drops a month, or changes a verdict, is refused.
         let e = with_sla(Sla {
             availability_percent: Some(90.0),
             ..Sla::default()
         });
         let html = render(&e).unwrap();
-        check(&e, &html).unwrap();
-        assert!(check(&e, &html.replacen(": met by", ": missed by", 1)).is_err());
+        check(&e, "", &html).unwrap();
+        assert!(check(&e, "", &html.replacen(": met by", ": missed by", 1)).is_err());
         let t9 = html.replacen("<td>t1</td><td>Example", "<td>t9</td><td>Example", 1);
-        assert!(check(&e, &t9).is_err());
-        assert!(check(&e, &html.replacen("<table id=\"sla\">", "<table>", 1)).is_err());
+        assert!(check(&e, "", &t9).is_err());
+        assert!(check(&e, "", &html.replacen("<table id=\"sla\">", "<table>", 1)).is_err());
     }
 
     #[test]

@@ -79,7 +79,8 @@ pub const QEMU: &[Need] = &[
 
 /// What the unit tests of `cargo xtask test` call: `ip` for the network
 /// namespace labs of netcfg and failoverd (and the bench's), `promtool` for
-/// the metrics page, `chronyd` for timesync's NTP test, git for the source commit and the reproducibility
+/// the metrics page, `chronyd` for timesync's NTP test, `chromium` and
+/// `pdftotext` (and a font) for the line report's print test, git for the source commit and the reproducibility
 /// check. `cargo xtask test` installs them before the unit tests, which
 /// then fail instead of skipping when one is missing.
 pub const UNIT_TESTS: &[Need] = &[
@@ -88,6 +89,14 @@ pub const UNIT_TESTS: &[Need] = &[
     exe("git", "git"),
     // The NTP server timesync's namespace test asks.
     exe("chronyd", "chrony"),
+    // The line report's browser test: screenshots and the PDF print,
+    // the PDF's text, and a font to draw the text with.
+    exe("chromium", "chromium"),
+    exe("pdftotext", "poppler-utils"),
+    file(
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "fonts-dejavu-core",
+    ),
 ];
 
 /// Checking our `.bmap` files with Debian's bmaptool in tests.
@@ -303,6 +312,10 @@ mod tests {
         assert_eq!(got, ["iproute2"]);
         let got = missing_packages(UNIT_TESTS, |n| n.probe != Probe::Exe("chronyd"));
         assert_eq!(got, ["chrony"]);
+        let got = missing_packages(UNIT_TESTS, |n| {
+            !matches!(n.probe, Probe::Exe("chromium" | "pdftotext"))
+        });
+        assert_eq!(got, ["chromium", "poppler-utils"]);
     }
 
     #[test]

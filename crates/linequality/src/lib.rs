@@ -135,6 +135,7 @@ pub mod recorder;
 pub mod sla;
 pub mod snapshot;
 pub mod stats;
+pub mod summary;
 pub mod syslog;
 pub mod time;
 
