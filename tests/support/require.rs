@@ -5,7 +5,8 @@
 //!
 //! Included with `#[path = ".../tests/support/require.rs"] mod require;`
 //! by `crates/netcfg/tests/netns.rs`, `crates/failoverd/tests/netns.rs`,
-//! `crates/timesync/tests/chrony.rs` (chronyd) and
+//! `crates/timesync/tests/chrony.rs` (chronyd),
+//! `crates/failoverd/tests/stamp.rs` (scapy) and
 //! `crates/linequality/tests/common/mod.rs` (promtool).
 
 /// What to do about a test that cannot run for `why`: `Err` (a failure)

@@ -969,16 +969,18 @@ impl Daemon {
                                     && from.port() == far.port()
                                     && p.ssid == t.ssid =>
                             {
-                                sent.t4(p.sender_seq, p.sender_timestamp, now_us).map(|t4| {
-                                    let m = stamp::measure(&p, t4, self.clock_synchronised);
-                                    (
-                                        p.sender_seq,
-                                        Sample {
-                                            rtt_us: m.rtt_us,
-                                            one_way_us: m.one_way_us,
-                                        },
-                                    )
-                                })
+                                sent.t1_t4(p.sender_seq, p.sender_timestamp, now_us).map(
+                                    |(t1, t4)| {
+                                        let m = stamp::measure(&p, t1, t4, self.clock_synchronised);
+                                        (
+                                            p.sender_seq,
+                                            Sample {
+                                                rtt_us: m.rtt_us,
+                                                one_way_us: m.one_way_us,
+                                            },
+                                        )
+                                    },
+                                )
                             }
                             _ => None,
                         }

@@ -334,10 +334,10 @@ pub struct Measurement {
     pub one_way_us: Option<(i64, i64)>,
 }
 
-/// Measures `reply`, received at `t4` on the clock that stamped T1, with
-/// this end's clock `synchronised` or not.
-pub fn measure(reply: &ReflectorPacket, t4: Ntp, synchronised: bool) -> Measurement {
-    let total = t4.micros_since(reply.sender_timestamp);
+/// Measures `reply` to the probe sent at `t1`, received at `t4` (on the
+/// clock that stamped T1), with this end's clock `synchronised` or not.
+pub fn measure(reply: &ReflectorPacket, t1: Ntp, t4: Ntp, synchronised: bool) -> Measurement {
+    let total = t4.micros_since(t1);
     let held = reply.timestamp.micros_since(reply.receive);
     let rtt = total.saturating_sub(held.max(0)).max(0) as u64;
     let both = synchronised && reply.error.synchronised() && !reply.error.ptp();
@@ -345,7 +345,7 @@ pub fn measure(reply: &ReflectorPacket, t4: Ntp, synchronised: bool) -> Measurem
         rtt_us: rtt,
         one_way_us: both.then(|| {
             (
-                reply.receive.micros_since(reply.sender_timestamp),
+                reply.receive.micros_since(t1),
                 t4.micros_since(reply.timestamp),
             )
         }),
@@ -358,6 +358,10 @@ pub fn measure(reply: &ReflectorPacket, t4: Ntp, synchronised: bool) -> Measurem
 /// timed on the monotonic clock (a step of the wall clock between T1 and
 /// T4 does not show as delay).
 pub const SENT: usize = 64;
+
+/// How far an echoed T1 may be from the one sent: 2^12 units of 2^-32 s,
+/// under a microsecond.
+pub const T1_SLACK: u64 = 1 << 12;
 
 #[derive(Debug, Clone)]
 pub struct Sent {
@@ -377,12 +381,16 @@ impl Sent {
         self.slots[seq as usize % SENT] = (seq, t1, mono_us);
     }
 
-    /// T4 on T1's time scale for an answer to `seq` stamped `t1` and
-    /// received at monotonic `now_us`; `None` for a probe this end did
-    /// not send (or sent more than [`SENT`] probes ago).
-    pub fn t4(&self, seq: u32, t1: Ntp, now_us: u64) -> Option<Ntp> {
-        let (s, t, mono) = self.slots[seq as usize % SENT];
-        (s == seq && t == t1 && t1 != Ntp(0)).then(|| t1.plus_micros(now_us.saturating_sub(mono)))
+    /// The T1 this end sent with `seq` and T4 on T1's time scale, for an
+    /// answer that copied T1 as `echoed` and arrived at monotonic
+    /// `now_us`; `None` for a probe this end did not send (or sent more
+    /// than [`SENT`] probes ago). The echoed T1 may differ from the sent
+    /// one by [`T1_SLACK`]: a reflector that holds timestamps as floating
+    /// point (scapy does) rounds the last bits.
+    pub fn t1_t4(&self, seq: u32, echoed: Ntp, now_us: u64) -> Option<(Ntp, Ntp)> {
+        let (s, t1, mono) = self.slots[seq as usize % SENT];
+        (s == seq && t1 != Ntp(0) && t1.0.abs_diff(echoed.0) <= T1_SLACK)
+            .then(|| (t1, t1.plus_micros(now_us.saturating_sub(mono))))
     }
 }
 
@@ -659,15 +667,15 @@ mod tests {
             sender_error: ErrorEstimate::ours(true, 1000),
             sender_ttl: 64,
         };
-        let m = measure(&reply, t4, true);
+        let m = measure(&reply, t1, t4, true);
         assert!((m.rtt_us as i64 - 5_000).abs() <= 2, "{m:?}");
         // The reflector's clock is not synchronised: no one-way figures.
         assert_eq!(m.one_way_us, None);
         // Nor when ours is not.
         reply.error = ErrorEstimate::ours(true, 1000);
-        assert_eq!(measure(&reply, t4, false).one_way_us, None);
+        assert_eq!(measure(&reply, t1, t4, false).one_way_us, None);
         // Both: the forward and reverse delays as the clocks read them.
-        let (fwd, rev) = measure(&reply, t4, true).one_way_us.unwrap();
+        let (fwd, rev) = measure(&reply, t1, t4, true).one_way_us.unwrap();
         assert!(
             (fwd - 53_000).abs() <= 2 && (rev + 48_000).abs() <= 2,
             "{fwd} {rev}"
@@ -675,7 +683,7 @@ mod tests {
         // A reflector that claims it held the packet longer than the
         // round trip: 0, never a wrapped huge value.
         reply.timestamp = t2.plus_micros(10_000_000);
-        assert_eq!(measure(&reply, t4, true).rtt_us, 0);
+        assert_eq!(measure(&reply, t1, t4, true).rtt_us, 0);
     }
 
     #[test]
@@ -685,16 +693,21 @@ mod tests {
         sent.record(70, t1, 1_000_000);
         // The wall clock may step between T1 and T4: T4 comes from the
         // monotonic clock.
-        let t4 = sent.t4(70, t1, 1_004_000).unwrap();
+        let (sent_t1, t4) = sent.t1_t4(70, t1, 1_004_000).unwrap();
+        assert_eq!(sent_t1, t1);
         assert!((t4.micros_since(t1) - 4_000).abs() <= 1);
+        // T1 rounded in its last bits by the reflector: the one sent is
+        // used.
+        let rounded = Ntp(t1.0 + 1);
+        assert_eq!(sent.t1_t4(70, rounded, 1_004_000), Some((t1, t4)));
         // Another T1 for the same sequence (a forged or stale answer),
         // another sequence, and the slot reused 64 probes later.
-        assert_eq!(sent.t4(70, Ntp(t1.0 + 1), 1_004_000), None);
-        assert_eq!(sent.t4(71, t1, 1_004_000), None);
+        assert_eq!(sent.t1_t4(70, t1.plus_micros(1), 1_004_000), None);
+        assert_eq!(sent.t1_t4(71, t1, 1_004_000), None);
         sent.record(70 + SENT as u32, t1.plus_micros(6_400_000), 7_400_000);
-        assert_eq!(sent.t4(70, t1, 7_500_000), None);
+        assert_eq!(sent.t1_t4(70, t1, 7_500_000), None);
         // Nothing sent yet: an all-zero answer does not match slot 0.
-        assert_eq!(Sent::default().t4(0, Ntp(0), 5), None);
+        assert_eq!(Sent::default().t1_t4(0, Ntp(0), 5), None);
     }
 
     #[test]
