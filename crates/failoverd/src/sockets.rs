@@ -339,7 +339,8 @@ pub fn recv_with_ttl(s: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<Datagra
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = mem::size_of_val(&control);
+    // size_t on glibc, socklen_t on musl.
+    msg.msg_controllen = mem::size_of_val(&control) as _;
     // SAFETY: `msg` describes writable buffers of the lengths given.
     let rc = unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, 0) };
     let len = match last_error(rc) {
