@@ -6,6 +6,7 @@
 //! Included with `#[path = ".../tests/support/require.rs"] mod require;`
 //! by `crates/netcfg/tests/netns.rs`, `crates/failoverd/tests/netns.rs`,
 //! `crates/timesync/tests/chrony.rs` (chronyd),
+//! `crates/failoverd/tests/stamp.rs` (scapy),
 //! `crates/linequality/tests/common/mod.rs` (promtool) and
 //! `xtask/src/line_report_browser.rs` (chromium, pdftotext).
 

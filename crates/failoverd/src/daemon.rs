@@ -8,7 +8,10 @@
 //! The UDP echo responder answers only the far ends named in the
 //! description (each path's gateway and probe target), so that the port
 //! cannot be used to reflect traffic at anyone else; member circuits are
-//! answered on the circuit itself, at layer 2.
+//! answered on the circuit itself, at layer 2. The STAMP reflector
+//! (`stamp_reflector`) answers the same far ends only, at most
+//! [`STAMP_REFLECTOR_PPS`] a second each, never with more bytes than it
+//! was sent.
 
 use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
@@ -23,7 +26,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use wanflash_schema::failover::{Failover, ProbeKind};
+use wanflash_schema::failover::{Failover, ProbeKind, STAMP_REFLECTOR_BURST, STAMP_REFLECTOR_PPS};
+use wanflash_schema::time::{TimeState, TIME_STATE_PATH};
 
 use crate::actions::{self, Kernel, Plan, RealKernel};
 use crate::control::{self, Request, Response};
@@ -32,6 +36,7 @@ use crate::history::History;
 use crate::netlink::{LinkState, LinkWatch};
 use crate::probe::{self, FarEnd, IcmpEcho, Kind, MemberFrame, Probe, Sample, FLAG_MEMBER};
 use crate::sockets::{self, IcmpSocket, PacketSocket, BROADCAST};
+use crate::stamp::{self, ErrorEstimate, Ntp, ReflectorPacket, SenderPacket};
 use crate::{Error, Line};
 
 /// At most this many control clients at once; a new one closes the one
@@ -57,6 +62,8 @@ enum Sock {
     Udp(UdpSocket),
     Icmp(IcmpSocket),
     Packet(PacketSocket),
+    /// A STAMP session-sender's socket.
+    Stamp(UdpSocket),
 }
 
 struct TargetIo {
@@ -71,6 +78,10 @@ struct TargetIo {
     said: Option<String>,
     /// A member circuit's far end, learned from its answers.
     far: FarEnd,
+    /// STAMP: the session-sender identifier (RFC 8972), never 0.
+    ssid: u16,
+    /// STAMP: the probes sent lately, to match and time the answers.
+    sent: Option<Box<stamp::Sent>>,
 }
 
 struct Client {
@@ -103,6 +114,7 @@ enum Source {
     Watch,
     Listener,
     Responder(usize),
+    Reflector(usize),
     Target(usize),
     Client(usize),
     Metrics,
@@ -117,6 +129,16 @@ pub struct Daemon {
     port: u16,
     targets: Vec<TargetIo>,
     responders: Vec<UdpSocket>,
+    /// STAMP: the port probed and answered, the reflector's sockets, a
+    /// token bucket per entry of `peers`, and the sessions it answers.
+    stamp_port: u16,
+    reflectors: Vec<UdpSocket>,
+    buckets: Vec<stamp::Bucket>,
+    sessions: stamp::Sessions,
+    /// This box's clock as timesync last said (unsynchronised when it
+    /// says nothing): the S bit and error of the STAMP timestamps.
+    clock: ErrorEstimate,
+    clock_synchronised: bool,
     control: Option<UnixListener>,
     control_path: PathBuf,
     clients: Vec<Client>,
@@ -131,6 +153,15 @@ pub struct Daemon {
     /// Line-quality history, when the description asks for it.
     history: Option<History>,
     recording: Option<wanflash_schema::failover::Recording>,
+}
+
+/// Now on the wall clock, as an NTP timestamp (STAMP's T1, T2, T3).
+fn wall_ntp() -> Ntp {
+    Ntp::from_unix_ns(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    )
 }
 
 fn random_u32(salt: u64) -> u32 {
@@ -186,15 +217,18 @@ impl Daemon {
                 }
                 TargetKind::Member { .. } => (ProbeKind::Udp, None),
             };
+            let session = random_u32(i as u64);
             targets.push(TargetIo {
                 kind,
                 interface: fsm.target_interface(i).to_owned(),
                 probe,
                 addr,
-                session: random_u32(i as u64),
+                session,
                 sock: Sock::Closed,
                 said: None,
                 far: FarEnd::default(),
+                ssid: ((session >> 16) as u16).max(1),
+                sent: (probe == ProbeKind::Stamp).then(Box::default),
             });
         }
         let mut d = Daemon {
@@ -206,6 +240,12 @@ impl Daemon {
             port: cfg.udp_port,
             targets,
             responders: Vec::new(),
+            stamp_port: cfg.stamp_port,
+            reflectors: Vec::new(),
+            buckets: Vec::new(),
+            sessions: stamp::Sessions::default(),
+            clock: ErrorEstimate::ours(false, 0),
+            clock_synchronised: false,
             control: None,
             control_path: PathBuf::from(&cfg.control_socket),
             clients: Vec::new(),
@@ -263,6 +303,10 @@ impl Daemon {
                 Err(_) => {}
             }
         }
+        if cfg.stamp_reflector {
+            d.open_reflectors(v6);
+        }
+        d.read_clock();
         match listen(&d.control_path) {
             Ok(l) => d.control = Some(l),
             Err(e) => d.error(format!("{e}; running without a control socket")),
@@ -270,6 +314,55 @@ impl Daemon {
         d.resync_links(true);
         d.reopen_sockets();
         Ok(d)
+    }
+
+    /// The STAMP reflector's sockets, one per family (IPv6 only when a
+    /// path needs it, as for the echo), and a full bucket per far end.
+    fn open_reflectors(&mut self, v6: bool) {
+        let port = self.stamp_port;
+        for want_v6 in [false, true] {
+            match sockets::stamp_reflector(want_v6, port) {
+                Ok(s) => self.reflectors.push(s),
+                Err(e) if !want_v6 || v6 => {
+                    let hint = if port < 1024 && e.kind() == io::ErrorKind::PermissionDenied {
+                        ": give the failoverd service CAP_NET_BIND_SERVICE in the description, or set stamp_port above 1023"
+                    } else {
+                        ""
+                    };
+                    self.error(format!(
+                        "cannot answer STAMP on UDP port {port} ({}): {e}{hint}",
+                        if want_v6 { "IPv6" } else { "IPv4" }
+                    ));
+                }
+                Err(_) => {}
+            }
+        }
+        let now = self.now_ms();
+        self.buckets = vec![stamp::Bucket::full(STAMP_REFLECTOR_BURST, now); self.peers.len()];
+        if !self.reflectors.is_empty() {
+            self.info(format!(
+                "answering STAMP on UDP port {port} from the far ends only, at most {STAMP_REFLECTOR_PPS} a second each"
+            ));
+        }
+    }
+
+    /// Reads timesync's state: the S bit and error estimate of this
+    /// end's STAMP timestamps. No state (timesync not on the image, or
+    /// not written yet): unsynchronised.
+    fn read_clock(&mut self) {
+        let state = std::fs::read_to_string(TIME_STATE_PATH)
+            .ok()
+            .and_then(|t| TimeState::from_json(TIME_STATE_PATH, &t).ok());
+        let (synced, error_ns) = match state {
+            Some(s) if s.synchronised => {
+                // SNTP: the last offset measured, at least a millisecond.
+                let off = s.last_offset_ms.unwrap_or(0.0).abs().max(1.0);
+                (true, (off * 1e6).min(u64::MAX as f64) as u64)
+            }
+            _ => (false, 0),
+        };
+        self.clock_synchronised = synced;
+        self.clock = ErrorEstimate::ours(synced, error_ns);
     }
 
     fn now_ms(&self) -> Ms {
@@ -458,6 +551,9 @@ impl Daemon {
                 (TargetKind::Path(_), ProbeKind::Icmp, Some(a)) => {
                     IcmpSocket::open(&t.interface, a.is_ipv6()).map(Sock::Icmp)
                 }
+                (TargetKind::Path(_), ProbeKind::Stamp, Some(a)) => {
+                    sockets::stamp_prober(&t.interface, a).map(Sock::Stamp)
+                }
                 (TargetKind::Path(_), _, None) => Err(io::Error::from_raw_os_error(libc::EINVAL)),
             };
             match opened {
@@ -482,6 +578,8 @@ impl Daemon {
     fn send_probe(&mut self, p: ProbeOut) {
         let now_us = self.now_us();
         let port = self.port;
+        let stamp_port = self.stamp_port;
+        let clock = self.clock;
         let flags = self.fsm.member_flags(p.target);
         let Some(t) = self.targets.get_mut(p.target) else {
             return;
@@ -494,6 +592,20 @@ impl Daemon {
             (Sock::Icmp(s), Some(a)) => {
                 let bytes = IcmpEcho::new(t.session, p.seq, now_us).request(s.v6);
                 s.send(&bytes, a)
+            }
+            (Sock::Stamp(s), Some(a)) => {
+                let t1 = wall_ntp();
+                if let Some(sent) = &mut t.sent {
+                    sent.record(p.seq, t1, now_us);
+                }
+                let bytes = SenderPacket {
+                    seq: p.seq,
+                    timestamp: t1,
+                    error: clock,
+                    ssid: t.ssid,
+                }
+                .encode();
+                sockets::udp_send(s, &bytes, SocketAddr::new(a, stamp_port))
             }
             (Sock::Packet(s), _) => {
                 let bytes = Probe::request(t.session, p.seq, now_us, FLAG_MEMBER | flags).encode();
@@ -585,6 +697,7 @@ impl Daemon {
             self.handle(tick.decisions);
             if now >= self.last_reopen + REOPEN_MS {
                 self.reopen_sockets();
+                self.read_clock();
                 let retried = match (&mut self.history, &self.recording) {
                     (Some(h), Some(r)) => h.retry_metrics(r),
                     _ => None,
@@ -658,12 +771,16 @@ impl Daemon {
         for (i, r) in self.responders.iter().enumerate() {
             sources.push((Source::Responder(i), r.as_fd(), PollFlags::POLLIN));
         }
+        for (i, r) in self.reflectors.iter().enumerate() {
+            sources.push((Source::Reflector(i), r.as_fd(), PollFlags::POLLIN));
+        }
         for (i, t) in self.targets.iter().enumerate() {
             let fd = match &t.sock {
                 Sock::Closed => continue,
                 Sock::Udp(s) => s.as_fd(),
                 Sock::Icmp(s) => s.as_fd(),
                 Sock::Packet(s) => s.as_fd(),
+                Sock::Stamp(s) => s.as_fd(),
             };
             sources.push((Source::Target(i), fd, PollFlags::POLLIN));
         }
@@ -713,6 +830,7 @@ impl Daemon {
             Source::Watch => self.read_links(),
             Source::Listener => self.accept(),
             Source::Responder(i) => self.answer_udp(i),
+            Source::Reflector(i) => self.answer_stamp(i),
             Source::Target(i) => self.read_target(i),
             Source::Client(i) => self.serve_client(i),
             Source::Metrics => {
@@ -771,6 +889,52 @@ impl Daemon {
         }
     }
 
+    /// Answers the far ends' STAMP test packets (RFC 8762 stateful
+    /// reflector): only from the far ends named in the description, within
+    /// each one's token bucket, [`stamp::BASE_SIZE`] to
+    /// [`stamp::MAX_SIZE`] bytes, the answer the size of the request.
+    fn answer_stamp(&mut self, i: usize) {
+        let mut out = [0u8; stamp::MAX_SIZE];
+        loop {
+            let Some(s) = self.reflectors.get(i) else {
+                return;
+            };
+            let d = match sockets::recv_with_ttl(s, &mut self.buf) {
+                Ok(Some(d)) => d,
+                _ => return,
+            };
+            let t2 = wall_ntp();
+            let now = self.now_ms();
+            let Some(peer) = self.peers.iter().position(|p| *p == d.from.ip()) else {
+                continue;
+            };
+            if d.truncated || !(stamp::BASE_SIZE..=stamp::MAX_SIZE).contains(&d.len) {
+                continue;
+            }
+            let allowed = self
+                .buckets
+                .get_mut(peer)
+                .is_some_and(|b| b.take(STAMP_REFLECTOR_PPS, STAMP_REFLECTOR_BURST, now));
+            if !allowed {
+                continue;
+            }
+            let req = &self.buf[..d.len];
+            let ssid = u16::from_be_bytes([req[14], req[15]]);
+            let seq = self.sessions.next(d.from.ip(), d.from.port(), ssid, now);
+            let r = stamp::Reflection {
+                seq,
+                receive: t2,
+                transmit: wall_ntp(),
+                error: self.clock,
+                ttl: d.ttl.unwrap_or(255),
+            };
+            if let Some(n) = stamp::reflect(req, &r, &mut out) {
+                // A reply that cannot be sent is the sender's lost probe.
+                let _ = s.send_to(&out[..n], d.from);
+            }
+        }
+    }
+
     fn read_target(&mut self, i: usize) {
         loop {
             let now_us = self.now_us();
@@ -791,6 +955,36 @@ impl Daemon {
                         }
                         _ => None,
                     },
+                    Err(_) => return,
+                },
+                Sock::Stamp(s) => match s.recv_from(&mut self.buf) {
+                    Ok((n, from)) => {
+                        let far = t.addr.map(|a| SocketAddr::new(a, self.stamp_port));
+                        match (ReflectorPacket::decode(&self.buf[..n]), far, &t.sent) {
+                            // From the far end's reflector port (scope
+                            // ignored, as for the echo), this session,
+                            // a probe this end sent.
+                            (Ok(p), Some(far), Some(sent))
+                                if from.ip() == far.ip()
+                                    && from.port() == far.port()
+                                    && p.ssid == t.ssid =>
+                            {
+                                sent.t1_t4(p.sender_seq, p.sender_timestamp, now_us).map(
+                                    |(t1, t4)| {
+                                        let m = stamp::measure(&p, t1, t4, self.clock_synchronised);
+                                        (
+                                            p.sender_seq,
+                                            Sample {
+                                                rtt_us: m.rtt_us,
+                                                one_way_us: m.one_way_us,
+                                            },
+                                        )
+                                    },
+                                )
+                            }
+                            _ => None,
+                        }
+                    }
                     Err(_) => return,
                 },
                 Sock::Icmp(s) => match s.recv(&mut self.buf) {

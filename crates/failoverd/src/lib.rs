@@ -3,6 +3,7 @@
 //!
 //! - [`fsm`]: the decisions, pure, on an injected clock;
 //! - [`probe`]: the wanflash UDP echo and ICMP echo on the wire, pure;
+//! - [`stamp`]: STAMP (RFC 8762 with RFC 8972's SSID) on the wire, pure;
 //! - [`netlink`]: rtnetlink requests (route replace, bond membership) and
 //!   link events (carrier, operational state);
 //! - [`actions`]: decisions carried out through the [`actions::Kernel`]
@@ -22,6 +23,7 @@ pub mod history;
 pub mod netlink;
 pub mod probe;
 pub mod sockets;
+pub mod stamp;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;

@@ -18,7 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::sys::socket::{
     bind, recvfrom, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag,
-    SockProtocol, SockType, SockaddrIn, SockaddrIn6, SockaddrStorage,
+    SockProtocol, SockType, SockaddrIn, SockaddrIn6, SockaddrLike, SockaddrStorage,
 };
 
 use crate::probe::ETHERTYPE;
@@ -271,4 +271,129 @@ impl AsFd for PacketSocket {
 /// The index of an interface, `None` if it does not exist.
 pub fn ifindex(name: &str) -> Option<u32> {
     nix::net::if_::if_nametoindex(name).ok().filter(|i| *i > 0)
+}
+
+fn set_int(fd: &impl AsRawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: `value` is a valid int for the duration of the call and the
+    // length is its size.
+    last_error(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const i32).cast(),
+            mem::size_of::<i32>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+}
+
+/// Sends this socket's packets with a TTL (hop limit) of 255, as STAMP's
+/// test packets go out, so that the far end's TTL tells the hops.
+fn ttl_255(fd: &impl AsRawFd, v6: bool) -> io::Result<()> {
+    if v6 {
+        set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, 255)
+    } else {
+        set_int(fd, libc::IPPROTO_IP, libc::IP_TTL, 255)
+    }
+}
+
+/// A STAMP session-sender socket: [`udp_prober`] sending with TTL 255.
+pub fn stamp_prober(iface: &str, target: IpAddr) -> io::Result<UdpSocket> {
+    let s = udp_prober(iface, target)?;
+    ttl_255(&s, target.is_ipv6())?;
+    Ok(s)
+}
+
+/// The STAMP reflector: `port` on every address of one family (IPv6
+/// only for IPv6), sending with TTL 255 and told each request's TTL or
+/// hop limit, which the answer reports.
+pub fn stamp_reflector(v6: bool, port: u16) -> io::Result<UdpSocket> {
+    let s = udp_responder(v6, port)?;
+    ttl_255(&s, v6)?;
+    if v6 {
+        set_int(&s, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
+    } else {
+        set_int(&s, libc::IPPROTO_IP, libc::IP_RECVTTL, 1)?;
+    }
+    Ok(s)
+}
+
+/// One datagram as [`recv_with_ttl`] read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Datagram {
+    pub len: usize,
+    pub from: SocketAddr,
+    /// The IP TTL or hop limit it arrived with, when the kernel said.
+    pub ttl: Option<u8>,
+    /// It was longer than the buffer (the rest is lost).
+    pub truncated: bool,
+}
+
+/// Reads one datagram and its TTL (a socket from [`stamp_reflector`]);
+/// `None` when nothing is queued.
+pub fn recv_with_ttl(s: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<Datagram>> {
+    // SAFETY: all-zero sockaddr_storage, iovec and msghdr are valid
+    // values; every pointer set below stays valid for the call.
+    let mut addr: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for one int-sized control message, aligned like cmsghdr.
+    let mut control = [0u64; 8];
+    // SAFETY: as above.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // size_t on glibc, socklen_t on musl.
+    msg.msg_controllen = mem::size_of_val(&control) as _;
+    // SAFETY: `msg` describes writable buffers of the lengths given.
+    let rc = unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, 0) };
+    let len = match last_error(rc) {
+        Ok(n) => n as usize,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // SAFETY: the kernel filled `addr` with `msg_namelen` bytes.
+    let from = unsafe {
+        SockaddrStorage::from_raw(
+            (&addr as *const libc::sockaddr_storage).cast(),
+            Some(msg.msg_namelen),
+        )
+    };
+    let from = match from {
+        Some(a) => match (a.as_sockaddr_in(), a.as_sockaddr_in6()) {
+            (Some(v4), _) => SocketAddr::V4(SocketAddrV4::from(*v4)),
+            (_, Some(v6)) => SocketAddr::V6(SocketAddrV6::from(*v6)),
+            _ => return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT)),
+        },
+        None => return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT)),
+    };
+    let mut ttl = None;
+    // SAFETY: `msg` is the header recvmsg filled; the CMSG macros walk
+    // its control buffer within `msg_controllen`, and each data pointer
+    // is read only when the message is long enough for an int.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let h = &*c;
+            let is_ttl = (h.cmsg_level == libc::IPPROTO_IP && h.cmsg_type == libc::IP_TTL)
+                || (h.cmsg_level == libc::IPPROTO_IPV6 && h.cmsg_type == libc::IPV6_HOPLIMIT);
+            if is_ttl && h.cmsg_len as usize >= libc::CMSG_LEN(4) as usize {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>());
+                ttl = u8::try_from(v).ok();
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok(Some(Datagram {
+        len: len.min(buf.len()),
+        from,
+        ttl,
+        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
+    }))
 }

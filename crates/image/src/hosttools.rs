@@ -79,8 +79,9 @@ pub const QEMU: &[Need] = &[
 
 /// What the unit tests of `cargo xtask test` call: `ip` for the network
 /// namespace labs of netcfg and failoverd (and the bench's), `promtool` for
-/// the metrics page, `chronyd` for timesync's NTP test, `chromium` and
-/// `pdftotext` (and a font) for the line report's print test, git for the source commit and the reproducibility
+/// the metrics page, `chronyd` for timesync's NTP test, scapy's STAMP
+/// layers for failoverd's STAMP test, `chromium` and `pdftotext` (and a
+/// font) for the line report's print test, git for the source commit and the reproducibility
 /// check. `cargo xtask test` installs them before the unit tests, which
 /// then fail instead of skipping when one is missing.
 pub const UNIT_TESTS: &[Need] = &[
@@ -97,6 +98,13 @@ pub const UNIT_TESTS: &[Need] = &[
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
         "fonts-dejavu-core",
     ),
+    // The independent STAMP implementation failoverd's STAMP test talks
+    // to (`crates/failoverd/tests/stamp.rs`): scapy's layers, in Debian's
+    // python3-scapy since 2.5.0.
+    Need {
+        probe: Probe::PyModule("scapy.contrib.stamp"),
+        package: "python3-scapy",
+    },
 ];
 
 /// Checking our `.bmap` files with Debian's bmaptool in tests.
@@ -316,6 +324,10 @@ mod tests {
             !matches!(n.probe, Probe::Exe("chromium" | "pdftotext"))
         });
         assert_eq!(got, ["chromium", "poppler-utils"]);
+        let got = missing_packages(UNIT_TESTS, |n| {
+            n.probe != Probe::PyModule("scapy.contrib.stamp")
+        });
+        assert_eq!(got, ["python3-scapy"]);
     }
 
     #[test]

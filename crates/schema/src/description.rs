@@ -720,6 +720,25 @@ impl Description {
         let Some(mut f) = self.failover.clone() else {
             return Ok(None);
         };
+        // The STAMP reflector on a port below 1024 (862, its own) binds
+        // only with CAP_NET_BIND_SERVICE: say so now, not on the box.
+        if f.stamp_reflector && f.stamp_port < 1024 {
+            let lacking = self.services.iter().find(|s| {
+                s.exec.rsplit('/').next() == Some("failoverd")
+                    && s.user.as_deref() != Some("root")
+                    && !s.capabilities.iter().any(|c| c == "CAP_NET_BIND_SERVICE")
+            });
+            if let Some(s) = lacking {
+                return Err(invalid(
+                    file,
+                    "failover.stamp_port",
+                    format!(
+                        "the STAMP reflector listens on port {}, below 1024, which service `{}` cannot bind: add \"CAP_NET_BIND_SERVICE\" to its capabilities, or set stamp_port above 1023",
+                        f.stamp_port, s.name
+                    ),
+                ));
+            }
+        }
         let Some(rec) = f.recording.as_mut() else {
             return Ok(Some(f));
         };
@@ -1303,6 +1322,41 @@ site = "office"
         ))
         .unwrap();
         assert_eq!(d.box_failover("x").unwrap().unwrap().recording, None);
+
+        // The STAMP reflector on 862 needs CAP_NET_BIND_SERVICE in the
+        // service that runs failoverd.
+        let service = "[[service]]\nname = \"failoverd\"\nexec = \"/sbin/failoverd\"\nuser = \"failoverd\"\ncapabilities = [\"CAP_NET_ADMIN\", \"CAP_NET_RAW\"]\n";
+        let reflecting = failover.replace("[failover]\n", "[failover]\nstamp_reflector = true\n");
+        let err = chain(&format!("{shared}{service}{reflecting}"))
+            .unwrap()
+            .box_failover("images/x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("images/x.toml")
+                && err.contains("failover.stamp_port")
+                && err.contains("CAP_NET_BIND_SERVICE")
+                && err.contains("`failoverd`"),
+            "{err}"
+        );
+        let allowed = service.replace(
+            "\"CAP_NET_RAW\"]",
+            "\"CAP_NET_RAW\", \"CAP_NET_BIND_SERVICE\"]",
+        );
+        let f = chain(&format!("{shared}{allowed}{reflecting}"))
+            .unwrap()
+            .box_failover("x")
+            .unwrap()
+            .unwrap();
+        assert!(f.stamp_reflector && f.stamp_port == 862);
+        let high = reflecting.replace(
+            "stamp_reflector = true\n",
+            "stamp_reflector = true\nstamp_port = 8620\n",
+        );
+        assert!(chain(&format!("{shared}{service}{high}"))
+            .unwrap()
+            .box_failover("x")
+            .is_ok());
 
         // A contract no path uses.
         let lonely = failover.replace("interface = \"bond0\"", "interface = \"eth9\"");

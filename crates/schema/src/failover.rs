@@ -50,6 +50,12 @@ pub const FAILOVER_CONFIG_PATH: &str = "/etc/wanflash/failover.json";
 /// with `udp_port` if multihop BFD runs between the two addresses.
 pub const DEFAULT_UDP_PORT: u16 = 4784;
 
+/// STAMP's well-known port (RFC 8762, IANA "stamp" 862/udp): where a
+/// carrier's STAMP or TWAMP-light reflector listens, and where failoverd's
+/// own reflector listens when `stamp_reflector` is on. A port below 1024:
+/// binding it needs `CAP_NET_BIND_SERVICE` in failoverd's service.
+pub const DEFAULT_STAMP_PORT: u16 = 862;
+
 /// Default path of the control socket, in the folder init creates for
 /// failoverd's user (`runtime_dirs` of its service).
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/failoverd/control.sock";
@@ -82,11 +88,35 @@ pub struct Failover {
     /// [`DEFAULT_UDP_PORT`] for why 4784.
     #[serde(default = "default_udp_port")]
     pub udp_port: u16,
+    /// UDP port of STAMP (RFC 8762): where the paths with `probe =
+    /// "stamp"` send their test packets, and where the reflector listens.
+    /// See [`DEFAULT_STAMP_PORT`].
+    #[serde(
+        default = "default_stamp_port",
+        skip_serializing_if = "is_default_stamp_port"
+    )]
+    pub stamp_port: u16,
+    /// Answer STAMP test packets (RFC 8762 unauthenticated, RFC 8972's
+    /// SSID) on `stamp_port`, from the far ends named in `paths` only
+    /// (gateways and probe targets), at most
+    /// [`STAMP_REFLECTOR_PPS`] per far end, never larger than the request.
+    /// Off unless set: it opens one more listening port.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stamp_reflector: bool,
     /// Line-quality history kept for every path and member (tiers, events,
     /// metrics endpoint, syslog collector). None: nothing is recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording: Option<Recording>,
 }
+
+/// Test packets the STAMP reflector answers per second from one far end
+/// (a burst of [`STAMP_REFLECTOR_BURST`] first): ten times a path probed
+/// at the default 100 ms, twice one probed at the fastest 10 ms; the rest
+/// is dropped unanswered, so the port cannot be used to make this box
+/// send more than that to anyone.
+pub const STAMP_REFLECTOR_PPS: u32 = 200;
+/// Test packets answered at once before [`STAMP_REFLECTOR_PPS`] applies.
+pub const STAMP_REFLECTOR_BURST: u32 = 50;
 
 /// Most memory the recording's tiers may take, all circuits together: a
 /// router with 64 MiB must keep room for the kernel and the traffic.
@@ -163,6 +193,13 @@ pub enum ProbeKind {
     /// ICMP echo, for a far end that is not a wanflash router: loss and
     /// round-trip time only.
     Icmp,
+    /// STAMP (RFC 8762, unauthenticated, with RFC 8972's session-sender
+    /// identifier) to `stamp_port`: answered by a carrier's STAMP or
+    /// TWAMP-light reflector, or a far failoverd with `stamp_reflector`.
+    /// Loss, round-trip time (the reflector's own delay taken out) and
+    /// jitter; the one-way delays only when both clocks say they are
+    /// synchronised.
+    Stamp,
 }
 
 impl ProbeKind {
@@ -170,6 +207,7 @@ impl ProbeKind {
         match self {
             ProbeKind::Udp => "udp",
             ProbeKind::Icmp => "icmp",
+            ProbeKind::Stamp => "stamp",
         }
     }
 }
@@ -300,6 +338,12 @@ fn default_control_socket() -> String {
 }
 fn default_udp_port() -> u16 {
     DEFAULT_UDP_PORT
+}
+fn default_stamp_port() -> u16 {
+    DEFAULT_STAMP_PORT
+}
+fn is_default_stamp_port(p: &u16) -> bool {
+    *p == DEFAULT_STAMP_PORT
 }
 
 /// A problem found by [`Failover::validate`]: the key it concerns, like
@@ -462,6 +506,22 @@ impl Validator<'_> {
                 ),
             );
         }
+        if f.stamp_port == 0 {
+            self.err(
+                "failover.stamp_port",
+                format!("port 0 cannot be probed: use {DEFAULT_STAMP_PORT}, STAMP's own port, or the port the far end's reflector listens on"),
+            );
+        } else if f.stamp_port == f.udp_port
+            && (f.stamp_reflector || f.paths.iter().any(|p| p.probe == ProbeKind::Stamp))
+        {
+            self.err(
+                "failover.stamp_port",
+                format!(
+                    "port {} is also `udp_port`, the wanflash echo's: give STAMP its own port ({DEFAULT_STAMP_PORT})",
+                    f.stamp_port
+                ),
+            );
+        }
     }
 
     /// Checks one set of timing values, set at `key` (`failover.probe`,
@@ -601,7 +661,7 @@ impl Validator<'_> {
         if p.probe != ProbeKind::Udp {
             self.err(
                 format!("{key}.probe"),
-                "member circuits are probed with the wanflash echo, which the far end's failoverd answers on the same circuit: use probe \"udp\" (a wanflash router at the far end), or remove members",
+                "member circuits are probed with the wanflash echo, which the far end's failoverd answers on the same circuit: use probe \"udp\" (a wanflash router at the far end), or remove members (\"icmp\" and \"stamp\" probe the path only)",
             );
         }
         let mut local = BTreeSet::new();
@@ -1064,6 +1124,48 @@ mod tests {
         let mut f = office();
         f.udp_port = 0;
         one_error(&f, None, "failover.udp_port", "port 0");
+    }
+
+    #[test]
+    fn stamp_probes_and_reflector_are_typed_defaulted_and_checked() {
+        let f = office();
+        assert_eq!((f.stamp_port, f.stamp_reflector), (862, false));
+        // Left out of the baked JSON while default: images that do not use
+        // STAMP keep their bytes.
+        assert!(!f.to_json().contains("stamp"), "{}", f.to_json());
+        let text = OFFICE
+            .replace(r#""priority": 20,"#, r#""priority": 20, "probe": "stamp","#)
+            .replace(
+                r#""probe": { "interval_ms""#,
+                r#""stamp_port": 8620, "stamp_reflector": true, "probe": { "interval_ms""#,
+            );
+        let f = Failover::from_json("failover.json", &text).unwrap();
+        assert_eq!(errors(&f, None), Vec::<String>::new());
+        assert_eq!(f.path("t3").unwrap().probe, ProbeKind::Stamp);
+        assert_eq!(f.path("t3").unwrap().probe.to_string(), "stamp");
+        assert_eq!((f.stamp_port, f.stamp_reflector), (8620, true));
+        assert_eq!(Failover::from_json("x", &f.to_json()).unwrap(), f);
+        // A misspelt kind names the choices.
+        let bad = OFFICE.replace(r#""priority": 20,"#, r#""priority": 20, "probe": "twamp","#);
+        let e = Failover::from_json("failover.json", &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("twamp") && e.contains("stamp"), "{e}");
+        let mut g = f.clone();
+        g.stamp_port = 0;
+        one_error(&g, None, "failover.stamp_port", "port 0");
+        let mut g = f.clone();
+        g.stamp_port = g.udp_port;
+        one_error(&g, None, "failover.stamp_port", "its own port (862)");
+        // Members are probed with the echo only.
+        let mut g = f;
+        g.paths[0].probe = ProbeKind::Stamp;
+        one_error(
+            &g,
+            None,
+            "failover.paths[t1].probe",
+            "\"stamp\" probe the path only",
+        );
     }
 
     #[test]
