@@ -161,6 +161,7 @@ pub fn build_with(opts: &Options) -> Result<Report> {
             spinner.set_message(s);
         }
         Event::Info(s) => say(format!("{name}: {s}")),
+        Event::Warning(s) => say(format!("{name}: WARNING: {s}")),
         Event::KernelCached(k) => say(format!("{name}: kernel taken from the cache ({k})")),
         Event::KernelCompile { done, total } if !tty => {
             let quarter = (done * 4 / total.max(1)).min(4);

@@ -46,6 +46,8 @@ pub struct History {
     relinks: Relinks,
     /// The store snapshot, when the update policy asks for it.
     snapshot: Option<Snapshots>,
+    /// `timesync`'s state and the wall clock, followed (see [`crate::clock`]).
+    clock: crate::clock::ClockWatch,
 }
 
 /// The snapshot policy is the updater's ([`UPDATE_CONFIG`]); the updater
@@ -310,6 +312,9 @@ impl History {
         let by_target: Vec<Option<CircuitId>> = (0..fsm.target_count()).map(Some).collect();
         let mut rec =
             Recorder::new(recording, &circuits, wall_offset_ms).map_err(|e| e.to_string())?;
+        rec.set_clock(wanflash_linequality::clock::ClockTracker::new(
+            crate::clock::configured_servers(),
+        ));
         // A probe is missed when the next one is due (the state machine's
         // rule): the recorder counts it lost then too.
         for (t, c) in by_target.iter().enumerate() {
@@ -417,6 +422,7 @@ impl History {
                 sys: host::SYS.to_owned(),
                 relinks: Relinks::new(fsm.target_count()),
                 snapshot,
+                clock: crate::clock::ClockWatch::system(),
             },
             notes,
             errors,
@@ -526,6 +532,19 @@ impl History {
             self.counters(fsm, now);
         }
         self.snapshot_turn(now);
+        let wall_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let (events, lines) = self.clock.turn(&mut self.rec, wall_now, now);
+        for e in &events {
+            say(Ok(e.describe()));
+            if let Some(err) = self.send(e) {
+                say(Err(err));
+            }
+        }
+        for l in lines {
+            say(l);
+        }
     }
 
     /// Reaps a finished snapshot save; starts the next one when due and

@@ -16,6 +16,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod actions;
+pub mod clock;
 pub mod control;
 pub mod daemon;
 pub mod fsm;

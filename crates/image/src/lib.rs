@@ -104,6 +104,9 @@ pub struct TooBig {
 pub enum Event {
     Step(String),
     Info(String),
+    /// Something the build goes on with but a person should fix (a site
+    /// without NTP servers); the CLI prints it as `WARNING:`.
+    Warning(String),
     KernelCompile { done: u64, total: u64 },
     KernelCached(String),
 }
@@ -545,6 +548,17 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
         f.validate(network.as_ref())
             .map_err(|errors| problems(&image_file, "failover", &errors))?;
     }
+    // The clock: `[time]`, the floor at the build's own date.
+    let time = desc.box_time(&image_file, opts.source_date_epoch);
+    if let Some((cfg, warnings)) = &time {
+        let errors = cfg.check();
+        if !errors.is_empty() {
+            return Err(problems(&image_file, "time", &errors));
+        }
+        for w in warnings {
+            on_event(Event::Warning(w.clone()));
+        }
+    }
 
     // Fail early on what is missing from the host, before minutes of work.
     let extra: Vec<(&str, &str)> = desc
@@ -723,6 +737,14 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
         tree.file(
             wanflash_schema::failover::FAILOVER_CONFIG_PATH,
             json.into_bytes(),
+            0o644,
+            "wanflash",
+        );
+    }
+    if let Some((cfg, _)) = &time {
+        tree.file(
+            wanflash_schema::time::TIME_CONFIG_PATH,
+            cfg.to_json().into_bytes(),
             0o644,
             "wanflash",
         );

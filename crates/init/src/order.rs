@@ -140,6 +140,7 @@ mod tests {
             groups: vec![],
             capabilities: vec![],
             runtime_dirs: vec![],
+            devices: vec![],
         }
     }
 

@@ -212,6 +212,7 @@ mod tests {
             groups: vec![],
             capabilities: vec![],
             runtime_dirs: vec![],
+            devices: vec![],
         })
     }
 

@@ -16,6 +16,9 @@ pub enum EventKind {
     MemberOut,
     /// A member circuit was put back into its bond.
     MemberIn,
+    /// The box's clock was stepped (circuit and path `clock`); `cause`
+    /// says by how much and why.
+    ClockStep,
 }
 
 impl EventKind {
@@ -25,6 +28,7 @@ impl EventKind {
             EventKind::Failover => "failover",
             EventKind::MemberOut => "member_out",
             EventKind::MemberIn => "member_in",
+            EventKind::ClockStep => "clock_step",
         }
     }
 }

@@ -420,7 +420,7 @@ impl Export {
                 })
                 .collect(),
             events: rec.events(None, None),
-            clock: None,
+            clock: rec.clock().map(|c| c.record(rec.wall(t))),
         }
     }
 

@@ -27,6 +27,8 @@
 //! | `PathUp` (the outage already ended at the first answer) / `MemberIn` | [`Recorder::end`] (and [`Recorder::point`] for `member_in`) |
 //! | a route set moved | [`Recorder::point`] with [`EventKind::Failover`] |
 //! | every loop turn | [`Recorder::advance`] |
+//! | `timesync`'s state, every few seconds: synchronised or not | [`clock::ClockTracker::observe`] (through [`Recorder::clock_mut`]) |
+//! | a step in that state | [`Recorder::clock_step`], then [`Recorder::set_wall_offset`] |
 //!
 //! # Statistics per bucket
 //!
@@ -84,7 +86,8 @@
 //!
 //! - `exported_ms`, `start_ms`, `end_ms`: Unix milliseconds (UTC).
 //! - `kind` of a circuit: `path` or `member`; of an event: `outage`,
-//!   `failover`, `member_out`, `member_in`. `end_ms` and `duration_ms` are
+//!   `failover`, `member_out`, `member_in`, `clock_step` (circuit and
+//!   path `clock`). `end_ms` and `duration_ms` are
 //!   `null` while an event lasts; `detection_ms` is `null` when not
 //!   measured; `detail` (optional) says what moved where.
 //! - `rows`: one array per bucket that holds data, oldest first, values in
@@ -112,6 +115,11 @@
 //!   (`availability_percent`, `monthly_loss_percent`, `rtt_ms` as the
 //!   month's median, `time_to_repair_h`), from the description's
 //!   `[[circuit]]`; a bond member has its bundle's.
+//! - Optional `clock` (absent without a time client and in older
+//!   exports; no version change): `source` (`sntp` or `none`), `servers`,
+//!   `spans` (`from_ms`, `to_ms`, `synchronised`: consecutive spans of
+//!   wall time, at most [`clock::MAX_SPANS`], oldest first) and `steps`
+//!   (`at_ms` after the step, `offset_ms`; at most [`clock::MAX_STEPS`]).
 //! - A reader refuses another `schema` or a `version` it does not read
 //!   (other than 1 or 2) with an error naming
 //!   the file; a truncated file is an error naming the byte offset.
@@ -124,6 +132,7 @@
 /// The recording settings are a format of the typed base.
 pub use wanflash_schema::recording as config;
 pub mod availability;
+pub mod clock;
 pub mod control;
 pub mod event;
 pub mod export;

@@ -449,5 +449,41 @@ pub fn render_metrics(rec: &Recorder, extra: &Extra) -> String {
         "Time since failoverd started.",
     );
     o.sample("wanflash_uptime_seconds", &[], extra.uptime_ms as f64 / 1e3);
+    if let Some(c) = rec.clock() {
+        let now_s = rec.wall(extra.uptime_ms).div_euclid(1000);
+        o.family(
+            "wanflash_clock_synchronised",
+            "gauge",
+            "1 when the box's clock was set by an NTP server's answer within the time client's limit (four poll intervals), 0 otherwise; source `none`: the image names no server.",
+        );
+        o.sample(
+            "wanflash_clock_synchronised",
+            &[("source", c.record(0).source.as_str())],
+            if c.synchronised { 1.0 } else { 0.0 },
+        );
+        o.family(
+            "wanflash_clock_steps_total",
+            "counter",
+            "Steps of the box's clock since failoverd started (the time floor at boot, the first synchronisation; later ones mean the clock ran far off).",
+        );
+        o.sample("wanflash_clock_steps_total", &[], c.steps_total as f64);
+        if let Some(off) = c.last_offset_ms {
+            o.family(
+                "wanflash_clock_offset_seconds",
+                "gauge",
+                "The offset measured at the last synchronisation (server minus box), before it was corrected.",
+            );
+            o.sample("wanflash_clock_offset_seconds", &[], off / 1e3);
+        }
+        if let Some(at) = c.last_sync_unix_s {
+            o.family(
+                "wanflash_clock_last_sync_age_seconds",
+                "gauge",
+                "Seconds since the box's clock was last synchronised.",
+            );
+            let age = now_s.saturating_sub(i64::try_from(at).unwrap_or(i64::MAX)).max(0);
+            o.sample("wanflash_clock_last_sync_age_seconds", &[], age as f64);
+        }
+    }
     o.text
 }

@@ -344,11 +344,16 @@ pub struct Recorder {
     pub(crate) last_t: Ms,
     /// The carrier contracts by path (`Recording::circuits`), for the export.
     contracts: BTreeMap<String, Contract>,
+    /// The clock's record, when the daemon keeps one ([`Recorder::set_clock`]).
+    clock: Option<crate::clock::ClockTracker>,
 }
 
 /// How long an unanswered probe waits before [`Recorder::expire`] counts
 /// it lost, by default.
 pub const DEFAULT_PROBE_INTERVAL_MS: Ms = 2000;
+
+/// The circuit and path of a `clock_step` event.
+pub const CLOCK_CIRCUIT: &str = "clock";
 
 impl Recorder {
     /// A recorder for these circuits; every ring is allocated here and
@@ -397,6 +402,7 @@ impl Recorder {
             probe_interval_ms: DEFAULT_PROBE_INTERVAL_MS,
             last_t: 0,
             contracts: cfg.circuits.clone(),
+            clock: None,
         })
     }
 
@@ -416,12 +422,56 @@ impl Recorder {
         }
     }
 
+    /// Keeps the clock's record (source, servers, synchronised spans,
+    /// steps) for the export and the metrics.
+    pub fn set_clock(&mut self, clock: crate::clock::ClockTracker) {
+        self.clock = Some(clock);
+    }
+
+    pub fn clock(&self) -> Option<&crate::clock::ClockTracker> {
+        self.clock.as_ref()
+    }
+
+    pub fn clock_mut(&mut self) -> Option<&mut crate::clock::ClockTracker> {
+        self.clock.as_mut()
+    }
+
+    /// The clock was stepped by `offset_ms`, landing at wall ms `at_ms`
+    /// (`cause`: `floor`, or the server): a `clock_step` event and a step
+    /// in the clock's record. The caller sets the new wall offset.
+    pub fn clock_step(&mut self, at_ms: i64, offset_ms: i64, cause: &str) -> Event {
+        if let Some(c) = self.clock.as_mut() {
+            c.step(at_ms, offset_ms);
+        }
+        self.event(Event {
+            id: 0,
+            kind: EventKind::ClockStep,
+            circuit: CLOCK_CIRCUIT.to_owned(),
+            path: CLOCK_CIRCUIT.to_owned(),
+            start_ms: at_ms,
+            end_ms: Some(at_ms),
+            duration_ms: Some(0),
+            cause: format!(
+                "clock stepped by {}{} ({cause})",
+                if offset_ms < 0 { "-" } else { "+" },
+                crate::time::seconds(offset_ms.unsigned_abs())
+            ),
+            detection_ms: None,
+            detail: None,
+        })
+    }
+
     /// The wall clock was corrected: new wall-clock ms minus monotonic ms.
     pub fn set_wall_offset(&mut self, wall_offset_ms: i64) {
         self.wall_offset_ms = wall_offset_ms;
     }
 
     /// Unix ms of a monotonic time.
+    /// The current wall-clock ms minus monotonic ms.
+    pub fn wall_offset(&self) -> i64 {
+        self.wall_offset_ms
+    }
+
     pub fn wall(&self, t: Ms) -> i64 {
         (t as i64).saturating_add(self.wall_offset_ms)
     }
@@ -850,6 +900,10 @@ impl Recorder {
         }
         n += self.events.capacity() * std::mem::size_of::<Event>();
         n += self.events.iter().map(Event::heap_bytes).sum::<usize>();
+        n += self
+            .clock
+            .as_ref()
+            .map_or(0, crate::clock::ClockTracker::heap_bytes);
         n
     }
 }

@@ -401,6 +401,7 @@ fn rules_and_dashboard_name_only_metrics_failoverd_serves() {
         "wanflash_errored_seconds_total",
         "wanflash_severely_errored_seconds_total",
         "wanflash_unavailable_seconds_total",
+        "wanflash_clock_synchronised",
     ] {
         assert!(
             used.contains(n),
@@ -419,6 +420,7 @@ fn every_alert_waits_has_a_severity_and_names_the_box_and_circuit() {
         [
             "WanflashCircuitDown",
             "WanflashCircuitUnavailable",
+            "WanflashClockUnsynchronised",
             "WanflashLossOverSla",
             "WanflashMemberTakenOut",
             "WanflashMetricsUnreachable",
@@ -454,7 +456,10 @@ fn every_alert_waits_has_a_severity_and_names_the_box_and_circuit() {
                 "alert `{}`: its {a} does not name the box: {text}",
                 r.name
             );
-            if r.name != "WanflashMetricsUnreachable" {
+            // The box-wide ones name no circuit.
+            if !["WanflashMetricsUnreachable", "WanflashClockUnsynchronised"]
+                .contains(&r.name.as_str())
+            {
                 assert!(
                     text.contains("$labels.circuit") || text.contains("$labels.path"),
                     "alert `{}`: its {a} does not name the circuit: {text}",

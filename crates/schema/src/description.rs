@@ -15,6 +15,7 @@ use crate::network::{Bond, Cidr, Interface, Network};
 use crate::recording::{Contract, Sla};
 use crate::size::{ByteSize, MIB};
 use crate::system::{Capability, RestartPolicy, Service};
+use crate::time::{TimeConfig, TimeSection};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DescriptionError {
@@ -172,6 +173,10 @@ pub struct Description {
     /// Paths to the other site, probed and switched by failoverd.
     #[serde(default)]
     pub failover: Option<Failover>,
+    /// The clock: the site's NTP servers for `timesync`. Present: the
+    /// builder writes `/etc/wanflash/time.json` ([`Description::box_time`]).
+    #[serde(default)]
+    pub time: Option<TimeSection>,
 }
 
 /// The boot loader.
@@ -443,6 +448,11 @@ pub struct ServiceDecl {
     /// before starting it (its sockets, its state).
     #[serde(default)]
     pub runtime_dirs: Vec<String>,
+    /// Device nodes directly in `/dev` that init gives to the service's
+    /// user before starting it (devtmpfs makes them root's, mode 0600),
+    /// like `/dev/rtc0` for `timesync`. A missing one is skipped.
+    #[serde(default)]
+    pub devices: Vec<String>,
 }
 
 /// The first uid (and gid) given to the services' users.
@@ -863,6 +873,7 @@ impl Description {
                         .filter_map(|c| Capability::from_name(c))
                         .collect(),
                     runtime_dirs: d.runtime_dirs.clone(),
+                    devices: d.devices.clone(),
                 }
             })
             .collect()
@@ -937,7 +948,43 @@ impl Description {
                 return Err(invalid(file, "service.runtime_dirs", format!("services `{name}` and `{}` both name `{d}`: give each service its own folder", other.name)));
             }
         }
+        // A device is handed to one unprivileged service only; root needs
+        // none. Only names directly in `/dev` (devtmpfs, root's).
+        for dev in &s.devices {
+            let ok = dev.strip_prefix("/dev/").is_some_and(|n| {
+                !n.is_empty()
+                    && n.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            });
+            if !ok {
+                return Err(invalid(file, "service.devices", format!("service `{name}`: `{dev}` must be a device node directly in `/dev`, like `/dev/rtc0`")));
+            }
+            if user == "root" {
+                return Err(invalid(file, "service.devices", format!("service `{name}` runs as root, which can open `{dev}` already: remove `devices`")));
+            }
+            if let Some(other) = self
+                .services
+                .iter()
+                .find(|o| o.name != s.name && o.devices.contains(dev))
+            {
+                return Err(invalid(file, "service.devices", format!("services `{name}` and `{}` both name `{dev}`: a device belongs to one service", other.name)));
+            }
+        }
         Ok(())
+    }
+
+    /// `[time]` as the box reads it (`/etc/wanflash/time.json`), the floor
+    /// at `floor_unix_s` (the build's `SOURCE_DATE_EPOCH`), and what the
+    /// builder warns about, naming `file`. `None` without `[time]`.
+    pub fn box_time(&self, file: &str, floor_unix_s: u64) -> Option<(TimeConfig, Vec<String>)> {
+        let t = self.time.as_ref()?;
+        let cfg = t.box_config(floor_unix_s);
+        let warnings = if cfg.servers.is_empty() {
+            vec![format!("`{file}`: no NTP servers: the box's clock will not be synchronised and its records are timed by the RTC and the build date only; add the site's NTP server under `[time]`, like `servers = [\"203.0.113.123\"]` (addresses: the box has no resolver)")]
+        } else {
+            Vec::new()
+        };
+        Some((cfg, warnings))
     }
 
     /// Checks what serde cannot: required keys, names, paths, sizes,
@@ -1493,6 +1540,57 @@ site = "office"
         .to_string();
         assert!(err.contains("`images/x.toml`: key `service.user`"), "{err}");
         assert!(err.contains("user = \"root\""), "{err}");
+    }
+
+    #[test]
+    fn devices_go_to_one_unprivileged_service_directly_in_dev() {
+        let svc = |extra: &str| {
+            chain(&format!(
+                "{SERVICES}[[service]]\nname = \"a\"\nexec = \"/bin/a\"\n{extra}\n"
+            ))
+        };
+        let d = svc("user = \"a\"\ndevices = [\"/dev/rtc0\"]").unwrap();
+        assert_eq!(d.system_services()[0].devices, ["/dev/rtc0"]);
+        for bad in ["/dev/../etc/shadow", "/dev/input/event0", "/etc/rtc0", "/dev/"] {
+            let err = svc(&format!("user = \"a\"\ndevices = [\"{bad}\"]"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("key `service.devices`"), "{bad}: {err}");
+        }
+        let err = svc("user = \"root\"\ndevices = [\"/dev/rtc0\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("runs as root"), "{err}");
+        let err = chain(&format!(
+            "{SERVICES}[[service]]\nname = \"a\"\nexec = \"/bin/a\"\nuser = \"a\"\ndevices = [\"/dev/rtc0\"]\n\
+             [[service]]\nname = \"b\"\nexec = \"/bin/b\"\nuser = \"b\"\ndevices = [\"/dev/rtc0\"]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("both name `/dev/rtc0`"), "{err}");
+    }
+
+    #[test]
+    fn the_time_section_is_typed_and_a_site_without_servers_is_warned() {
+        let d = chain("hostname = \"r\"\n[time]\nservers = [\"203.0.113.123\"]\npoll_s = 128\n").unwrap();
+        let (cfg, warnings) = d.box_time("images/x.toml", 1_790_000_000).unwrap();
+        assert_eq!(cfg.servers, ["203.0.113.123"]);
+        assert_eq!(cfg.poll_s, 128);
+        assert_eq!(cfg.floor_unix_s, 1_790_000_000);
+        assert!(warnings.is_empty());
+        let d = chain("hostname = \"r\"\n[time]\nrtc = true\n").unwrap();
+        let (_, warnings) = d.box_time("images/x.toml", 1).unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].starts_with("`images/x.toml`: no NTP servers")
+                && warnings[0].contains("servers = [\"203.0.113.123\"]"),
+            "{warnings:?}"
+        );
+        assert!(chain("hostname = \"r\"\n").unwrap().box_time("x", 1).is_none());
+        let err = chain("hostname = \"r\"\n[time]\nservers = [\"pool.ntp.example\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("images/x.toml") && err.contains("no name resolver"), "{err}");
     }
 
     #[test]

@@ -105,6 +105,10 @@ pub struct Service {
     /// starting the service, such as `/run/failoverd` for its socket.
     #[serde(default)]
     pub runtime_dirs: Vec<String>,
+    /// Device nodes init gives to `uid`/`gid` before starting the service
+    /// (mode kept; a missing one is skipped), such as `/dev/rtc0`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
 }
 
 impl Service {

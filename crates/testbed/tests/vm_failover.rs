@@ -397,5 +397,34 @@ fn every_daemon_runs_as_its_own_user_with_only_its_capabilities() {
             ),
             "{site}: {start}"
         );
+        // timesync: its own user, CAP_SYS_TIME (25) only, the RTC given to
+        // it by init, its state world-readable in the folder init gave it.
+        assert!(
+            passwd.contains("timesync:x:102:102:"),
+            "{site}: /etc/passwd\n{passwd}"
+        );
+        let pid = agent.ok("pidof timesync").unwrap().trim().to_owned();
+        assert!(
+            !pid.is_empty() && !pid.contains(' '),
+            "{site}: one timesync: `{pid}`"
+        );
+        let s = agent.ok(&format!("cat /proc/{pid}/status")).unwrap();
+        let why = format!("{site}: timesync pid {pid}\n{s}");
+        assert_eq!(status_field(&s, "Uid:"), "102\t102\t102\t102", "{why}");
+        assert_eq!(status_field(&s, "Gid:"), "102\t102\t102\t102", "{why}");
+        assert_eq!(status_field(&s, "Groups:"), "", "{why}");
+        for key in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+            assert_eq!(status_field(&s, key), "0000000002000000", "{key} {why}");
+        }
+        assert_eq!(status_field(&s, "NoNewPrivs:"), "1", "{why}");
+        let rtc = agent.ok("ls -ln /dev/rtc0").unwrap();
+        assert!(rtc.starts_with("crw-------") && rtc.contains(" 102 "), "{site}: {rtc}");
+        let state = agent.ok("ls -ln /run/timesync/state.json").unwrap();
+        assert!(state.starts_with("-rw-r--r--") && state.contains(" 102 "), "{site}: {state}");
+        let start = line(&["started service `timesync`"]);
+        assert!(
+            start.ends_with("as `timesync` uid 102 gid 102, capabilities CAP_SYS_TIME"),
+            "{site}: {start}"
+        );
     }
 }

@@ -96,8 +96,11 @@ impl Clock for SystemClock {
 /// timestamp of a request.
 pub fn random_u64() -> Result<u64, String> {
     let mut b = [0u8; 8];
+    // The system call itself, not libc's wrapper: in the static musl
+    // build (the image's) `libc::getrandom` resolved to address 0 and the
+    // first request crashed the daemon (found by `vm_time`).
     // SAFETY: the kernel writes at most `b.len()` bytes into `b`.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    let n = unsafe { libc::syscall(libc::SYS_getrandom, b.as_mut_ptr(), b.len(), 0) };
     if n != 8 {
         return Err(os_err("read random bytes (getrandom)"));
     }

@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use wanflash_runtime::exit::{EXIT_BAD_CONFIG, EXIT_FAILED, EXIT_OK};
 pub use wanflash_runtime::log::Line;
-use wanflash_schema::time::{TimeConfig, TimeState, TIME_CONFIG_PATH, TIME_STATE_PATH};
+use wanflash_schema::time::{
+    TimeConfig, TimeState, TimeStep, TIME_CONFIG_PATH, TIME_STATE_PATH,
+};
 
 use clock::Clock;
 use policy::{Action, Discipline};
@@ -129,6 +131,8 @@ impl Daemon {
                 last_offset_ms: None,
                 server: None,
                 last_sync_unix_s: None,
+                steps_total: 0,
+                steps: Vec::new(),
             },
             last_sync_s: None,
         }
@@ -137,11 +141,14 @@ impl Daemon {
     /// Before anything else: the floor. Logs when it moved the clock.
     pub fn start(&mut self, clock: &mut dyn Clock, log: &mut dyn FnMut(Line)) {
         match policy::apply_floor(clock, self.cfg.floor_unix_s) {
-            Ok(Some(moved)) => log(Line::Info(format!(
-                "clock stepped by {} (time floor: the build's date, {} s since 1970)",
-                policy::seconds(moved),
-                self.cfg.floor_unix_s
-            ))),
+            Ok(Some(moved)) => {
+                log(Line::Info(format!(
+                    "clock stepped by {} (time floor: the build's date, {} s since 1970)",
+                    policy::seconds(moved),
+                    self.cfg.floor_unix_s
+                )));
+                self.record_step(clock, moved, "floor", None);
+            }
             Ok(None) => {}
             Err(e) => log(Line::Error(format!("time floor: {e}"))),
         }
@@ -260,6 +267,9 @@ impl Daemon {
             ))),
             Action::Slew(_) => {}
         }
+        if let Action::Step(by) | Action::PanicStep(by) = action {
+            self.record_step(clock, i128::from(by), "sntp", Some(name));
+        }
         let now_s = clock
             .now_ns()
             .map(|n| i64::try_from(n.div_euclid(1_000_000_000)).unwrap_or(0))
@@ -275,6 +285,17 @@ impl Daemon {
                 rtc::Outcome::Written | rtc::Outcome::Skipped => {}
             }
         }
+    }
+
+    /// Keeps a step in the state, for failoverd's record of the clock.
+    fn record_step(&mut self, clock: &dyn Clock, by_ns: i128, cause: &str, server: Option<&str>) {
+        let at_ns = clock.now_ns().unwrap_or(0);
+        self.state.push_step(TimeStep {
+            at_unix_ms: i64::try_from(at_ns.div_euclid(1_000_000)).unwrap_or(0),
+            offset_ms: i64::try_from(by_ns / 1_000_000).unwrap_or(0),
+            cause: cause.to_owned(),
+            server: server.map(str::to_owned),
+        });
     }
 
     /// The state as last written.
@@ -398,7 +419,18 @@ mod tests {
                 "clock stepped by +1760000000.000 s (time floor: the build's date, 1760000000 s since 1970)".into()
             )]
         );
-        assert!(!read_state(dir.path()).synchronised);
+        let st = read_state(dir.path());
+        assert!(!st.synchronised);
+        assert_eq!(st.steps_total, 1);
+        assert_eq!(
+            st.steps,
+            [TimeStep {
+                at_unix_ms: 1_760_000_000_000,
+                offset_ms: 1_760_000_000_000,
+                cause: "floor".into(),
+                server: None
+            }]
+        );
         lines.clear();
         // The server is 12.345 s ahead; the best of four samples is used.
         let mut n = 0;
@@ -421,6 +453,16 @@ mod tests {
         assert_eq!(st.server.as_deref(), Some("192.0.2.1"));
         assert_eq!(st.last_sync_unix_s, Some(1_760_000_012));
         assert!((st.last_offset_ms.unwrap() - 12_345.0).abs() < 0.01);
+        assert_eq!(st.steps_total, 2);
+        assert_eq!(
+            st.steps[1],
+            TimeStep {
+                at_unix_ms: 1_760_000_012_345,
+                offset_ms: 12_345,
+                cause: "sntp".into(),
+                server: Some("192.0.2.1".into())
+            }
+        );
         // Later: a 500 ms offset is slewed, silently.
         lines.clear();
         let mut ask = |_: &str| Ok(sample(1, -500 * MS, 10 * MS));

@@ -75,7 +75,7 @@ impl<S: Sys> Init<S> {
     }
 
     /// Creates the service's runtime folders (and missing parents, root's,
-    /// mode 0755) and gives them to its user.
+    /// mode 0755) and gives them, and its devices, to its user.
     fn make_runtime_dirs(&mut self, i: usize) -> Result<(), (String, Errno)> {
         let spec = &self.services[i].spec;
         let (uid, gid) = (spec.uid, spec.gid);
@@ -94,6 +94,14 @@ impl<S: Sys> Init<S> {
                 .map_err(|e| (dir.clone(), e))?;
             self.sys.chmod(&dir, 0o755).map_err(|e| (dir.clone(), e))?;
         }
+        // Its devices (`/dev/rtc0`), mode kept; a box without one skips it
+        // and the service says so. lchown: a link is not followed.
+        for dev in spec.devices.clone() {
+            match self.sys.lchown(&dev, uid, gid) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(e) => return Err((dev, e)),
+            }
+        }
         Ok(())
     }
 
@@ -104,7 +112,7 @@ impl<S: Sys> Init<S> {
             say!(
                 self,
                 Error,
-                "service `{name}`: cannot create its runtime folder `{dir}`: {e}"
+                "service `{name}`: cannot create its runtime folder or give it its device `{dir}`: {e}"
             );
             if let Decision::Failed { reason } = self.services[i].spawn_failed(e.into(), now) {
                 say!(

@@ -279,10 +279,18 @@ fn unprivileged_services_drop_to_their_user_root_ones_keep_init_s_privileges() {
                 "capabilities": ["CAP_NET_ADMIN", "CAP_NET_RAW"],
                 "runtime_dirs": ["/run/failoverd"]})
             ),
+            svc(
+                "timesync",
+                json!({"user": "timesync", "uid": 102, "gid": 102,
+                "capabilities": ["CAP_SYS_TIME"],
+                "devices": ["/dev/rtc0", "/dev/rtc1"]})
+            ),
             svc("agent", json!({})),
         ]),
     );
     let mut init = new_init(Some(&cfg), "");
+    init.sys.program("/sbin/timesync", Program::forever());
+    init.sys.file("/dev/rtc0", 0o600, b"");
     init.sys.program("/sbin/failoverd", Program::forever());
     init.sys.program("/sbin/agent", Program::forever());
     init.boot();
@@ -298,7 +306,7 @@ fn unprivileged_services_drop_to_their_user_root_ones_keep_init_s_privileges() {
             _ => None,
         })
         .collect();
-    assert_eq!(spawns.len(), 2, "{spawns:?}");
+    assert_eq!(spawns.len(), 3, "{spawns:?}");
     let (name, creds, plan) = &spawns[0];
     assert_eq!(name, "failoverd");
     assert_eq!(
@@ -311,7 +319,22 @@ fn unprivileged_services_drop_to_their_user_root_ones_keep_init_s_privileges() {
         })
     );
     assert_eq!(plan, &PRIVILEGE_PLAN);
-    assert_eq!(spawns[1], ("agent".to_owned(), None, vec![]));
+    assert_eq!(spawns[2], ("agent".to_owned(), None, vec![]));
+    // Its device is its own before it starts; a missing one is skipped.
+    let dev = init
+        .sys
+        .calls
+        .iter()
+        .position(|c| *c == Call::Lchown("/dev/rtc0".to_owned(), 102, 102))
+        .expect("device given to the service's user");
+    let ts = init
+        .sys
+        .calls
+        .iter()
+        .position(|c| matches!(c, Call::Spawn { name, .. } if name == "timesync"))
+        .expect("timesync started although /dev/rtc1 is missing");
+    assert!(dev < ts);
+    assert_eq!(init.sys.owner_of("/dev/rtc0"), Some((102, 102)));
     // Its runtime folder exists and is its own before it starts.
     let chown = init
         .sys

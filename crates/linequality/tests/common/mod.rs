@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use wanflash_linequality::clock::ClockTracker;
 use wanflash_linequality::{
     CircuitKind, CircuitSpec, Counters, EventKind, Extra, Recorder, Recording, RouteInfo, Sample,
 };
@@ -60,6 +61,16 @@ pub fn recorder() -> Recorder {
     rec.begin(EventKind::Outage, "t3", "carrier lost", Some(0), 15_000);
     rec.end(EventKind::Outage, "t3", 18_000);
     rec.advance(20_000);
+    let mut clock = ClockTracker::new(vec!["203.0.113.123".into()]);
+    clock.observe(rec.wall(1_000), false);
+    clock.last_offset_ms = Some(12.5);
+    clock.last_sync_unix_s = Some(1_795_646_770);
+    rec.set_clock(clock);
+    let at = rec.wall(2_000);
+    rec.clock_step(at, 3_000, "server 203.0.113.123");
+    if let Some(c) = rec.clock_mut() {
+        c.observe(at, true);
+    }
     rec
 }
 
