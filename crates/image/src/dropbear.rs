@@ -91,7 +91,11 @@ fn find_dsc(dir: &Path) -> Option<PathBuf> {
 /// `dropbear_2022.83-1+deb12u3.dsc` -> `2022.83-1+deb12u3`.
 pub fn dsc_version(p: &Path) -> Option<String> {
     let n = p.file_name()?.to_str()?;
-    Some(n.strip_prefix("dropbear_")?.strip_suffix(".dsc")?.to_owned())
+    Some(
+        n.strip_prefix("dropbear_")?
+            .strip_suffix(".dsc")?
+            .to_owned(),
+    )
 }
 
 /// The source package in `cache/dropbear/download`, fetched with
@@ -231,7 +235,10 @@ pub fn build(
     env(&mut make);
     tools::run(&mut make)?;
     let binary = fsx::read(&src.join("dropbearmulti"))?;
-    if binary.windows(src.as_os_str().len()).any(|w| w == src.as_os_str().as_encoded_bytes()) {
+    if binary
+        .windows(src.as_os_str().len())
+        .any(|w| w == src.as_os_str().as_encoded_bytes())
+    {
         return Err(Error::Input(format!(
             "the Dropbear build names its build folder `{}`: the path map did not take",
             src.display()

@@ -102,7 +102,10 @@ pub const UNIT_TESTS: &[Need] = &[
 ];
 
 /// Debian's OpenSSH client, which the SSH VM test logs in with.
-pub const SSH_CLIENT: &[Need] = &[exe("ssh", "openssh-client"), exe("ssh-keygen", "openssh-client")];
+pub const SSH_CLIENT: &[Need] = &[
+    exe("ssh", "openssh-client"),
+    exe("ssh-keygen", "openssh-client"),
+];
 
 /// Checking our `.bmap` files with Debian's bmaptool in tests.
 pub const BMAP: &[Need] = &[exe("bmaptool", "bmap-tools")];
@@ -347,7 +350,9 @@ pub fn ensure_deb_src(on_event: &mut dyn FnMut(Event)) -> Result<(), Error> {
             "Dropbear is built from Debian's source package, and apt has no `deb-src` source: add one (for example `{DEB_SRC_FILE}` with `Types: deb-src` and your Debian mirror) and run `apt-get update`"
         )));
     };
-    let can = is_root() && which("apt-get").is_some() && std::env::var_os("WANFLASH_NO_INSTALL").is_none();
+    let can = is_root()
+        && which("apt-get").is_some()
+        && std::env::var_os("WANFLASH_NO_INSTALL").is_none();
     if !can {
         return Err(Error::Input(format!(
             "Dropbear is built from Debian's source package, and apt has no `deb-src` source; as root, write `{DEB_SRC_FILE}` with:\n{entry}and run `apt-get update`"
@@ -444,14 +449,23 @@ mod tests {
     #[test]
     fn the_deb_src_entry_mirrors_the_deb822_and_one_line_sources() {
         let deb822 = "Types: deb\n# http://snapshot.debian.org/x\nURIs: http://deb.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: http://deb.example/debian-security\nSuites: bookworm-security\nComponents: main\n";
-        let files = vec![("/etc/apt/sources.list.d/debian.sources".to_owned(), deb822.to_owned())];
+        let files = vec![(
+            "/etc/apt/sources.list.d/debian.sources".to_owned(),
+            deb822.to_owned(),
+        )];
         assert!(!has_deb_src(&files));
         let e = deb_src_entry(&files).unwrap();
         assert_eq!(e, "Types: deb-src\nURIs: http://deb.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb-src\nURIs: http://deb.example/debian-security\nSuites: bookworm-security\nComponents: main\n\n");
         assert!(has_deb_src(&[("x.sources".to_owned(), e)]));
-        let list = vec![("/etc/apt/sources.list".to_owned(), "deb http://deb.example/debian bookworm main\n# deb-src nothing\n".to_owned())];
+        let list = vec![(
+            "/etc/apt/sources.list".to_owned(),
+            "deb http://deb.example/debian bookworm main\n# deb-src nothing\n".to_owned(),
+        )];
         assert!(!has_deb_src(&list));
-        assert_eq!(deb_src_entry(&list).unwrap(), "deb-src http://deb.example/debian bookworm main\n");
+        assert_eq!(
+            deb_src_entry(&list).unwrap(),
+            "deb-src http://deb.example/debian bookworm main\n"
+        );
         assert!(deb_src_entry(&[]).is_none());
     }
 

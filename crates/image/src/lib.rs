@@ -1079,7 +1079,12 @@ fn ssh_files(
         .collect();
     tree.file(ssh::AUTHORIZED_KEYS, keys.into_bytes(), 0o600, origin);
     let shell = ssh::session_shell(Some(cfg));
-    tree.file("/etc/shells", format!("{shell}\n").into_bytes(), 0o644, origin);
+    tree.file(
+        "/etc/shells",
+        format!("{shell}\n").into_bytes(),
+        0o644,
+        origin,
+    );
     if let Some(key) = pinned {
         tree.dir("/etc/wanflash/ssh", 0o700, origin);
         tree.file(ssh::PINNED_HOST_KEY, key, 0o600, origin);

@@ -70,6 +70,9 @@ mod tests {
         );
         assert_eq!(g, "root:x:0:\nfailoverd:x:100:\n");
         let (p, _) = render(&a, "/usr/bin/wanctl-ssh");
-        assert!(p.starts_with("root:x:0:0:root:/root:/usr/bin/wanctl-ssh\n"), "{p}");
+        assert!(
+            p.starts_with("root:x:0:0:root:/root:/usr/bin/wanctl-ssh\n"),
+            "{p}"
+        );
     }
 }

@@ -922,9 +922,21 @@ impl Description {
         }
         let mut own: Vec<std::net::IpAddr> = Vec::new();
         if let Some(n) = &self.network {
-            own.extend(n.interfaces.iter().flat_map(|i| i.addresses.iter().map(|c| c.addr)));
-            own.extend(n.vlans.iter().flat_map(|v| v.addresses.iter().map(|c| c.addr)));
-            own.extend(n.bonds.iter().flat_map(|b| b.addresses.iter().map(|c| c.addr)));
+            own.extend(
+                n.interfaces
+                    .iter()
+                    .flat_map(|i| i.addresses.iter().map(|c| c.addr)),
+            );
+            own.extend(
+                n.vlans
+                    .iter()
+                    .flat_map(|v| v.addresses.iter().map(|c| c.addr)),
+            );
+            own.extend(
+                n.bonds
+                    .iter()
+                    .flat_map(|b| b.addresses.iter().map(|c| c.addr)),
+            );
         }
         let end = match self.circuit_end {
             Some(CircuitEnd::B) => 2,
@@ -944,7 +956,11 @@ impl Description {
         for l in &cfg.listen {
             let ip = l.ip();
             if l.port() == 0 {
-                return Err(invalid(file, "ssh.listen", format!("`{l}` has port 0: name the port, like `:22`")));
+                return Err(invalid(
+                    file,
+                    "ssh.listen",
+                    format!("`{l}` has port 0: name the port, like `:22`"),
+                ));
             }
             if ip.is_unspecified() {
                 if !cfg.on_circuits {
@@ -964,7 +980,11 @@ impl Description {
         }
         for (i, k) in cfg.authorized_keys.iter().enumerate() {
             if let Some(why) = ssh::key_problem(&k.key) {
-                return Err(invalid(file, &format!("ssh.authorized_keys[{i}].key"), format!("the key {why}")));
+                return Err(invalid(
+                    file,
+                    &format!("ssh.authorized_keys[{i}].key"),
+                    format!("the key {why}"),
+                ));
             }
         }
         if let Some(p) = &cfg.host_key {
@@ -975,7 +995,12 @@ impl Description {
         if !self.rootfs.binaries.iter().any(|b| b.path == ssh::WANCTL) {
             return Err(invalid(file, "ssh", format!("the SSH keys run `wanctl`, which the image does not install: add `{{ package = \"wanflash-wanctl\", bin = \"wanctl\", path = \"{}\" }}` to `rootfs.binary`", ssh::WANCTL)));
         }
-        if !self.rootfs.binaries.iter().any(|b| b.path == "/usr/sbin/wanflash-update") {
+        if !self
+            .rootfs
+            .binaries
+            .iter()
+            .any(|b| b.path == "/usr/sbin/wanflash-update")
+        {
             return Err(invalid(file, "ssh", "the host key is kept in the store by `wanflash-update`, which the image does not install: add `{ package = \"wanflash-update\", path = \"/usr/sbin/wanflash-update\" }` to `rootfs.binary`"));
         }
         Ok(())
@@ -1714,20 +1739,29 @@ user = "netcfg"
         assert_eq!(server.exec, "/usr/sbin/dropbear");
         assert_eq!(server.after, ["netcfg", "ssh-host-key"]);
         assert_eq!(server.user.as_deref(), Some("root"));
-        assert!(server.args.windows(2).any(|w| w == ["-p", "203.0.113.1:22"]));
+        assert!(server
+            .args
+            .windows(2)
+            .any(|w| w == ["-p", "203.0.113.1:22"]));
         let sys = d.system_services();
         assert_eq!((sys[2].uid, sys[2].gid), (0, 0));
     }
 
     #[test]
     fn ssh_refuses_a_circuit_or_every_address_unless_asked_and_names_the_key() {
-        let e = ssh_image("listen = [\"198.51.100.1:22\"]").unwrap_err().to_string();
+        let e = ssh_image("listen = [\"198.51.100.1:22\"]")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`images/x.toml`: key `ssh.listen`"), "{e}");
         assert!(e.contains("circuit `t3`"), "{e}");
         ssh_image("listen = [\"198.51.100.1:22\"]\non_circuits = true").unwrap();
-        let e = ssh_image("listen = [\"0.0.0.0:22\"]").unwrap_err().to_string();
+        let e = ssh_image("listen = [\"0.0.0.0:22\"]")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("every address"), "{e}");
-        let e = ssh_image("listen = [\"192.0.2.77:22\"]").unwrap_err().to_string();
+        let e = ssh_image("listen = [\"192.0.2.77:22\"]")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not an address of this box"), "{e}");
         let e = ssh_image("listen = []").unwrap_err().to_string();
         assert!(e.contains("key `ssh.listen`: empty"), "{e}");
@@ -1754,15 +1788,23 @@ user = "netcfg"
             "    { package = \"wanflash-wanctl\", bin = \"wanctl\", path = \"/usr/bin/wanctl\" },\n",
             "",
         );
-        let e = chain(&format!("{no_wanctl}\n[ssh]\nlisten = [\"203.0.113.1:22\"]"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("key `ssh`") && e.contains("wanflash-wanctl"), "{e}");
+        let e = chain(&format!(
+            "{no_wanctl}\n[ssh]\nlisten = [\"203.0.113.1:22\"]"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("key `ssh`") && e.contains("wanflash-wanctl"),
+            "{e}"
+        );
         let e = chain(&format!(
             "{SSH_IMAGE}\n[[service]]\nname = \"ssh\"\nexec = \"/x\"\nuser = \"root\"\n[ssh]\nlisten = [\"203.0.113.1:22\"]"
         ))
         .unwrap_err()
         .to_string();
-        assert!(e.contains("service `ssh` is the one the builder adds"), "{e}");
+        assert!(
+            e.contains("service `ssh` is the one the builder adds"),
+            "{e}"
+        );
     }
 }

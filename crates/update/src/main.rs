@@ -173,7 +173,10 @@ fn ssh_host_key() -> Result<(), String> {
         },
     };
     let line = ssh::install(&key).map_err(|e| e.to_string())?;
-    println!("wanflash-update: ssh host key {line}, {}", source.describe());
+    println!(
+        "wanflash-update: ssh host key {line}, {}",
+        source.describe()
+    );
     Ok(())
 }
 

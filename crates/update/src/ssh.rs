@@ -102,9 +102,11 @@ pub fn make_with_dropbearkey(dir: &Path) -> Result<Vec<u8>, Error> {
 /// The public line and fingerprint `dropbearkey -y` prints for a key:
 /// (`ssh-ed25519 AAAA...`, `SHA256:...`).
 pub fn parse_public(out: &str) -> Option<(String, String)> {
-    let public = out
-        .lines()
-        .find(|l| ssh::KEY_TYPES.iter().any(|t| l.starts_with(&format!("{t} "))))?;
+    let public = out.lines().find(|l| {
+        ssh::KEY_TYPES
+            .iter()
+            .any(|t| l.starts_with(&format!("{t} ")))
+    })?;
     let mut words = public.split_whitespace();
     let public = format!("{} {}", words.next()?, words.next()?);
     let fp = out
@@ -234,7 +236,8 @@ mod tests {
             bytes[at] ^= 0xff;
         }
         std::fs::write(&p, &bytes).unwrap();
-        let mut s = Store::new(wanflash_store::FileDevice::open(&p, 0, 64 * 1024).unwrap()).unwrap();
+        let mut s =
+            Store::new(wanflash_store::FileDevice::open(&p, 0, 64 * 1024).unwrap()).unwrap();
         let (k, src) = host_key(&mut s, None, &mut || Ok(key(2))).unwrap();
         assert_eq!(k, key(2));
         assert!(
@@ -242,7 +245,11 @@ mod tests {
             "{src:?}"
         );
         assert!(src.describe().contains("NOT stored"));
-        assert_eq!(std::fs::read(&p).unwrap(), bytes, "a damaged store was written");
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            bytes,
+            "a damaged store was written"
+        );
     }
 
     #[test]

@@ -69,7 +69,10 @@ fn ssh_session() -> ExitCode {
                 .args(args)
                 .env_remove("SSH_ORIGINAL_COMMAND")
                 .exec();
-            eprintln!("wanctl-ssh: cannot run `{}`: {e}", wanflash_schema::ssh::WANCTL);
+            eprintln!(
+                "wanctl-ssh: cannot run `{}`: {e}",
+                wanflash_schema::ssh::WANCTL
+            );
             exit(EXIT_FAILED)
         }
         Err(why) => {

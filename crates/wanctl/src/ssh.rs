@@ -101,12 +101,18 @@ mod tests {
             wanctl_args(Some("wanctl export --format json")).unwrap(),
             ["export", "--format", "json"]
         );
-        assert_eq!(wanctl_args(Some("/usr/bin/wanctl status")).unwrap(), ["status"]);
+        assert_eq!(
+            wanctl_args(Some("/usr/bin/wanctl status")).unwrap(),
+            ["status"]
+        );
         assert_eq!(
             wanctl_args(Some("wanctl history 't1 bundle'  --since \"2 h\"")).unwrap(),
             ["history", "t1 bundle", "--since", "2 h"]
         );
-        assert_eq!(wanctl_args(Some("wanctl update -")).unwrap(), ["update", "-"]);
+        assert_eq!(
+            wanctl_args(Some("wanctl update -")).unwrap(),
+            ["update", "-"]
+        );
         assert!(wanctl_args(Some("wanctl")).unwrap().is_empty());
     }
 
@@ -127,7 +133,9 @@ mod tests {
         ] {
             assert!(wanctl_args(Some(c)).unwrap_err().contains("refused"), "{c}");
         }
-        assert!(wanctl_args(Some("wanctl 'status")).unwrap_err().contains("quote"));
+        assert!(wanctl_args(Some("wanctl 'status"))
+            .unwrap_err()
+            .contains("quote"));
         assert!(wanctl_args(Some(&format!("wanctl {}", "x".repeat(5000))))
             .unwrap_err()
             .contains("longer"));
