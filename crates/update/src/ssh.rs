@@ -226,8 +226,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("store");
         let mut s = store(d.path());
-        let mut st = wanflash_store::State::default();
-        st.last_result = Some("x".into());
+        let st = wanflash_store::State {
+            last_result: Some("x".into()),
+            ..Default::default()
+        };
         s.save(&st).unwrap();
         s.save(&st).unwrap();
         // Both copies' payloads damaged.

@@ -20,9 +20,7 @@ const SHELL_SYNTAX: &[char] = &[';', '|', '&', '>', '<', '`', '$', '(', ')', '*'
 /// The arguments for `/usr/bin/wanctl`, or why the command is refused.
 pub fn wanctl_args(original: Option<&str>) -> Result<Vec<String>, String> {
     let Some(cmd) = original.map(str::trim).filter(|c| !c.is_empty()) else {
-        return Err(format!(
-            "this key runs `wanctl` commands only, not a shell: `ssh HOST wanctl status` (or `wanctl help`)"
-        ));
+        return Err("this key runs `wanctl` commands only, not a shell: `ssh HOST wanctl status` (or `wanctl help`)".to_owned());
     };
     if cmd.len() > MAX_COMMAND {
         return Err(format!("the command is longer than {MAX_COMMAND} bytes"));
