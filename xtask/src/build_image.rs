@@ -393,6 +393,12 @@ pub fn check_reproducible(
     let b = top.join("second/other-place/wanflash");
     for c in [&a, &b] {
         copy_tree(ws, &files, c)?;
+        // Debian's Dropbear source package, fetched once: each copy still
+        // builds Dropbear, so that build is checked too.
+        let dropbear_src = ws.join("target/wanflash/dropbear/download");
+        if dropbear_src.exists() {
+            copy_dir(&dropbear_src, &c.join("target/wanflash/dropbear/download"))?;
+        }
         if share_kernel {
             let k = ws.join("target/wanflash");
             copy_dir(&k.join("kernel"), &c.join("target/wanflash/kernel"))?;

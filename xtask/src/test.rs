@@ -129,8 +129,14 @@ pub fn run(args: &Args) -> Result<()> {
         crate::build_image::build_with(&opts)?;
     }
 
-    // QEMU for the boot tests, installed like the build's tools.
-    wanflash_image::hosttools::ensure(wanflash_image::hosttools::QEMU, &[], &mut |e| {
+    // QEMU for the boot tests and OpenSSH's client for vm_ssh, installed
+    // like the build's tools.
+    let vm_tools = [
+        wanflash_image::hosttools::QEMU,
+        wanflash_image::hosttools::SSH_CLIENT,
+    ]
+    .concat();
+    wanflash_image::hosttools::ensure(&vm_tools, &[], &mut |e| {
         if let wanflash_image::Event::Info(s) = e {
             println!("{s}");
         }

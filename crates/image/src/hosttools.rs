@@ -70,6 +70,17 @@ pub const IMAGE: &[Need] = &[
     exe("dpkg-query", "dpkg"),
 ];
 
+/// Building Dropbear (images with `[ssh]`) from Debian's source package:
+/// `apt-get source` fetches it, `dpkg-source` unpacks it with Debian's
+/// patches, musl-gcc builds it static.
+pub const DROPBEAR: &[Need] = &[
+    exe("make", "make"),
+    exe("musl-gcc", "musl-tools"),
+    exe("dpkg-source", "dpkg-dev"),
+    exe("xz", "xz-utils"),
+    exe("bzip2", "bzip2"),
+];
+
 /// Booting images in tests.
 pub const QEMU: &[Need] = &[
     exe("qemu-system-x86_64", "qemu-system-x86"),
@@ -105,6 +116,12 @@ pub const UNIT_TESTS: &[Need] = &[
         probe: Probe::PyModule("scapy.contrib.stamp"),
         package: "python3-scapy",
     },
+];
+
+/// Debian's OpenSSH client, which the SSH VM test logs in with.
+pub const SSH_CLIENT: &[Need] = &[
+    exe("ssh", "openssh-client"),
+    exe("ssh-keygen", "openssh-client"),
 ];
 
 /// Checking our `.bmap` files with Debian's bmaptool in tests.
@@ -241,6 +258,130 @@ fn apt(args: &[&str]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Where apt's sources live.
+pub const APT_SOURCES: &str = "/etc/apt/sources.list";
+pub const APT_SOURCES_DIR: &str = "/etc/apt/sources.list.d";
+/// The `deb-src` entry the set-up adds when the machine has none.
+pub const DEB_SRC_FILE: &str = "/etc/apt/sources.list.d/wanflash-deb-src.sources";
+
+/// Does any of these sources files (name, text) enable source packages?
+pub fn has_deb_src(files: &[(String, String)]) -> bool {
+    files.iter().any(|(name, text)| {
+        text.lines().map(str::trim).any(|l| {
+            if name.ends_with(".sources") {
+                l.strip_prefix("Types:")
+                    .is_some_and(|t| t.split_whitespace().any(|w| w == "deb-src"))
+            } else {
+                l.starts_with("deb-src ")
+            }
+        })
+    })
+}
+
+/// The `deb-src` twin of the machine's binary sources: every deb822
+/// stanza with `Types: deb` again as `deb-src` (comments dropped), every
+/// one-line `deb` entry as `deb-src`. `None` when there is no Debian
+/// source to mirror.
+pub fn deb_src_entry(files: &[(String, String)]) -> Option<String> {
+    let mut out = String::new();
+    for (name, text) in files {
+        if name.ends_with(".sources") {
+            for stanza in text.split("\n\n") {
+                let lines: Vec<&str> = stanza
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+                    .collect();
+                let is_deb = lines.iter().any(|l| {
+                    l.strip_prefix("Types:")
+                        .is_some_and(|t| t.split_whitespace().any(|w| w == "deb"))
+                });
+                let enabled = !lines
+                    .iter()
+                    .any(|l| l.replace(' ', "").eq_ignore_ascii_case("Enabled:no"));
+                if is_deb && enabled {
+                    for l in lines {
+                        if l.starts_with("Types:") {
+                            out.push_str("Types: deb-src\n");
+                        } else {
+                            out.push_str(l);
+                            out.push('\n');
+                        }
+                    }
+                    out.push('\n');
+                }
+            }
+        } else {
+            for l in text.lines().map(str::trim) {
+                if let Some(rest) = l.strip_prefix("deb ") {
+                    if !out.is_empty() && !out.ends_with("\n\n") && !out.ends_with('\n') {
+                        out.push('\n');
+                    }
+                    out.push_str("deb-src ");
+                    out.push_str(rest);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// The machine's apt sources files (Debian's and the others), by name.
+fn apt_source_files() -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    if let Ok(t) = std::fs::read_to_string(APT_SOURCES) {
+        files.push((APT_SOURCES.to_owned(), t));
+    }
+    if let Ok(rd) = std::fs::read_dir(APT_SOURCES_DIR) {
+        let mut paths: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
+        paths.sort();
+        for p in paths {
+            let n = p.display().to_string();
+            if n.ends_with(".list") || n.ends_with(".sources") {
+                if let Ok(t) = std::fs::read_to_string(&p) {
+                    files.push((n, t));
+                }
+            }
+        }
+    }
+    files
+}
+
+/// Makes sure apt can fetch source packages (`apt-get source`): when no
+/// `deb-src` entry exists, adds [`DEB_SRC_FILE`] mirroring the machine's
+/// Debian sources and runs `apt-get update` (as root, and says so), or
+/// stops with the exact commands.
+pub fn ensure_deb_src(on_event: &mut dyn FnMut(Event)) -> Result<(), Error> {
+    let files = apt_source_files();
+    if has_deb_src(&files) {
+        return Ok(());
+    }
+    let debian: Vec<(String, String)> = files
+        .into_iter()
+        .filter(|(n, t)| {
+            (n.ends_with("debian.sources") || n == APT_SOURCES) && t.contains("debian")
+        })
+        .collect();
+    let Some(entry) = deb_src_entry(&debian) else {
+        return Err(Error::Input(format!(
+            "Dropbear is built from Debian's source package, and apt has no `deb-src` source: add one (for example `{DEB_SRC_FILE}` with `Types: deb-src` and your Debian mirror) and run `apt-get update`"
+        )));
+    };
+    let can = is_root()
+        && which("apt-get").is_some()
+        && std::env::var_os("WANFLASH_NO_INSTALL").is_none();
+    if !can {
+        return Err(Error::Input(format!(
+            "Dropbear is built from Debian's source package, and apt has no `deb-src` source; as root, write `{DEB_SRC_FILE}` with:\n{entry}and run `apt-get update`"
+        )));
+    }
+    on_event(Event::Info(format!(
+        "adding apt's source packages (`{DEB_SRC_FILE}`, the deb-src twin of the Debian sources) for `apt-get source dropbear`"
+    )));
+    crate::fsx::write_atomic(Path::new(DEB_SRC_FILE), entry.as_bytes())?;
+    apt(&["update", "-q"])
+}
+
 /// The Rust target the image's binaries are built for. A missing target is
 /// added with rustup (a set-up step, like apt), or reported with the command.
 pub fn ensure_rust_target(target: &str, on_event: &mut dyn FnMut(Event)) -> Result<(), Error> {
@@ -328,6 +469,29 @@ mod tests {
             n.probe != Probe::PyModule("scapy.contrib.stamp")
         });
         assert_eq!(got, ["python3-scapy"]);
+    }
+
+    #[test]
+    fn the_deb_src_entry_mirrors_the_deb822_and_one_line_sources() {
+        let deb822 = "Types: deb\n# http://snapshot.debian.org/x\nURIs: http://deb.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: http://deb.example/debian-security\nSuites: bookworm-security\nComponents: main\n";
+        let files = vec![(
+            "/etc/apt/sources.list.d/debian.sources".to_owned(),
+            deb822.to_owned(),
+        )];
+        assert!(!has_deb_src(&files));
+        let e = deb_src_entry(&files).unwrap();
+        assert_eq!(e, "Types: deb-src\nURIs: http://deb.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb-src\nURIs: http://deb.example/debian-security\nSuites: bookworm-security\nComponents: main\n\n");
+        assert!(has_deb_src(&[("x.sources".to_owned(), e)]));
+        let list = vec![(
+            "/etc/apt/sources.list".to_owned(),
+            "deb http://deb.example/debian bookworm main\n# deb-src nothing\n".to_owned(),
+        )];
+        assert!(!has_deb_src(&list));
+        assert_eq!(
+            deb_src_entry(&list).unwrap(),
+            "deb-src http://deb.example/debian bookworm main\n"
+        );
+        assert!(deb_src_entry(&[]).is_none());
     }
 
     #[test]

@@ -15,6 +15,10 @@ use crate::Error;
 pub const TEST_PUBLIC_KEY: &str =
     "883f5f186824ad5a76fb0bd69ae3543e27ca966e3864ea0d6abc0d257faa2472";
 pub const TEST_KEY_FILE: &str = "tests/images/keys/wanflash-update.key";
+/// The base64 of `tests/images/keys/ssh-test.pub`, the TEST-ONLY SSH key
+/// the SSH test image authorises: public by being in the repository.
+pub const TEST_SSH_KEY: &str =
+    "AAAAC3NzaC1lZDI1NTE5AAAAIJZDgU7crVjQYtQS8admQhI6Yru2zBGKC5qNSOUkOGxi";
 
 /// The description's `release` (0 when it sets none) and `compatible`
 /// (the image's name when it sets none).
@@ -63,6 +67,18 @@ pub fn refuse_test_key(
                     .is_some_and(|k| k.trim().eq_ignore_ascii_case(TEST_PUBLIC_KEY))
             })
         });
+    if let Some(ssh) = &desc.ssh {
+        if let Some(i) = ssh
+            .authorized_keys
+            .iter()
+            .position(|k| k.key.split_whitespace().nth(1) == Some(TEST_SSH_KEY))
+        {
+            return Err(Error::Input(format!(
+                "`{}`: key `ssh.authorized_keys[{i}].key` is the TEST-ONLY SSH key (`tests/images/keys/ssh-test.pub`), whose private half is public in the repository: only images in `tests/images/` may authorise it; put your own key (`ssh-keygen -t ed25519`) there",
+                file_saying(TEST_SSH_KEY)
+            )));
+        }
+    }
     if trusts {
         return Err(Error::Input(format!(
             "`{}`: key `vars.update_public_keys` trusts the TEST-ONLY key `{TEST_PUBLIC_KEY}` (`tests/images/keys/wanflash-update.pub`), which is public in the repository: only images in `tests/images/` may; make a key with `cargo xtask keygen` and list its public key instead",

@@ -8,6 +8,7 @@
 
 pub mod bmap;
 pub mod boot;
+pub mod dropbear;
 pub mod flash;
 pub use wanflash_runtime::fsx;
 pub mod hosttools;
@@ -651,6 +652,21 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
     );
 
     let binaries = build_binaries(opts, &desc, on_event)?;
+    // The SSH server (issue 16), from Debian's source, cached like the kernel.
+    let sshd = match &desc.ssh {
+        Some(_) => {
+            let d = dropbear::build(ws, &opts.cache, opts.jobs, on_event)?;
+            if d.cached {
+                on_event(Event::Info(format!(
+                    "Dropbear {} from the cache ({})",
+                    d.version, d.key
+                )));
+            }
+            inputs.insert("dropbear.source".into(), d.source_sha256.clone());
+            Some(d)
+        }
+        None => None,
+    };
 
     on_event(Event::Step("root filesystem".into()));
     let mut tree = Tree::new();
@@ -682,6 +698,41 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
         let data = fsx::read(Path::new(&h.source))?;
         inputs.insert(format!("host:{}", h.source), sha256_hex(&data));
         tree.file(&h.path, data, 0o755, &format!("host file {}", h.source));
+    }
+    if let (Some(cfg), Some(d)) = (&desc.ssh, &sshd) {
+        inputs.insert(
+            format!("binary:{}", wanflash_schema::ssh::DROPBEAR_MULTI),
+            sha256_hex(&d.binary),
+        );
+        bin_sizes.insert(
+            wanflash_schema::ssh::DROPBEAR_MULTI.to_owned(),
+            d.binary.len() as u64,
+        );
+        let pinned = match &cfg.host_key {
+            Some(p) => {
+                let path = if Path::new(p).is_absolute() {
+                    PathBuf::from(p)
+                } else {
+                    ws.join(p)
+                };
+                let bytes = fsx::read(&path).map_err(|_| {
+                    Error::Input(format!(
+                        "`{image_file}`: key `ssh.host_key`: `{}` cannot be read: name a Dropbear key file (`dropbearkey -t ed25519 -f FILE`), relative to the repository",
+                        path.display()
+                    ))
+                })?;
+                wanflash_schema::ssh::dropbear_key_type(&bytes).map_err(|why| {
+                    Error::Input(format!(
+                        "`{image_file}`: key `ssh.host_key`: `{}` {why}",
+                        path.display()
+                    ))
+                })?;
+                inputs.insert("ssh.host_key".into(), sha256_hex(&bytes));
+                Some(bytes)
+            }
+            None => None,
+        };
+        ssh_files(&mut tree, cfg, &d.binary, pinned);
     }
     inputs.insert("kernel.config".into(), sha256_hex(k.config.as_bytes()));
     inputs.insert(
@@ -773,6 +824,7 @@ pub fn build(opts: &Options, on_event: &mut dyn FnMut(Event)) -> Result<Report, 
     );
     tree.check_links()?;
     check_services(&desc, &tree)?;
+    check_ssh_shell(&desc, &tree, &image_file)?;
 
     let work = opts.cache.join("work").join(&opts.image);
     let stage = work.join("rootfs");
@@ -1022,6 +1074,58 @@ fn problems(file: &str, section: &str, errors: &[impl std::fmt::Display]) -> Err
         if errors.len() == 1 { "" } else { "s" },
         list.join("\n")
     ))
+}
+
+/// The SSH server's files: Dropbear's multi-call binary and its two names,
+/// the forced-command wrapper (a link to `wanctl`, which knows the name),
+/// the session user's `authorized_keys` (read-only, root's, 0600 in a 0700
+/// folder, as Dropbear checks), `/etc/shells` with the session shell, and
+/// the pinned host key if any (0600).
+fn ssh_files(
+    tree: &mut Tree,
+    cfg: &wanflash_schema::ssh::Ssh,
+    dropbear: &[u8],
+    pinned: Option<Vec<u8>>,
+) {
+    use wanflash_schema::ssh;
+    let origin = "ssh";
+    tree.file(ssh::DROPBEAR_MULTI, dropbear.to_vec(), 0o755, "dropbear");
+    tree.symlink(ssh::DROPBEAR, "dropbearmulti", origin);
+    tree.symlink(ssh::DROPBEARKEY, "../sbin/dropbearmulti", origin);
+    tree.symlink(ssh::WRAPPER, "wanctl", origin);
+    tree.dir("/root/.ssh", 0o700, origin);
+    let keys: String = cfg
+        .authorized_keys
+        .iter()
+        .map(ssh::authorized_keys_line)
+        .collect();
+    tree.file(ssh::AUTHORIZED_KEYS, keys.into_bytes(), 0o600, origin);
+    let shell = ssh::session_shell(Some(cfg));
+    tree.file(
+        "/etc/shells",
+        format!("{shell}\n").into_bytes(),
+        0o644,
+        origin,
+    );
+    if let Some(key) = pinned {
+        tree.dir("/etc/wanflash/ssh", 0o700, origin);
+        tree.file(ssh::PINNED_HOST_KEY, key, 0o600, origin);
+    }
+}
+
+/// A key with `shell = true` needs `/bin/sh` in the image.
+fn check_ssh_shell(desc: &Description, tree: &Tree, file: &str) -> Result<(), Error> {
+    let Some(cfg) = &desc.ssh else {
+        return Ok(());
+    };
+    for (i, k) in cfg.authorized_keys.iter().enumerate() {
+        if k.shell && tree.get("/bin/sh").is_none() {
+            return Err(Error::Input(format!(
+                "`{file}`: key `ssh.authorized_keys[{i}].shell`: this image has no `/bin/sh` to give it: add busybox (`rootfs.host_file` `/bin/busybox` from `busybox-static` and the `busybox` overlay) or set `shell = false`"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Every service's executable must be in the image.

@@ -9,12 +9,14 @@ use wanflash_schema::description::{Accounts, Description};
 
 use crate::tree::Tree;
 
-/// The two files' contents, deterministic.
-pub fn render(accounts: &Accounts) -> (String, String) {
+/// The two files' contents, deterministic. `root_shell` is root's login
+/// shell: `/bin/sh`, or on an image with SSH and no shell key the
+/// `wanctl`-only wrapper (`wanflash_schema::ssh::session_shell`).
+pub fn render(accounts: &Accounts, root_shell: &str) -> (String, String) {
     let mut passwd = String::new();
     for u in &accounts.users {
         if u.uid == 0 {
-            passwd.push_str("root:x:0:0:root:/root:/bin/sh\n");
+            passwd.push_str(&format!("root:x:0:0:root:/root:{root_shell}\n"));
         } else {
             passwd.push_str(&format!(
                 "{n}:x:{}:{}:wanflash service {n}:/:/sbin/nologin\n",
@@ -33,7 +35,8 @@ pub fn render(accounts: &Accounts) -> (String, String) {
 
 /// Writes `/etc/passwd` and `/etc/group` into the tree (over an overlay's).
 pub fn add(tree: &mut Tree, desc: &Description) {
-    let (passwd, group) = render(&desc.accounts());
+    let shell = wanflash_schema::ssh::session_shell(desc.ssh.as_ref());
+    let (passwd, group) = render(&desc.accounts(), shell);
     tree.file("/etc/passwd", passwd.into_bytes(), 0o644, "wanflash");
     tree.file("/etc/group", group.into_bytes(), 0o644, "wanflash");
 }
@@ -60,11 +63,16 @@ mod tests {
             ],
             groups: vec![("root".into(), 0), ("failoverd".into(), 100)],
         };
-        let (p, g) = render(&a);
+        let (p, g) = render(&a, "/bin/sh");
         assert_eq!(
             p,
             "root:x:0:0:root:/root:/bin/sh\nfailoverd:x:100:100:wanflash service failoverd:/:/sbin/nologin\n"
         );
         assert_eq!(g, "root:x:0:\nfailoverd:x:100:\n");
+        let (p, _) = render(&a, "/usr/bin/wanctl-ssh");
+        assert!(
+            p.starts_with("root:x:0:0:root:/root:/usr/bin/wanctl-ssh\n"),
+            "{p}"
+        );
     }
 }

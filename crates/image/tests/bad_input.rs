@@ -295,3 +295,57 @@ fn a_shipped_image_trusting_or_signing_with_the_test_key_is_refused() {
         "{err}"
     );
 }
+
+const SSH_GOOD: &str = r#"
+hostname = "bad"
+flash_size = "64MiB"
+[kernel]
+fragments = ["base", "flash-ide", "console", "network", "bonding", "watchdog"]
+cmdline = ["quiet"]
+[rootfs]
+overlays = ["base"]
+binary = [
+    { package = "wanflash-init", path = "/sbin/init" },
+    { package = "wanflash-update", path = "/usr/sbin/wanflash-update" },
+    { package = "wanflash-wanctl", bin = "wanctl", path = "/usr/bin/wanctl" },
+]
+tmpfs = [{ path = "/run", size = "4MiB" }]
+[network]
+interfaces = [{ name = "eth0", addresses = ["203.0.113.1/25"] }]
+[ssh]
+listen = ["203.0.113.1:22"]
+"#;
+
+#[test]
+fn a_shipped_image_authorising_the_test_ssh_key_is_refused() {
+    let public =
+        std::fs::read_to_string(workspace().join("tests/images/keys/ssh-test.pub")).unwrap();
+    let f = fixture(&format!(
+        "{SSH_GOOD}authorized_keys = [{{ key = \"{}\" }}]\n",
+        public.trim()
+    ));
+    let err = fails(&f);
+    assert!(
+        err.contains(
+            "`images/bad.toml`: key `ssh.authorized_keys[0].key` is the TEST-ONLY SSH key"
+        ) && err.contains("ssh-keygen -t ed25519"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_shell_key_on_an_image_without_a_shell_is_refused_naming_the_entry() {
+    if !needs_built_images() {
+        return;
+    }
+    let f = fixture(&format!(
+        "{SSH_GOOD}authorized_keys = [{{ key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7KWjxpFJlLJp7D3XpZC8ToE34sd9jTY8QrLFDZse8u lab\", shell = true }}]\n"
+    ));
+    let err = fails(&f);
+    assert!(
+        err.contains(
+            "`images/bad.toml`: key `ssh.authorized_keys[0].shell`: this image has no `/bin/sh`"
+        ) && err.contains("busybox"),
+        "{err}"
+    );
+}

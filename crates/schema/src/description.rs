@@ -14,7 +14,8 @@ use crate::failover::Failover;
 use crate::network::{Bond, Cidr, Interface, Network};
 use crate::recording::{Contract, Sla};
 use crate::size::{ByteSize, MIB};
-use crate::system::{Capability, RestartPolicy, Service};
+use crate::ssh::{self, Ssh};
+use crate::system::{Capability, RestartMode, RestartPolicy, Service};
 use crate::time::{TimeConfig, TimeSection};
 
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +178,11 @@ pub struct Description {
     /// builder writes `/etc/wanflash/time.json` ([`Description::box_time`]).
     #[serde(default)]
     pub time: Option<TimeSection>,
+    /// The SSH server (issue 16): where it listens, the keys that may log
+    /// in and what each may run. The builder adds its two services
+    /// (`ssh-host-key`, `ssh`); see [`crate::ssh`].
+    #[serde(default)]
+    pub ssh: Option<Ssh>,
 }
 
 /// The boot loader.
@@ -533,6 +539,8 @@ pub fn from_layers(layers: &[Layer<'_>]) -> Result<Description, DescriptionError
                 file: image_file.clone(),
                 message: one_line_toml_error(&e),
             })?;
+    let mut desc = desc;
+    desc.add_ssh_services(&image_file)?;
     desc.validate(&image_file)?;
     Ok(desc)
 }
@@ -879,6 +887,156 @@ impl Description {
             .collect()
     }
 
+    /// `[ssh]` as two services: `ssh-host-key`, a oneshot that puts the
+    /// host key on the tmpfs (from the store, made there at first boot, or
+    /// pinned at build time) and prints its fingerprint, then `ssh`,
+    /// Dropbear, after the network is configured. Both run as root: the
+    /// key step reads and writes the card's store, and the server must
+    /// switch to the session user after authentication (SECURITY.md).
+    fn add_ssh_services(&mut self, file: &str) -> Result<(), DescriptionError> {
+        let Some(cfg) = &self.ssh else {
+            return Ok(());
+        };
+        for name in [ssh::KEY_SERVICE, ssh::SERVER_SERVICE] {
+            if self.services.iter().any(|s| s.name == name) {
+                return Err(invalid(file, "service.name", format!("service `{name}` is the one the builder adds for `[ssh]`: give yours another name")));
+            }
+        }
+        let mut after: Vec<String> = self
+            .services
+            .iter()
+            .filter(|s| s.name == "netcfg")
+            .map(|s| s.name.clone())
+            .collect();
+        let base = |name: &str, exec: &str| ServiceDecl {
+            name: name.to_owned(),
+            exec: exec.to_owned(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            after: Vec::new(),
+            oneshot: false,
+            restart: RestartPolicy::default(),
+            user: Some(ssh::SESSION_USER.to_owned()),
+            group: None,
+            capabilities: Vec::new(),
+            runtime_dirs: Vec::new(),
+            devices: Vec::new(),
+        };
+        let key = ServiceDecl {
+            args: vec!["ssh-host-key".into()],
+            oneshot: true,
+            restart: RestartPolicy {
+                mode: RestartMode::OnFailure,
+                max_failures: 3,
+                ..RestartPolicy::default()
+            },
+            runtime_dirs: vec![ssh::RUN_DIR.to_owned()],
+            ..base(ssh::KEY_SERVICE, "/usr/sbin/wanflash-update")
+        };
+        after.push(ssh::KEY_SERVICE.to_owned());
+        let server = ServiceDecl {
+            args: ssh::server_args(cfg),
+            after,
+            ..base(ssh::SERVER_SERVICE, ssh::DROPBEAR)
+        };
+        self.services.push(key);
+        self.services.push(server);
+        Ok(())
+    }
+
+    /// `[ssh]`: addresses of this box (not a circuit's unless
+    /// `on_circuits`), keys the server takes, a shell only where the
+    /// image can have one.
+    fn validate_ssh(&self, file: &str, cfg: &Ssh) -> Result<(), DescriptionError> {
+        if cfg.listen.is_empty() {
+            return Err(invalid(file, "ssh.listen", "empty: name the LAN or management address to listen on, like `[\"203.0.113.1:22\"]`"));
+        }
+        let mut own: Vec<std::net::IpAddr> = Vec::new();
+        if let Some(n) = &self.network {
+            own.extend(
+                n.interfaces
+                    .iter()
+                    .flat_map(|i| i.addresses.iter().map(|c| c.addr)),
+            );
+            own.extend(
+                n.vlans
+                    .iter()
+                    .flat_map(|v| v.addresses.iter().map(|c| c.addr)),
+            );
+            own.extend(
+                n.bonds
+                    .iter()
+                    .flat_map(|b| b.addresses.iter().map(|c| c.addr)),
+            );
+        }
+        let end = match self.circuit_end {
+            Some(CircuitEnd::B) => 2,
+            _ => 1,
+        };
+        let circuit_addr = |ip: &std::net::IpAddr| -> Option<&str> {
+            self.circuits
+                .iter()
+                .find(|c| {
+                    std::iter::once(&c.subnet)
+                        .chain(c.subnet6.as_ref())
+                        .filter_map(|s| host_address(s, end))
+                        .any(|h| &h.addr == ip)
+                })
+                .map(|c| c.name.as_str())
+        };
+        for l in &cfg.listen {
+            let ip = l.ip();
+            if l.port() == 0 {
+                return Err(invalid(
+                    file,
+                    "ssh.listen",
+                    format!("`{l}` has port 0: name the port, like `:22`"),
+                ));
+            }
+            if ip.is_unspecified() {
+                if !cfg.on_circuits {
+                    return Err(invalid(file, "ssh.listen", format!("`{l}` is every address of the box, the circuits' included: name the LAN or management address (or set `ssh.on_circuits = true` to mean it)")));
+                }
+                continue;
+            }
+            if let Some(c) = circuit_addr(&ip) {
+                if !cfg.on_circuits {
+                    return Err(invalid(file, "ssh.listen", format!("`{l}` is this box's address on circuit `{c}`: the SSH server listens on the LAN or management address only, unless `ssh.on_circuits = true`")));
+                }
+                continue;
+            }
+            if !own.contains(&ip) {
+                return Err(invalid(file, "ssh.listen", format!("`{ip}` is not an address of this box (`network.interfaces`, `vlans`, `bonds`): name one of them")));
+            }
+        }
+        for (i, k) in cfg.authorized_keys.iter().enumerate() {
+            if let Some(why) = ssh::key_problem(&k.key) {
+                return Err(invalid(
+                    file,
+                    &format!("ssh.authorized_keys[{i}].key"),
+                    format!("the key {why}"),
+                ));
+            }
+        }
+        if let Some(p) = &cfg.host_key {
+            if p.is_empty() {
+                return Err(invalid(file, "ssh.host_key", "empty: name a Dropbear key file made with `dropbearkey -t ed25519 -f FILE`, or remove the key to let each box make its own"));
+            }
+        }
+        if !self.rootfs.binaries.iter().any(|b| b.path == ssh::WANCTL) {
+            return Err(invalid(file, "ssh", format!("the SSH keys run `wanctl`, which the image does not install: add `{{ package = \"wanflash-wanctl\", bin = \"wanctl\", path = \"{}\" }}` to `rootfs.binary`", ssh::WANCTL)));
+        }
+        if !self
+            .rootfs
+            .binaries
+            .iter()
+            .any(|b| b.path == "/usr/sbin/wanflash-update")
+        {
+            return Err(invalid(file, "ssh", "the host key is kept in the store by `wanflash-update`, which the image does not install: add `{ package = \"wanflash-update\", path = \"/usr/sbin/wanflash-update\" }` to `rootfs.binary`"));
+        }
+        Ok(())
+    }
+
     fn validate_service_user(&self, file: &str, s: &ServiceDecl) -> Result<(), DescriptionError> {
         let name = &s.name;
         let Some(user) = &s.user else {
@@ -1187,6 +1345,9 @@ impl Description {
         }
         if let Some(sh) = &self.init.rescue_shell {
             check_path(file, "init.rescue_shell", sh)?;
+        }
+        if let Some(cfg) = &self.ssh {
+            self.validate_ssh(file, cfg)?;
         }
         Ok(())
     }
@@ -1683,5 +1844,120 @@ site = "office"
         let wan = a.user("wan").expect("an account for `wan`");
         assert_eq!((wan.uid, wan.gid), (s[1].uid, a.gid("wan").unwrap()));
         assert_ne!(wan.uid, a.user("failoverd").unwrap().uid);
+    }
+
+    const SSH_IMAGE: &str = r#"
+hostname = "r"
+circuit_end = "a"
+[rootfs]
+binary = [
+    { package = "wanflash-init", path = "/sbin/init" },
+    { package = "wanflash-update", path = "/usr/sbin/wanflash-update" },
+    { package = "wanflash-wanctl", bin = "wanctl", path = "/usr/bin/wanctl" },
+]
+tmpfs = [{ path = "/run", size = "4MiB" }]
+[network]
+interfaces = [{ name = "eth4", addresses = ["203.0.113.1/25"] }]
+[[circuit]]
+name = "t3"
+interface = "eth3"
+subnet = "198.51.100.0/30"
+[[service]]
+name = "netcfg"
+exec = "/sbin/netcfg"
+oneshot = true
+user = "netcfg"
+"#;
+
+    fn ssh_image(ssh: &str) -> Result<Description, DescriptionError> {
+        chain(&format!("{SSH_IMAGE}\n[ssh]\n{ssh}"))
+    }
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7KWjxpFJlLJp7D3XpZC8ToE34sd9jTY8QrLFDZse8u ops";
+
+    #[test]
+    fn ssh_on_the_lan_address_adds_the_key_step_and_the_server_as_root_after_netcfg() {
+        let d = ssh_image(&format!(
+            "listen = [\"203.0.113.1:22\"]\nauthorized_keys = [{{ key = \"{KEY}\" }}]"
+        ))
+        .unwrap();
+        let names: Vec<&str> = d.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["netcfg", "ssh-host-key", "ssh"]);
+        let key = &d.services[1];
+        assert!(key.oneshot);
+        assert_eq!(key.args, ["ssh-host-key"]);
+        assert_eq!(key.runtime_dirs, ["/run/ssh"]);
+        let server = &d.services[2];
+        assert_eq!(server.exec, "/usr/sbin/dropbear");
+        assert_eq!(server.after, ["netcfg", "ssh-host-key"]);
+        assert_eq!(server.user.as_deref(), Some("root"));
+        assert!(server
+            .args
+            .windows(2)
+            .any(|w| w == ["-p", "203.0.113.1:22"]));
+        let sys = d.system_services();
+        assert_eq!((sys[2].uid, sys[2].gid), (0, 0));
+    }
+
+    #[test]
+    fn ssh_refuses_a_circuit_or_every_address_unless_asked_and_names_the_key() {
+        let e = ssh_image("listen = [\"198.51.100.1:22\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`images/x.toml`: key `ssh.listen`"), "{e}");
+        assert!(e.contains("circuit `t3`"), "{e}");
+        ssh_image("listen = [\"198.51.100.1:22\"]\non_circuits = true").unwrap();
+        let e = ssh_image("listen = [\"0.0.0.0:22\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("every address"), "{e}");
+        let e = ssh_image("listen = [\"192.0.2.77:22\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an address of this box"), "{e}");
+        let e = ssh_image("listen = []").unwrap_err().to_string();
+        assert!(e.contains("key `ssh.listen`: empty"), "{e}");
+    }
+
+    #[test]
+    fn ssh_refuses_an_rsa_key_and_unknown_keys_naming_the_entry() {
+        let e = ssh_image(&format!(
+            "listen = [\"203.0.113.1:22\"]\nauthorized_keys = [{{ key = \"{KEY}\" }}, {{ key = \"ssh-rsa AAAAB3NzaC1yc2EAAAADAQAB x\" }}]"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("key `ssh.authorized_keys[1].key`"), "{e}");
+        assert!(e.contains("ed25519 or ECDSA"), "{e}");
+        let e = ssh_image("listen = [\"203.0.113.1:22\"]\npassword = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("password"), "{e}");
+    }
+
+    #[test]
+    fn ssh_needs_wanctl_and_its_service_names_are_reserved() {
+        let no_wanctl = SSH_IMAGE.replace(
+            "    { package = \"wanflash-wanctl\", bin = \"wanctl\", path = \"/usr/bin/wanctl\" },\n",
+            "",
+        );
+        let e = chain(&format!(
+            "{no_wanctl}\n[ssh]\nlisten = [\"203.0.113.1:22\"]"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("key `ssh`") && e.contains("wanflash-wanctl"),
+            "{e}"
+        );
+        let e = chain(&format!(
+            "{SSH_IMAGE}\n[[service]]\nname = \"ssh\"\nexec = \"/x\"\nuser = \"root\"\n[ssh]\nlisten = [\"203.0.113.1:22\"]"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("service `ssh` is the one the builder adds"),
+            "{e}"
+        );
     }
 }

@@ -10,6 +10,7 @@ pub mod failover;
 pub mod network;
 pub mod recording;
 pub mod size;
+pub mod ssh;
 pub mod time;
 pub mod update;
 

@@ -155,6 +155,12 @@ pub struct State {
     /// Updates installed with `--allow-downgrade`, newest last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub downgrades: Vec<Downgrade>,
+    /// The SSH server's host key (Dropbear's private key file, hex), made
+    /// on the box at its first boot with `[ssh]` and written here once, so
+    /// it survives reboots and updates (issue 16). Kept by every later
+    /// write, which rewrites the whole record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_host_key: Option<String>,
 }
 
 impl State {

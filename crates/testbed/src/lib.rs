@@ -518,6 +518,29 @@ impl Testbed {
         a
     }
 
+    /// Like [`Testbed::nic_args`], but the LAN NIC (`eth4`) is on QEMU's
+    /// user networking restricted to the host (`restrict=on`: nothing
+    /// leaves the machine), in `lan` (the guest's LAN subnet, like
+    /// `203.0.113.0/25`, QEMU's side at `host`), with TCP `127.0.0.1:port`
+    /// forwarded to `guest:22`, the box's SSH server.
+    pub fn nic_args_ssh(
+        work: &Path,
+        site: u8,
+        lan: &str,
+        host: &str,
+        guest: &str,
+        port: u16,
+    ) -> Vec<String> {
+        let mut a = Self::nic_args(work, site);
+        let i = a.iter().position(|x| x.starts_with("dgram,id=lan,"));
+        if let Some(i) = i {
+            a[i] = format!(
+                "user,id=lan,restrict=on,net={lan},host={host},hostfwd=tcp:127.0.0.1:{port}-{guest}:22"
+            );
+        }
+        a
+    }
+
     pub fn start(office_disk: &Path, backup_disk: &Path, work: &Path) -> Result<Testbed, Error> {
         Self::start_with(office_disk, backup_disk, work, E1000)
     }
@@ -677,6 +700,23 @@ mod tests {
         assert_eq!(ready_field(l, "failed"), Some(0));
         assert_eq!(ready_field(l, "nope"), None);
         assert!(parse_ready("wanflash: ready uptime_ms=x").is_none());
+    }
+
+    #[test]
+    fn the_ssh_lan_is_restricted_user_networking_forwarding_only_to_port_22() {
+        let a = Testbed::nic_args_ssh(
+            Path::new("/w"),
+            1,
+            "203.0.113.0/25",
+            "203.0.113.126",
+            "203.0.113.1",
+            2222,
+        );
+        let lan: Vec<&String> = a.iter().filter(|x| x.contains("id=lan")).collect();
+        assert_eq!(lan.len(), 1, "{a:?}");
+        assert_eq!(lan[0], "user,id=lan,restrict=on,net=203.0.113.0/25,host=203.0.113.126,hostfwd=tcp:127.0.0.1:2222-203.0.113.1:22");
+        // The four circuits stay unconnected datagram links.
+        assert_eq!(a.iter().filter(|x| x.starts_with("dgram,")).count(), 4);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod adv;
 pub mod disk;
 pub mod fat;
 pub mod resets;
+pub mod ssh;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;

@@ -18,7 +18,9 @@ const USAGE: &str = "usage: wanflash-update update FILE|-   verify a bundle, wri
                                              with `reset_log`, log why the last run ended
        wanflash-update shutdown reboot|poweroff  (init, last thing) clean shutdown mark for `reset_log`
        wanflash-update snapshot save         (failoverd) store the line-quality snapshot on stdin
-       wanflash-update snapshot show         the stored snapshot's bytes on stdout (nothing if none)";
+       wanflash-update snapshot show         the stored snapshot's bytes on stdout (nothing if none)
+       wanflash-update ssh-host-key          (init, images with [ssh]) the SSH host key to /run/ssh: pinned,
+                                             from the store, or made once and stored; prints its fingerprint";
 
 /// Every failure, a wrong command line included, exits 1.
 fn main() -> ExitCode {
@@ -39,6 +41,9 @@ fn run(args: &[String]) -> Result<(), String> {
     }
     if let ["snapshot", what] = a.as_slice() {
         return snapshot(what);
+    }
+    if let ["ssh-host-key"] = a.as_slice() {
+        return ssh_host_key();
     }
     let (card, booted) = wanflash_update::this_box().map_err(|e| e.to_string())?;
     let mut out = std::io::stdout();
@@ -139,6 +144,40 @@ fn snapshot(what: &str) -> Result<(), String> {
         }
         _ => Err(USAGE.into()),
     }
+}
+
+/// The SSH server's host key on the tmpfs, and its fingerprint on the
+/// console (the line the operator compares with `ssh`'s first prompt).
+fn ssh_host_key() -> Result<(), String> {
+    use wanflash_schema::ssh as paths;
+    use wanflash_update::ssh::{self, Source};
+    let pinned = match std::fs::read(paths::PINNED_HOST_KEY) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("cannot read `{}`: {e}", paths::PINNED_HOST_KEY)),
+    };
+    let dir = Path::new(paths::RUN_DIR);
+    let mut make = || ssh::make_with_dropbearkey(dir);
+    let (key, source) = match pinned {
+        Some(k) => (k, Source::Pinned),
+        None => match wanflash_update::this_box().and_then(|(card, _)| card.store()) {
+            Ok(mut store) => {
+                ssh::host_key(&mut store, None, &mut make).map_err(|e| e.to_string())?
+            }
+            Err(e) => (
+                make().map_err(|e| e.to_string())?,
+                Source::MadeForThisBoot {
+                    why: format!("no store: {e}"),
+                },
+            ),
+        },
+    };
+    let line = ssh::install(&key).map_err(|e| e.to_string())?;
+    println!(
+        "wanflash-update: ssh host key {line}, {}",
+        source.describe()
+    );
+    Ok(())
 }
 
 /// Run by init after the services are stopped, before its final sync.

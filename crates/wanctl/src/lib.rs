@@ -15,6 +15,7 @@ use wanflash_schema::control::{self as fctl, Health, Status};
 
 mod availability;
 mod history;
+pub mod ssh;
 pub use availability::{availability_table, DEFAULT_MONTHS};
 pub use history::{gather, history_summary, row_width_s, Gathered, MAX_ROWS};
 
@@ -250,7 +251,7 @@ pub fn run(inv: &Invocation) -> Result<String, Failure> {
         Command::Status => {
             let r = failoverd(sock, &fctl::Request::Status)?;
             match r.status {
-                Some(st) => Ok(render_status(&st)),
+                Some(st) => Ok(render_status(&st) + &ssh::host_key_line()),
                 None => Err(fail("failoverd answered without a status")),
             }
         }

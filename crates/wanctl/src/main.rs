@@ -15,6 +15,13 @@ use wanflash_wanctl::{parse_args, run, USAGE};
 const UPDATER: &str = "/usr/sbin/wanflash-update";
 
 fn main() -> ExitCode {
+    let called = std::env::args().next().unwrap_or_default();
+    if std::path::Path::new(&called)
+        .file_name()
+        .is_some_and(|n| n == wanflash_wanctl::ssh::NAME)
+    {
+        return ssh_session();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let updater_args: Option<Vec<&str>> = match args.first().map(String::as_str) {
         Some("update" | "commit") => Some(args.iter().map(String::as_str).collect()),
@@ -47,6 +54,30 @@ fn main() -> ExitCode {
         Err(f) => {
             eprintln!("wanctl: {}", f.message);
             ExitCode::from(f.code)
+        }
+    }
+}
+
+/// `wanctl-ssh` (the forced command of a `wanctl`-only SSH key): runs
+/// `/usr/bin/wanctl` with the words of `SSH_ORIGINAL_COMMAND`, no shell.
+/// Its own arguments (`-c COMMAND` from Dropbear's shell call) are ignored.
+fn ssh_session() -> ExitCode {
+    let original = std::env::var("SSH_ORIGINAL_COMMAND").ok();
+    match wanflash_wanctl::ssh::wanctl_args(original.as_deref()) {
+        Ok(args) => {
+            let e = Command::new(wanflash_schema::ssh::WANCTL)
+                .args(args)
+                .env_remove("SSH_ORIGINAL_COMMAND")
+                .exec();
+            eprintln!(
+                "wanctl-ssh: cannot run `{}`: {e}",
+                wanflash_schema::ssh::WANCTL
+            );
+            exit(EXIT_FAILED)
+        }
+        Err(why) => {
+            eprintln!("wanctl-ssh: {why}");
+            exit(EXIT_USAGE)
         }
     }
 }
