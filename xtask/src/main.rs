@@ -72,8 +72,13 @@ enum Task {
     Bench(bench::Args),
     /// Make an ed25519 key pair for signing update bundles (`<name>.update`).
     Keygen(keygen::Args),
-    /// Turn a `wanctl export --format json` file into an HTML report with
-    /// charts: latency, loss and outages per circuit, availability per month.
+    /// Turn one or two `wanctl export --format json` files into an HTML
+    /// report with charts: latency, loss and outages per circuit,
+    /// availability per month.
+    ///
+    /// --from HOST fetches a box's export over SSH first (`ssh HOST wanctl
+    /// export --format json`, the system's OpenSSH client with -p, -i and
+    /// -o passed on) and keeps it beside the report as OUT/HOST.json.
     LineReport(line_report::Args),
     /// Install an image's update bundle on a running box over SSH and
     /// report what the box did.
@@ -192,6 +197,31 @@ mod tests {
             "bench --quick",
         ] {
             assert!(help.contains(step), "test help lacks `{step}`:\n{help}");
+        }
+    }
+
+    #[test]
+    fn deploy_help_states_the_exit_codes_it_uses() {
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("deploy")
+            .unwrap()
+            .render_long_help()
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        for (code, what) in [
+            (deploy::EXIT_COMMITTED, "committed"),
+            (deploy::EXIT_REFUSED, "refused before sending"),
+            (deploy::EXIT_BOX_REFUSED, "the box refused the bundle"),
+            (deploy::EXIT_ROLLED_BACK, "rolled back"),
+            (deploy::EXIT_NOT_BACK, "no outcome within the deadline"),
+        ] {
+            assert!(
+                help.contains(&format!("{code} {what}")),
+                "{code} {what}: {help}"
+            );
         }
     }
 
