@@ -56,11 +56,75 @@ pub use text::duration;
 pub struct Args {
     /// The export, as `wanctl export --format json` writes it; a second
     /// one (the other site's) draws both ends in one report.
-    #[arg(required = true, num_args = 1..=2)]
+    #[arg(num_args = 0..=2, required_unless_present = "from")]
     pub exports: Vec<PathBuf>,
+    /// Fetch the export from a box over SSH first (`ssh HOST wanctl export
+    /// --format json`) and write it beside the report as OUT/HOST.json;
+    /// given twice (or beside one file), both ends in one report.
+    #[arg(long, value_name = "HOST")]
+    pub from: Vec<String>,
+    #[command(flatten)]
+    pub ssh: crate::remote::SshArgs,
     /// Folder to write index.html to (created if missing).
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// Longest export fetched (a year of five circuits is a few MiB; the
+/// box's `wanctl` reads at most 256 MiB from failoverd).
+const MAX_EXPORT: u64 = 256 << 20;
+/// One fetch, connect included.
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The file name an export fetched from `host` gets: the host without
+/// its user, anything but letters, digits, `.`, `-` and `_` replaced.
+pub fn export_name(host: &str) -> String {
+    let h = host.rsplit('@').next().unwrap_or(host);
+    let mut n: String = h
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if n.is_empty() || n.starts_with('.') {
+        n.insert_str(0, "host");
+    }
+    format!("{n}.json")
+}
+
+/// `ssh HOST wanctl export --format json` into `out/HOST.json` (checked
+/// to be an export first; temp file, then renamed).
+fn fetch(host: &str, ssh: &crate::remote::SshArgs, out: &Path) -> Result<PathBuf> {
+    let bytes = crate::remote::wanctl(
+        host,
+        ssh,
+        &["export", "--format", "json"],
+        FETCH_TIMEOUT,
+        MAX_EXPORT,
+    )?;
+    let path = out.join(export_name(host));
+    let text = String::from_utf8(bytes)
+        .with_context(|| format!("the export from {host} is not UTF-8 text"))?;
+    Export::parse(&format!("the export from {host}"), &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, &text).with_context(|| format!("failed to write `{}`", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| {
+        format!(
+            "failed to rename `{}` to `{}`",
+            tmp.display(),
+            path.display()
+        )
+    })?;
+    println!(
+        "fetched the export of {host} ({} bytes): {}",
+        text.len(),
+        path.display()
+    );
+    Ok(path)
 }
 
 /// One site's export in the report: its label (the host name, or the
@@ -101,24 +165,40 @@ pub fn read_export(path: &Path) -> Result<Export> {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let exports = args
-        .exports
+    let mut files = args.exports.clone();
+    if files.len() + args.from.len() > 2 {
+        anyhow::bail!(
+            "a report draws one or two sites: {} exports and {} --from given",
+            files.len(),
+            args.from.len()
+        );
+    }
+    if !args.from.is_empty() {
+        crate::remote::ensure_client()?;
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("failed to create `{}`", args.out.display()))?;
+        if args.from.len() == 2 && export_name(&args.from[0]) == export_name(&args.from[1]) {
+            anyhow::bail!(
+                "both --from name the same host `{}`: name the two sites",
+                args.from[0]
+            );
+        }
+        for host in &args.from {
+            files.push(fetch(host, &args.ssh, &args.out)?);
+        }
+    }
+    let exports = files
         .iter()
         .map(|p| read_export(p))
         .collect::<Result<Vec<_>>>()?;
-    let names: Vec<String> = args
-        .exports
+    let names: Vec<String> = files
         .iter()
         .map(|p| {
             p.file_name()
                 .map_or(String::new(), |n| n.to_string_lossy().into_owned())
         })
         .collect();
-    let shown: Vec<String> = args
-        .exports
-        .iter()
-        .map(|p| format!("`{}`", p.display()))
-        .collect();
+    let shown: Vec<String> = files.iter().map(|p| format!("`{}`", p.display())).collect();
     let sites = sites(&exports, &names);
     let html = render_sites(&sites)
         .with_context(|| format!("failed to draw the report of {}", shown.join(" and ")))?;
@@ -793,6 +873,15 @@ pub(crate) mod tests {
 
     const WALL0: i64 = 1_795_646_760_000;
 
+    #[test]
+    fn a_fetched_export_is_named_after_its_host_without_the_user() {
+        assert_eq!(export_name("root@203.0.113.1"), "203.0.113.1.json");
+        assert_eq!(export_name("office-router"), "office-router.json");
+        assert_eq!(export_name("root@[2001:db8::1]"), "_2001_db8__1_.json");
+        assert_eq!(export_name("../../etc/x"), "host.._.._etc_x.json");
+        assert_eq!(export_name("root@"), "host.json");
+    }
+
     /// Two hours of a T1 bond path at one probe a second: RTT 20 ms with
     /// jitter, 10 % loss in the second hour, a 90 s cut; a member out for
     /// 5 minutes.
@@ -988,6 +1077,8 @@ pub(crate) mod tests {
         std::fs::write(&path, &json[..1000]).unwrap();
         let err = run(&Args {
             exports: vec![path.clone()],
+            from: vec![],
+            ssh: Default::default(),
             out: dir.join("out"),
         })
         .unwrap_err();
@@ -1005,6 +1096,8 @@ pub(crate) mod tests {
             "{:#}",
             run(&Args {
                 exports: vec![path.clone()],
+                from: vec![],
+                ssh: Default::default(),
                 out: dir.join("out")
             })
             .unwrap_err()
@@ -1016,6 +1109,8 @@ pub(crate) mod tests {
         std::fs::write(&path, &json).unwrap();
         run(&Args {
             exports: vec![path],
+            from: vec![],
+            ssh: Default::default(),
             out: dir.join("out"),
         })
         .unwrap();

@@ -3,6 +3,7 @@
 
 mod bench;
 mod build_image;
+mod deploy;
 mod flash;
 mod keygen;
 // The crate layering and its check: used by tests only (the unit step of
@@ -10,6 +11,7 @@ mod keygen;
 #[cfg(test)]
 mod layers;
 mod line_report;
+mod remote;
 mod run;
 mod test;
 
@@ -70,9 +72,30 @@ enum Task {
     Bench(bench::Args),
     /// Make an ed25519 key pair for signing update bundles (`<name>.update`).
     Keygen(keygen::Args),
-    /// Turn a `wanctl export --format json` file into an HTML report with
-    /// charts: latency, loss and outages per circuit, availability per month.
+    /// Turn one or two `wanctl export --format json` files into an HTML
+    /// report with charts: latency, loss and outages per circuit,
+    /// availability per month.
+    ///
+    /// --from HOST fetches a box's export over SSH first (`ssh HOST wanctl
+    /// export --format json`, the system's OpenSSH client with -p, -i and
+    /// -o passed on) and keeps it beside the report as OUT/HOST.json.
     LineReport(line_report::Args),
+    /// Install an image's update bundle on a running box over SSH and
+    /// report what the box did.
+    ///
+    /// Takes target/images/NAME/NAME.update (built first when missing, or
+    /// with --build) or --bundle FILE; asks the box (`ssh HOST wanctl
+    /// slots --format json`) and refuses, sending nothing, a bundle for
+    /// another image, one whose release is not newer (unless
+    /// --allow-downgrade) or a box in the middle of a trial; streams the
+    /// bundle into `ssh HOST wanctl update -` with a progress bar; then
+    /// polls the box until it reports the trial committed or rolled back
+    /// (and why), or --deadline passes. Uses the system's OpenSSH client
+    /// (-p, -i and -o are passed to it). Exit codes: 0 committed, 1 could
+    /// not start, 2 usage, 3 refused before sending, 4 the box refused
+    /// the bundle (nothing armed), 5 rolled back, 6 no outcome within the
+    /// deadline.
+    Deploy(deploy::Args),
     /// Write a built image to a CompactFlash card (or a file) and verify it.
     ///
     /// Refuses a mounted device, the disk of the running system, a partition,
@@ -84,6 +107,15 @@ enum Task {
 
 fn main() {
     let cli = Cli::parse();
+    if let Task::Deploy(a) = &cli.task {
+        match deploy::run(a) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(1);
+            }
+        }
+    }
     let result = match cli.task {
         Task::BuildImage(a) => build_image::run(&a),
         Task::Test(a) => test::run(&a),
@@ -92,6 +124,7 @@ fn main() {
         Task::Keygen(a) => keygen::run(&a),
         Task::LineReport(a) => line_report::run(&a),
         Task::Flash(a) => flash::run(&a),
+        Task::Deploy(_) => Ok(()),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -125,7 +158,14 @@ mod tests {
     fn usage_lines_say_cargo_xtask() {
         let top = help_of(&["target/debug/xtask", "--help"]);
         assert!(top.contains("Usage: cargo xtask <COMMAND>"), "{top}");
-        for sub in ["build-image", "test", "bench", "flash", "line-report"] {
+        for sub in [
+            "build-image",
+            "test",
+            "bench",
+            "flash",
+            "line-report",
+            "deploy",
+        ] {
             let help = help_of(&["target/debug/xtask", sub, "--help"]);
             assert!(
                 help.contains(&format!("Usage: cargo xtask {sub}")),
@@ -157,6 +197,31 @@ mod tests {
             "bench --quick",
         ] {
             assert!(help.contains(step), "test help lacks `{step}`:\n{help}");
+        }
+    }
+
+    #[test]
+    fn deploy_help_states_the_exit_codes_it_uses() {
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("deploy")
+            .unwrap()
+            .render_long_help()
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        for (code, what) in [
+            (deploy::EXIT_COMMITTED, "committed"),
+            (deploy::EXIT_REFUSED, "refused before sending"),
+            (deploy::EXIT_BOX_REFUSED, "the box refused the bundle"),
+            (deploy::EXIT_ROLLED_BACK, "rolled back"),
+            (deploy::EXIT_NOT_BACK, "no outcome within the deadline"),
+        ] {
+            assert!(
+                help.contains(&format!("{code} {what}")),
+                "{code} {what}: {help}"
+            );
         }
     }
 

@@ -129,7 +129,7 @@ pub fn run(args: &Args) -> Result<()> {
         crate::build_image::build_with(&opts)?;
     }
 
-    // QEMU for the boot tests and OpenSSH's client for vm_ssh, installed
+    // QEMU for the boot tests and OpenSSH's client for vm_ssh and vm_deploy, installed
     // like the build's tools.
     let vm_tools = [
         wanflash_image::hosttools::QEMU,

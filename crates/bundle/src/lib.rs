@@ -285,6 +285,36 @@ pub fn read_header(r: &mut dyn Read, policy: &Policy) -> Result<Header, Error> {
     Ok(Header { manifest, signed })
 }
 
+/// The manifest at the head of a bundle, and whether it carries a
+/// signature, read WITHOUT checking the signature or the payloads: for the
+/// workstation (`cargo xtask deploy`), which compares the bundle's
+/// identity and release with the box's before sending it. The box checks
+/// everything itself ([`verify`]); nothing here may be trusted more.
+pub fn peek_manifest(r: &mut dyn Read) -> Result<(Manifest, bool), Error> {
+    let mut magic = [0u8; 8];
+    read_exact(r, &mut magic, "header")?;
+    if &magic != MAGIC {
+        return Err(Error::Magic);
+    }
+    let mlen = read_u32(r, "header")?;
+    if mlen > MAX_MANIFEST {
+        return Err(Error::TooBig {
+            part: "manifest",
+            size: mlen.into(),
+            limit: MAX_MANIFEST.into(),
+        });
+    }
+    let mut json = vec![0u8; mlen as usize];
+    read_exact(r, &mut json, "manifest")?;
+    let signed = match read_u32(r, "signature")? {
+        0 => false,
+        64 => true,
+        n => return Err(Error::SignatureLength(n)),
+    };
+    let manifest: Manifest = serde_json::from_slice(&json).map_err(Error::Manifest)?;
+    Ok((manifest, signed))
+}
+
 /// Reads the payloads after a [`Header`], hashing them as they stream in,
 /// and checks each against its sha256 in the signed manifest.
 pub fn read_payloads(r: &mut dyn Read, h: Header) -> Result<Verified, Error> {

@@ -153,3 +153,25 @@ fn release_and_compatible_are_signed_and_old_manifests_still_parse() {
     let m: Manifest = serde_json::from_str(old).unwrap();
     assert_eq!((m.release, m.compatible), (None, None));
 }
+
+#[test]
+fn the_workstation_peeks_at_the_manifest_without_the_payloads() {
+    let (m, b) = bundle(Some(&SEED));
+    // Only the head is read: the manifest and whether it is signed.
+    let mut r = &b[..];
+    let (got, signed) = peek_manifest(&mut r).unwrap();
+    assert_eq!(got, m);
+    assert!(signed);
+    assert_eq!(got.release, Some(7));
+    assert_eq!(got.compatible.as_deref(), Some("test-router"));
+    let (_, unsigned) = bundle(None);
+    assert!(!peek_manifest(&mut &unsigned[..]).unwrap().1);
+    assert!(matches!(
+        peek_manifest(&mut &b"not a bundle at all"[..]),
+        Err(Error::Magic)
+    ));
+    assert!(matches!(
+        peek_manifest(&mut &b[..20]),
+        Err(Error::Short("manifest"))
+    ));
+}

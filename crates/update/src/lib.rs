@@ -798,6 +798,79 @@ pub fn wait_healthy(
     }
 }
 
+/// `wanflash-update status --format json` (`wanctl slots --format json`):
+/// the same facts as [`status`] and the running image's identity and
+/// release floor from `cfg` (`None`: no readable `update.json`), for a
+/// program on the workstation (`cargo xtask deploy`).
+pub fn slots_report(
+    card: &Card,
+    booted: Slot,
+    cfg: Option<&Config>,
+) -> Result<wanflash_schema::update::SlotsReport, Error> {
+    use wanflash_schema::update::{
+        DowngradeEntry, ResetEntry, SlotEntry, SlotRecord, SlotsReport, SLOTS_FORMAT,
+    };
+    let mut store = card.store()?;
+    let default = card.default_label()?;
+    let (state, generation, damaged) = match store.load() {
+        Ok((s, g)) => (Some(s), Some(g), None),
+        Err(e @ wanflash_store::Error::Corrupt { .. }) => (None, None, Some(e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
+    let min_release = match (cfg, &state) {
+        (Some(c), Some(s)) => release_floor(c, s, booted),
+        (Some(c), None) => c.release,
+        (None, _) => None,
+    };
+    let st = state.unwrap_or_default();
+    Ok(SlotsReport {
+        format: SLOTS_FORMAT,
+        booted: booted.label().into(),
+        default: default.label().into(),
+        compatible: cfg.and_then(|c| c.compatible.clone()),
+        release: cfg.and_then(|c| c.release),
+        min_release,
+        health_deadline_s: cfg.map(|c| c.health.deadline_s),
+        generation,
+        store_damaged: damaged,
+        slots: [Slot::A, Slot::B]
+            .into_iter()
+            .map(|slot| SlotEntry {
+                slot: slot.label().into(),
+                installed: st.slot_info(slot).map(|i| SlotRecord {
+                    image: i.image.clone(),
+                    version: i.version.clone(),
+                    build_id: i.build_id.clone(),
+                    release: i.release,
+                    compatible: i.compatible.clone(),
+                }),
+            })
+            .collect(),
+        trial: st.trial.as_ref().map(|t| t.slot.label().to_owned()),
+        last_result: st.last_result.clone(),
+        resets: st
+            .resets
+            .iter()
+            .map(|r| ResetEntry {
+                reason: r.reason.as_str().into(),
+                slot: r.slot.label().into(),
+                detail: r.detail.clone(),
+            })
+            .collect(),
+        downgrades: st
+            .downgrades
+            .iter()
+            .map(|d| DowngradeEntry {
+                from: d.from,
+                to: d.to,
+                slot: d.slot.label().into(),
+                build_id: d.build_id.clone(),
+                unix_s: d.unix_s,
+            })
+            .collect(),
+    })
+}
+
 /// A human status: slots, versions, trial, last result, reset reasons.
 pub fn status(card: &Card, booted: Slot) -> Result<String, Error> {
     let mut store = card.store()?;

@@ -12,7 +12,8 @@ const USAGE: &str = "usage: wanflash-update update FILE|-   verify a bundle, wri
        wanflash-update update [--no-reboot] [--allow-downgrade] FILE|-
                                              --allow-downgrade: take a release that is not newer (logged in the store)
        wanflash-update commit                make the running trial slot the default
-       wanflash-update status                slots, versions, last result, reset reasons
+       wanflash-update status [--format text|json]  slots, versions, last result, reset reasons
+                                             (json: one line, for `cargo xtask deploy`)
        wanflash-update store reset           start a new store record (recovers a damaged store; forgets its history)
        wanflash-update boot --failed N       (init, once ready) trial check: commit or roll back;
                                              with `reset_log`, log why the last run ended
@@ -97,11 +98,19 @@ fn run(args: &[String]) -> Result<(), String> {
             );
             Ok(())
         }
-        ["status"] => {
+        ["status"] | ["status", "--format", "text"] => {
             print!(
                 "{}",
                 wanflash_update::status(&card, booted).map_err(|e| e.to_string())?
             );
+            Ok(())
+        }
+        ["status", "--format", "json"] => {
+            // An image without a readable policy still reports its slots.
+            let cfg = wanflash_update::Config::load(Path::new(wanflash_update::CONFIG_PATH)).ok();
+            let r = wanflash_update::slots_report(&card, booted, cfg.as_ref())
+                .map_err(|e| e.to_string())?;
+            print!("{}", r.to_json());
             Ok(())
         }
         _ => Err(USAGE.into()),

@@ -520,3 +520,54 @@ fn config_errors_name_the_file_and_the_key() {
     std::fs::write(&path, r#"{"reset_log": true}"#).unwrap();
     assert!(Config::load(&path).unwrap().reset_log);
 }
+
+#[test]
+fn the_json_slots_report_follows_an_update_its_rollback_and_a_damaged_store() {
+    let c = fake::card(Slot::A);
+    let cfg = box_config();
+    let r = slots_report(&c.card, Slot::A, Some(&cfg)).unwrap();
+    assert_eq!((r.booted.as_str(), r.default.as_str()), ("a", "a"));
+    assert_eq!(r.compatible.as_deref(), Some("test-router"));
+    assert_eq!((r.release, r.min_release), (Some(5), Some(5)));
+    assert_eq!(r.health_deadline_s, Some(120));
+    assert!(r.installed("a").is_none() && r.installed("b").is_none());
+    assert_eq!(r.trial, None);
+    let g0 = r.generation.unwrap();
+
+    try_update(&c, &bundle(Some(6), Some("test-router")), false)
+        .0
+        .unwrap();
+    let r = slots_report(&c.card, Slot::A, Some(&cfg)).unwrap();
+    assert_eq!(r.trial.as_deref(), Some("b"));
+    assert!(r.generation.unwrap() > g0);
+    let b = r.installed("b").unwrap();
+    assert_eq!(
+        (b.build_id.as_str(), b.release),
+        ("0123456789abcdef", Some(6))
+    );
+    // The trial boot of B fails its health check and records why.
+    roll_back(&c.card, Slot::B, "no WAN path up within 20 s of boot").unwrap();
+    let r = slots_report(&c.card, Slot::A, Some(&cfg)).unwrap();
+    assert_eq!(r.trial, None);
+    assert_eq!(
+        r.last_result.as_deref(),
+        Some("rolled back from slot b: no WAN path up within 20 s of boot")
+    );
+    let last = r.resets.last().unwrap();
+    assert_eq!(
+        (last.reason.as_str(), last.slot.as_str()),
+        ("rollback", "b")
+    );
+    // Read back as the workstation reads it.
+    let back = wanflash_schema::update::SlotsReport::from_json("box", &r.to_json()).unwrap();
+    assert_eq!(back, r);
+    // No policy: the slots still, the identity unknown.
+    let r = slots_report(&c.card, Slot::A, None).unwrap();
+    assert_eq!((r.compatible, r.min_release), (None, None));
+
+    damage_store(&c);
+    let r = slots_report(&c.card, Slot::A, Some(&cfg)).unwrap();
+    assert!(r.store_damaged.unwrap().contains("both copies are bad"));
+    assert_eq!(r.generation, None);
+    assert_eq!(r.min_release, Some(5));
+}

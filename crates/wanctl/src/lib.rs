@@ -37,8 +37,9 @@ pub const USAGE: &str = "usage: wanctl [--socket PATH] COMMAND
                                           --allow-downgrade: also an older or equal
                                           release (logged in the store)
   commit                                  keep the running trial slot as the default
-  slots                                   slots, releases, last update, downgrades,
-                                          reset reasons, a damaged store
+  slots [--format text|json]              slots, releases, last update, downgrades,
+                                          reset reasons, a damaged store (json: one
+                                          line, what `cargo xtask deploy` reads)
   store reset                             new store record after `slots` reports it
                                           damaged (forgets the slots' history)
   --socket PATH  failoverd's control socket (default /run/failoverd.sock)";

@@ -25,7 +25,11 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let updater_args: Option<Vec<&str>> = match args.first().map(String::as_str) {
         Some("update" | "commit") => Some(args.iter().map(String::as_str).collect()),
-        Some("slots") if args.len() == 1 => Some(vec!["status"]),
+        Some("slots") => Some(
+            std::iter::once("status")
+                .chain(args[1..].iter().map(String::as_str))
+                .collect(),
+        ),
         Some("store") => Some(args.iter().map(String::as_str).collect()),
         _ => None,
     };
