@@ -71,7 +71,10 @@ impl ClockWatch {
         wall_ms_now: i64,
         now: Ms,
     ) -> (Vec<Event>, Vec<Result<String, String>>) {
-        if self.last_poll.is_some_and(|t| now.saturating_sub(t) < CLOCK_POLL_MS) {
+        if self
+            .last_poll
+            .is_some_and(|t| now.saturating_sub(t) < CLOCK_POLL_MS)
+        {
             return (Vec::new(), Vec::new());
         }
         self.last_poll = Some(now);
@@ -208,7 +211,10 @@ mod tests {
         // The first answer steps the clock +3600 s at monotonic 10 s.
         let s = state(
             true,
-            &[(floor, floor - 5_000, "floor"), (floor + 3_610_000, 3_600_000, "sntp")],
+            &[
+                (floor, floor - 5_000, "floor"),
+                (floor + 3_610_000, 3_600_000, "sntp"),
+            ],
         );
         let (ev, lines) = w.follow(&mut rec, Some(&s), floor + 3_600_000, 10_000);
         assert_eq!(ev.len(), 1, "only the new step: {ev:?}");

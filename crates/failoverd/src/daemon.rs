@@ -1184,6 +1184,16 @@ impl Daemon {
                 self.handle(ds);
                 Response::message(text.join("\n"))
             }
+            Ok(Request::Undampen { path }) => match self.fsm.undampen(&path, now) {
+                Ok((cleared, ds)) => {
+                    self.info(format!("operator: {cleared}"));
+                    let mut text = vec![cleared];
+                    text.extend(ds.iter().map(|d| self.fsm.describe(d)));
+                    self.handle(ds);
+                    Response::message(text.join("\n"))
+                }
+                Err(e) => Response::error(e),
+            },
         }
     }
 

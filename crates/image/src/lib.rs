@@ -108,7 +108,10 @@ pub enum Event {
     /// Something the build goes on with but a person should fix (a site
     /// without NTP servers); the CLI prints it as `WARNING:`.
     Warning(String),
-    KernelCompile { done: u64, total: u64 },
+    KernelCompile {
+        done: u64,
+        total: u64,
+    },
     KernelCached(String),
 }
 

@@ -481,7 +481,9 @@ pub fn render_metrics(rec: &Recorder, extra: &Extra) -> String {
                 "gauge",
                 "Seconds since the box's clock was last synchronised.",
             );
-            let age = now_s.saturating_sub(i64::try_from(at).unwrap_or(i64::MAX)).max(0);
+            let age = now_s
+                .saturating_sub(i64::try_from(at).unwrap_or(i64::MAX))
+                .max(0);
             o.sample("wanflash_clock_last_sync_age_seconds", &[], age as f64);
         }
     }

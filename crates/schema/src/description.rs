@@ -1712,7 +1712,12 @@ site = "office"
         };
         let d = svc("user = \"a\"\ndevices = [\"/dev/rtc0\"]").unwrap();
         assert_eq!(d.system_services()[0].devices, ["/dev/rtc0"]);
-        for bad in ["/dev/../etc/shadow", "/dev/input/event0", "/etc/rtc0", "/dev/"] {
+        for bad in [
+            "/dev/../etc/shadow",
+            "/dev/input/event0",
+            "/etc/rtc0",
+            "/dev/",
+        ] {
             let err = svc(&format!("user = \"a\"\ndevices = [\"{bad}\"]"))
                 .unwrap_err()
                 .to_string();
@@ -1733,7 +1738,8 @@ site = "office"
 
     #[test]
     fn the_time_section_is_typed_and_a_site_without_servers_is_warned() {
-        let d = chain("hostname = \"r\"\n[time]\nservers = [\"203.0.113.123\"]\npoll_s = 128\n").unwrap();
+        let d = chain("hostname = \"r\"\n[time]\nservers = [\"203.0.113.123\"]\npoll_s = 128\n")
+            .unwrap();
         let (cfg, warnings) = d.box_time("images/x.toml", 1_790_000_000).unwrap();
         assert_eq!(cfg.servers, ["203.0.113.123"]);
         assert_eq!(cfg.poll_s, 128);
@@ -1747,11 +1753,17 @@ site = "office"
                 && warnings[0].contains("servers = [\"203.0.113.123\"]"),
             "{warnings:?}"
         );
-        assert!(chain("hostname = \"r\"\n").unwrap().box_time("x", 1).is_none());
+        assert!(chain("hostname = \"r\"\n")
+            .unwrap()
+            .box_time("x", 1)
+            .is_none());
         let err = chain("hostname = \"r\"\n[time]\nservers = [\"pool.ntp.example\"]\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("images/x.toml") && err.contains("no name resolver"), "{err}");
+        assert!(
+            err.contains("images/x.toml") && err.contains("no name resolver"),
+            "{err}"
+        );
     }
 
     #[test]

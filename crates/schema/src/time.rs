@@ -249,7 +249,9 @@ impl TimeState {
     /// that are still kept.
     pub fn steps_after(&self, seen: u64) -> &[TimeStep] {
         let new = self.steps_total.saturating_sub(seen);
-        let n = usize::try_from(new).unwrap_or(usize::MAX).min(self.steps.len());
+        let n = usize::try_from(new)
+            .unwrap_or(usize::MAX)
+            .min(self.steps.len());
         &self.steps[self.steps.len() - n..]
     }
 
@@ -316,13 +318,18 @@ mod tests {
         };
         assert_eq!(TimeState::from_json("s", &s.to_json()).unwrap(), s);
         // A state written before steps were kept still reads.
-        let old = r#"{"synchronised":false,"last_offset_ms":null,"server":null,"last_sync_unix_s":null}"#;
+        let old =
+            r#"{"synchronised":false,"last_offset_ms":null,"server":null,"last_sync_unix_s":null}"#;
         assert_eq!(TimeState::from_json("s", old).unwrap().steps_total, 0);
     }
 
     #[test]
     fn steps_are_bounded_and_new_ones_found_by_count() {
-        let mut s = TimeState::from_json("s", r#"{"synchronised":false,"last_offset_ms":null,"server":null,"last_sync_unix_s":null}"#).unwrap();
+        let mut s = TimeState::from_json(
+            "s",
+            r#"{"synchronised":false,"last_offset_ms":null,"server":null,"last_sync_unix_s":null}"#,
+        )
+        .unwrap();
         for i in 0..20 {
             s.push_step(TimeStep {
                 at_unix_ms: i,
@@ -351,7 +358,10 @@ mod tests {
         )
         .unwrap();
         let c = d.time.box_config(1_790_000_000);
-        assert_eq!(c.servers, ["203.0.113.123", "198.51.100.7:1123", "2001:db8::1"]);
+        assert_eq!(
+            c.servers,
+            ["203.0.113.123", "198.51.100.7:1123", "2001:db8::1"]
+        );
         assert_eq!(c.floor_unix_s, 1_790_000_000);
         assert!(!c.rtc);
         assert_eq!(c.poll_s, DEFAULT_POLL_S);

@@ -418,9 +418,15 @@ fn every_daemon_runs_as_its_own_user_with_only_its_capabilities() {
         }
         assert_eq!(status_field(&s, "NoNewPrivs:"), "1", "{why}");
         let rtc = agent.ok("ls -ln /dev/rtc0").unwrap();
-        assert!(rtc.starts_with("crw-------") && rtc.contains(" 102 "), "{site}: {rtc}");
+        assert!(
+            rtc.starts_with("crw-------") && rtc.contains(" 102 "),
+            "{site}: {rtc}"
+        );
         let state = agent.ok("ls -ln /run/timesync/state.json").unwrap();
-        assert!(state.starts_with("-rw-r--r--") && state.contains(" 102 "), "{site}: {state}");
+        assert!(
+            state.starts_with("-rw-r--r--") && state.contains(" 102 "),
+            "{site}: {state}"
+        );
         let start = line(&["started service `timesync`"]);
         assert!(
             start.ends_with("as `timesync` uid 102 gid 102, capabilities CAP_SYS_TIME"),

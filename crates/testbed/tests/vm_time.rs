@@ -78,7 +78,9 @@ fn status_field(status: &str, key: &str) -> String {
 /// `GET /metrics` from the guest's LAN address.
 fn metrics() -> Result<String, String> {
     let mut s = TcpStream::connect_timeout(
-        &format!("{GUEST_LAN}:9798").parse().map_err(|e| format!("{e}"))?,
+        &format!("{GUEST_LAN}:9798")
+            .parse()
+            .map_err(|e| format!("{e}"))?,
         Duration::from_secs(5),
     )
     .map_err(|e| format!("connect: {e}"))?;
@@ -259,7 +261,9 @@ fn run(image: &Path, work: &Path, chronyd: &Path) {
     .unwrap_or_else(|| {
         panic!(
             "the export has no synchronised span and two steps:\n{}\n{}",
-            agent.ok("/usr/bin/wanctl export --format json").unwrap_or_default(),
+            agent
+                .ok("/usr/bin/wanctl export --format json")
+                .unwrap_or_default(),
             why(&vm)
         )
     });

@@ -27,9 +27,7 @@ use std::time::{Duration, Instant};
 
 use wanflash_runtime::exit::{EXIT_BAD_CONFIG, EXIT_FAILED, EXIT_OK};
 pub use wanflash_runtime::log::Line;
-use wanflash_schema::time::{
-    TimeConfig, TimeState, TimeStep, TIME_CONFIG_PATH, TIME_STATE_PATH,
-};
+use wanflash_schema::time::{TimeConfig, TimeState, TimeStep, TIME_CONFIG_PATH, TIME_STATE_PATH};
 
 use clock::Clock;
 use policy::{Action, Discipline};

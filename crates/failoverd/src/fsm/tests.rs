@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use wanflash_schema::control::DampStatus;
 
 const OFFICE: &str = r#"{
   "paths": [
@@ -203,9 +204,10 @@ fn start_up_waits_for_the_better_path_then_picks_it() {
 fn silent_far_end_failure_is_detected_in_interval_times_multiplier() {
     let mut sim = started();
     // Probes go out at 1000, 1020, ...; the one of 1000 is answered at
-    // 1001. The far end dies at 1005: the probe of 1020 is the first lost.
+    // 1001. The path's far end address dies at 1005 (the members still
+    // answer): the probe of 1020 is the first lost.
     sim.run_until(1005);
-    sim.set_silent(&["bond0", "eth0", "eth1", "eth2"], true);
+    sim.set_silent(&["bond0"], true);
     sim.run_until(1079);
     assert_eq!(sim.current(), Some(T1));
     assert!(sim.take().is_empty());
@@ -221,13 +223,86 @@ fn silent_far_end_failure_is_detected_in_interval_times_multiplier() {
         Event::PathDown {
             path: T1,
             cause: Cause::Missed { probes: 3 },
-            detection_ms: 60
+            detection_ms: 60,
+            suppressed_ms: None
         }
     );
     assert_eq!(ds[0].at, 1080);
     // Nothing more while it stays dead: said once, not every probe.
     sim.run_until(20_000);
     assert!(sim.take().is_empty());
+}
+
+#[test]
+fn a_bundle_silent_on_every_member_is_down_an_interval_sooner() {
+    // Issue 18 item 4: the far end stops answering on every T1 at once.
+    // The path and the three members each miss 2 probes (multiplier - 1)
+    // by 1060: the far end, not a circuit; down then, not at 1080.
+    let mut sim = started();
+    sim.run_until(1005);
+    sim.set_silent(&["bond0", "eth0", "eth1", "eth2"], true);
+    sim.run_until(1059);
+    assert!(sim.take().is_empty());
+    sim.run_until(1060);
+    let ds = sim.take();
+    assert_eq!(
+        sim.lines(&ds),
+        vec!["path t1 down (2 probes missed on the path and on every member, detected in 40 ms); routes 203.0.113.128/25 -> t3"]
+    );
+    assert_eq!(
+        ds[0].event,
+        Event::PathDown {
+            path: T1,
+            cause: Cause::BundleSilent { probes: 2 },
+            detection_ms: 40,
+            suppressed_ms: None
+        }
+    );
+    // No member was blamed.
+    assert_eq!(
+        (0..3).map(|m| sim.fsm.member_state(m)).collect::<Vec<_>>(),
+        vec![Some(MemberState::In); 3]
+    );
+    sim.run_until(20_000);
+    assert!(sim.take().is_empty());
+
+    // Two of three members silent with the path: not the far end (one T1
+    // answers), so the path waits for its own multiplier, and the silent
+    // members are not taken out either while the path fails with them.
+    let mut sim = started();
+    sim.run_until(1005);
+    sim.set_silent(&["bond0", "eth0", "eth1"], true);
+    sim.run_until(1079);
+    assert!(sim.take().is_empty());
+    sim.run_until(1080);
+    let ds = sim.take();
+    assert!(
+        sim.lines(&ds).contains(
+            &"path t1 down (3 probes missed, detected in 60 ms); routes 203.0.113.128/25 -> t3"
+                .to_owned()
+        ),
+        "{:#?}",
+        sim.lines(&ds)
+    );
+
+    // With a multiplier of 5 (probes at 20 ms), 4 misses on each.
+    let text = OFFICE.replace(r#""multiplier": 3"#, r#""multiplier": 5"#);
+    let mut sim = Sim::new(&text);
+    sim.run_until(1005);
+    sim.take();
+    sim.set_silent(&["bond0", "eth0", "eth1", "eth2"], true);
+    sim.run_until(2000);
+    let ds = sim.take();
+    assert_eq!(ds[0].at, 1100, "{:#?}", sim.lines(&ds));
+    assert_eq!(
+        ds[0].event,
+        Event::PathDown {
+            path: T1,
+            cause: Cause::BundleSilent { probes: 4 },
+            detection_ms: 80,
+            suppressed_ms: None
+        }
+    );
 }
 
 #[test]
@@ -265,7 +340,8 @@ fn carrier_loss_is_immediate() {
         Event::PathDown {
             path: T1,
             cause: Cause::CarrierLost,
-            detection_ms: 0
+            detection_ms: 0,
+            suppressed_ms: None
         }
     );
     assert_eq!(route_changes(&ds), vec![(1234, Some(T1), T3)]);
@@ -340,8 +416,9 @@ fn hold_down_holds_then_moves_back_at_once() {
 
 #[test]
 fn a_circuit_flapping_every_50_ms_for_a_minute_moves_no_route_back() {
-    // The primary flaps: one move away, none back while it flaps, one back
-    // after it has been stable for the hold-down.
+    // The primary flaps: one move away, none back while it flaps; its
+    // flap penalty (about 600 failures, decaying as they come) keeps it
+    // out for minutes after its last failure, then it comes back once.
     let mut sim = started();
     let mut up = true;
     let mut t = 1000;
@@ -363,12 +440,27 @@ fn a_circuit_flapping_every_50_ms_for_a_minute_moves_no_route_back() {
     );
     // And said once, not 600 times.
     assert_eq!(ds.len(), 1, "{:#?}", sim.lines(&ds));
-    sim.run_until(61_000 + 5100);
+    let damp = sim.fsm.status(sim.now).paths[0].dampening;
+    assert!(damp.suppressed, "{damp:?}");
+    // 60 x log2(figure / 750) with a figure of some 430000: 9 min.
+    let reuse = sim.now + damp.reuse_in_ms.unwrap();
+    assert!(
+        (sim.now + 500_000..=sim.now + 600_000).contains(&reuse),
+        "{damp:?}"
+    );
+    sim.run_until(reuse - 1);
+    assert!(sim.take().is_empty());
+    assert_eq!(sim.current(), Some(T3));
+    sim.run_until(reuse);
     let ds = sim.take();
     let lines = sim.lines(&ds);
-    assert_eq!(route_changes(&ds).len(), 1, "{lines:#?}");
+    assert_eq!(
+        route_changes(&ds),
+        vec![(reuse, Some(T3), T1)],
+        "{lines:#?}"
+    );
     assert!(
-        lines[0].starts_with("path t1 up (healthy for 5000 ms, after "),
+        lines[0].starts_with("path t1 up (healthy for 5"),
         "{lines:#?}"
     );
     assert!(
@@ -394,6 +486,227 @@ fn a_circuit_flapping_every_50_ms_for_a_minute_moves_no_route_back() {
     );
 }
 
+/// The office with the default floor (1 s) and dampening.
+fn floored() -> Sim {
+    let text = OFFICE.replace(r#", "hold_down_ms": 5000"#, "");
+    let mut sim = Sim::new(&text);
+    sim.run_until(1000);
+    assert_eq!(sim.current(), Some(T1));
+    sim.take();
+    sim
+}
+
+/// Cuts `iface`'s carrier at `at` for `for_ms`; returns the decisions.
+fn cut(sim: &mut Sim, iface: &str, at: Ms, for_ms: Ms) -> Vec<Decision> {
+    sim.run_until(at);
+    sim.set_carrier(iface, false);
+    sim.run_until(at + for_ms);
+    sim.set_carrier(iface, true);
+    sim.take()
+}
+
+/// When the routes came back to t1 after `from`, running at most to `end`.
+fn back_on_t1(sim: &mut Sim, from: Ms, end: Ms) -> Option<Ms> {
+    let mut t = from;
+    while t < end {
+        t = (t + 100).min(end);
+        sim.run_until(t);
+        let ds = sim.take();
+        if let Some(c) = route_changes(&ds).iter().find(|c| c.2 == T1) {
+            return Some(c.0);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_first_failure_comes_back_after_the_floor_a_second_is_suppressed() {
+    let mut sim = floored();
+    assert_eq!(
+        Failover::from_json("x", &OFFICE.replace(r#", "hold_down_ms": 5000"#, ""))
+            .unwrap()
+            .probe
+            .hold_down_ms,
+        1000
+    );
+    // A clean path cut for 2 s: back 1 s (the floor) after its first
+    // answer (the probe of 3000 went out before the carrier came back:
+    // the one of 3020, answered at 3021).
+    let ds = cut(&mut sim, "bond0", 1000, 2000);
+    assert_eq!(
+        sim.lines(&ds),
+        vec!["path t1 down (carrier lost, detected in 0 ms); routes 203.0.113.128/25 -> t3"]
+    );
+    assert_eq!(back_on_t1(&mut sim, 3000, 10_000), Some(4021));
+    // It decays: 1000 x 2^(-3.1/60) = 965 at 4100.
+    let st = sim.fsm.status(sim.now).paths[0].dampening;
+    assert_eq!(sim.now, 4100);
+    assert_eq!((st.penalty, st.suppressed), (965, false), "{st:?}");
+
+    // Cut again 20 s later: 1000 x 2^(-1/3) + 1000 = 1794 > 1500, so it
+    // is suppressed until the figure decays to 750: 60 x log2(1794/750)
+    // = 75.5 s after the cut; the floor ran out long before.
+    let ds = cut(&mut sim, "bond0", 21_000, 2000);
+    let lines = sim.lines(&ds);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(
+            "path t1 down (carrier lost, detected in 0 ms; flapping: suppressed for 75."
+        ),
+        "{lines:#?}"
+    );
+    let Event::PathDown {
+        suppressed_ms: Some(out),
+        ..
+    } = ds[0].event
+    else {
+        panic!("{lines:#?}")
+    };
+    assert!((75_000..76_000).contains(&out), "{out}");
+    let st = sim.fsm.status(30_000).paths[0].dampening;
+    assert!(
+        st.suppressed && st.reuse_in_ms == Some(21_000 + out - 30_000),
+        "{st:?}"
+    );
+    sim.run_until(23_100);
+    assert_eq!(sim.fsm.path_health(T1), Some(Health::Holding));
+    assert_eq!(back_on_t1(&mut sim, 23_100, 200_000), Some(21_000 + out));
+    let ds = sim.take();
+    assert!(ds.is_empty(), "{:#?}", sim.lines(&ds));
+}
+
+#[test]
+fn a_path_that_keeps_failing_is_kept_out_longer_and_longer() {
+    // Cut for 1 s every 20 s, n times: the time from the last cut to the
+    // routes' return grows with n (the first costs the floor only).
+    let outs: Vec<Ms> = (1..=6)
+        .map(|n| {
+            let mut sim = floored();
+            let mut at = 1000;
+            for _ in 0..n {
+                cut(&mut sim, "bond0", at, 1000);
+                at += 20_000;
+            }
+            let last = at - 20_000;
+            back_on_t1(&mut sim, last + 1000, last + 700_000).unwrap() - last
+        })
+        .collect();
+    eprintln!("{outs:?}");
+    assert_eq!(outs[0], 2021);
+    assert!(outs.windows(2).all(|w| w[1] > w[0]), "{outs:?}");
+    // 1794 -> 75.5 s, 2424 -> 101 s, ...
+    assert!((75_000..77_000).contains(&outs[1]), "{outs:?}");
+    assert!((100_000..103_000).contains(&outs[2]), "{outs:?}");
+    // Once it is back, its figure is below `reuse`: one more failure is
+    // suppressed at once again (750 + 1000 > 1500), for about 73 s.
+    let mut sim = floored();
+    cut(&mut sim, "bond0", 1000, 1000);
+    cut(&mut sim, "bond0", 21_000, 1000);
+    let back = back_on_t1(&mut sim, 22_000, 200_000).unwrap();
+    let ds = cut(&mut sim, "bond0", back + 1000, 1000);
+    let Event::PathDown {
+        suppressed_ms: Some(out),
+        ..
+    } = ds[0].event
+    else {
+        panic!("{:#?}", sim.lines(&ds))
+    };
+    assert!((70_000..76_000).contains(&out), "{out}");
+}
+
+#[test]
+fn undampen_clears_the_penalty_and_a_healthy_path_comes_back_at_once() {
+    let mut sim = floored();
+    cut(&mut sim, "bond0", 1000, 1000);
+    back_on_t1(&mut sim, 2000, 10_000).unwrap();
+    cut(&mut sim, "bond0", 10_000, 1000);
+    sim.run_until(15_000);
+    sim.take();
+    assert!(sim.fsm.status(sim.now).paths[0].dampening.suppressed);
+    assert_eq!(sim.current(), Some(T3));
+    let (said, ds) = sim.fsm.undampen("t1", sim.now).unwrap();
+    assert!(
+        said.starts_with("flap penalty cleared: path t1 (was 1"),
+        "{said}"
+    );
+    assert!(said.ends_with(", suppressed)"), "{said}");
+    assert_eq!(route_changes(&ds), vec![(15_000, Some(T3), T1)]);
+    assert_eq!(
+        sim.fsm.status(sim.now).paths[0].dampening,
+        DampStatus::default()
+    );
+    let (said, ds) = sim.fsm.undampen("all", sim.now).unwrap();
+    assert_eq!(said, "no flap penalty on all: nothing to clear");
+    assert!(ds.is_empty());
+    let e = sim.fsm.undampen("t9", sim.now).unwrap_err();
+    assert_eq!(
+        e,
+        "no path or member named `t9` (give one of: t1, t3, eth0, eth1, eth2, or all)"
+    );
+    // A member by name: only it.
+    let (said, _) = sim.fsm.undampen("eth2", sim.now).unwrap();
+    assert_eq!(said, "no flap penalty on eth2: nothing to clear");
+}
+
+/// "out eth2", "in eth2" for each member move.
+fn member_said(sim: &Sim, ds: &[Decision]) -> Vec<String> {
+    ds.iter()
+        .filter_map(|d| match d.event {
+            Event::MemberOut { member, .. } => Some(format!("out {}", sim.fsm.member_name(member))),
+            Event::MemberIn { member, .. } => Some(format!("in {}", sim.fsm.member_name(member))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_member_taken_out_twice_in_a_minute_stays_out_until_its_penalty_decays() {
+    let mut sim = floored();
+    // eth2 cut for 1 s: out, back after the floor.
+    let ds = cut(&mut sim, "eth2", 2000, 1000);
+    assert_eq!(
+        member_said(&sim, &ds),
+        vec!["out eth2"],
+        "{:#?}",
+        sim.lines(&ds)
+    );
+    sim.run_until(6000);
+    let ds = sim.take();
+    assert_eq!(
+        member_said(&sim, &ds),
+        vec!["in eth2"],
+        "{:#?}",
+        sim.lines(&ds)
+    );
+    assert_eq!(sim.fsm.member_state(2), Some(MemberState::In));
+    // Again 11 s later: suppressed, 1000 x 2^(-11/60) + 1000 = 1881
+    // decays to 750 in 79.5 s.
+    let ds = cut(&mut sim, "eth2", 13_000, 1000);
+    let lines = sim.lines(&ds);
+    assert!(
+        lines[0].starts_with(
+            "member eth2 of path t1 taken out of bond0 (carrier lost, detected in 0 ms; flapping: suppressed for 79.5 s, then the hold-down)"
+        ),
+        "{lines:#?}"
+    );
+    let st = sim.fsm.status(sim.now).paths[0].members[2].dampening;
+    assert!(st.suppressed, "{st:?}");
+    sim.run_until(13_000 + 79_000);
+    assert!(sim.take().is_empty());
+    assert_eq!(sim.fsm.member_state(2), Some(MemberState::Returning));
+    sim.run_until(13_000 + 82_000);
+    let ds = sim.take();
+    assert_eq!(
+        member_said(&sim, &ds),
+        vec!["in eth2"],
+        "{:#?}",
+        sim.lines(&ds)
+    );
+    assert!(ds[0].at >= 13_000 + 79_500, "{}", ds[0].at);
+    // The path never moved.
+    assert_eq!(sim.current(), Some(T1));
+}
+
 #[test]
 fn all_paths_down_keeps_the_last_routes_and_says_it_once() {
     let mut sim = started();
@@ -411,7 +724,7 @@ fn all_paths_down_keeps_the_last_routes_and_says_it_once() {
     let lines = sim.lines(&ds);
     assert_eq!(
         lines,
-        vec!["path t1 down (3 probes missed, detected in 60 ms); all paths for 203.0.113.128/25 are down: keeping it on t1"]
+        vec!["path t1 down (2 probes missed on the path and on every member, detected in 40 ms); all paths for 203.0.113.128/25 are down: keeping it on t1"]
     );
     assert_eq!(
         ds[0].kept,
@@ -675,13 +988,6 @@ fn window_loss_is_exact() {
     assert_eq!(w.permille(), 0);
 }
 
-fn member_moves(ds: &[Decision]) -> Vec<String> {
-    ds.iter()
-        .filter(|d| matches!(d.event, Event::MemberOut { .. } | Event::MemberIn { .. }))
-        .map(|d| format!("{:?}", d.event))
-        .collect()
-}
-
 #[test]
 fn a_far_end_that_starts_late_and_answers_member_by_member_splits_nothing() {
     // The far end's daemon is not running yet: every probe is missed.
@@ -697,7 +1003,7 @@ fn a_far_end_that_starts_late_and_answers_member_by_member_splits_nothing() {
     sim.run_until(10_000);
     let ds = sim.take();
     assert_eq!(
-        member_moves(&ds),
+        member_said(&sim, &ds),
         Vec::<String>::new(),
         "{:#?}",
         sim.lines(&ds)
@@ -719,7 +1025,7 @@ fn a_restored_bundle_keeps_every_member_even_if_they_answer_one_by_one() {
     sim.run_until(12_000);
     let ds = sim.take();
     assert_eq!(
-        member_moves(&ds),
+        member_said(&sim, &ds),
         Vec::<String>::new(),
         "{:#?}",
         sim.lines(&ds)
@@ -729,7 +1035,7 @@ fn a_restored_bundle_keeps_every_member_even_if_they_answer_one_by_one() {
     sim.set_silent(&["eth2"], true);
     sim.run_until(12_200);
     let ds = sim.take();
-    assert_eq!(member_moves(&ds).len(), 1, "{:#?}", sim.lines(&ds));
+    assert_eq!(member_said(&sim, &ds).len(), 1, "{:#?}", sim.lines(&ds));
     assert_eq!(sim.fsm.member_state(2), Some(MemberState::Out));
 }
 
@@ -746,7 +1052,7 @@ fn the_far_ends_daemon_stopping_splits_no_member() {
     sim.run_until(2000);
     let ds = sim.take();
     assert_eq!(
-        member_moves(&ds),
+        member_said(&sim, &ds),
         Vec::<String>::new(),
         "{:#?}",
         sim.lines(&ds)
@@ -756,7 +1062,7 @@ fn the_far_ends_daemon_stopping_splits_no_member() {
     sim.run_until(9000);
     let ds = sim.take();
     assert_eq!(
-        member_moves(&ds),
+        member_said(&sim, &ds),
         Vec::<String>::new(),
         "{:#?}",
         sim.lines(&ds)
@@ -952,13 +1258,19 @@ fn ten_percent_random_loss_on_a_member_splits_nothing() {
 fn status_counts_every_take_out_and_down_and_the_age_of_the_last_answer() {
     let mut sim = started();
     // eth2 is cut and restored three times: three take-outs, three puts
-    // back (each after the 5 s hold-down).
+    // back (each after the 5 s hold-down; the operator clears the flap
+    // penalty each time, or the second would be suppressed).
     let mut at = 2000;
     for _ in 0..3 {
         sim.run_until(at);
         sim.set_carrier("eth2", false);
         sim.run_until(at + 1000);
         sim.set_carrier("eth2", true);
+        let (said, _) = sim.fsm.undampen("eth2", sim.now).unwrap();
+        assert!(
+            said.starts_with("flap penalty cleared: member eth2 (was "),
+            "{said}"
+        );
         at += 10_000;
     }
     sim.run_until(at);
