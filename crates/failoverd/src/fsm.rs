@@ -19,11 +19,12 @@
 //! and on the path ([`BUNDLE_SILENT_MISSES`] each); `holding` once it
 //! answers again (with carrier), and back to `up` after `hold_down_ms`
 //! (the floor) without being declared down again, and once its flap
-//! penalty allows ([`damp`]: each failure of a path that was up adds a
-//! penalty that halves every half-life; a failure that leaves it above
-//! `suppress` keeps the path out until it decays below `reuse`). Sporadic
-//! single losses do not restart the hold-down: only what would take an up
-//! path down does.
+//! penalty allows ([`damp`]: each failure of a path that was up, or that
+//! had been healthy for its floor and was kept out by its penalty alone,
+//! adds a penalty that halves every half-life; a failure that leaves it
+//! above `suppress` keeps the path out until it decays below `reuse`). A
+//! failure within the floor restarts the floor. Sporadic single losses
+//! do not restart it: only what would take an up path down does.
 //!
 //! Routes: every destination (with its table) is a *route set*, carried by
 //! the paths that list it. It goes to the forced path if one is forced and
@@ -40,8 +41,10 @@
 //! window full); `returning` once it answers again; put back
 //! (`rejoining` until its first answer after the move, then `in`) once
 //! its loss over the last [`PUT_BACK_PROBES`] has stayed at or below
-//! `put_back_percent` for the hold-down, and its flap penalty (each
-//! take-out adds one) allows. A member is taken out only while
+//! `put_back_percent` for the hold-down, and its flap penalty allows
+//! (each take-out out of the bond adds one: from `in`, or a `rejoining`
+//! member that does not answer; failing again while out adds one only
+//! after the floor, when only its penalty kept it out). A member is taken out only while
 //! another member of the bond works: when they all fail together the far
 //! end or the path is failing, and the path's own detection speaks (a
 //! bond path also counts as without carrier when its last member in the

@@ -189,11 +189,12 @@ impl Default for MemberLoss {
     }
 }
 
-/// Flap dampening, after BGP's route-flap dampening (RFC 2439, with
-/// RFC 7196's thresholds): each failure of a path (up to down, or down
-/// again while it recovers) and each take-out of a member adds `penalty`
-/// to the circuit's figure of merit, which halves every `half_life_ms`.
-/// A failure that leaves the figure above `suppress` suppresses the
+/// Flap dampening, after BGP's route-flap dampening (RFC 2439): each
+/// failure of a path that was up and each take-out of a member from its
+/// bond adds `penalty` to the circuit's figure of merit, which halves
+/// every `half_life_ms` (so does a failure of a suppressed circuit that
+/// had been healthy for its floor: it keeps flapping). A failure within
+/// the floor only restarts the floor. A failure that leaves the figure above `suppress` suppresses the
 /// circuit: once healthy again it stays out until the figure has decayed
 /// below `reuse`. The figure is capped at `reuse` x 2^(`max_suppress_ms` /
 /// `half_life_ms`), so no circuit is kept out longer than

@@ -385,11 +385,14 @@ fn fault(p: &BenchPair, m: Mech, f: Fault, on: bool) -> Result<()> {
 }
 
 /// After the fault is repaired: back to the preferred path before the next
-/// trial (failoverd: its hold-down; bonding: eth0 active again; mwan3: the
-/// tracker restarted online, as if its `up` rounds had passed).
+/// trial (failoverd: its flap penalty cleared with `wanctl undampen all`
+/// at both ends, so every trial is a first failure, then its floor;
+/// bonding: eth0 active again; mwan3: the tracker restarted online, as if
+/// its `up` rounds had passed).
 fn recover(p: &mut BenchPair, m: Mech, from: (usize, usize)) -> Result<()> {
     match m {
         Mech::Failoverd | Mech::FailoverdFast => {
+            undampen(p)?;
             for (vm, at) in [(&mut p.bed.office, from.0), (&mut p.bed.backup, from.1)] {
                 vm.wait_for_from("path t1 up", at, Duration::from_secs(90))
                     .map_err(agent_err)?;
@@ -408,6 +411,13 @@ fn recover(p: &mut BenchPair, m: Mech, from: (usize, usize)) -> Result<()> {
             wait_on_bundle(p, 60)
         }
     }
+}
+
+/// Clears failoverd's flap penalties at both ends: trials are
+/// independent, each a first failure (dampening would otherwise keep the
+/// bundle out for minutes after the second trial).
+fn undampen(p: &mut BenchPair) -> Result<()> {
+    both(p, |_| "/usr/bin/wanctl undampen all".into())
 }
 
 /// One trial: flow on, fault, wait for the flow to stall and come back,

@@ -236,7 +236,17 @@ impl Fsm {
                         (fails, clean)
                     };
                     if fails {
-                        m.damp.fail(&self.dampening, now);
+                        // Out of the bond all along: a flap only if it had
+                        // been healthy for its floor, kept out by its
+                        // penalty alone; otherwise (on a lossy line,
+                        // misses in a row come and go until the loss
+                        // stops) only the floor restarts.
+                        let floor = u64::from(s.hold_down_ms);
+                        if m.damp.suppressed(&self.dampening, now)
+                            && now.saturating_sub(m.since) >= floor
+                        {
+                            m.damp.fail(&self.dampening, now);
+                        }
                         m.state = MemberState::Out;
                         m.since = now;
                         m.mark = received;

@@ -72,7 +72,19 @@ impl Fsm {
                 }
                 Health::Holding => {
                     if let Some((cause, detection_ms)) = down {
-                        let suppressed_ms = p.damp.fail(&self.dampening, now);
+                        // A flap, if it had been healthy for its floor
+                        // (kept out only by its penalty): as a suppressed
+                        // route that is withdrawn again. A failure within
+                        // the floor (a link renegotiating as it returns)
+                        // only restarts the floor.
+                        let floor = u64::from(t.settings.hold_down_ms);
+                        let flapped = p.damp.suppressed(&self.dampening, now)
+                            && now.saturating_sub(p.since) >= floor;
+                        let suppressed_ms = if flapped {
+                            p.damp.fail(&self.dampening, now)
+                        } else {
+                            None
+                        };
                         p.health = Health::Down;
                         p.since = now;
                         p.mark = t.stats.received;
