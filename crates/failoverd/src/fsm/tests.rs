@@ -33,6 +33,10 @@ struct Sim {
     carrier: BTreeMap<String, bool>,
     /// Interface -> "this sequence number is lost".
     lossy: BTreeMap<String, LossFn>,
+    /// Interface -> error bursts (start, length in ms, in order): what it
+    /// sends then is lost. A path's probe over a bond crosses the member
+    /// of its sequence number (round robin).
+    bursts: BTreeMap<String, Vec<(Ms, Ms)>>,
     decisions: Vec<Decision>,
 }
 
@@ -48,6 +52,7 @@ impl Sim {
             silent: BTreeMap::new(),
             carrier: BTreeMap::new(),
             lossy: BTreeMap::new(),
+            bursts: BTreeMap::new(),
             decisions: Vec::new(),
         }
     }
@@ -78,7 +83,18 @@ impl Sim {
         if self.silent.get(iface).copied().unwrap_or(false) {
             return false;
         }
-        !self.lossy.get(iface).is_some_and(|f| f(seq))
+        let crossed = match self.fsm.target_kind(target) {
+            Some(TargetKind::Path(p)) if !self.fsm.paths[p].members.is_empty() => {
+                let ms = &self.fsm.paths[p].members;
+                self.fsm.members[ms[seq as usize % ms.len()]].name.as_str()
+            }
+            _ => iface,
+        };
+        let in_burst = self.bursts.get(crossed).is_some_and(|b| {
+            let i = b.partition_point(|&(start, _)| start <= self.now);
+            i > 0 && self.now < b[i - 1].0 + b[i - 1].1
+        });
+        !in_burst && !self.lossy.get(iface).is_some_and(|f| f(seq))
     }
 
     /// Runs the clock to `end`, delivering replies and ticking whenever
@@ -1328,4 +1344,89 @@ fn status_counts_every_take_out_and_down_and_the_age_of_the_last_answer() {
     assert!((1900..=2000).contains(&ago), "{t3:?}");
     assert_eq!(st.paths[0].downs, 0);
     assert!(st.paths[0].last_answer_ago_ms.unwrap() <= 20);
+}
+
+/// The noise of a healthy T1 (issue 18 item 3), as `wanflash-testsvc
+/// noise` makes it in the bench: bursts of 10 to 60 ms (uniform) that
+/// lose everything the line sends, with exponential gaps covering 1 % of
+/// the time. The same generator (splitmix64), so the bench's schedule.
+fn noise(secs: u64, seed: u64) -> Vec<(Ms, Ms)> {
+    let mut state = seed;
+    let mut unit = || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mean_gap = 35.0 * 0.99 / 0.01;
+    let (mut at, mut out) = (0.0f64, Vec::new());
+    loop {
+        at += -mean_gap * (1.0 - unit()).ln();
+        let len = 10 + (unit() * 51.0) as u64;
+        let start = at.round() as u64;
+        if start + len > secs * 1000 {
+            return out;
+        }
+        out.push((start, len));
+        at += len as f64;
+    }
+}
+
+/// False path failures and false take-outs of the office under `hours`
+/// of noise on its three T1s, probed every `interval` ms x `multiplier`.
+fn false_alarms(interval: u32, multiplier: u32, hours: u64) -> (usize, usize) {
+    let text = OFFICE
+        .replace(
+            r#""interval_ms": 20"#,
+            &format!(r#""interval_ms": {interval}"#),
+        )
+        .replace(
+            r#""multiplier": 3"#,
+            &format!(r#""multiplier": {multiplier}"#),
+        );
+    let mut sim = Sim::new(&text);
+    sim.run_until(1000);
+    assert_eq!(sim.current(), Some(T1));
+    sim.take();
+    let secs = hours * 3600;
+    for (i, m) in ["eth0", "eth1", "eth2"].iter().enumerate() {
+        let b: Vec<(Ms, Ms)> = noise(secs, 18 + i as u64 * 1000)
+            .into_iter()
+            .map(|(s, l)| (s + 1000, l))
+            .collect();
+        sim.bursts.insert((*m).to_owned(), b);
+    }
+    sim.run_until(1000 + secs * 1000);
+    let ds = sim.take();
+    let downs = ds
+        .iter()
+        .filter(|d| matches!(d.event, Event::PathDown { .. }))
+        .count();
+    let outs = ds
+        .iter()
+        .filter(|d| matches!(d.event, Event::MemberOut { .. }))
+        .count();
+    (downs, outs)
+}
+
+#[test]
+fn the_shipped_probes_ride_out_a_healthy_t1s_noise() {
+    // The noise model itself: about 1 % of the time in bursts.
+    let n = noise(3600, 18);
+    let lost: u64 = n.iter().map(|b| b.1).sum();
+    assert!((32_000..=40_000).contains(&lost), "{lost}");
+    // The shipped 100 ms x 3: a burst of at most 60 ms takes at most one
+    // probe of a T1 (and one of the path): 3 hours, nothing.
+    assert_eq!(false_alarms(100, 3, 3), (0, 0));
+    // 20 ms x 3 would not ship: a 60 ms burst swallows 3 probes of a T1
+    // (a take-out once it answered 200 in a row: 4 s without a burst) and
+    // of the path when they cross the same T1.
+    let fast = false_alarms(20, 3, 1);
+    eprintln!("20 ms x 3, 1 h of noise: {fast:?} (path downs, take-outs)");
+    assert!(fast.0 + fast.1 > 0, "{fast:?}");
+    // 20 ms x 4 (4 probes span 60 ms, more than a burst covers) rides it
+    // out in this model: the candidate for fast shipped probes, once the
+    // bench's noise run on the test bed agrees.
+    assert_eq!(false_alarms(20, 4, 1), (0, 0));
 }
