@@ -375,3 +375,21 @@ fn the_summary_names_the_carrier_and_circuit_id_when_failoverd_sends_them() {
         "{out}"
     );
 }
+
+#[test]
+fn undampen_takes_one_circuit_or_all() {
+    let args = |a: &[&str]| parse_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let inv = args(&["undampen", "all"]).unwrap().unwrap();
+    assert_eq!(
+        inv.command,
+        Command::Undampen {
+            circuit: "all".into()
+        }
+    );
+    assert_eq!(
+        args(&["undampen"]),
+        Err("`undampen` needs a path, a member or `all`: wanctl undampen t1".to_owned())
+    );
+    assert!(args(&["undampen", "t1", "--since", "1h"]).is_err());
+    assert!(args(&["undampen", "t1", "t3"]).is_err());
+}
