@@ -41,7 +41,7 @@ fn expect_route(t: &mut Bed, dev: &str, why: &str) {
 }
 
 /// Both daemons start together and find the far end silent until it is up,
-/// so a path first returns through its hold-down: wait (at most 60 s) for
+/// so a path first returns through its floor: wait (at most 60 s) for
 /// the bundle to carry the far LAN.
 fn settle_on_bundle(t: &mut Bed) {
     let deadline = Instant::now() + Duration::from_secs(60);
