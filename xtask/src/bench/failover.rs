@@ -748,6 +748,14 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         if last_fault && matches!(m, Mech::Failoverd | Mech::FailoverdFast | Mech::ArpMon) {
             if m.is_ours() {
                 undampen(&mut p)?;
+                // The trials' cuts took T1s out of the bonds; putting one
+                // back re-links its NICs (a run of 2026-12-05 counted the
+                // path failure that followed as the noise's). The noise
+                // starts on a whole bundle.
+                wait_both(&mut p, 120, "every T1 back in the bond", |_| {
+                    "s=$(cat /sys/class/net/bond0/bonding/slaves); for m in eth0 eth1 eth2; do case \" $s \" in *\" $m \"*) ;; *) exit 1;; esac; done".into()
+                })?;
+                std::thread::sleep(Duration::from_secs(3));
             }
             match noise_run(&mut p, m, noise_s).with_context(|| format!("{}: noise", m.label())) {
                 Ok(n) => {
