@@ -694,6 +694,7 @@ pub fn record(
             path,
             cause,
             detection_ms,
+            ..
         } => {
             let name = fsm.path_name(*path).to_owned();
             // An outage still open (it failed again while recovering)
@@ -839,6 +840,7 @@ mod tests {
                 member: 1,
                 cause: Cause::Missed { probes: 10 },
                 detection_ms: 1000,
+                suppressed_ms: None,
             },
             moves: Vec::new(),
             kept: Vec::new(),
@@ -903,6 +905,7 @@ mod tests {
                 member: 1,
                 cause: Cause::Missed { probes: 10 },
                 detection_ms: 1000,
+                suppressed_ms: None,
             },
             moves: Vec::new(),
             kept: Vec::new(),
