@@ -33,7 +33,21 @@ pub struct ClockWatch {
     /// Steps of `timesync` already recorded (its `steps_total`).
     steps_seen: u64,
     synchronised: bool,
+    /// A step seen in the clocks that timesync's state did not explain yet:
+    /// (wall time of the step, its size, when it was seen). Held for
+    /// [`FOREIGN_GRACE_MS`], since timesync writes its state just after it
+    /// steps; recorded as "not by timesync" only if the state does not
+    /// report the same step by then (else it would be recorded twice).
+    pending: Option<(i64, i64, Ms)>,
 }
+
+/// How long a step timesync has not reported is held before it is
+/// recorded as someone else's: two state polls and a margin.
+pub const FOREIGN_GRACE_MS: Ms = 2 * CLOCK_POLL_MS + 1000;
+
+/// A step timesync reports is the one held when their sizes differ by at
+/// most this (the clocks are read at different instants).
+const SAME_STEP_MS: i64 = 1000;
 
 /// The servers of `/etc/wanflash/time.json`, none when it is missing or
 /// unreadable (the clock's source is then `none`).
@@ -52,6 +66,7 @@ impl ClockWatch {
             mtime: None,
             last_poll: None,
             steps_seen: 0,
+            pending: None,
             synchronised: false,
         }
     }
@@ -117,6 +132,12 @@ impl ClockWatch {
         let mut reported = false;
         if let Some(s) = state {
             for step in s.steps_after(self.steps_seen) {
+                if self
+                    .pending
+                    .is_some_and(|(_, change, _)| (change - step.offset_ms).abs() <= SAME_STEP_MS)
+                {
+                    self.pending = None;
+                }
                 let cause = match (&*step.cause, &step.server) {
                     ("floor", _) => "time floor: the build's date".to_owned(),
                     (_, Some(server)) => format!("server {server}"),
@@ -135,10 +156,12 @@ impl ClockWatch {
         let change = measured - rec.wall_offset();
         if change.abs() >= FOLLOW_MS {
             if change.abs() >= FOREIGN_STEP_MS && !reported {
-                // Not timesync's (or its state not written yet: then its
-                // own step follows with the exact figure).
-                let at = rec.wall(now) + change;
-                events.push(rec.clock_step(at, change, "not by timesync"));
+                // Not timesync's, or its state is not written yet: held,
+                // and recorded below once timesync had time to say.
+                if let Some((at, c, _)) = self.pending.take() {
+                    events.push(rec.clock_step(at, c, "not by timesync"));
+                }
+                self.pending = Some((rec.wall(now) + change, change, now));
             }
             if change.abs() >= FOREIGN_STEP_MS {
                 lines.push(format!(
@@ -146,6 +169,12 @@ impl ClockWatch {
                 ));
             }
             rec.set_wall_offset(measured);
+        }
+        if let Some((at, c, seen)) = self.pending {
+            if now.saturating_sub(seen) >= FOREIGN_GRACE_MS {
+                self.pending = None;
+                events.push(rec.clock_step(at, c, "not by timesync"));
+            }
         }
         let at = rec.wall(now);
         let synchronised = self.synchronised;
@@ -236,11 +265,34 @@ mod tests {
         assert_eq!(r.spans.len(), 3, "{:?}", r.spans);
         assert!(!r.spans[0].synchronised && r.spans[2].synchronised);
         assert_eq!(r.spans[2].to_ms, floor + 3_612_000);
-        // Someone runs `date`: recorded, and followed.
+        // Someone runs `date`: followed at once, recorded once timesync
+        // had its time to claim it.
         let (ev, _) = w.follow(&mut rec, None, floor + 3_500_000, 14_000);
+        assert!(ev.is_empty(), "held: {ev:?}");
+        assert_eq!(rec.wall(14_000), floor + 3_514_000);
+        let (ev, _) = w.follow(&mut rec, None, floor + 3_500_000, 14_000 + FOREIGN_GRACE_MS);
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].cause, "clock stepped by -100.000 s (not by timesync)");
-        assert_eq!(rec.wall(14_000), floor + 3_514_000);
+        assert_eq!(ev[0].start_ms, floor + 3_514_000);
+    }
+
+    #[test]
+    fn a_step_seen_before_timesync_reports_it_is_recorded_once_as_timesyncs() {
+        // vm_time found it: failoverd saw the floor's step in the clocks one
+        // poll before timesync's state said it, and recorded it twice.
+        let floor = 1_767_225_600_000;
+        let mut rec = recorder(1_000);
+        let mut w = ClockWatch::new(PathBuf::from("/nonexistent"));
+        let (ev, _) = w.follow(&mut rec, None, floor - 5_000, 5_000);
+        assert!(ev.is_empty(), "held, not yet recorded: {ev:?}");
+        assert_eq!(rec.wall(5_000), floor, "followed at once");
+        let s = state(false, &[(floor, floor - 5_000 - 1_000 + 120, "floor")]);
+        let (ev, _) = w.follow(&mut rec, Some(&s), floor - 5_000, 7_000);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert!(ev[0].cause.contains("time floor"), "{:?}", ev[0].cause);
+        let (ev, _) = w.follow(&mut rec, None, floor - 5_000, 7_000 + FOREIGN_GRACE_MS);
+        assert!(ev.is_empty(), "recorded twice: {ev:?}");
+        assert_eq!(rec.clock().unwrap().record(rec.wall(20_000)).steps.len(), 1);
     }
 
     #[test]

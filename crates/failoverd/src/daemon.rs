@@ -269,7 +269,8 @@ impl Daemon {
                 .map_or(0, |t| t.as_millis() as i64);
             let offset = wall_now - d.now_ms() as i64;
             match History::open(cfg, r, &d.fsm, offset) {
-                Ok(o) => {
+                Ok(mut o) => {
+                    o.history.follow_system_clock();
                     d.history = Some(o.history);
                     for n in o.notes {
                         d.info(n);

@@ -46,8 +46,10 @@ pub struct History {
     relinks: Relinks,
     /// The store snapshot, when the update policy asks for it.
     snapshot: Option<Snapshots>,
-    /// `timesync`'s state and the wall clock, followed (see [`crate::clock`]).
-    clock: crate::clock::ClockWatch,
+    /// `timesync`'s state and the wall clock, followed (see [`crate::clock`])
+    /// once the daemon asks ([`History::follow_system_clock`]); the tests on
+    /// a simulated clock leave it off.
+    clock: Option<crate::clock::ClockWatch>,
 }
 
 /// The snapshot policy is the updater's ([`UPDATE_CONFIG`]); the updater
@@ -422,7 +424,7 @@ impl History {
                 sys: host::SYS.to_owned(),
                 relinks: Relinks::new(fsm.target_count()),
                 snapshot,
-                clock: crate::clock::ClockWatch::system(),
+                clock: None,
             },
             notes,
             errors,
@@ -532,10 +534,13 @@ impl History {
             self.counters(fsm, now);
         }
         self.snapshot_turn(now);
+        let Some(clock) = self.clock.as_mut() else {
+            return;
+        };
         let wall_now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let (events, lines) = self.clock.turn(&mut self.rec, wall_now, now);
+        let (events, lines) = clock.turn(&mut self.rec, wall_now, now);
         for e in &events {
             say(Ok(e.describe()));
             if let Some(err) = self.send(e) {
@@ -545,6 +550,13 @@ impl History {
         for l in lines {
             say(l);
         }
+    }
+
+    /// Follows the box's wall clock and `timesync`'s state from now on: the
+    /// daemon's history does; one driven by a simulated clock must not (the
+    /// real wall clock would look like a step of decades to it).
+    pub fn follow_system_clock(&mut self) {
+        self.clock = Some(crate::clock::ClockWatch::system());
     }
 
     /// Reaps a finished snapshot save; starts the next one when due and
