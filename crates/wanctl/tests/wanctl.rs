@@ -299,9 +299,10 @@ fn every_command_works_end_to_end_over_a_unix_socket() {
         "{}",
         &csv[..80]
     );
-    // From 22:46 to 23:46: 360 10 s buckets, 13 five-minute ones (22:45
-    // to 23:45), 2 hours (22:00, 23:00), for each circuit.
-    assert_eq!(csv.lines().count(), 1 + 2 * (360 + 13 + 2));
+    // From 22:46 to 23:46: 360 10 s buckets, 5 of 15 minutes (22:45 to
+    // 23:45), 2 hours (22:00, 23:00), for each circuit (the default tiers
+    // since issue 17's 400-day memory).
+    assert_eq!(csv.lines().count(), 1 + 2 * (360 + 5 + 2));
 
     assert_eq!(
         stdout(&wanctl(&sock, &["force", "t3"])),
