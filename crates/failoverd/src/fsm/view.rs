@@ -51,7 +51,6 @@ impl Fsm {
                     downs: p.downs,
                     last_answer_ago_ms: ago,
                     silent_after_ms: silent,
-                    dampening: p.damp.status(&self.dampening, now),
                     members: p
                         .members
                         .iter()
@@ -75,7 +74,6 @@ impl Fsm {
                                 take_outs: m.take_outs,
                                 last_answer_ago_ms: ago,
                                 silent_after_ms: silent,
-                                dampening: m.damp.status(&self.dampening, now),
                             }
                         })
                         .collect(),
@@ -109,25 +107,12 @@ impl Fsm {
     /// routes went.
     pub fn describe(&self, d: &Decision) -> String {
         let path = |p: usize| self.path_name(p).to_owned();
-        let suppressed = |ms: Option<Ms>| match ms {
-            Some(ms) => format!(
-                "; flapping: suppressed for {}.{} s, then the hold-down",
-                ms / 1000,
-                ms % 1000 / 100
-            ),
-            None => String::new(),
-        };
         let mut s = match &d.event {
             Event::PathDown {
                 path: p,
                 cause,
                 detection_ms,
-                suppressed_ms,
-            } => format!(
-                "path {} down ({cause}, detected in {detection_ms} ms{})",
-                path(*p),
-                suppressed(*suppressed_ms)
-            ),
+            } => format!("path {} down ({cause}, detected in {detection_ms} ms)", path(*p)),
             Event::PathUp {
                 path: p,
                 cause: Cause::FirstReply,
@@ -156,13 +141,11 @@ impl Fsm {
                 member,
                 cause,
                 detection_ms,
-                suppressed_ms,
             } => format!(
-                "member {} of path {} taken out of {} ({cause}, detected in {detection_ms} ms{})",
+                "member {} of path {} taken out of {} ({cause}, detected in {detection_ms} ms)",
                 self.member_name(*member),
                 path(*p),
-                self.paths.get(*p).map_or("?", |x| x.interface.as_str()),
-                suppressed(*suppressed_ms)
+                self.paths.get(*p).map_or("?", |x| x.interface.as_str())
             ),
             Event::MemberIn {
                 path: p,
