@@ -233,21 +233,7 @@ pub fn verify(r: &mut dyn Read, policy: &Policy) -> Result<Verified, Error> {
 /// Reads and checks the head of a bundle: magic, manifest, signature
 /// (before any payload byte is read) and the size limits.
 pub fn read_header(r: &mut dyn Read, policy: &Policy) -> Result<Header, Error> {
-    let mut magic = [0u8; 8];
-    read_exact(r, &mut magic, "header")?;
-    if &magic != MAGIC {
-        return Err(Error::Magic);
-    }
-    let mlen = read_u32(r, "header")?;
-    if mlen > MAX_MANIFEST {
-        return Err(Error::TooBig {
-            part: "manifest",
-            size: mlen.into(),
-            limit: MAX_MANIFEST.into(),
-        });
-    }
-    let mut json = vec![0u8; mlen as usize];
-    read_exact(r, &mut json, "manifest")?;
+    let json = read_manifest_json(r)?;
     let slen = read_u32(r, "signature")?;
     let signed = match slen {
         0 => {
@@ -285,12 +271,9 @@ pub fn read_header(r: &mut dyn Read, policy: &Policy) -> Result<Header, Error> {
     Ok(Header { manifest, signed })
 }
 
-/// The manifest at the head of a bundle, and whether it carries a
-/// signature, read WITHOUT checking the signature or the payloads: for the
-/// workstation (`cargo xtask deploy`), which compares the bundle's
-/// identity and release with the box's before sending it. The box checks
-/// everything itself ([`verify`]); nothing here may be trusted more.
-pub fn peek_manifest(r: &mut dyn Read) -> Result<(Manifest, bool), Error> {
+/// The magic and the manifest's bytes at the head of a bundle, bounded by
+/// [`MAX_MANIFEST`]; shared by [`read_header`] and [`peek_manifest`].
+fn read_manifest_json(r: &mut dyn Read) -> Result<Vec<u8>, Error> {
     let mut magic = [0u8; 8];
     read_exact(r, &mut magic, "header")?;
     if &magic != MAGIC {
@@ -306,6 +289,16 @@ pub fn peek_manifest(r: &mut dyn Read) -> Result<(Manifest, bool), Error> {
     }
     let mut json = vec![0u8; mlen as usize];
     read_exact(r, &mut json, "manifest")?;
+    Ok(json)
+}
+
+/// The manifest at the head of a bundle, and whether it carries a
+/// signature, read WITHOUT checking the signature or the payloads: for the
+/// workstation (`cargo xtask deploy`), which compares the bundle's
+/// identity and release with the box's before sending it. The box checks
+/// everything itself ([`verify`]); nothing here may be trusted more.
+pub fn peek_manifest(r: &mut dyn Read) -> Result<(Manifest, bool), Error> {
+    let json = read_manifest_json(r)?;
     let signed = match read_u32(r, "signature")? {
         0 => false,
         64 => true,
