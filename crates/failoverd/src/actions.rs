@@ -249,6 +249,7 @@ mod tests {
                 path: 0,
                 cause: Cause::CarrierLost,
                 detection_ms: 0,
+                suppressed_ms: None,
             },
             vec![
                 RouteMove {
@@ -317,6 +318,7 @@ mod tests {
                 member: 1,
                 cause: Cause::Missed { probes: 3 },
                 detection_ms: 60,
+                suppressed_ms: None,
             },
             Vec::new(),
         );

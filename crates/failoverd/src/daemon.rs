@@ -394,7 +394,7 @@ impl Daemon {
                     format!(", members {}", p.members.join(" "))
                 };
                 format!(
-                    "{} ({} via {}, {} probes to {} every {} ms, down after {} missed = {} ms, hold-down {} ms{members})",
+                    "{} ({} via {}, {} probes to {} every {} ms, down after {} missed = {} ms, floor {} ms{members})",
                     p.name,
                     p.interface,
                     p.gateway,
@@ -407,7 +407,16 @@ impl Daemon {
                 )
             })
             .collect();
-        self.info(format!("watching {}", paths.join("; ")));
+        let d = cfg.dampening;
+        self.info(format!(
+            "watching {}; flap dampening: penalty {} per failure, half-life {} ms, suppressed above {} until below {}, at most {} ms",
+            paths.join("; "),
+            d.penalty,
+            d.half_life_ms,
+            d.suppress,
+            d.reuse,
+            d.max_suppress_ms
+        ));
     }
 
     /// Reads every link's state and feeds the differences to the state
@@ -1185,6 +1194,16 @@ impl Daemon {
                 self.handle(ds);
                 Response::message(text.join("\n"))
             }
+            Ok(Request::Undampen { path }) => match self.fsm.undampen(&path, now) {
+                Ok((cleared, ds)) => {
+                    self.info(format!("operator: {cleared}"));
+                    let mut text = vec![cleared];
+                    text.extend(ds.iter().map(|d| self.fsm.describe(d)));
+                    self.handle(ds);
+                    Response::message(text.join("\n"))
+                }
+                Err(e) => Response::error(e),
+            },
         }
     }
 

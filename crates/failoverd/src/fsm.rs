@@ -14,11 +14,17 @@
 //! the first probe it swallowed, exactly.
 //!
 //! Paths: `unknown` until the first reply or the first detection; `up`;
-//! `down` after `multiplier` missed probes in a row or at once on carrier
-//! loss; `holding` once it answers again (with carrier), and back to `up`
-//! only after `hold_down_ms` without being declared down again. Sporadic
-//! single losses do not restart the hold-down: only what would take an up
-//! path down does.
+//! `down` after `multiplier` missed probes in a row, at once on carrier
+//! loss, or when the far end of a bond stops answering on every member
+//! and on the path ([`BUNDLE_SILENT_MISSES`] each); `holding` once it
+//! answers again (with carrier), and back to `up` after `hold_down_ms`
+//! (the floor) without being declared down again, and once its flap
+//! penalty allows ([`damp`]: each failure of a path that was up, or that
+//! had been healthy for its floor and was kept out by its penalty alone,
+//! adds a penalty that halves every half-life; a failure that leaves it
+//! above `suppress` keeps the path out until it decays below `reuse`). A
+//! failure within the floor restarts the floor. Sporadic single losses
+//! do not restart it: only what would take an up path down does.
 //!
 //! Routes: every destination (with its table) is a *route set*, carried by
 //! the paths that list it. It goes to the forced path if one is forced and
@@ -35,7 +41,10 @@
 //! window full); `returning` once it answers again; put back
 //! (`rejoining` until its first answer after the move, then `in`) once
 //! its loss over the last [`PUT_BACK_PROBES`] has stayed at or below
-//! `put_back_percent` for the hold-down. A member is taken out only while
+//! `put_back_percent` for the hold-down, and its flap penalty allows
+//! (each take-out out of the bond adds one: from `in`, or a `rejoining`
+//! member that does not answer; failing again while out adds one only
+//! after the floor, when only its penalty kept it out). A member is taken out only while
 //! another member of the bond works: when they all fail together the far
 //! end or the path is failing, and the path's own detection speaks (a
 //! bond path also counts as without carrier when its last member in the
@@ -43,7 +52,7 @@
 //!
 //! This file holds the machine, its state and its inputs; each rule has a
 //! file beside it: `paths` (down, holding, up), `members` (take-out and
-//! put-back), `routes` (route sets and their moves), `decision` (what the
+//! put-back), `damp` (the flap penalty), `routes` (route sets and their moves), `decision` (what the
 //! machine says) and `view` (the status and the log line of a decision).
 
 use std::collections::VecDeque;
@@ -51,7 +60,7 @@ use std::collections::VecDeque;
 pub use wanflash_schema::control::{
     Health, MemberState, MemberStatus, PathStatus, RouteSetStatus, Status,
 };
-use wanflash_schema::failover::{Failover, MemberLoss, ProbeKind, ProbeSettings};
+use wanflash_schema::failover::{Dampening, Failover, MemberLoss, ProbeKind, ProbeSettings};
 use wanflash_schema::network::Cidr;
 
 use crate::probe::{Sample, FLAG_MEMBER, FLAG_OUT, FLAG_READY};
@@ -59,14 +68,17 @@ use crate::probe::{Sample, FLAG_MEMBER, FLAG_OUT, FLAG_READY};
 /// Milliseconds on the caller's monotonic clock.
 pub type Ms = u64;
 
+pub mod damp;
 mod decision;
 mod members;
 mod paths;
 mod routes;
 mod view;
 
+pub use damp::Damp;
 pub use decision::{Cause, Decision, Event, Kept, ProbeOut, RouteMove, TargetKind};
 pub use members::{run_takes_out, CLEAN_STREAK, LOSSY_RUN, PUT_BACK_PROBES, REJOIN_GRACE_MS};
+pub use paths::BUNDLE_SILENT_MISSES;
 pub use routes::RouteSet;
 
 /// The last `cap` probe outcomes.
@@ -214,6 +226,7 @@ struct PathRt {
     /// Times it went down since failoverd started (from up, or failing
     /// again while holding): never reset, unlike `flaps`.
     downs: u64,
+    damp: Damp,
 }
 
 #[derive(Debug, Clone)]
@@ -237,6 +250,7 @@ struct MemberRt {
     /// and replies: out of its bond, and ready to put it back.
     far_out: bool,
     far_ready: bool,
+    damp: Damp,
 }
 
 /// What [`Fsm::tick`] asks of the caller.
@@ -253,6 +267,7 @@ pub struct Fsm {
     members: Vec<MemberRt>,
     sets: Vec<RouteSet>,
     loss: MemberLoss,
+    dampening: Dampening,
     forced: Option<usize>,
     started: Ms,
 }
@@ -267,6 +282,7 @@ impl Fsm {
             members: Vec::new(),
             sets: Vec::new(),
             loss: cfg.member_loss,
+            dampening: cfg.dampening,
             forced: None,
             started: now,
         };
@@ -317,6 +333,7 @@ impl Fsm {
                     ready: false,
                     far_out: false,
                     far_ready: false,
+                    damp: Damp::default(),
                 });
                 members.push(mi);
             }
@@ -332,6 +349,7 @@ impl Fsm {
                 mark: 0,
                 flaps: 0,
                 downs: 0,
+                damp: Damp::default(),
             });
             for dest in p.route_cidrs() {
                 let table = p.table_number();
@@ -415,7 +433,7 @@ impl Fsm {
     }
 
     /// The earliest time something can happen without an input: a probe
-    /// due, a hold-down or a rejoin grace ending.
+    /// due, a hold-down (or a suppression) or a rejoin grace ending.
     pub fn next_wakeup(&self) -> Ms {
         let mut t = self
             .targets
@@ -426,7 +444,8 @@ impl Fsm {
         for p in &self.paths {
             if p.health == Health::Holding {
                 let s = &self.targets[p.target].settings;
-                t = t.min(p.since + u64::from(s.hold_down_ms));
+                let floor = p.since + u64::from(s.hold_down_ms);
+                t = t.min(floor.max(self.reuse_after(&p.damp, floor)));
             }
         }
         for m in &self.members {
@@ -434,7 +453,8 @@ impl Fsm {
             match m.state {
                 // Ready and waiting for the far end: its flags wake us.
                 MemberState::Returning if !m.ready => {
-                    t = t.min(m.since + u64::from(s.hold_down_ms));
+                    let floor = m.since + u64::from(s.hold_down_ms);
+                    t = t.min(floor.max(self.reuse_after(&m.damp, floor)));
                 }
                 MemberState::Rejoining => t = t.min(m.since + REJOIN_GRACE_MS),
                 _ => {}
@@ -561,6 +581,65 @@ impl Fsm {
             moves,
             kept,
         }]
+    }
+
+    /// When a circuit suppressed at `at` may be used again (`at` if it is
+    /// not suppressed then).
+    fn reuse_after(&self, damp: &Damp, at: Ms) -> Ms {
+        damp.reuse_at(&self.dampening)
+            .filter(|r| *r > at)
+            .unwrap_or(at)
+    }
+
+    /// Clears the flap penalty of a path (and its members), of a member,
+    /// or of every circuit (`all`): `wanctl undampen`. Returns what was
+    /// cleared, for the operator, and the decisions that follow (a
+    /// suppressed path that has been healthy for its floor comes up).
+    pub fn undampen(&mut self, name: &str, now: Ms) -> Result<(String, Vec<Decision>), String> {
+        let d = self.dampening;
+        let mut cleared = Vec::new();
+        let mut say = |what: &str, n: &str, damp: &mut Damp| {
+            let (figure, suppressed) = damp.clear(&d, now);
+            if figure > 0 || suppressed {
+                cleared.push(format!(
+                    "{what} {n} (was {figure}{})",
+                    if suppressed { ", suppressed" } else { "" }
+                ));
+            }
+        };
+        let path = self.path_index(name);
+        let member = self.member_index(name);
+        if name == "all" {
+            for p in &mut self.paths {
+                say("path", &p.name, &mut p.damp);
+            }
+            for m in &mut self.members {
+                say("member", &m.name, &mut m.damp);
+            }
+        } else if let Some(pi) = path {
+            let p = &mut self.paths[pi];
+            say("path", &p.name, &mut p.damp);
+            for &mi in &self.paths[pi].members {
+                let m = &mut self.members[mi];
+                say("member", &m.name, &mut m.damp);
+            }
+        } else if let Some(mi) = member {
+            let m = &mut self.members[mi];
+            say("member", &m.name, &mut m.damp);
+        } else {
+            let mut names: Vec<&str> = self.paths.iter().map(|p| p.name.as_str()).collect();
+            names.extend(self.members.iter().map(|m| m.name.as_str()));
+            return Err(format!(
+                "no path or member named `{name}` (give one of: {}, or all)",
+                names.join(", ")
+            ));
+        }
+        let text = if cleared.is_empty() {
+            format!("no flap penalty on {name}: nothing to clear")
+        } else {
+            format!("flap penalty cleared: {}", cleared.join(", "))
+        };
+        Ok((text, self.evaluate(now)))
     }
 
     fn evaluate(&mut self, now: Ms) -> Vec<Decision> {

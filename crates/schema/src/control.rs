@@ -8,11 +8,13 @@
 //! {"cmd":"status"}              -> {"ok":true,"status":{...}}
 //! {"cmd":"force","path":"t3"}   -> {"ok":true,"message":"path t3 forced by the operator; routes ... -> t3"}
 //! {"cmd":"release"}             -> {"ok":true,"message":"force released: automatic choice; ..."}
+//! {"cmd":"undampen","path":"t1"} -> {"ok":true,"message":"flap penalty of t1 cleared (was 1843, suppressed) ..."}
 //! anything else                 -> {"ok":false,"error":"..."}
 //! ```
 //!
-//! The status is [`Status`]: per path its state, carrier, last RTT, loss,
-//! jitter and members; per route set the path carrying it; the forced
+//! `undampen` takes a path's name (the path and its members), a member's,
+//! or `all`. The status is [`Status`]: per path its state, carrier, last
+//! RTT, loss, jitter, flap penalty and members; per route set the path carrying it; the forced
 //! path if any.
 
 use serde::{Deserialize, Serialize};
@@ -29,8 +31,15 @@ pub const MAX_LINE: usize = 4096;
 #[serde(tag = "cmd", rename_all = "lowercase")]
 pub enum Request {
     Status,
-    Force { path: String },
+    Force {
+        path: String,
+    },
     Release,
+    /// Clears the flap penalty of a path (and its members), of a member,
+    /// or of every circuit (`all`).
+    Undampen {
+        path: String,
+    },
 }
 
 /// The request as sent; checked into a [`Request`] (serde's tagged enums
@@ -94,7 +103,7 @@ impl Request {
     pub fn parse(line: &str) -> Result<Request, String> {
         let bad = |e: String| {
             format!(
-                "bad request: {e}; send one JSON object per line: {{\"cmd\":\"status\"}}, {{\"cmd\":\"force\",\"path\":\"NAME\"}} or {{\"cmd\":\"release\"}}"
+                "bad request: {e}; send one JSON object per line: {{\"cmd\":\"status\"}}, {{\"cmd\":\"force\",\"path\":\"NAME\"}}, {{\"cmd\":\"release\"}} or {{\"cmd\":\"undampen\",\"path\":\"NAME|all\"}}"
             )
         };
         let raw: Raw = serde_json::from_str(line.trim()).map_err(|e| bad(e.to_string()))?;
@@ -103,6 +112,10 @@ impl Request {
             ("release", None) => Ok(Request::Release),
             ("force", Some(path)) => Ok(Request::Force { path }),
             ("force", None) => Err(bad("`force` needs a `path`".to_owned())),
+            ("undampen", Some(path)) => Ok(Request::Undampen { path }),
+            ("undampen", None) => Err(bad(
+                "`undampen` needs a `path`: a path, a member or `all`".to_owned()
+            )),
             ("status" | "release", Some(_)) => Err(bad(format!("`{}` takes no `path`", raw.cmd))),
             (other, _) => Err(bad(format!("unknown command `{other}`"))),
         }
@@ -184,6 +197,9 @@ pub struct PathStatus {
     /// its RTT and loss figures are stale; `None` from an older failoverd.
     #[serde(default)]
     pub silent_after_ms: Option<Ms>,
+    /// Its flap dampening (0 and not suppressed from an older failoverd).
+    #[serde(default)]
+    pub dampening: DampStatus,
     pub members: Vec<MemberStatus>,
 }
 
@@ -211,6 +227,21 @@ pub struct MemberStatus {
     pub last_answer_ago_ms: Option<Ms>,
     #[serde(default)]
     pub silent_after_ms: Option<Ms>,
+    #[serde(default)]
+    pub dampening: DampStatus,
+}
+
+/// A circuit's flap dampening now (`failover.dampening`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DampStatus {
+    /// The penalty now, decayed (RFC 2439's figure of merit).
+    pub penalty: u32,
+    /// Kept out, however healthy, until the penalty decays to `reuse`.
+    pub suppressed: bool,
+    /// When suppressed: how long until it may be used again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse_in_ms: Option<Ms>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,9 +277,14 @@ mod tests {
             Ok(Request::Force { path: "t3".into() })
         );
         assert_eq!(Request::parse(r#"{"cmd":"release"}"#), Ok(Request::Release));
+        assert_eq!(
+            Request::parse(r#"{"cmd":"undampen","path":"all"}"#),
+            Ok(Request::Undampen { path: "all".into() })
+        );
         for bad in [
             r#"{"cmd":"reboot"}"#,
             r#"{"cmd":"force"}"#,
+            r#"{"cmd":"undampen"}"#,
             r#"{"cmd":"status","x":1}"#,
             r#"{"cmd":"force","path":"t3","now":true}"#,
             "status",
@@ -262,6 +298,9 @@ mod tests {
             Request::Status,
             Request::Force { path: "t1".into() },
             Request::Release,
+            Request::Undampen {
+                path: "eth1".into(),
+            },
         ] {
             assert_eq!(Request::parse(&r.to_line()), Ok(r));
         }

@@ -22,8 +22,10 @@
 //!
 //! A path is declared down after `multiplier` probes in a row go
 //! unanswered (so `interval_ms` x `multiplier` after the first lost probe)
-//! or at once when its interface loses carrier, and is used again only
-//! after it has stayed healthy for `hold_down_ms`.
+//! or at once when its interface loses carrier, and is used again once it
+//! has stayed healthy for `hold_down_ms` and its flap penalty
+//! ([`Dampening`], RFC 2439's scheme) allows: a first failure costs the
+//! floor only, a path that keeps failing is kept out longer and longer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -81,6 +83,10 @@ pub struct Failover {
     /// When a member circuit of a bond is taken out and put back.
     #[serde(default)]
     pub member_loss: MemberLoss,
+    /// Flap dampening of paths and member take-outs: how long a circuit
+    /// that keeps failing is kept out.
+    #[serde(default)]
+    pub dampening: Dampening,
     /// Unix socket for status and commands (`wanctl`).
     #[serde(default = "default_control_socket")]
     pub control_socket: String,
@@ -132,9 +138,11 @@ pub struct ProbeDefaults {
     /// (BFD's detect multiplier).
     #[serde(default = "default_multiplier")]
     pub multiplier: u32,
-    /// A path that recovers carries traffic again only after this long
-    /// without failing (hysteresis: a flapping circuit cannot make the
-    /// traffic flap). At least `interval_ms` x `multiplier`.
+    /// The floor of a recovery: a path that answers again carries traffic
+    /// (a member goes back into its bond) only after this long without
+    /// failing, and only once its flap penalty allows ([`Dampening`]). At
+    /// least `interval_ms` x `multiplier`. Before dampening this was the
+    /// whole hysteresis (5000 by default); it is still read, as the floor.
     #[serde(default = "default_hold_down_ms")]
     pub hold_down_ms: u32,
 }
@@ -178,6 +186,79 @@ impl Default for MemberLoss {
             put_back_percent: default_put_back_percent(),
             window: default_window(),
         }
+    }
+}
+
+/// Flap dampening, after BGP's route-flap dampening (RFC 2439): each
+/// failure of a path that was up and each take-out of a member from its
+/// bond adds `penalty` to the circuit's figure of merit, which halves
+/// every `half_life_ms` (so does a failure of a suppressed circuit that
+/// had been healthy for its floor: it keeps flapping). A failure within
+/// the floor only restarts the floor. A failure that leaves the figure above `suppress` suppresses the
+/// circuit: once healthy again it stays out until the figure has decayed
+/// below `reuse`. The figure is capped at `reuse` x 2^(`max_suppress_ms` /
+/// `half_life_ms`), so no circuit is kept out longer than
+/// `max_suppress_ms` after its last failure. `hold_down_ms` stays the
+/// floor of every recovery.
+///
+/// With the defaults: a first failure costs the floor only (1000 <
+/// 1500); a second within one half-life (60 s) suppresses the circuit
+/// for 85 s (2000 decays to 750 in 1.4 half-lives), a third in a row for
+/// 2 min, and one that fails every 10 s is kept out 3.6 min after its
+/// last failure; at most 10 min (`max_suppress_ms`). `wanctl undampen
+/// PATH|all` clears a figure.
+///
+/// Why these values: BGP's defaults (half-life 15 min, suppress 2000,
+/// reuse 750, 60 min) judge routes that change once a day; a circuit
+/// that fails twice in a minute is already flapping (the noise of a
+/// healthy T1, error bursts up to 60 ms, does not fail a path at all at
+/// the shipped probes), and the backup path is always there, so the
+/// half-life is a minute and the cap ten. `suppress` at 1.5 penalties
+/// makes the second failure within a half-life the one that suppresses,
+/// and `reuse` at 750 (BGP's) keeps it out 85 s: a T1 that bounces every
+/// 30 s stays out after its second bounce instead of moving the traffic
+/// 120 times an hour. The consequences are computed in failoverd's
+/// tests (`fsm::tests`, the dampening ones), the noise measured in
+/// `cargo xtask bench failover` (BENCHMARKS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dampening {
+    /// Added to the figure at each failure (take-out for a member).
+    #[serde(default = "default_penalty")]
+    pub penalty: u32,
+    /// The figure halves in this many ms.
+    #[serde(default = "default_half_life_ms")]
+    pub half_life_ms: u32,
+    /// A failure that leaves the figure above this suppresses the circuit.
+    #[serde(default = "default_suppress")]
+    pub suppress: u32,
+    /// A suppressed circuit may be used again once the figure is below
+    /// this (and it has been healthy for the floor).
+    #[serde(default = "default_reuse")]
+    pub reuse: u32,
+    /// Longest a circuit stays suppressed after its last failure.
+    #[serde(default = "default_max_suppress_ms")]
+    pub max_suppress_ms: u32,
+}
+
+impl Default for Dampening {
+    fn default() -> Self {
+        Dampening {
+            penalty: default_penalty(),
+            half_life_ms: default_half_life_ms(),
+            suppress: default_suppress(),
+            reuse: default_reuse(),
+            max_suppress_ms: default_max_suppress_ms(),
+        }
+    }
+}
+
+impl Dampening {
+    /// The highest figure: one that decays to `reuse` in
+    /// `max_suppress_ms`.
+    pub fn ceiling(&self) -> f64 {
+        let halvings = f64::from(self.max_suppress_ms) / f64::from(self.half_life_ms.max(1));
+        f64::from(self.reuse) * halvings.exp2()
     }
 }
 
@@ -321,8 +402,28 @@ fn default_interval_ms() -> u32 {
 fn default_multiplier() -> u32 {
     3
 }
+/// The floor of a recovery. 1 s: ten detection times at 100 ms x 3,
+/// long enough for both ends of a circuit that answers again to see it
+/// (the far end's own detection runs as long), short enough that a path
+/// whose first failure was a cut, repaired, carries traffic again a
+/// second later. Repeated failures are dampening's to keep out.
 fn default_hold_down_ms() -> u32 {
-    5000
+    1000
+}
+fn default_penalty() -> u32 {
+    1000
+}
+fn default_half_life_ms() -> u32 {
+    60_000
+}
+fn default_suppress() -> u32 {
+    1500
+}
+fn default_reuse() -> u32 {
+    750
+}
+fn default_max_suppress_ms() -> u32 {
+    600_000
 }
 fn default_take_out_percent() -> u32 {
     20
@@ -481,6 +582,7 @@ impl Validator<'_> {
                 ),
             );
         }
+        self.dampening(&f.dampening);
         let sock = &f.control_socket;
         if !sock.starts_with('/') || sock.ends_with('/') {
             self.err(
@@ -524,6 +626,53 @@ impl Validator<'_> {
         }
     }
 
+    fn dampening(&mut self, d: &Dampening) {
+        let key = "failover.dampening";
+        if d.penalty == 0 {
+            self.err(
+                format!("{key}.penalty"),
+                "a penalty of 0 turns dampening off without saying so: use 1000 (and `suppress` above it), or a `suppress` higher than any figure to keep the floor only",
+            );
+        }
+        if !(1000..=86_400_000).contains(&d.half_life_ms) {
+            self.err(
+                format!("{key}.half_life_ms"),
+                format!(
+                    "a half-life of {} ms is out of range: use 1000 (1 s) to 86400000 (a day); 60000 is the default",
+                    d.half_life_ms
+                ),
+            );
+        }
+        if d.reuse == 0 || d.reuse >= d.suppress {
+            self.err(
+                format!("{key}.reuse"),
+                format!(
+                    "reuse {} must be above 0 and below suppress {} (the gap is the hysteresis): 750 and 1500 are the defaults",
+                    d.reuse, d.suppress
+                ),
+            );
+        }
+        if d.max_suppress_ms < d.half_life_ms || d.max_suppress_ms > 86_400_000 {
+            self.err(
+                format!("{key}.max_suppress_ms"),
+                format!(
+                    "max_suppress_ms {} must be from half_life_ms ({}) to 86400000 (a day): 600000 is the default",
+                    d.max_suppress_ms, d.half_life_ms
+                ),
+            );
+        } else if d.half_life_ms >= 1000 && d.ceiling() <= f64::from(d.suppress) {
+            self.err(
+                format!("{key}.max_suppress_ms"),
+                format!(
+                    "with max_suppress_ms {} the figure is capped at {:.0}, not above suppress {}: nothing would ever be suppressed; raise max_suppress_ms or lower suppress",
+                    d.max_suppress_ms,
+                    d.ceiling(),
+                    d.suppress
+                ),
+            );
+        }
+    }
+
     /// Checks one set of timing values, set at `key` (`failover.probe`,
     /// or a path's key); `set` says which of interval, multiplier and
     /// hold-down are set there (all of them for the defaults).
@@ -557,7 +706,7 @@ impl Validator<'_> {
             self.err(
                 k,
                 format!(
-                    "hold-down {} ms is shorter than the detection time interval x multiplier = {} x {} = {detect} ms, so a flapping circuit could carry traffic between two failures: raise it to at least {detect} ms (seconds are usual)",
+                    "hold-down {} ms is shorter than the detection time interval x multiplier = {} x {} = {detect} ms, so a flapping circuit could carry traffic between two failures: raise it to at least {detect} ms (1000 is the default; dampening keeps repeated failures out)",
                     s.hold_down_ms, s.interval_ms, s.multiplier
                 ),
             );
@@ -916,8 +1065,9 @@ mod tests {
         let s = f.paths[0].settings(&f.probe);
         assert_eq!(
             (s.interval_ms, s.multiplier, s.hold_down_ms),
-            (100, 3, 5000)
+            (100, 3, 1000)
         );
+        assert_eq!(f.dampening, Dampening::default());
         assert_eq!(
             f.paths[0].route_cidrs(),
             vec!["0.0.0.0/0".parse::<Cidr>().unwrap()]
@@ -1124,6 +1274,73 @@ mod tests {
         let mut f = office();
         f.udp_port = 0;
         one_error(&f, None, "failover.udp_port", "port 0");
+    }
+
+    #[test]
+    fn dampening_is_defaulted_typed_and_checked() {
+        let f = office();
+        let d = f.dampening;
+        assert_eq!(
+            (
+                d.penalty,
+                d.half_life_ms,
+                d.suppress,
+                d.reuse,
+                d.max_suppress_ms
+            ),
+            (1000, 60_000, 1500, 750, 600_000)
+        );
+        // The cap decays to reuse in max_suppress_ms: 10 half-lives.
+        assert_eq!(d.ceiling(), 750.0 * 1024.0);
+        assert!(f.to_json().contains("\"half_life_ms\": 60000"));
+        let text = OFFICE.replace(
+            "\"probe\":",
+            "\"dampening\": { \"half_life_ms\": 30000, \"suppress\": 2500 },\n \"probe\":",
+        );
+        let g = Failover::from_json("x", &text).unwrap();
+        assert_eq!(
+            (
+                g.dampening.half_life_ms,
+                g.dampening.suppress,
+                g.dampening.reuse
+            ),
+            (30_000, 2500, 750)
+        );
+        assert!(g.validate(None).is_ok());
+        let bad = OFFICE.replace(
+            "\"probe\":",
+            "\"dampening\": { \"halflife\": 1 },\n \"probe\":",
+        );
+        assert!(Failover::from_json("x", &bad)
+            .unwrap_err()
+            .to_string()
+            .contains("halflife"));
+        let mut f = office();
+        f.dampening.reuse = 1500;
+        one_error(&f, None, "failover.dampening.reuse", "below suppress 1500");
+        let mut f = office();
+        f.dampening.half_life_ms = 10;
+        one_error(&f, None, "failover.dampening.half_life_ms", "out of range");
+        let mut f = office();
+        f.dampening.penalty = 0;
+        one_error(&f, None, "failover.dampening.penalty", "use 1000");
+        let mut f = office();
+        f.dampening.max_suppress_ms = 60_000;
+        // 750 x 2 = 1500: capped at suppress, never above it.
+        one_error(
+            &f,
+            None,
+            "failover.dampening.max_suppress_ms",
+            "nothing would ever be suppressed",
+        );
+        let mut f = office();
+        f.dampening.max_suppress_ms = 1000;
+        one_error(
+            &f,
+            None,
+            "failover.dampening.max_suppress_ms",
+            "from half_life_ms",
+        );
     }
 
     #[test]

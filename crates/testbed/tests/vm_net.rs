@@ -53,8 +53,9 @@ fn carrying(bonding: &str, member: &str) -> bool {
 }
 
 /// `/proc/net/bonding/bond0` once `done` holds of it, or after 40 s
-/// (a member failoverd took out comes back after its 5 s hold-down,
-/// counted once 50 clean probes have flushed the outage's).
+/// (a member failoverd took out comes back after its 1 s floor, counted
+/// once 50 clean probes have flushed the outage's; one take-out is not
+/// dampened).
 fn wait_bond(agent: &mut Agent, done: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
@@ -124,8 +125,8 @@ fn two_routers_bond_three_t1s_and_survive_cuts() {
         "the bond stopped carrying traffic under the cuts:\n{out}"
     );
     // A cut member is marked down by miimon, or taken out of the bond by
-    // failoverd (circuit splitting, which then puts it back only after a
-    // hold-down): either way it carries nothing.
+    // failoverd (circuit splitting, which then puts it back only after its
+    // floor): either way it carries nothing.
     for agent in [&mut t.office, &mut t.backup] {
         let b = wait_bond(agent, |b| {
             !carrying(b, "eth0") && !carrying(b, "eth1") && carrying(b, "eth2")

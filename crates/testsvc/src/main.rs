@@ -13,12 +13,14 @@
 //! | `sleep`      | sleeps for ever (shutdown tests)                              |
 //! | `stubborn`   | ignores SIGTERM and sleeps for ever (SIGKILL escalation)      |
 //! | `netem IFACE loss PCT delay MS jitter MS` / `netem IFACE off` | impairs an interface's egress |
+//! | `noise SECS SEED PERMILLE MIN_MS MAX_MS IFACE...` | error bursts on each interface's egress (the failover bench's noise) |
 //!
 //! Output lines start with `testsvc: ` so the console is easy to search.
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod netem;
+mod noise;
 
 use std::fs;
 use std::io;
@@ -32,7 +34,7 @@ use nix::unistd::ForkResult;
 use wanflash_runtime::exit::{exit, EXIT_FAILED, EXIT_USAGE};
 
 const USAGE: &str =
-    "usage: wanflash-testsvc crash | orphans N | rofs | zombies [MS] | sleep | stubborn | kill-init TERM|USR1|USR2|INT MS | agent DEVICE | netem IFACE [loss PCT] [delay MS] [jitter MS] | netem IFACE off";
+    "usage: wanflash-testsvc crash | orphans N | rofs | zombies [MS] | sleep | stubborn | kill-init TERM|USR1|USR2|INT MS | agent DEVICE | netem IFACE [loss PCT] [delay MS] [jitter MS] | netem IFACE off | noise SECS SEED PERMILLE MIN_MS MAX_MS IFACE...";
 
 /// How long a grandchild lives: long enough for its parent to exit first,
 /// so that it is reparented to PID 1 before it exits.
@@ -72,6 +74,18 @@ fn main() -> ExitCode {
         }
         ["kill-init", sig, ms] => kill_init(sig, ms),
         ["agent", dev] => agent(dev),
+        ["noise", rest @ ..] => match noise::run(rest) {
+            Ok(lines) => {
+                for l in lines {
+                    println!("{l}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("testsvc: noise: {e}");
+                exit(EXIT_FAILED)
+            }
+        },
         ["netem", rest @ ..] => match netem::run(rest) {
             Ok(line) => {
                 println!("{line}");

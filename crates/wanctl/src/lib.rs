@@ -31,6 +31,9 @@ pub const USAGE: &str = "usage: wanctl [--socket PATH] COMMAND
   export --format csv|json                everything recorded, to stdout
   force PATH                              put every route PATH carries on it
   release                                 back to automatic choice
+  undampen PATH|MEMBER|all                clear the flap penalty: a suppressed
+                                          circuit is used again once healthy
+                                          for its hold-down
   update [--allow-downgrade] FILE|-       verify a signed bundle of this image with a
                                           newer release, write the inactive slot,
                                           reboot into it once (wanflash-update);
@@ -74,6 +77,9 @@ pub enum Command {
         path: String,
     },
     Release,
+    Undampen {
+        circuit: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +192,18 @@ pub fn parse_args(args: &[String]) -> Result<Option<Invocation>, String> {
             }
         }
         ["force"] => return Err("`force` needs a path: wanctl force t3".to_owned()),
+        ["undampen", c] => {
+            only(
+                since.is_none() && circuit.is_none() && format.is_none(),
+                "undampen",
+            )?;
+            Command::Undampen {
+                circuit: (*c).to_owned(),
+            }
+        }
+        ["undampen"] => {
+            return Err("`undampen` needs a path, a member or `all`: wanctl undampen t1".to_owned())
+        }
         ["release"] => {
             only(
                 since.is_none() && circuit.is_none() && format.is_none(),
@@ -262,6 +280,15 @@ pub fn run(inv: &Invocation) -> Result<String, Failure> {
         }
         Command::Release => {
             let r = failoverd(sock, &fctl::Request::Release)?;
+            Ok(r.message.unwrap_or_default() + "\n")
+        }
+        Command::Undampen { circuit } => {
+            let r = failoverd(
+                sock,
+                &fctl::Request::Undampen {
+                    path: circuit.clone(),
+                },
+            )?;
             Ok(r.message.unwrap_or_default() + "\n")
         }
         Command::Events { since_s, circuit } => {
@@ -524,6 +551,29 @@ pub fn render_status(st: &Status) -> String {
         })
         .map(|m| m.name.as_str())
         .collect();
+    // Flap dampening: only the circuits with a penalty.
+    let mut damp = String::new();
+    let circuits = st.paths.iter().flat_map(|p| {
+        std::iter::once((p.name.as_str(), p.dampening))
+            .chain(p.members.iter().map(|m| (m.name.as_str(), m.dampening)))
+    });
+    for (name, d) in circuits {
+        if d.penalty == 0 && !d.suppressed {
+            continue;
+        }
+        damp += &format!("  {name:<8} penalty {:>6}", d.penalty);
+        if d.suppressed {
+            damp += &format!(
+                ", SUPPRESSED: kept out {} more, then its hold-down (wanctl undampen {name})",
+                human_duration(d.reuse_in_ms.unwrap_or(0))
+            );
+        }
+        damp += "\n";
+    }
+    if !damp.is_empty() {
+        o += "\nFLAP DAMPENING (the penalty halves every half-life)\n";
+        o += &damp;
+    }
     let unknown = st.paths.iter().all(|p| p.state.as_str() == "unknown");
     let health = if unknown {
         "starting: no path has answered yet".to_owned()

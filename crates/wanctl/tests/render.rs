@@ -102,6 +102,26 @@ fn a_dead_circuit_says_no_answer_instead_of_its_last_figures() {
 }
 
 #[test]
+fn flap_penalties_and_suppression_are_shown_with_the_way_out() {
+    let st = status(
+        r#","downs":3,"dampening":{"penalty":2841,"suppressed":true,"reuse_in_ms":115000}"#,
+        r#","downs":1"#,
+        r#","take_outs":1,"dampening":{"penalty":412,"suppressed":false}"#,
+    );
+    let text = render_status(&st);
+    eprintln!("{text}");
+    assert!(
+        text.contains(
+            "\nFLAP DAMPENING (the penalty halves every half-life)\n  t1       penalty   2841, SUPPRESSED: kept out 1 min 55 s more, then its hold-down (wanctl undampen t1)\n  eth1     penalty    412\n\nHEALTH"
+        ),
+        "{text}"
+    );
+    // Without a penalty (or from an older failoverd): no such section.
+    let old = render_status(&status("", "", ""));
+    assert!(!old.contains("DAMPENING"), "{old}");
+}
+
+#[test]
 fn a_member_taken_out_41_times_shows_41_flaps() {
     let st = status(
         r#","downs":0,"last_answer_ago_ms":15,"silent_after_ms":60"#,
@@ -354,4 +374,22 @@ fn the_summary_names_the_carrier_and_circuit_id_when_failoverd_sends_them() {
         Some("carrier: Example Telecom, circuit EX-T1-0001"),
         "{out}"
     );
+}
+
+#[test]
+fn undampen_takes_one_circuit_or_all() {
+    let args = |a: &[&str]| parse_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let inv = args(&["undampen", "all"]).unwrap().unwrap();
+    assert_eq!(
+        inv.command,
+        Command::Undampen {
+            circuit: "all".into()
+        }
+    );
+    assert_eq!(
+        args(&["undampen"]),
+        Err("`undampen` needs a path, a member or `all`: wanctl undampen t1".to_owned())
+    );
+    assert!(args(&["undampen", "t1", "--since", "1h"]).is_err());
+    assert!(args(&["undampen", "t1", "t3"]).is_err());
 }

@@ -137,6 +137,10 @@ fn serve(sock: PathBuf, n: usize) -> std::thread::JoinHandle<()> {
                         fsm.release(NOW);
                         fctl::Response::message("force released: automatic choice").to_line()
                     }
+                    Ok(fctl::Request::Undampen { path }) => match fsm.undampen(&path, NOW) {
+                        Ok((text, _)) => fctl::Response::message(text).to_line(),
+                        Err(e) => fctl::Response::error(e).to_line(),
+                    },
                     Err(e) => fctl::Response::error(e).to_line(),
                 }
             };
@@ -152,7 +156,7 @@ use common::{stdout, wanctl};
 fn every_command_works_end_to_end_over_a_unix_socket() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("failoverd.sock");
-    let server = serve(sock.clone(), 11);
+    let server = serve(sock.clone(), 13);
 
     let status = stdout(&wanctl(&sock, &["status"]));
     eprintln!("{status}");
@@ -184,6 +188,17 @@ fn every_command_works_end_to_end_over_a_unix_socket() {
     assert!(
         status.contains("\nHEALTH degraded: not up: t3\n"),
         "{status}"
+    );
+    // t3 never was up: no flap penalty anywhere.
+    assert_eq!(
+        stdout(&wanctl(&sock, &["undampen", "all"])),
+        "no flap penalty on all: nothing to clear\n"
+    );
+    let bad = wanctl(&sock, &["undampen", "eth7"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&bad.stderr),
+        "wanctl: no path or member named `eth7` (give one of: t1, t3, eth0, eth1, or all)\n"
     );
 
     let events = stdout(&wanctl(

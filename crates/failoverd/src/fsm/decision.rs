@@ -30,6 +30,11 @@ pub enum Cause {
     /// The far end's failoverd has the member out of its bond (its probes
     /// say so): what this end sends on the circuit would be dropped there.
     FarEndOut,
+    /// The path's own probes and every member's went unanswered, this
+    /// many in a row each ([`super::BUNDLE_SILENT_MISSES`]).
+    BundleSilent {
+        probes: u32,
+    },
 }
 
 pub(super) fn percent(permille: u32) -> String {
@@ -57,6 +62,9 @@ impl fmt::Display for Cause {
                 REJOIN_GRACE_MS / 1000
             ),
             Cause::FarEndOut => f.write_str("the far end took it out of its bond"),
+            Cause::BundleSilent { probes } => {
+                write!(f, "{probes} probes missed on the path and on every member")
+            }
         }
     }
 }
@@ -65,11 +73,13 @@ impl fmt::Display for Cause {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// `detection_ms`: from the first missed probe's transmission (or the
-    /// carrier event) to the decision.
+    /// carrier event) to the decision. `suppressed_ms`: the failure left
+    /// its flap penalty above `suppress`: kept out at least this long.
     PathDown {
         path: usize,
         cause: Cause,
         detection_ms: Ms,
+        suppressed_ms: Option<Ms>,
     },
     /// `flaps`: failures while it was recovering, since it went down.
     PathUp {
@@ -87,6 +97,7 @@ pub enum Event {
         member: usize,
         cause: Cause,
         detection_ms: Ms,
+        suppressed_ms: Option<Ms>,
     },
     MemberIn {
         path: usize,

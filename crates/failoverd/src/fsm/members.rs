@@ -1,6 +1,6 @@
 //! The member rules of a bond path: when a member circuit is taken out of
 //! its bond, kept as the last one, and put back (the run rule, the loss
-//! window, the hold-down and the far end's flags).
+//! window, the hold-down, the flap penalty and the far end's flags).
 
 use super::*;
 
@@ -176,6 +176,7 @@ impl Fsm {
             match state {
                 MemberState::In => match faults[mi] {
                     Some((cause, detection_ms)) if healthy_others > 0 => {
+                        let suppressed_ms = m.damp.fail(&self.dampening, now);
                         m.state = MemberState::Out;
                         m.since = now;
                         m.mark = received;
@@ -193,6 +194,7 @@ impl Fsm {
                                 member: mi,
                                 cause,
                                 detection_ms,
+                                suppressed_ms,
                             },
                             moves: Vec::new(),
                             kept: Vec::new(),
@@ -234,6 +236,17 @@ impl Fsm {
                         (fails, clean)
                     };
                     if fails {
+                        // Out of the bond all along: a flap only if it had
+                        // been healthy for its floor, kept out by its
+                        // penalty alone; otherwise (on a lossy line,
+                        // misses in a row come and go until the loss
+                        // stops) only the floor restarts.
+                        let floor = u64::from(s.hold_down_ms);
+                        if m.damp.suppressed(&self.dampening, now)
+                            && now.saturating_sub(m.since) >= floor
+                        {
+                            m.damp.fail(&self.dampening, now);
+                        }
                         m.state = MemberState::Out;
                         m.since = now;
                         m.mark = received;
@@ -250,7 +263,8 @@ impl Fsm {
                         // the far end has it out and is not ready, this
                         // end says it is ready and waits (a circuit in one
                         // bond only loses what that end sends on it).
-                        m.ready = held >= u64::from(s.hold_down_ms);
+                        m.ready = held >= u64::from(s.hold_down_ms)
+                            && !m.damp.suppressed(&self.dampening, now);
                         if m.ready && (!m.far_out || m.far_ready) {
                             m.ready = false;
                             m.state = MemberState::Rejoining;
@@ -286,6 +300,7 @@ impl Fsm {
                         m.since = now;
                         self.targets[ti].misses = 0;
                     } else if now.saturating_sub(m.since) >= REJOIN_GRACE_MS {
+                        let suppressed_ms = m.damp.fail(&self.dampening, now);
                         m.state = MemberState::Out;
                         m.since = now;
                         m.mark = received;
@@ -297,6 +312,7 @@ impl Fsm {
                                 member: mi,
                                 cause: Cause::NoReplyAfterRejoin,
                                 detection_ms: REJOIN_GRACE_MS,
+                                suppressed_ms,
                             },
                             moves: Vec::new(),
                             kept: Vec::new(),

@@ -1,7 +1,21 @@
-//! The path rules: when a path goes down (missed probes, carrier), when
-//! it is held and when it is up again.
+//! The path rules: when a path goes down (missed probes, carrier, a
+//! bundle silent on every member), when it is held and when it is up
+//! again (the floor and the flap penalty).
 
 use super::*;
+
+/// A bond path is down as soon as its own probes and those of every
+/// member in the bond have each gone unanswered `multiplier` - 1 times in
+/// a row (and at least this many): the far end stopped answering on every
+/// circuit at once, which the members show an interval before the path's
+/// own `multiplier` runs out, and earlier still when a member's probes
+/// are due before the path's (the bonding ARP monitor declares a slave
+/// down after two intervals). A burst of errors on one T1 cannot fire it
+/// (the other members answer); only bursts on every T1 overlapping for
+/// `multiplier` - 1 intervals can. Only for a path that is up (at
+/// start-up the path's own rule decides), with two members or more in
+/// the bond.
+pub const BUNDLE_SILENT_MISSES: u32 = 2;
 
 impl Fsm {
     pub(super) fn paths_step(&mut self, now: Ms) -> Vec<Event> {
@@ -21,6 +35,13 @@ impl Fsm {
             match p.health {
                 Health::Unknown | Health::Up => {
                     if let Some((cause, detection_ms)) = down {
+                        // A path that never was up (the far end starting
+                        // later) has not flapped.
+                        let suppressed_ms = if p.health == Health::Up {
+                            p.damp.fail(&self.dampening, now)
+                        } else {
+                            None
+                        };
                         p.health = Health::Down;
                         p.since = now;
                         p.mark = t.stats.received;
@@ -30,6 +51,7 @@ impl Fsm {
                             path: pi,
                             cause,
                             detection_ms,
+                            suppressed_ms,
                         });
                     } else if p.health == Health::Unknown && answered {
                         p.health = Health::Up;
@@ -50,6 +72,19 @@ impl Fsm {
                 }
                 Health::Holding => {
                     if let Some((cause, detection_ms)) = down {
+                        // A flap, if it had been healthy for its floor
+                        // (kept out only by its penalty): as a suppressed
+                        // route that is withdrawn again. A failure within
+                        // the floor (a link renegotiating as it returns)
+                        // only restarts the floor.
+                        let floor = u64::from(t.settings.hold_down_ms);
+                        let flapped = p.damp.suppressed(&self.dampening, now)
+                            && now.saturating_sub(p.since) >= floor;
+                        let suppressed_ms = if flapped {
+                            p.damp.fail(&self.dampening, now)
+                        } else {
+                            None
+                        };
                         p.health = Health::Down;
                         p.since = now;
                         p.mark = t.stats.received;
@@ -62,11 +97,14 @@ impl Fsm {
                                 path: pi,
                                 cause,
                                 detection_ms,
+                                suppressed_ms,
                             });
                         }
                     } else {
                         let held = now.saturating_sub(p.since);
-                        if held >= u64::from(t.settings.hold_down_ms) {
+                        if held >= u64::from(t.settings.hold_down_ms)
+                            && !p.damp.suppressed(&self.dampening, now)
+                        {
                             p.health = Health::Up;
                             p.since = now;
                             came_up.push(pi);
@@ -104,14 +142,45 @@ impl Fsm {
                 m.state.in_bond() && self.targets[m.target].carrier
             });
         if !t.carrier || !members_carrier {
-            Some((Cause::CarrierLost, 0))
-        } else if t.misses >= t.settings.multiplier {
-            Some((
+            return Some((Cause::CarrierLost, 0));
+        }
+        if t.misses >= t.settings.multiplier {
+            return Some((
                 Cause::Missed { probes: t.misses },
                 now.saturating_sub(t.first_miss_at),
-            ))
-        } else {
-            None
+            ));
         }
+        // Every member in the bond and the path itself silent: the far
+        // end, not a circuit. Members out of the bond (or rejoining) say
+        // nothing of it.
+        let in_bond: Vec<&Target> = p
+            .members
+            .iter()
+            .map(|&mi| &self.members[mi])
+            .filter(|m| m.state == MemberState::In)
+            .map(|m| &self.targets[m.target])
+            .collect();
+        let multiplier = t.settings.multiplier;
+        let need = multiplier
+            .saturating_sub(1)
+            .max(BUNDLE_SILENT_MISSES)
+            .min(multiplier);
+        if p.health == Health::Up
+            && in_bond.len() >= 2
+            && t.misses >= need
+            && in_bond.iter().all(|m| m.misses >= need)
+        {
+            let first = in_bond
+                .iter()
+                .map(|m| m.first_miss_at)
+                .chain([t.first_miss_at])
+                .min()
+                .unwrap_or(now);
+            return Some((
+                Cause::BundleSilent { probes: need },
+                now.saturating_sub(first),
+            ));
+        }
+        None
     }
 }

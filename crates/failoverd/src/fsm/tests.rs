@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use wanflash_schema::control::DampStatus;
 
 const OFFICE: &str = r#"{
   "paths": [
@@ -32,6 +33,10 @@ struct Sim {
     carrier: BTreeMap<String, bool>,
     /// Interface -> "this sequence number is lost".
     lossy: BTreeMap<String, LossFn>,
+    /// Interface -> error bursts (start, length in ms, in order): what it
+    /// sends then is lost. A path's probe over a bond crosses the member
+    /// of its sequence number (round robin).
+    bursts: BTreeMap<String, Vec<(Ms, Ms)>>,
     decisions: Vec<Decision>,
 }
 
@@ -47,6 +52,7 @@ impl Sim {
             silent: BTreeMap::new(),
             carrier: BTreeMap::new(),
             lossy: BTreeMap::new(),
+            bursts: BTreeMap::new(),
             decisions: Vec::new(),
         }
     }
@@ -77,7 +83,18 @@ impl Sim {
         if self.silent.get(iface).copied().unwrap_or(false) {
             return false;
         }
-        !self.lossy.get(iface).is_some_and(|f| f(seq))
+        let crossed = match self.fsm.target_kind(target) {
+            Some(TargetKind::Path(p)) if !self.fsm.paths[p].members.is_empty() => {
+                let ms = &self.fsm.paths[p].members;
+                self.fsm.members[ms[seq as usize % ms.len()]].name.as_str()
+            }
+            _ => iface,
+        };
+        let in_burst = self.bursts.get(crossed).is_some_and(|b| {
+            let i = b.partition_point(|&(start, _)| start <= self.now);
+            i > 0 && self.now < b[i - 1].0 + b[i - 1].1
+        });
+        !in_burst && !self.lossy.get(iface).is_some_and(|f| f(seq))
     }
 
     /// Runs the clock to `end`, delivering replies and ticking whenever
@@ -203,9 +220,10 @@ fn start_up_waits_for_the_better_path_then_picks_it() {
 fn silent_far_end_failure_is_detected_in_interval_times_multiplier() {
     let mut sim = started();
     // Probes go out at 1000, 1020, ...; the one of 1000 is answered at
-    // 1001. The far end dies at 1005: the probe of 1020 is the first lost.
+    // 1001. The path's far end address dies at 1005 (the members still
+    // answer): the probe of 1020 is the first lost.
     sim.run_until(1005);
-    sim.set_silent(&["bond0", "eth0", "eth1", "eth2"], true);
+    sim.set_silent(&["bond0"], true);
     sim.run_until(1079);
     assert_eq!(sim.current(), Some(T1));
     assert!(sim.take().is_empty());
@@ -221,13 +239,86 @@ fn silent_far_end_failure_is_detected_in_interval_times_multiplier() {
         Event::PathDown {
             path: T1,
             cause: Cause::Missed { probes: 3 },
-            detection_ms: 60
+            detection_ms: 60,
+            suppressed_ms: None
         }
     );
     assert_eq!(ds[0].at, 1080);
     // Nothing more while it stays dead: said once, not every probe.
     sim.run_until(20_000);
     assert!(sim.take().is_empty());
+}
+
+#[test]
+fn a_bundle_silent_on_every_member_is_down_an_interval_sooner() {
+    // Issue 18 item 4: the far end stops answering on every T1 at once.
+    // The path and the three members each miss 2 probes (multiplier - 1)
+    // by 1060: the far end, not a circuit; down then, not at 1080.
+    let mut sim = started();
+    sim.run_until(1005);
+    sim.set_silent(&["bond0", "eth0", "eth1", "eth2"], true);
+    sim.run_until(1059);
+    assert!(sim.take().is_empty());
+    sim.run_until(1060);
+    let ds = sim.take();
+    assert_eq!(
+        sim.lines(&ds),
+        vec!["path t1 down (2 probes missed on the path and on every member, detected in 40 ms); routes 203.0.113.128/25 -> t3"]
+    );
+    assert_eq!(
+        ds[0].event,
+        Event::PathDown {
+            path: T1,
+            cause: Cause::BundleSilent { probes: 2 },
+            detection_ms: 40,
+            suppressed_ms: None
+        }
+    );
+    // No member was blamed.
+    assert_eq!(
+        (0..3).map(|m| sim.fsm.member_state(m)).collect::<Vec<_>>(),
+        vec![Some(MemberState::In); 3]
+    );
+    sim.run_until(20_000);
+    assert!(sim.take().is_empty());
+
+    // Two of three members silent with the path: not the far end (one T1
+    // answers), so the path waits for its own multiplier, and the silent
+    // members are not taken out either while the path fails with them.
+    let mut sim = started();
+    sim.run_until(1005);
+    sim.set_silent(&["bond0", "eth0", "eth1"], true);
+    sim.run_until(1079);
+    assert!(sim.take().is_empty());
+    sim.run_until(1080);
+    let ds = sim.take();
+    assert!(
+        sim.lines(&ds).contains(
+            &"path t1 down (3 probes missed, detected in 60 ms); routes 203.0.113.128/25 -> t3"
+                .to_owned()
+        ),
+        "{:#?}",
+        sim.lines(&ds)
+    );
+
+    // With a multiplier of 5 (probes at 20 ms), 4 misses on each.
+    let text = OFFICE.replace(r#""multiplier": 3"#, r#""multiplier": 5"#);
+    let mut sim = Sim::new(&text);
+    sim.run_until(1005);
+    sim.take();
+    sim.set_silent(&["bond0", "eth0", "eth1", "eth2"], true);
+    sim.run_until(2000);
+    let ds = sim.take();
+    assert_eq!(ds[0].at, 1100, "{:#?}", sim.lines(&ds));
+    assert_eq!(
+        ds[0].event,
+        Event::PathDown {
+            path: T1,
+            cause: Cause::BundleSilent { probes: 4 },
+            detection_ms: 80,
+            suppressed_ms: None
+        }
+    );
 }
 
 #[test]
@@ -265,7 +356,8 @@ fn carrier_loss_is_immediate() {
         Event::PathDown {
             path: T1,
             cause: Cause::CarrierLost,
-            detection_ms: 0
+            detection_ms: 0,
+            suppressed_ms: None
         }
     );
     assert_eq!(route_changes(&ds), vec![(1234, Some(T1), T3)]);
@@ -340,8 +432,10 @@ fn hold_down_holds_then_moves_back_at_once() {
 
 #[test]
 fn a_circuit_flapping_every_50_ms_for_a_minute_moves_no_route_back() {
-    // The primary flaps: one move away, none back while it flaps, one back
-    // after it has been stable for the hold-down.
+    // The primary flaps: one move away, none back while it flaps (each
+    // failure within the floor restarts it), one back after it has been
+    // stable for the floor (5 s here). One flap penalty (the failure from
+    // up): not suppressed.
     let mut sim = started();
     let mut up = true;
     let mut t = 1000;
@@ -363,6 +457,8 @@ fn a_circuit_flapping_every_50_ms_for_a_minute_moves_no_route_back() {
     );
     // And said once, not 600 times.
     assert_eq!(ds.len(), 1, "{:#?}", sim.lines(&ds));
+    let damp = sim.fsm.status(sim.now).paths[0].dampening;
+    assert!(!damp.suppressed && damp.penalty == 500, "{damp:?}");
     sim.run_until(61_000 + 5100);
     let ds = sim.take();
     let lines = sim.lines(&ds);
@@ -394,6 +490,264 @@ fn a_circuit_flapping_every_50_ms_for_a_minute_moves_no_route_back() {
     );
 }
 
+/// The office with the default floor (1 s) and dampening.
+fn floored() -> Sim {
+    let text = OFFICE.replace(r#", "hold_down_ms": 5000"#, "");
+    let mut sim = Sim::new(&text);
+    sim.run_until(1000);
+    assert_eq!(sim.current(), Some(T1));
+    sim.take();
+    sim
+}
+
+/// Cuts `iface`'s carrier at `at` for `for_ms`; returns the decisions.
+fn cut(sim: &mut Sim, iface: &str, at: Ms, for_ms: Ms) -> Vec<Decision> {
+    sim.run_until(at);
+    sim.set_carrier(iface, false);
+    sim.run_until(at + for_ms);
+    sim.set_carrier(iface, true);
+    sim.take()
+}
+
+/// When the routes came back to t1 after `from`, running at most to `end`.
+fn back_on_t1(sim: &mut Sim, from: Ms, end: Ms) -> Option<Ms> {
+    let mut t = from;
+    while t < end {
+        t = (t + 100).min(end);
+        sim.run_until(t);
+        let ds = sim.take();
+        if let Some(c) = route_changes(&ds).iter().find(|c| c.2 == T1) {
+            return Some(c.0);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_first_failure_comes_back_after_the_floor_a_second_is_suppressed() {
+    let mut sim = floored();
+    assert_eq!(
+        Failover::from_json("x", &OFFICE.replace(r#", "hold_down_ms": 5000"#, ""))
+            .unwrap()
+            .probe
+            .hold_down_ms,
+        1000
+    );
+    // A clean path cut for 2 s: back 1 s (the floor) after its first
+    // answer (the probe of 3000 went out before the carrier came back:
+    // the one of 3020, answered at 3021).
+    let ds = cut(&mut sim, "bond0", 1000, 2000);
+    assert_eq!(
+        sim.lines(&ds),
+        vec!["path t1 down (carrier lost, detected in 0 ms); routes 203.0.113.128/25 -> t3"]
+    );
+    assert_eq!(back_on_t1(&mut sim, 3000, 10_000), Some(4021));
+    // It decays: 1000 x 2^(-3.1/60) = 965 at 4100.
+    let st = sim.fsm.status(sim.now).paths[0].dampening;
+    assert_eq!(sim.now, 4100);
+    assert_eq!((st.penalty, st.suppressed), (965, false), "{st:?}");
+
+    // Cut again 20 s later: 1000 x 2^(-1/3) + 1000 = 1794 > 1500, so it
+    // is suppressed until the figure decays to 750: 60 x log2(1794/750)
+    // = 75.5 s after the cut; the floor ran out long before.
+    let ds = cut(&mut sim, "bond0", 21_000, 2000);
+    let lines = sim.lines(&ds);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(
+            "path t1 down (carrier lost, detected in 0 ms; flapping: suppressed for 75."
+        ),
+        "{lines:#?}"
+    );
+    let Event::PathDown {
+        suppressed_ms: Some(out),
+        ..
+    } = ds[0].event
+    else {
+        panic!("{lines:#?}")
+    };
+    assert!((75_000..76_000).contains(&out), "{out}");
+    let st = sim.fsm.status(30_000).paths[0].dampening;
+    assert!(
+        st.suppressed && st.reuse_in_ms == Some(21_000 + out - 30_000),
+        "{st:?}"
+    );
+    sim.run_until(23_100);
+    assert_eq!(sim.fsm.path_health(T1), Some(Health::Holding));
+    assert_eq!(back_on_t1(&mut sim, 23_100, 200_000), Some(21_000 + out));
+    let ds = sim.take();
+    assert!(ds.is_empty(), "{:#?}", sim.lines(&ds));
+}
+
+#[test]
+fn a_path_that_keeps_failing_is_kept_out_longer_and_longer() {
+    // Cut for 1 s every 20 s, n times: the time from the last cut to the
+    // routes' return grows with n (the first costs the floor only).
+    let outs: Vec<Ms> = (1..=6)
+        .map(|n| {
+            let mut sim = floored();
+            let mut at = 1000;
+            for _ in 0..n {
+                cut(&mut sim, "bond0", at, 1000);
+                at += 20_000;
+            }
+            let last = at - 20_000;
+            back_on_t1(&mut sim, last + 1000, last + 700_000).unwrap() - last
+        })
+        .collect();
+    eprintln!("{outs:?}");
+    assert_eq!(outs[0], 2021);
+    assert!(outs.windows(2).all(|w| w[1] > w[0]), "{outs:?}");
+    // 1794 -> 75.5 s, 2424 -> 101 s, ...
+    assert!((75_000..77_000).contains(&outs[1]), "{outs:?}");
+    assert!((100_000..103_000).contains(&outs[2]), "{outs:?}");
+    // Once it is back, its figure is below `reuse`: one more failure is
+    // suppressed at once again (750 + 1000 > 1500), for about 73 s.
+    let mut sim = floored();
+    cut(&mut sim, "bond0", 1000, 1000);
+    cut(&mut sim, "bond0", 21_000, 1000);
+    let back = back_on_t1(&mut sim, 22_000, 200_000).unwrap();
+    let ds = cut(&mut sim, "bond0", back + 1000, 1000);
+    let Event::PathDown {
+        suppressed_ms: Some(out),
+        ..
+    } = ds[0].event
+    else {
+        panic!("{:#?}", sim.lines(&ds))
+    };
+    assert!((70_000..76_000).contains(&out), "{out}");
+}
+
+#[test]
+fn undampen_clears_the_penalty_and_a_healthy_path_comes_back_at_once() {
+    let mut sim = floored();
+    cut(&mut sim, "bond0", 1000, 1000);
+    back_on_t1(&mut sim, 2000, 10_000).unwrap();
+    cut(&mut sim, "bond0", 10_000, 1000);
+    sim.run_until(15_000);
+    sim.take();
+    assert!(sim.fsm.status(sim.now).paths[0].dampening.suppressed);
+    assert_eq!(sim.current(), Some(T3));
+    let (said, ds) = sim.fsm.undampen("t1", sim.now).unwrap();
+    assert!(
+        said.starts_with("flap penalty cleared: path t1 (was 1"),
+        "{said}"
+    );
+    assert!(said.ends_with(", suppressed)"), "{said}");
+    assert_eq!(route_changes(&ds), vec![(15_000, Some(T3), T1)]);
+    assert_eq!(
+        sim.fsm.status(sim.now).paths[0].dampening,
+        DampStatus::default()
+    );
+    let (said, ds) = sim.fsm.undampen("all", sim.now).unwrap();
+    assert_eq!(said, "no flap penalty on all: nothing to clear");
+    assert!(ds.is_empty());
+    let e = sim.fsm.undampen("t9", sim.now).unwrap_err();
+    assert_eq!(
+        e,
+        "no path or member named `t9` (give one of: t1, t3, eth0, eth1, eth2, or all)"
+    );
+    // A member by name: only it.
+    let (said, _) = sim.fsm.undampen("eth2", sim.now).unwrap();
+    assert_eq!(said, "no flap penalty on eth2: nothing to clear");
+}
+
+/// "out eth2", "in eth2" for each member move.
+fn member_said(sim: &Sim, ds: &[Decision]) -> Vec<String> {
+    ds.iter()
+        .filter_map(|d| match d.event {
+            Event::MemberOut { member, .. } => Some(format!("out {}", sim.fsm.member_name(member))),
+            Event::MemberIn { member, .. } => Some(format!("in {}", sim.fsm.member_name(member))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_member_taken_out_twice_in_a_minute_stays_out_until_its_penalty_decays() {
+    let mut sim = floored();
+    // eth2 cut for 1 s: out, back after the floor.
+    let ds = cut(&mut sim, "eth2", 2000, 1000);
+    assert_eq!(
+        member_said(&sim, &ds),
+        vec!["out eth2"],
+        "{:#?}",
+        sim.lines(&ds)
+    );
+    sim.run_until(6000);
+    let ds = sim.take();
+    assert_eq!(
+        member_said(&sim, &ds),
+        vec!["in eth2"],
+        "{:#?}",
+        sim.lines(&ds)
+    );
+    assert_eq!(sim.fsm.member_state(2), Some(MemberState::In));
+    // Again 11 s later: suppressed, 1000 x 2^(-11/60) + 1000 = 1881
+    // decays to 750 in 79.5 s.
+    let ds = cut(&mut sim, "eth2", 13_000, 1000);
+    let lines = sim.lines(&ds);
+    assert!(
+        lines[0].starts_with(
+            "member eth2 of path t1 taken out of bond0 (carrier lost, detected in 0 ms; flapping: suppressed for 79.5 s, then the hold-down)"
+        ),
+        "{lines:#?}"
+    );
+    let st = sim.fsm.status(sim.now).paths[0].members[2].dampening;
+    assert!(st.suppressed, "{st:?}");
+    sim.run_until(13_000 + 79_000);
+    assert!(sim.take().is_empty());
+    assert_eq!(sim.fsm.member_state(2), Some(MemberState::Returning));
+    sim.run_until(13_000 + 82_000);
+    let ds = sim.take();
+    assert_eq!(
+        member_said(&sim, &ds),
+        vec!["in eth2"],
+        "{:#?}",
+        sim.lines(&ds)
+    );
+    assert!(ds[0].at >= 13_000 + 79_500, "{}", ds[0].at);
+    // The path never moved.
+    assert_eq!(sim.current(), Some(T1));
+}
+
+#[test]
+fn a_lossy_member_failing_again_while_out_gathers_no_penalty() {
+    // 30 % loss on eth1 for 60 s: taken out once (a penalty of 1000);
+    // while out, its misses in a row (2.7 % of any three probes) only
+    // restart the floor. Once the loss stops it is put back after the
+    // floor, not suppressed.
+    let mut sim = floored();
+    sim.run_until(10_000);
+    let start_seq = 10_000 / 20;
+    sim.lossy
+        .insert("eth1".into(), Box::new(bernoulli_after(start_seq, 7, 0.3)));
+    sim.run_until(70_000);
+    let ds = sim.take();
+    assert_eq!(
+        member_said(&sim, &ds),
+        vec!["out eth1"],
+        "{:#?}",
+        sim.lines(&ds)
+    );
+    let st = sim.fsm.status(sim.now).paths[0].members[1].clone();
+    assert!(st.take_outs > 5, "it failed again while out: {st:?}");
+    assert!(
+        !st.dampening.suppressed && st.dampening.penalty <= 1000,
+        "{st:?}"
+    );
+    sim.lossy.remove("eth1");
+    // The put-back window (50 probes, 1 s) clears, then the floor (1 s).
+    sim.run_until(73_000);
+    let ds = sim.take();
+    assert_eq!(
+        member_said(&sim, &ds),
+        vec!["in eth1"],
+        "{:#?}",
+        sim.lines(&ds)
+    );
+}
+
 #[test]
 fn all_paths_down_keeps_the_last_routes_and_says_it_once() {
     let mut sim = started();
@@ -411,7 +765,7 @@ fn all_paths_down_keeps_the_last_routes_and_says_it_once() {
     let lines = sim.lines(&ds);
     assert_eq!(
         lines,
-        vec!["path t1 down (3 probes missed, detected in 60 ms); all paths for 203.0.113.128/25 are down: keeping it on t1"]
+        vec!["path t1 down (2 probes missed on the path and on every member, detected in 40 ms); all paths for 203.0.113.128/25 are down: keeping it on t1"]
     );
     assert_eq!(
         ds[0].kept,
@@ -675,13 +1029,6 @@ fn window_loss_is_exact() {
     assert_eq!(w.permille(), 0);
 }
 
-fn member_moves(ds: &[Decision]) -> Vec<String> {
-    ds.iter()
-        .filter(|d| matches!(d.event, Event::MemberOut { .. } | Event::MemberIn { .. }))
-        .map(|d| format!("{:?}", d.event))
-        .collect()
-}
-
 #[test]
 fn a_far_end_that_starts_late_and_answers_member_by_member_splits_nothing() {
     // The far end's daemon is not running yet: every probe is missed.
@@ -697,7 +1044,7 @@ fn a_far_end_that_starts_late_and_answers_member_by_member_splits_nothing() {
     sim.run_until(10_000);
     let ds = sim.take();
     assert_eq!(
-        member_moves(&ds),
+        member_said(&sim, &ds),
         Vec::<String>::new(),
         "{:#?}",
         sim.lines(&ds)
@@ -719,7 +1066,7 @@ fn a_restored_bundle_keeps_every_member_even_if_they_answer_one_by_one() {
     sim.run_until(12_000);
     let ds = sim.take();
     assert_eq!(
-        member_moves(&ds),
+        member_said(&sim, &ds),
         Vec::<String>::new(),
         "{:#?}",
         sim.lines(&ds)
@@ -729,7 +1076,7 @@ fn a_restored_bundle_keeps_every_member_even_if_they_answer_one_by_one() {
     sim.set_silent(&["eth2"], true);
     sim.run_until(12_200);
     let ds = sim.take();
-    assert_eq!(member_moves(&ds).len(), 1, "{:#?}", sim.lines(&ds));
+    assert_eq!(member_said(&sim, &ds).len(), 1, "{:#?}", sim.lines(&ds));
     assert_eq!(sim.fsm.member_state(2), Some(MemberState::Out));
 }
 
@@ -746,7 +1093,7 @@ fn the_far_ends_daemon_stopping_splits_no_member() {
     sim.run_until(2000);
     let ds = sim.take();
     assert_eq!(
-        member_moves(&ds),
+        member_said(&sim, &ds),
         Vec::<String>::new(),
         "{:#?}",
         sim.lines(&ds)
@@ -756,7 +1103,7 @@ fn the_far_ends_daemon_stopping_splits_no_member() {
     sim.run_until(9000);
     let ds = sim.take();
     assert_eq!(
-        member_moves(&ds),
+        member_said(&sim, &ds),
         Vec::<String>::new(),
         "{:#?}",
         sim.lines(&ds)
@@ -869,6 +1216,12 @@ fn bernoulli(seed: u64, p: f64) -> impl Fn(u32) -> bool {
     }
 }
 
+/// [`bernoulli`] from sequence number `from` on, none lost before.
+fn bernoulli_after(from: u32, seed: u64, p: f64) -> impl Fn(u32) -> bool {
+    let lost = bernoulli(seed, p);
+    move |seq| seq > from && lost(seq)
+}
+
 #[test]
 fn the_run_rule_ignores_10_percent_random_loss() {
     // 10^6 probes with 10 % random loss: "3 in a row" (the old rule)
@@ -952,13 +1305,19 @@ fn ten_percent_random_loss_on_a_member_splits_nothing() {
 fn status_counts_every_take_out_and_down_and_the_age_of_the_last_answer() {
     let mut sim = started();
     // eth2 is cut and restored three times: three take-outs, three puts
-    // back (each after the 5 s hold-down).
+    // back (each after the 5 s hold-down; the operator clears the flap
+    // penalty each time, or the second would be suppressed).
     let mut at = 2000;
     for _ in 0..3 {
         sim.run_until(at);
         sim.set_carrier("eth2", false);
         sim.run_until(at + 1000);
         sim.set_carrier("eth2", true);
+        let (said, _) = sim.fsm.undampen("eth2", sim.now).unwrap();
+        assert!(
+            said.starts_with("flap penalty cleared: member eth2 (was "),
+            "{said}"
+        );
         at += 10_000;
     }
     sim.run_until(at);
@@ -985,4 +1344,89 @@ fn status_counts_every_take_out_and_down_and_the_age_of_the_last_answer() {
     assert!((1900..=2000).contains(&ago), "{t3:?}");
     assert_eq!(st.paths[0].downs, 0);
     assert!(st.paths[0].last_answer_ago_ms.unwrap() <= 20);
+}
+
+/// The noise of a healthy T1 (issue 18 item 3), as `wanflash-testsvc
+/// noise` makes it in the bench: bursts of 10 to 60 ms (uniform) that
+/// lose everything the line sends, with exponential gaps covering 1 % of
+/// the time. The same generator (splitmix64), so the bench's schedule.
+fn noise(secs: u64, seed: u64) -> Vec<(Ms, Ms)> {
+    let mut state = seed;
+    let mut unit = || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mean_gap = 35.0 * 0.99 / 0.01;
+    let (mut at, mut out) = (0.0f64, Vec::new());
+    loop {
+        at += -mean_gap * (1.0 - unit()).ln();
+        let len = 10 + (unit() * 51.0) as u64;
+        let start = at.round() as u64;
+        if start + len > secs * 1000 {
+            return out;
+        }
+        out.push((start, len));
+        at += len as f64;
+    }
+}
+
+/// False path failures and false take-outs of the office under `hours`
+/// of noise on its three T1s, probed every `interval` ms x `multiplier`.
+fn false_alarms(interval: u32, multiplier: u32, hours: u64) -> (usize, usize) {
+    let text = OFFICE
+        .replace(
+            r#""interval_ms": 20"#,
+            &format!(r#""interval_ms": {interval}"#),
+        )
+        .replace(
+            r#""multiplier": 3"#,
+            &format!(r#""multiplier": {multiplier}"#),
+        );
+    let mut sim = Sim::new(&text);
+    sim.run_until(1000);
+    assert_eq!(sim.current(), Some(T1));
+    sim.take();
+    let secs = hours * 3600;
+    for (i, m) in ["eth0", "eth1", "eth2"].iter().enumerate() {
+        let b: Vec<(Ms, Ms)> = noise(secs, 18 + i as u64 * 1000)
+            .into_iter()
+            .map(|(s, l)| (s + 1000, l))
+            .collect();
+        sim.bursts.insert((*m).to_owned(), b);
+    }
+    sim.run_until(1000 + secs * 1000);
+    let ds = sim.take();
+    let downs = ds
+        .iter()
+        .filter(|d| matches!(d.event, Event::PathDown { .. }))
+        .count();
+    let outs = ds
+        .iter()
+        .filter(|d| matches!(d.event, Event::MemberOut { .. }))
+        .count();
+    (downs, outs)
+}
+
+#[test]
+fn the_shipped_probes_ride_out_a_healthy_t1s_noise() {
+    // The noise model itself: about 1 % of the time in bursts.
+    let n = noise(3600, 18);
+    let lost: u64 = n.iter().map(|b| b.1).sum();
+    assert!((32_000..=40_000).contains(&lost), "{lost}");
+    // The shipped 100 ms x 3: a burst of at most 60 ms takes at most one
+    // probe of a T1 (and one of the path): 3 hours, nothing.
+    assert_eq!(false_alarms(100, 3, 3), (0, 0));
+    // 20 ms x 3 would not ship: a 60 ms burst swallows 3 probes of a T1
+    // (a take-out once it answered 200 in a row: 4 s without a burst) and
+    // of the path when they cross the same T1.
+    let fast = false_alarms(20, 3, 1);
+    eprintln!("20 ms x 3, 1 h of noise: {fast:?} (path downs, take-outs)");
+    assert!(fast.0 + fast.1 > 0, "{fast:?}");
+    // 20 ms x 4 (4 probes span 60 ms, more than a burst covers) rides it
+    // out in this model: the candidate for fast shipped probes, once the
+    // bench's noise run on the test bed agrees.
+    assert_eq!(false_alarms(20, 4, 1), (0, 0));
 }

@@ -51,6 +51,7 @@ impl Fsm {
                     downs: p.downs,
                     last_answer_ago_ms: ago,
                     silent_after_ms: silent,
+                    dampening: p.damp.status(&self.dampening, now),
                     members: p
                         .members
                         .iter()
@@ -74,6 +75,7 @@ impl Fsm {
                                 take_outs: m.take_outs,
                                 last_answer_ago_ms: ago,
                                 silent_after_ms: silent,
+                                dampening: m.damp.status(&self.dampening, now),
                             }
                         })
                         .collect(),
@@ -107,12 +109,25 @@ impl Fsm {
     /// routes went.
     pub fn describe(&self, d: &Decision) -> String {
         let path = |p: usize| self.path_name(p).to_owned();
+        let suppressed = |ms: Option<Ms>| match ms {
+            Some(ms) => format!(
+                "; flapping: suppressed for {}.{} s, then the hold-down",
+                ms / 1000,
+                ms % 1000 / 100
+            ),
+            None => String::new(),
+        };
         let mut s = match &d.event {
             Event::PathDown {
                 path: p,
                 cause,
                 detection_ms,
-            } => format!("path {} down ({cause}, detected in {detection_ms} ms)", path(*p)),
+                suppressed_ms,
+            } => format!(
+                "path {} down ({cause}, detected in {detection_ms} ms{})",
+                path(*p),
+                suppressed(*suppressed_ms)
+            ),
             Event::PathUp {
                 path: p,
                 cause: Cause::FirstReply,
@@ -141,11 +156,13 @@ impl Fsm {
                 member,
                 cause,
                 detection_ms,
+                suppressed_ms,
             } => format!(
-                "member {} of path {} taken out of {} ({cause}, detected in {detection_ms} ms)",
+                "member {} of path {} taken out of {} ({cause}, detected in {detection_ms} ms{})",
                 self.member_name(*member),
                 path(*p),
-                self.paths.get(*p).map_or("?", |x| x.interface.as_str())
+                self.paths.get(*p).map_or("?", |x| x.interface.as_str()),
+                suppressed(*suppressed_ms)
             ),
             Event::MemberIn {
                 path: p,
