@@ -8,10 +8,14 @@
 //! to send and [`Decision`]s, each emitted once, when something changes.
 //!
 //! A *target* is something probed: each path's far end, and each member
-//! circuit of a bond path. Per target, one probe is outstanding at a time:
-//! a probe not answered when the next one is due (one interval later) is
-//! missed. So a silent failure is declared `multiplier` intervals after
-//! the first probe it swallowed, exactly.
+//! circuit of a bond path. A probe is missed when it is not answered
+//! within its wait: one interval, or longer on a circuit whose round trip
+//! needs it (the smoothed RTT plus four times its variation, RFC 6298's
+//! retransmission timer, learnt from every answer, late ones too), so a
+//! 20 ms probe rhythm works on a 60 ms circuit. Verdicts are given in
+//! order of sending. So a silent failure is declared `multiplier` - 1
+//! intervals plus one wait after the first probe it swallowed, exactly
+//! (`multiplier` intervals where the round trip is shorter than one).
 //!
 //! Paths: `unknown` until the first reply or the first detection; `up`;
 //! `down` after `multiplier` missed probes in a row, at once on carrier
@@ -77,7 +81,9 @@ mod view;
 
 pub use damp::Damp;
 pub use decision::{Cause, Decision, Event, Kept, ProbeOut, RouteMove, TargetKind};
-pub use members::{run_takes_out, CLEAN_STREAK, LOSSY_RUN, PUT_BACK_PROBES, REJOIN_GRACE_MS};
+pub use members::{
+    run_takes_out, CARRIER_SETTLE_MS, CLEAN_STREAK, LOSSY_RUN, PUT_BACK_PROBES, REJOIN_GRACE_MS,
+};
 pub use paths::BUNDLE_SILENT_MISSES;
 pub use routes::RouteSet;
 
@@ -141,7 +147,51 @@ impl Window {
 struct Outstanding {
     seq: u32,
     sent_at: Ms,
+    /// The probe's place in the rhythm: its wait counts from here (the
+    /// send itself may have been a little late).
+    slot: Ms,
     answered: bool,
+}
+
+/// Probes awaiting their verdict, per target, at most: beyond, the oldest
+/// is judged at once (a wait of `MAX_REPLY_WAIT_MS` at 20 ms needs 50).
+pub const MAX_OUTSTANDING: usize = 64;
+/// The longest a probe is waited for, whatever the round trip: a circuit
+/// slower than this is failing.
+pub const MAX_REPLY_WAIT_MS: Ms = 1000;
+
+/// The round-trip estimator of RFC 6298 (section 2), in microseconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct Rto {
+    srtt_us: Option<u64>,
+    rttvar_us: u64,
+}
+
+impl Rto {
+    fn sample(&mut self, rtt_us: u64) {
+        match self.srtt_us {
+            None => {
+                self.srtt_us = Some(rtt_us);
+                self.rttvar_us = rtt_us / 2;
+            }
+            Some(s) => {
+                self.rttvar_us = (3 * self.rttvar_us + s.abs_diff(rtt_us)) / 4;
+                self.srtt_us = Some((7 * s + rtt_us) / 8);
+            }
+        }
+    }
+
+    /// How long a probe is waited for: the interval, or the smoothed RTT
+    /// plus four variations (at least 1 ms of them) when that is longer.
+    fn wait(&self, interval: Ms) -> Ms {
+        let Some(s) = self.srtt_us else {
+            return interval;
+        };
+        let us = s + (4 * self.rttvar_us).max(1000);
+        interval
+            .max(us.div_ceil(1000))
+            .min(MAX_REPLY_WAIT_MS.max(interval))
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -197,9 +247,13 @@ struct Target {
     settings: ProbeSettings,
     carrier: bool,
     carrier_changes: u64,
+    /// When it last lost carrier.
+    carrier_lost_at: Ms,
     seq: u32,
     next_send: Ms,
-    outstanding: Option<Outstanding>,
+    /// Sent and not yet judged, oldest first.
+    outstanding: VecDeque<Outstanding>,
+    rto: Rto,
     misses: u32,
     first_miss_at: Ms,
     /// Answers in a row (since the last miss), and how many there were
@@ -208,6 +262,46 @@ struct Target {
     answered_before: u32,
     window: Window,
     stats: Stats,
+}
+
+impl Target {
+    /// How long its probes are waited for.
+    fn wait(&self) -> Ms {
+        self.rto.wait(u64::from(self.settings.interval_ms))
+    }
+
+    /// When the oldest unanswered probe's wait ends.
+    fn verdict_due(&self) -> Option<Ms> {
+        self.outstanding
+            .iter()
+            .find(|o| !o.answered)
+            .map(|o| o.slot + self.wait())
+    }
+
+    /// Judges, in the order they were sent, the probes answered and those
+    /// whose wait is over (misses are not counted while `rejoining`).
+    fn judge(&mut self, now: Ms, rejoining: bool) {
+        let wait = self.wait();
+        while let Some(o) = self.outstanding.front().copied() {
+            let due = o.slot + wait <= now || self.outstanding.len() > MAX_OUTSTANDING;
+            if !o.answered && !due {
+                break;
+            }
+            self.outstanding.pop_front();
+            if o.answered {
+                self.misses = 0;
+                self.answered_run = self.answered_run.saturating_add(1);
+                self.window.push(true);
+            } else if !rejoining {
+                if self.misses == 0 {
+                    self.first_miss_at = o.sent_at;
+                    self.answered_before = std::mem::take(&mut self.answered_run);
+                }
+                self.misses += 1;
+                self.window.push(false);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -246,6 +340,9 @@ struct MemberRt {
     /// Returning, its own hold-down over, waiting for the far end to be
     /// ready too ([`FLAG_READY`]).
     ready: bool,
+    /// Since when it has been ready: it moves only once it has said so
+    /// for an interval ([`Fsm::members_step`]).
+    ready_since: Option<Ms>,
     /// The far end's state of this circuit, from the flags of its probes
     /// and replies: out of its bond, and ready to put it back.
     far_out: bool,
@@ -270,6 +367,8 @@ pub struct Fsm {
     dampening: Dampening,
     forced: Option<usize>,
     started: Ms,
+    /// The last time the rules ran.
+    evaluated_at: Ms,
 }
 
 impl Fsm {
@@ -285,6 +384,7 @@ impl Fsm {
             dampening: cfg.dampening,
             forced: None,
             started: now,
+            evaluated_at: now,
         };
         let window = cfg.member_loss.window.max(1) as usize;
         let new_target = |kind, interface: &str, settings| Target {
@@ -293,9 +393,11 @@ impl Fsm {
             settings,
             carrier: true,
             carrier_changes: 0,
+            carrier_lost_at: now,
             seq: 0,
             next_send: now,
-            outstanding: None,
+            outstanding: VecDeque::new(),
+            rto: Rto::default(),
             misses: 0,
             first_miss_at: now,
             answered_run: 0,
@@ -331,6 +433,7 @@ impl Fsm {
                     take_outs: 0,
                     kept_said: false,
                     ready: false,
+                    ready_since: None,
                     far_out: false,
                     far_ready: false,
                     damp: Damp::default(),
@@ -438,7 +541,8 @@ impl Fsm {
         let mut t = self
             .targets
             .iter()
-            .map(|t| t.next_send)
+            .flat_map(|t| [Some(t.next_send), t.verdict_due()])
+            .flatten()
             .min()
             .unwrap_or(Ms::MAX);
         for p in &self.paths {
@@ -451,12 +555,24 @@ impl Fsm {
         for m in &self.members {
             let s = &self.targets[m.target].settings;
             match m.state {
-                // Ready and waiting for the far end: its flags wake us.
+                // Ready and waiting for the far end: its flags wake us,
+                // or the end of the interval it says so for.
                 MemberState::Returning if !m.ready => {
                     let floor = m.since + u64::from(s.hold_down_ms);
                     t = t.min(floor.max(self.reuse_after(&m.damp, floor)));
                 }
+                MemberState::Returning => {
+                    if let Some(r) = m.ready_since.filter(|_| m.far_ready) {
+                        t = t.min(r + u64::from(s.interval_ms));
+                    }
+                }
                 MemberState::Rejoining => t = t.min(m.since + REJOIN_GRACE_MS),
+                MemberState::In if !self.targets[m.target].carrier => {
+                    let settled = self.targets[m.target].carrier_lost_at + CARRIER_SETTLE_MS;
+                    if settled > self.evaluated_at {
+                        t = t.min(settled);
+                    }
+                }
                 _ => {}
             }
         }
@@ -467,30 +583,24 @@ impl Fsm {
     /// and the decisions that follow.
     pub fn tick(&mut self, now: Ms) -> Tick {
         let mut probes = Vec::new();
-        for (i, t) in self.targets.iter_mut().enumerate() {
+        for i in 0..self.targets.len() {
+            let rejoining = self.rejoining(i);
+            let t = &mut self.targets[i];
+            t.judge(now, rejoining);
             if now < t.next_send {
                 continue;
             }
-            let rejoining = match t.kind {
-                TargetKind::Member { member, .. } => {
-                    self.members[member].state == MemberState::Rejoining
-                }
-                TargetKind::Path(_) => false,
-            };
-            if let Some(o) = t.outstanding.take() {
-                if !o.answered && !rejoining {
-                    if t.misses == 0 {
-                        t.first_miss_at = o.sent_at;
-                        t.answered_before = std::mem::take(&mut t.answered_run);
-                    }
-                    t.misses += 1;
-                    t.window.push(false);
-                }
+            let interval = u64::from(t.settings.interval_ms);
+            t.next_send += interval;
+            if t.next_send <= now {
+                // Late (the process was stopped): start the rhythm anew.
+                t.next_send = now + interval;
             }
             t.seq = t.seq.wrapping_add(1);
-            t.outstanding = Some(Outstanding {
+            t.outstanding.push_back(Outstanding {
                 seq: t.seq,
                 sent_at: now,
+                slot: t.next_send - interval,
                 answered: false,
             });
             t.stats.sent += 1;
@@ -498,34 +608,42 @@ impl Fsm {
                 target: i,
                 seq: t.seq,
             });
-            let interval = u64::from(t.settings.interval_ms);
-            t.next_send += interval;
-            if t.next_send <= now {
-                // Late (the process was stopped): start the rhythm anew.
-                t.next_send = now + interval;
-            }
+            // Full: the oldest is judged now.
+            t.judge(now, rejoining);
         }
         let decisions = self.evaluate(now);
         Tick { probes, decisions }
     }
 
+    /// A rejoining member's target: its misses say nothing yet.
+    fn rejoining(&self, target: usize) -> bool {
+        self.member_of(target)
+            .and_then(|mi| self.members.get(mi))
+            .is_some_and(|m| m.state == MemberState::Rejoining)
+    }
+
     /// An answer to probe `seq` of `target`.
     pub fn on_reply(&mut self, target: usize, seq: u32, sample: Sample, now: Ms) -> Vec<Decision> {
+        let rejoining = self.rejoining(target);
         let Some(t) = self.targets.get_mut(target) else {
             return Vec::new();
         };
-        match &mut t.outstanding {
-            Some(o) if o.seq == seq && !o.answered => {
+        match t.outstanding.iter_mut().find(|o| o.seq == seq) {
+            Some(o) if !o.answered => {
                 o.answered = true;
                 t.stats.last_answered_seq = seq;
                 t.stats.last_answer_at = Some(now);
-                t.misses = 0;
-                t.answered_run = t.answered_run.saturating_add(1);
-                t.window.push(true);
                 t.stats.record(&sample);
+                t.rto.sample(sample.rtt_us);
+                t.judge(now, rejoining);
             }
             _ => {
                 t.stats.late += 1;
+                // Too late for its verdict, but one of this run's recent
+                // probes: its round trip teaches the wait.
+                if t.seq.wrapping_sub(seq) < MAX_OUTSTANDING as u32 * 4 {
+                    t.rto.sample(sample.rtt_us);
+                }
                 return Vec::new();
             }
         }
@@ -539,6 +657,9 @@ impl Fsm {
             if t.carrier != up {
                 t.carrier = up;
                 t.carrier_changes += 1;
+                if !up {
+                    t.carrier_lost_at = now;
+                }
                 changed = true;
             }
         }
@@ -643,6 +764,7 @@ impl Fsm {
     }
 
     fn evaluate(&mut self, now: Ms) -> Vec<Decision> {
+        self.evaluated_at = now;
         let mut out = Vec::new();
         self.members_step(now, &mut out);
         let events = self.paths_step(now);

@@ -34,6 +34,16 @@ pub fn run_takes_out(misses: u32, answered_before: u32, multiplier: u32) -> bool
 /// tell 10 % from 20 %) would make every return wait for it to roll over.
 pub const PUT_BACK_PROBES: usize = 50;
 
+/// How long a member that lost carrier stays in its bond before it is
+/// taken out: the bond itself stops sending on it at its next MII check
+/// (50 ms on the images), so the wait loses nothing, and when every
+/// member of the bond loses carrier within it (a cut conduit, a far end
+/// powered off) the path goes down at once, with no member moved first.
+/// Each move re-links a NIC and takes the routing lock for 60-140 ms on
+/// the test bed, so taking the members out one by one ahead of the path
+/// decision was the 130 ms tail of the carrier-loss figure.
+pub const CARRIER_SETTLE_MS: Ms = 50;
+
 /// How long a member put back into the bond may take to answer again
 /// before it is taken out anew (the link is bounced by the move: a real
 /// NIC renegotiates for a second or two).
@@ -48,6 +58,7 @@ impl Fsm {
             m.since = now;
             m.mark = self.targets[m.target].stats.received;
             m.ready = false;
+            m.ready_since = None;
         }
     }
 
@@ -118,7 +129,8 @@ impl Fsm {
             .last_answer_at
             .is_some_and(|a| a > t.first_miss_at + u64::from(t.settings.interval_ms));
         if !t.carrier {
-            Some((Cause::CarrierLost, 0))
+            let lost_for = now.saturating_sub(t.carrier_lost_at);
+            (lost_for >= CARRIER_SETTLE_MS).then_some((Cause::CarrierLost, lost_for))
         } else if m.far_out && !m.far_ready {
             // Whatever this end sees, the far end's bond drops the
             // circuit's traffic: both ends must agree on the bundle.
@@ -169,7 +181,13 @@ impl Fsm {
             let healthy_others = self.paths[pi]
                 .members
                 .iter()
-                .filter(|&&o| o != mi && self.members[o].state.in_bond() && faults[o].is_none())
+                .filter(|&&o| {
+                    let om = &self.members[o];
+                    o != mi
+                        && om.state.in_bond()
+                        && faults[o].is_none()
+                        && self.targets[om.target].carrier
+                })
                 .count();
             let path_failing = self.path_fault(pi, now).is_some();
             let m = &mut self.members[mi];
@@ -253,10 +271,12 @@ impl Fsm {
                         m.flaps += 1;
                         m.take_outs += 1;
                         m.ready = false;
+                        m.ready_since = None;
                     } else if !clean {
                         // The hold-down counts from when the loss is low.
                         m.since = now;
                         m.ready = false;
+                        m.ready_since = None;
                     } else {
                         let held = now.saturating_sub(m.since);
                         // Both ends put the circuit back together: while
@@ -265,8 +285,25 @@ impl Fsm {
                         // bond only loses what that end sends on it).
                         m.ready = held >= u64::from(s.hold_down_ms)
                             && !m.damp.suppressed(&self.dampening, now);
-                        if m.ready && (!m.far_out || m.far_ready) {
+                        m.ready_since = if m.ready {
+                            m.ready_since.or(Some(now))
+                        } else {
+                            None
+                        };
+                        // A far end that is ready moves as soon as it
+                        // hears this end is: this end moves an interval
+                        // after it first says so (its probes and replies
+                        // carry it), not at once. Otherwise the end ready
+                        // last would move first, unheard, and the other
+                        // learn of it only once the moved NIC re-linked
+                        // (0.7 s on the test bed), while the path's
+                        // traffic crossed a circuit in one bond only.
+                        let said = m
+                            .ready_since
+                            .is_some_and(|r| now.saturating_sub(r) >= u64::from(s.interval_ms));
+                        if m.ready && (!m.far_out || (m.far_ready && said)) {
                             m.ready = false;
+                            m.ready_since = None;
                             m.state = MemberState::Rejoining;
                             m.since = now;
                             m.mark = u64::from(seq_now);
@@ -295,7 +332,10 @@ impl Fsm {
                     // An answer to a probe sent after the move (the mark
                     // holds the sequence number then).
                     let after = last_answered.wrapping_sub(m.mark as u32) as i32 > 0;
-                    if received > 0 && after {
+                    // And the far end has it in its bond too: until it
+                    // moves (its NIC re-links then), what this end misses
+                    // on it is the far end's move, not the circuit.
+                    if received > 0 && after && !m.far_out {
                         m.state = MemberState::In;
                         m.since = now;
                         self.targets[ti].misses = 0;

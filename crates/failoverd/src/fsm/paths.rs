@@ -144,7 +144,27 @@ impl Fsm {
         if !t.carrier || !members_carrier {
             return Some((Cause::CarrierLost, 0));
         }
-        if t.misses >= t.settings.multiplier {
+        // The path's probes cross the bond's members in turn: while a
+        // member in the bond still answers after the path's first miss,
+        // the far end is alive and a failing member (not yet taken out)
+        // is the likelier cause, so the member rule speaks first and the
+        // path waits for [`LOSSY_RUN`] misses (the far end's address gone
+        // while every circuit answers).
+        let a_member_answers = t.misses > 0
+            && p.members.iter().any(|&mi| {
+                let m = &self.members[mi];
+                m.state == MemberState::In
+                    && self.targets[m.target]
+                        .stats
+                        .last_answer_at
+                        .is_some_and(|a| a > t.first_miss_at)
+            });
+        let need_missed = if a_member_answers {
+            t.settings.multiplier.max(LOSSY_RUN)
+        } else {
+            t.settings.multiplier
+        };
+        if t.misses >= need_missed {
             return Some((
                 Cause::Missed { probes: t.misses },
                 now.saturating_sub(t.first_miss_at),
