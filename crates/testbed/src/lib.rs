@@ -271,6 +271,14 @@ impl Vm {
 
     /// Sends one HMP command to the monitor and returns its answer.
     pub fn monitor(&self, command: &str) -> Result<String, Error> {
+        let mut answers = self.monitor_all(&[command])?;
+        Ok(answers.pop().unwrap_or_default())
+    }
+
+    /// Several monitor commands written at once, in one connection: QEMU
+    /// runs them back to back (microseconds apart), as one event (a cut
+    /// conduit takes every circuit in it). One answer per command.
+    pub fn monitor_all(&self, commands: &[&str]) -> Result<Vec<String>, Error> {
         let path = self.config.monitor_path();
         let mut s = UnixStream::connect(&path).map_err(io("connect to the monitor", &path))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))
@@ -280,12 +288,17 @@ impl Vm {
         // The banner ends with the "(qemu) " prompt, which has no newline.
         read_until_prompt(&mut reader, &mut banner)
             .map_err(|e| Error::Monitor(format!("no prompt: {e}")))?;
-        s.write_all(format!("{command}\n").as_bytes())
+        let text: String = commands.iter().map(|c| format!("{c}\n")).collect();
+        s.write_all(text.as_bytes())
             .map_err(io("write to", &path))?;
-        let mut answer = String::new();
-        read_until_prompt(&mut reader, &mut answer)
-            .map_err(|e| Error::Monitor(format!("`{command}`: {e}")))?;
-        Ok(answer)
+        let mut answers = Vec::new();
+        for command in commands {
+            let mut answer = String::new();
+            read_until_prompt(&mut reader, &mut answer)
+                .map_err(|e| Error::Monitor(format!("`{command}`: {e}")))?;
+            answers.push(answer);
+        }
+        Ok(answers)
     }
 
     /// Waits for QEMU to exit on its own (a guest power-off).
@@ -570,6 +583,33 @@ impl Testbed {
     }
 
     /// Cuts (`up = false`) or restores a circuit through the QEMU monitor.
+    /// Several circuits at once: each side's commands in one write, both
+    /// sides at the same time.
+    pub fn set_links(&self, circuits: &[&str], side: Side, up: bool) -> Result<(), Error> {
+        let cmds: Vec<String> = circuits
+            .iter()
+            .map(|c| format!("set_link {c} {}", if up { "on" } else { "off" }))
+            .collect();
+        let cmds: Vec<&str> = cmds.iter().map(String::as_str).collect();
+        let (a, b) = std::thread::scope(|s| {
+            let office = s.spawn(|| {
+                if side == Side::Backup {
+                    Ok(Vec::new())
+                } else {
+                    self.office.monitor_all(&cmds)
+                }
+            });
+            let backup = (side != Side::Office).then(|| self.backup.monitor_all(&cmds));
+            let office = office
+                .join()
+                .unwrap_or_else(|_| Err(Error::Monitor("the office's monitor thread died".into())));
+            (office, backup.unwrap_or_else(|| Ok(Vec::new())))
+        });
+        a?;
+        b?;
+        Ok(())
+    }
+
     pub fn set_link(&self, circuit: &str, side: Side, up: bool) -> Result<(), Error> {
         let cmd = format!("set_link {circuit} {}", if up { "on" } else { "off" });
         if side != Side::Backup {

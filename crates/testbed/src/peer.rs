@@ -84,6 +84,8 @@ pub fn stop(agent: &mut Agent, pidfile: &str) -> Result<(), Error> {
 pub struct Flow {
     pub from: String,
     pub to: String,
+    /// Seconds between echo requests, as busybox `ping -i` takes them.
+    pub interval: &'static str,
 }
 
 /// What a flow saw: echo replies by sequence number.
@@ -107,7 +109,10 @@ impl Flow {
         let _ = stop(agent, FLOW_PID);
         spawn(
             agent,
-            &format!("exec ping -i 0.01 -W 1 -I {} {}\n", self.from, self.to),
+            &format!(
+                "exec ping -i {} -W 1 -I {} {}\n",
+                self.interval, self.from, self.to
+            ),
             FLOW_LOG,
             FLOW_PID,
         )
@@ -124,6 +129,16 @@ impl Flow {
             ),
         )?;
         parse_stats(&out).ok_or_else(|| Error::Monitor(format!("flow: cannot read `{out}`")))
+    }
+
+    /// The guest's clock (`/proc/uptime`), in ms: the flow's own time base.
+    pub fn guest_ms(agent: &mut Agent) -> Result<f64, Error> {
+        let out = sh_ok(agent, "cat /proc/uptime")?;
+        out.split_whitespace()
+            .next()
+            .and_then(|w| w.parse::<f64>().ok())
+            .map(|s| s * 1000.0)
+            .ok_or_else(|| Error::Monitor(format!("uptime: cannot read `{out}`")))
     }
 
     pub fn stop(agent: &mut Agent) -> Result<FlowStats, Error> {
@@ -159,6 +174,21 @@ impl Testbed {
         ))?;
         if out.to_lowercase().contains("error") {
             return Err(Error::Monitor(format!("silence `{circuit}`: {out}")));
+        }
+        Ok(())
+    }
+
+    /// Every circuit in `circuits` silenced in one monitor write.
+    pub fn silence_all(&self, circuits: &[&str]) -> Result<(), Error> {
+        let cmds: Vec<String> = circuits
+            .iter()
+            .map(|c| format!("object_add filter-buffer,id=silent-{c},netdev={c},queue=all,interval=4000000000"))
+            .collect();
+        let cmds: Vec<&str> = cmds.iter().map(String::as_str).collect();
+        for (c, out) in circuits.iter().zip(self.office.monitor_all(&cmds)?) {
+            if out.to_lowercase().contains("error") {
+                return Err(Error::Monitor(format!("silence `{c}`: {out}")));
+            }
         }
         Ok(())
     }
