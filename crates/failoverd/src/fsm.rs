@@ -622,6 +622,11 @@ impl Fsm {
             .is_some_and(|m| m.state == MemberState::Rejoining)
     }
 
+    /// How long the probes of `target` are waited for now.
+    pub fn reply_wait(&self, target: usize) -> Ms {
+        self.targets.get(target).map_or(0, Target::wait)
+    }
+
     /// An answer to probe `seq` of `target`.
     pub fn on_reply(&mut self, target: usize, seq: u32, sample: Sample, now: Ms) -> Vec<Decision> {
         let rejoining = self.rejoining(target);

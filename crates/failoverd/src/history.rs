@@ -317,8 +317,9 @@ impl History {
         rec.set_clock(wanflash_linequality::clock::ClockTracker::new(
             crate::clock::configured_servers(),
         ));
-        // A probe is missed when the next one is due (the state machine's
-        // rule): the recorder counts it lost then too.
+        // A probe is missed when its wait is over (the state machine's
+        // rule): the recorder counts it lost then too. The wait starts at
+        // the interval and follows the round trip ([`History::turn`]).
         for (t, c) in by_target.iter().enumerate() {
             if let (Some(c), Some(kind)) = (c, fsm.target_kind(t)) {
                 let path = match kind {
@@ -524,6 +525,14 @@ impl History {
     pub fn turn(&mut self, fsm: &Fsm, now: Ms) {
         for t in self.relinks.expire(now) {
             self.relink(t, now);
+        }
+        // Lost means what the state machine calls missed: not answered
+        // within the circuit's wait (a 20 ms probe answered after 50 ms on
+        // a long circuit is late, not lost).
+        for t in 0..fsm.target_count() {
+            if let Some(c) = self.circuit(t) {
+                self.rec.set_probe_interval(c, fsm.reply_wait(t));
+            }
         }
         self.rec.expire(now);
         if self
@@ -885,6 +894,46 @@ mod tests {
         );
         // Observed: 0 to 9 s and 16 to 30 s (the last probe leaves at 30 s).
         assert_eq!(t.observed_s, 10 + 15, "{t:?}");
+    }
+
+    /// Issue 18: 20 ms probes on a circuit with a 60 ms round trip. The
+    /// recorder counts lost what failoverd calls missed, once its wait
+    /// has learnt the round trip: the line loses nothing, so the record
+    /// must show (almost) nothing lost, not every probe.
+    #[test]
+    fn probes_faster_than_the_round_trip_are_not_recorded_lost() {
+        let text = OFFICE.replace(r#""interval_ms": 100"#, r#""interval_ms": 20"#);
+        let cfg = Failover::from_json("failover.json", &text).unwrap();
+        let mut fsm = Fsm::new(&cfg, 0);
+        let opened = History::open(&cfg, &Recording::default(), &fsm, 0).unwrap();
+        let mut h = opened.history;
+        let c = h.rec.circuit_id("eth1").unwrap();
+        let sample = Sample {
+            rtt_us: 60_000,
+            one_way_us: None,
+        };
+        let mut inflight: std::collections::VecDeque<(Ms, usize, u32)> = Default::default();
+        for now in 0..20_000 {
+            while inflight.front().is_some_and(|r| r.0 <= now) {
+                if let Some((_, t, seq)) = inflight.pop_front() {
+                    fsm.on_reply(t, seq, sample, now);
+                    h.answered(t, seq, &sample, now);
+                }
+            }
+            if fsm.next_wakeup() <= now {
+                let tick = fsm.tick(now);
+                h.probes_sent(&tick.probes, now);
+                for p in tick.probes {
+                    inflight.push_back((now + 60, p.target, p.seq));
+                }
+            }
+            h.turn(&fsm, now);
+        }
+        let t = h.rec.totals(c).unwrap();
+        assert!(t.sent >= 990, "{t:?}");
+        // The first probes, waited for one interval before the first
+        // answer taught the wait.
+        assert!(t.lost <= 3, "{t:?}");
     }
 
     /// A move whose circuit stays silent: after [`RELINK_MAX_MS`] its

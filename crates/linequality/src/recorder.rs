@@ -413,9 +413,10 @@ impl Recorder {
         self.probe_interval_ms = ms.max(1);
     }
 
-    /// Circuit `c`'s probe interval (the description's `interval_ms`):
-    /// its unanswered probes are lost after this long, as failoverd counts
-    /// a probe missed when the next is due.
+    /// How long circuit `c`'s probes are waited for: its unanswered
+    /// probes are lost after this long, as failoverd counts a probe
+    /// missed (the description's `interval_ms`, or longer where the
+    /// circuit's round trip needs it; failoverd sets it every turn).
     pub fn set_probe_interval(&mut self, c: CircuitId, ms: Ms) {
         if let Some(circ) = self.circuits.get_mut(c) {
             circ.probe_interval_ms = Some(ms.max(1));

@@ -2,9 +2,11 @@
 //! T1 shows, for the failover bench (issue 18): bursts of errors that
 //! lose everything an interface sends for a while, then nothing, on each
 //! interface independently. Burst lengths are uniform from `MIN_MS` to
-//! `MAX_MS`; the gaps between bursts are exponential, with the mean that
-//! makes bursts cover `PERMILLE` tenths of a percent of the time (so that
-//! share of probes is lost). Time-based, not per packet like netem's
+//! `MAX_MS`; the gaps between bursts are at least `MAX_MS` (two bursts
+//! closer than that would be one burst longer than `MAX_MS`, which the
+//! model bounds) plus an exponential part, with the mean that makes
+//! bursts cover `PERMILLE` tenths of a percent of the time (so that share
+//! of probes is lost). Time-based, not per packet like netem's
 //! Gilbert-Elliott `loss gemodel`, whose burst lengths (in packets) are
 //! geometric and unbounded and depend on the packet rate: a line's error
 //! burst lasts a time, whatever crosses it.
@@ -43,13 +45,14 @@ pub fn schedule(secs: u64, seed: u64, permille: u32, min_ms: u64, max_ms: u64) -
     let mut rng = Rng(seed);
     let mean_burst = (min_ms + max_ms) as f64 / 2.0;
     let share = f64::from(permille.clamp(1, 999)) / 1000.0;
-    // Bursts cover `share` of the time: burst / (burst + gap) = share.
-    let mean_gap = mean_burst * (1.0 - share) / share;
+    // Bursts cover `share` of the time: burst / (burst + gap) = share;
+    // each gap is at least the longest burst.
+    let mean_gap = (mean_burst * (1.0 - share) / share - max_ms as f64).max(0.0);
     let end = secs * 1000;
     let mut at = 0.0f64;
     let mut out = Vec::new();
     loop {
-        at += -mean_gap * (1.0 - rng.unit()).ln();
+        at += max_ms as f64 - mean_gap * (1.0 - rng.unit()).ln();
         let len = min_ms + (rng.unit() * (max_ms - min_ms + 1) as f64) as u64;
         let start = at.round() as u64;
         if start + len > end {
@@ -142,8 +145,9 @@ mod tests {
         assert!((900..=1150).contains(&plan.len()), "{}", plan.len());
         assert!(plan.iter().all(|&(_, l)| (10..=60).contains(&l)));
         assert!(plan.iter().any(|&(_, l)| l == 60) && plan.iter().any(|&(_, l)| l == 10));
-        // In order, never overlapping, within the hour.
-        assert!(plan.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0));
+        // In order, at least a longest burst (60 ms) apart, within the
+        // hour.
+        assert!(plan.windows(2).all(|w| w[0].0 + w[0].1 + 60 <= w[1].0));
         assert!(plan.last().is_some_and(|&(s, l)| s + l <= 3_600_000));
         // Repeatable, and another seed is another schedule.
         assert_eq!(plan, schedule(3600, 18, 10, 10, 60));
