@@ -1059,7 +1059,22 @@ impl Daemon {
             }
             if let Some(f) = far_flags {
                 let now = self.now_ms();
+                let before = self.fsm.far_member_state(i);
                 let ds = self.fsm.on_far_member(i, f, now);
+                let after = self.fsm.far_member_state(i);
+                if before != after {
+                    if let Some((out, ready)) = after {
+                        let name = self.fsm.target_interface(i).to_owned();
+                        self.info(format!(
+                            "member {name}: the far end has it {}",
+                            match (out, ready) {
+                                (false, _) => "in its bond",
+                                (true, false) => "out of its bond",
+                                (true, true) => "out of its bond, ready to put it back",
+                            }
+                        ));
+                    }
+                }
                 self.handle(ds);
             }
         }

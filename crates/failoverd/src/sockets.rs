@@ -195,11 +195,17 @@ impl PacketSocket {
             i32::try_from(ifindex).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
         // SAFETY: socket(2) with constant arguments; it returns a new
         // descriptor or -1.
+        // Protocol 0: no frame is queued until bind(2) names the type and
+        // the interface together. A socket opened for the type receives
+        // it from every interface until it is bound, and a frame of
+        // another T1 queued in that window counted as this one's (its
+        // far end's flags included: a member taken out for the far end's
+        // state of another circuit).
         let raw = last_error(unsafe {
             libc::socket(
                 libc::AF_PACKET,
                 libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                i32::from(ETHERTYPE.to_be()),
+                0,
             )
         })?;
         // SAFETY: `raw` is a descriptor we just opened and own alone.

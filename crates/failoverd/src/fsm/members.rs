@@ -87,6 +87,13 @@ impl Fsm {
         f
     }
 
+    /// What the far end last said of member `target`'s circuit: out of
+    /// its bond, ready to put it back. `None` for a path's target.
+    pub fn far_member_state(&self, target: usize) -> Option<(bool, bool)> {
+        let m = self.members.get(self.member_of(target)?)?;
+        Some((m.far_out, m.far_ready))
+    }
+
     /// The far end's flags on a member circuit (a request or a reply it
     /// sent on it): a far end that took the circuit out makes this end
     /// take it out too, and both put it back when both are ready.
