@@ -646,7 +646,9 @@ impl Fsm {
                 t.stats.late += 1;
                 // Too late for its verdict, but one of this run's recent
                 // probes: its round trip teaches the wait.
-                if t.seq.wrapping_sub(seq) < MAX_OUTSTANDING as u32 * 4 {
+                if t.seq.wrapping_sub(seq) < MAX_OUTSTANDING as u32 * 4
+                    && sample.rtt_us <= MAX_REPLY_WAIT_MS * 1000
+                {
                     t.rto.sample(sample.rtt_us);
                 }
                 return Vec::new();

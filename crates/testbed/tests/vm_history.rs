@@ -145,15 +145,15 @@ fn a_degraded_t1_shows_in_history_and_metrics_and_a_cut_t3_is_one_outage() {
     let clean = wanctl(&mut t.office, "history eth0 --since 1m --all");
     eprintln!("{degraded}\n{clean}");
     let ((sent, lost), median) = summary(&degraded);
-    // About 2500 probes (500 per 10 s row at 20 ms), each lost on the way out with
+    // About 500 probes (100 per 10 s row), each lost on the way out with
     // probability 0.1 (netem drops independently; failoverd's own moves
     // of the member, which a run of 25 losses once showed, are not
     // recorded, and 10 % random loss no longer splits it). The count of
     // lost probes is within the binomial window that holds with
     // probability 1 - 1e-6: 5e-7 below at p = 0.1, 5e-7 above at
     // p = 0.12 (2 points for replies later than the probe's wait on a
-    // loaded host, as eth0's own loss is allowed). For 2500 probes: about
-    // 176 to 380 lost (7 to 15 %).
+    // loaded host, as eth0's own loss is allowed). For 500 probes: 21 to
+    // 98 lost (4.2 to 19.6 %).
     assert!(sent >= 300, "too few probes recorded on eth1:\n{degraded}");
     let (lo, _) = binomial_window(sent, 0.10, 5e-7);
     let (_, hi) = binomial_window(sent, 0.12, 5e-7);

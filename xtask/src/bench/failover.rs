@@ -1,9 +1,8 @@
 //! Failover in the two-router test bed (`test-office`, `test-backup`),
 //! wanflash's failoverd against the peers a user would pick instead, in the
 //! same pair of guests, one after the other: failoverd as shipped (probes
-//! 20 ms x 4, floor 1 s, flap dampening), then failoverd as shipped before
-//! issue 18 (100 ms x 3, hold-down 5 s: a silent far end and the noise,
-//! to show the gain), then
+//! 100 ms x 3), then failoverd with 20 ms x 4 probes (the candidate for
+//! fast shipped probes: a silent far end only), then
 //!
 //! - (a) the bonding driver alone, active-backup, `miimon` 100 ms: carrier loss;
 //! - (b) the bonding ARP monitor, `arp_interval` 100 ms, `arp_validate
@@ -34,7 +33,7 @@
 //! noise` on every T1 at both ends (each its own seed): bursts of 10 to
 //! 60 ms that lose everything sent, 1 % of the time, with the 100 pps
 //! flow running. Any failover or take-out then is false: counted per hour
-//! for failoverd (shipped and as before) and the ARP monitor (its active
+//! for failoverd (shipped and 20 ms x 4) and the ARP monitor (its active
 //! slave changes and link failures).
 
 use std::time::{Duration, Instant};
@@ -121,11 +120,10 @@ const BACKUP: Site = Site {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mech {
     Failoverd,
-    /// failoverd as shipped before issue 18 (probes 100 ms x 3, a 5 s
-    /// hold-down; dampening's defaults cannot be turned off, and a first
-    /// failure is not dampened), set in the guests' `/etc` (tmpfs) and the
-    /// daemon restarted.
-    FailoverdBefore,
+    /// failoverd with fast probes (20 ms x 4: four probes span more than
+    /// the noise's longest burst), set in the guests' `/etc` (tmpfs) and
+    /// the daemon restarted.
+    FailoverdFast,
     Miimon,
     ArpMon,
     Mwan3,
@@ -133,13 +131,13 @@ enum Mech {
 
 impl Mech {
     fn is_ours(self) -> bool {
-        matches!(self, Mech::Failoverd | Mech::FailoverdBefore)
+        matches!(self, Mech::Failoverd | Mech::FailoverdFast)
     }
 
     fn key(self) -> &'static str {
         match self {
             Mech::Failoverd => "failoverd",
-            Mech::FailoverdBefore => "failoverd-before",
+            Mech::FailoverdFast => "failoverd20",
             Mech::Miimon => "miimon",
             Mech::ArpMon => "arp",
             Mech::Mwan3 => "mwan3",
@@ -148,8 +146,8 @@ impl Mech {
 
     fn label(self) -> &'static str {
         match self {
-            Mech::Failoverd => "failoverd (20 ms x 4, shipped)",
-            Mech::FailoverdBefore => "failoverd as shipped before (100 ms x 3, hold-down 5 s)",
+            Mech::Failoverd => "failoverd (100 ms x 3, shipped)",
+            Mech::FailoverdFast => "failoverd (20 ms x 4)",
             Mech::Miimon => "bonding active-backup, miimon 100",
             Mech::ArpMon => "bonding ARP monitor 100 ms, validate active",
             Mech::Mwan3 => "mwan3-style ping tracking, shipped defaults",
@@ -160,7 +158,7 @@ impl Mech {
     /// active member for the bonding peers.
     fn circuits(self) -> &'static [&'static str] {
         match self {
-            Mech::Failoverd | Mech::FailoverdBefore | Mech::Mwan3 => &BUNDLE,
+            Mech::Failoverd | Mech::FailoverdFast | Mech::Mwan3 => &BUNDLE,
             Mech::Miimon | Mech::ArpMon => &BUNDLE[..1],
         }
     }
@@ -263,14 +261,13 @@ fn wait_on_bundle(p: &mut BenchPair, secs: u64) -> Result<()> {
 fn configure(p: &mut BenchPair, m: Mech) -> Result<()> {
     match m {
         Mech::Failoverd => wait_on_bundle(p, 90),
-        Mech::FailoverdBefore => {
+        Mech::FailoverdFast => {
             let from = (p.bed.office.console().len(), p.bed.backup.console().len());
             both(p, |_| {
                 "set -e; F=/etc/wanflash/failover.json\n\
-                 grep -q '\"interval_ms\": 20,' $F\n\
-                 grep -q '\"multiplier\": 4,' $F\n\
-                 grep -q '\"hold_down_ms\": 1000$' $F\n\
-                 sed -i -e 's/\"interval_ms\": 20,/\"interval_ms\": 100,/' -e 's/\"multiplier\": 4,/\"multiplier\": 3,/' -e 's/\"hold_down_ms\": 1000$/\"hold_down_ms\": 5000/' $F\n\
+                 grep -q '\"interval_ms\": 100,' $F\n\
+                 grep -q '\"multiplier\": 3,' $F\n\
+                 sed -i -e 's/\"interval_ms\": 100,/\"interval_ms\": 20,/' -e 's/\"multiplier\": 3,/\"multiplier\": 4,/' $F\n\
                  kill $(pidof failoverd)"
                     .into()
             })?;
@@ -409,7 +406,7 @@ fn fault(p: &BenchPair, m: Mech, f: Fault, on: bool) -> Result<()> {
 /// its `up` rounds had passed).
 fn recover(p: &mut BenchPair, m: Mech, from: (usize, usize)) -> Result<()> {
     match m {
-        Mech::Failoverd | Mech::FailoverdBefore => {
+        Mech::Failoverd | Mech::FailoverdFast => {
             undampen(p)?;
             for (vm, at) in [(&mut p.bed.office, from.0), (&mut p.bed.backup, from.1)] {
                 vm.wait_for_from("path t1 up", at, Duration::from_secs(90))
@@ -707,7 +704,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let plan = [
         (Mech::Failoverd, Fault::Carrier),
         (Mech::Failoverd, Fault::Silent),
-        (Mech::FailoverdBefore, Fault::Silent),
+        (Mech::FailoverdFast, Fault::Silent),
         (Mech::Miimon, Fault::Carrier),
         (Mech::ArpMon, Fault::Silent),
         (Mech::Mwan3, Fault::Carrier),
@@ -764,7 +761,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             .skip_while(|x| **x != (m, f))
             .skip(1)
             .any(|x| x.0 == m);
-        if last_fault && matches!(m, Mech::Failoverd | Mech::FailoverdBefore | Mech::ArpMon) {
+        if last_fault && matches!(m, Mech::Failoverd | Mech::FailoverdFast | Mech::ArpMon) {
             if m.is_ours() {
                 undampen(&mut p)?;
                 // The trials' cuts took T1s out of the bonds; putting one
@@ -841,7 +838,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     for (us, f) in [
         (Mech::Failoverd, Fault::Carrier),
         (Mech::Failoverd, Fault::Silent),
-        (Mech::FailoverdBefore, Fault::Silent),
+        (Mech::FailoverdFast, Fault::Silent),
     ] {
         let Some(ours) = get(us, f) else {
             continue;
@@ -850,7 +847,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             Fault::Carrier => (10.0, Mech::Miimon),
             Fault::Silent => (100.0, Mech::ArpMon),
         };
-        // The shipped probes against every peer; the earlier ones against
+        // The shipped probes against every peer; the fast ones against
         // the ARP monitor (mwan3 is seconds behind either).
         let peers: &[Mech] = if us == Mech::Failoverd {
             &[bond, Mech::Mwan3]
@@ -860,7 +857,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         let what = if us == Mech::Failoverd {
             f.label().to_owned()
         } else {
-            format!("{}, failoverd as shipped before (100 ms x 3)", f.label())
+            format!("{}, failoverd 20 ms x 4", f.label())
         };
         for &peer in peers {
             if let Some((_, why)) = failed.iter().find(|(x, _)| *x == peer) {

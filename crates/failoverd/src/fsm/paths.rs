@@ -185,10 +185,15 @@ impl Fsm {
             .saturating_sub(1)
             .max(BUNDLE_SILENT_MISSES)
             .min(multiplier);
+        // Runs of misses that began while the path was up: a member
+        // that has not answered since before (its far end's responder
+        // starting later, at boot) says nothing of a far end that has
+        // just stopped.
+        let recent = |x: &Target| x.misses >= need && x.first_miss_at >= p.since;
         if p.health == Health::Up
             && in_bond.len() >= 2
-            && t.misses >= need
-            && in_bond.iter().all(|m| m.misses >= need)
+            && recent(t)
+            && in_bond.iter().all(|m| recent(m))
         {
             let first = in_bond
                 .iter()
