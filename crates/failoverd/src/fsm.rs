@@ -347,6 +347,8 @@ struct MemberRt {
     /// and replies: out of its bond, and ready to put it back.
     far_out: bool,
     far_ready: bool,
+    /// When the far end last said so (any frame of it on the circuit).
+    far_heard_at: Ms,
     damp: Damp,
 }
 
@@ -436,6 +438,7 @@ impl Fsm {
                     ready_since: None,
                     far_out: false,
                     far_ready: false,
+                    far_heard_at: now,
                     damp: Damp::default(),
                 });
                 members.push(mi);

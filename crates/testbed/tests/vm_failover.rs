@@ -164,6 +164,31 @@ fn bundle_cut_moves_to_t3_and_back_after_the_floor_and_survives_a_daemon_kill() 
         .unwrap_or_else(|e| panic!("{e}"));
     let _ = stamp(&up);
 
+    // Every T1 back in both bonds first (each end puts its members back
+    // after its own floor, and each move re-links an e1000 for about 2 s):
+    // what follows is about the daemon's death, on a whole bundle.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let whole = |a: &mut Agent| {
+            let s = a
+                .ok("cat /sys/class/net/bond0/bonding/slaves")
+                .unwrap_or_default();
+            let mut m: Vec<&str> = s.split_whitespace().collect();
+            m.sort_unstable();
+            m == ["eth0", "eth1", "eth2"]
+        };
+        if whole(&mut t.office) && whole(&mut t.backup) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bundle never became whole again\n--- office console ---\n{}\n--- backup console ---\n{}",
+            t.bed.office.console(),
+            t.bed.backup.console()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
     // failoverd killed: init restarts it and the routes stay as they are.
     t.office.ok("killall -9 failoverd").unwrap();
     expect_route(&mut t, "bond0", "while failoverd is gone");

@@ -106,6 +106,7 @@ impl Fsm {
         };
         let out = flags & FLAG_OUT != 0;
         let ready = out && flags & FLAG_READY != 0;
+        m.far_heard_at = now;
         if (m.far_out, m.far_ready) == (out, ready) {
             return Vec::new();
         }
@@ -138,9 +139,19 @@ impl Fsm {
         if !t.carrier {
             let lost_for = now.saturating_sub(t.carrier_lost_at);
             (lost_for >= CARRIER_SETTLE_MS).then_some((Cause::CarrierLost, lost_for))
-        } else if m.far_out && !m.far_ready {
+        } else if m.far_out
+            && !m.far_ready
+            && now.saturating_sub(m.far_heard_at)
+                <= u64::from(t.settings.interval_ms) * u64::from(t.settings.multiplier)
+        {
             // Whatever this end sees, the far end's bond drops the
-            // circuit's traffic: both ends must agree on the bundle.
+            // circuit's traffic: both ends must agree on the bundle. Only
+            // while the far end still says so: after `multiplier`
+            // intervals without a frame of it on the circuit (its NIC
+            // re-linking as it moves the circuit, 2 s on e1000) its last
+            // word is stale, and acting on it took a member out that the
+            // far end had just put back; a circuit that stays silent is
+            // the miss rules' to judge.
             Some((Cause::FarEndOut, 0))
         } else if !judged {
             None

@@ -1277,6 +1277,51 @@ fn a_member_the_far_end_took_out_is_taken_out_here_too_and_both_put_it_back_toge
     assert_eq!(sim.fsm.member_state(1), Some(MemberState::In));
 }
 
+/// What the far end last said of a member goes stale once nothing of it
+/// has been heard on the circuit for `multiplier` intervals (its NIC
+/// re-linking as it moves the circuit back). Seen on the test bed: a
+/// backup kept eth0 as its last member while the office had it out; the
+/// office put it back (2 s of re-link); when the backup's eth1 came back
+/// it took eth0 out on the office's 2 s old word, and the two bonds
+/// disagreed for seconds.
+#[test]
+fn a_far_ends_stale_word_takes_no_member_out() {
+    use crate::probe::{FLAG_MEMBER, FLAG_OUT};
+    let mut sim = started();
+    let eth0 = target_of(&sim, "eth0");
+    sim.run_until(1500);
+    sim.set_carrier("eth1", false);
+    sim.set_carrier("eth2", false);
+    sim.run_until(1600);
+    // The far end's address silent: the path is down, so only carrier and
+    // the far end's word judge members.
+    sim.set_silent(&["bond0"], true);
+    sim.run_until(2000);
+    assert_eq!(sim.fsm.path_health(T1), Some(Health::Down));
+    // The far end took eth0 out: the last member here, kept.
+    let ds = sim.fsm.on_far_member(eth0, FLAG_MEMBER | FLAG_OUT, sim.now);
+    assert!(
+        ds.iter()
+            .all(|d| !matches!(d.event, Event::MemberOut { .. })),
+        "{:#?}",
+        sim.lines(&ds)
+    );
+    // It moves eth0 back: nothing heard on it since. eth1 returns and is
+    // put back after its hold-down (5 s here).
+    sim.set_silent(&["eth0"], true);
+    sim.set_carrier("eth1", true);
+    sim.run_until(10_000);
+    let ds = sim.take();
+    let said = member_said(&sim, &ds);
+    assert!(said.contains(&"in eth1".to_owned()), "{said:?}");
+    assert!(
+        !said.contains(&"out eth0".to_owned()),
+        "{:#?}",
+        sim.lines(&ds)
+    );
+    assert_eq!(sim.fsm.member_state(0), Some(MemberState::In));
+}
+
 #[test]
 fn a_far_end_that_is_ready_first_waits_for_this_ends_hold_down_and_hears_it_is_ready() {
     use crate::probe::{FLAG_MEMBER, FLAG_OUT, FLAG_READY};
