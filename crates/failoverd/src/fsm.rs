@@ -156,7 +156,7 @@ struct Outstanding {
 /// Probes awaiting their verdict, per target, at most: beyond, the oldest
 /// is judged at once (a wait of `MAX_REPLY_WAIT_MS` at 20 ms needs 50).
 pub const MAX_OUTSTANDING: usize = 64;
-/// The longest a probe is waited for, whatever the round trip: a circuit
+/// The longest a probe is waited for, whatever the settings: a circuit
 /// slower than this is failing.
 pub const MAX_REPLY_WAIT_MS: Ms = 1000;
 
@@ -182,15 +182,14 @@ impl Rto {
     }
 
     /// How long a probe is waited for: the interval, or the smoothed RTT
-    /// plus four variations (at least 1 ms of them) when that is longer.
-    fn wait(&self, interval: Ms) -> Ms {
+    /// plus four variations (at least 1 ms of them) when that is longer,
+    /// but never more than `cap`.
+    fn wait(&self, interval: Ms, cap: Ms) -> Ms {
         let Some(s) = self.srtt_us else {
             return interval;
         };
         let us = s + (4 * self.rttvar_us).max(1000);
-        interval
-            .max(us.div_ceil(1000))
-            .min(MAX_REPLY_WAIT_MS.max(interval))
+        interval.max(us.div_ceil(1000)).min(cap.max(interval))
     }
 }
 
@@ -265,9 +264,30 @@ struct Target {
 }
 
 impl Target {
-    /// How long its probes are waited for.
+    /// How long its probes are waited for: at most `interval` x
+    /// `multiplier` (and 1 s), the detection budget the description gives,
+    /// so a silent far end is declared within twice that whatever the
+    /// round trips taught (a far end starting up answered 0.5 to 1 s late
+    /// on the test bed, and a wait of 1 s then held a failure's verdicts
+    /// past the path's floor). A circuit whose round trip needs longer
+    /// needs a longer interval.
     fn wait(&self) -> Ms {
-        self.rto.wait(u64::from(self.settings.interval_ms))
+        self.rto
+            .wait(u64::from(self.settings.interval_ms), self.wait_cap())
+    }
+
+    fn wait_cap(&self) -> Ms {
+        (u64::from(self.settings.interval_ms) * u64::from(self.settings.multiplier))
+            .min(MAX_REPLY_WAIT_MS)
+    }
+
+    /// A probe still unanswered one interval after its slot (what the
+    /// old one-outstanding rule called missed), its verdict not given yet.
+    fn overdue(&self, now: Ms) -> bool {
+        let interval = u64::from(self.settings.interval_ms);
+        self.outstanding
+            .iter()
+            .any(|o| !o.answered && o.slot + interval <= now)
     }
 
     /// When the oldest unanswered probe's wait ends.
@@ -552,7 +572,12 @@ impl Fsm {
             if p.health == Health::Holding {
                 let s = &self.targets[p.target].settings;
                 let floor = p.since + u64::from(s.hold_down_ms);
-                t = t.min(floor.max(self.reuse_after(&p.damp, floor)));
+                let at = floor.max(self.reuse_after(&p.damp, floor));
+                // Once the rules ran past it, only an overdue probe holds
+                // the path: its verdict or its answer wakes us.
+                if at > self.evaluated_at {
+                    t = t.min(at);
+                }
             }
         }
         for m in &self.members {
@@ -650,7 +675,7 @@ impl Fsm {
                 // Too late for its verdict, but one of this run's recent
                 // probes: its round trip teaches the wait.
                 if t.seq.wrapping_sub(seq) < MAX_OUTSTANDING as u32 * 4
-                    && sample.rtt_us <= MAX_REPLY_WAIT_MS * 1000
+                    && sample.rtt_us <= t.wait_cap() * 1000
                 {
                     t.rto.sample(sample.rtt_us);
                 }

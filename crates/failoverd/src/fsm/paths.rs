@@ -102,8 +102,12 @@ impl Fsm {
                         }
                     } else {
                         let held = now.saturating_sub(p.since);
+                        // Not while a probe is overdue: its verdict may
+                        // yet say the path failed again (while holding,
+                        // which only restarts the floor).
                         if held >= u64::from(t.settings.hold_down_ms)
                             && !p.damp.suppressed(&self.dampening, now)
+                            && !t.overdue(now)
                         {
                             p.health = Health::Up;
                             p.since = now;

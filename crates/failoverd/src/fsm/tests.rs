@@ -253,7 +253,8 @@ fn silent_far_end_failure_is_detected_in_interval_times_multiplier() {
 /// - 1 intervals plus one wait after the first probe it swallowed.
 #[test]
 fn probes_faster_than_the_round_trip_are_waited_for() {
-    let mut sim = Sim::office();
+    let text = OFFICE.replace(r#""multiplier": 3"#, r#""multiplier": 4"#);
+    let mut sim = Sim::new(&text);
     sim.rtt = 60;
     sim.run_until(3000);
     let ds = sim.take();
@@ -276,23 +277,37 @@ fn probes_faster_than_the_round_trip_are_waited_for() {
     let wait = sim.fsm.targets[0].wait();
     assert!((61..=70).contains(&wait), "{wait}");
     // The T3 goes silent at 60 005: the probe of 60 020 is the first
-    // lost; the third is that of 60 060, judged a wait later.
+    // lost; the fourth is that of 60 080, judged a wait later.
     sim.run_until(60_005);
     sim.set_silent(&["eth3"], true);
-    sim.run_until(60_060 + wait - 1);
+    sim.run_until(60_080 + wait - 1);
     assert!(sim.take().is_empty());
-    sim.run_until(60_060 + wait);
+    sim.run_until(60_080 + wait);
     let ds = sim.take();
     assert_eq!(ds.len(), 1, "{:#?}", sim.lines(&ds));
     assert_eq!(
         ds[0].event,
         Event::PathDown {
             path: T3,
-            cause: Cause::Missed { probes: 3 },
-            detection_ms: 40 + wait,
+            cause: Cause::Missed { probes: 4 },
+            detection_ms: 60 + wait,
             suppressed_ms: None
         }
     );
+
+    // The wait stops at the detection budget, 20 ms x 4, so a failure is
+    // still declared within twice the budget: a first answer after 75 ms
+    // asks for 75 + 4 x 37.5 ms, the wait is 80.
+    let mut sim = Sim::new(&text);
+    sim.rtt = 75;
+    sim.run_until(100);
+    assert_eq!(sim.fsm.targets[0].wait(), 80);
+    // Answers slower than the budget (a far end starting up answered 0.5
+    // to 1 s late on the test bed) teach nothing: the wait stays.
+    let mut sim = Sim::new(&text);
+    sim.rtt = 500;
+    sim.run_until(5000);
+    assert_eq!(sim.fsm.targets[0].wait(), 20);
 }
 
 #[test]
@@ -363,6 +378,45 @@ fn a_bundle_silent_on_every_member_is_down_an_interval_sooner() {
             detection_ms: 80,
             suppressed_ms: None
         }
+    );
+}
+
+/// A path held after a failure comes up only once no probe is overdue:
+/// with a wait longer than the interval (a 60 ms round trip at 20 ms), a
+/// probe lost just before the floor ends is judged after it. Coming up
+/// meanwhile made the verdicts a second failure "from up", suppressed for
+/// 84 s (seen on the test bed at start-up).
+#[test]
+fn a_held_path_waits_for_its_overdue_verdicts_before_it_comes_up() {
+    let text = OFFICE
+        .replace(r#""multiplier": 3"#, r#""multiplier": 4"#)
+        .replace(r#""hold_down_ms": 5000"#, r#""hold_down_ms": 1000"#);
+    let mut sim = Sim::new(&text);
+    sim.rtt = 60;
+    sim.run_until(3005);
+    sim.set_silent(&["eth3"], true);
+    sim.run_until(4000);
+    assert_eq!(sim.fsm.path_health(T3), Some(Health::Down));
+    sim.take();
+    // Answers again from the probe of 4000 (at 4060): held until 5060.
+    sim.set_silent(&["eth3"], false);
+    sim.run_until(5025);
+    assert_eq!(sim.fsm.path_health(T3), Some(Health::Holding));
+    // Silent again: the probe of 5040 is overdue at 5060, judged at
+    // about 5105.
+    sim.set_silent(&["eth3"], true);
+    sim.run_until(6000);
+    let ds = sim.take();
+    assert!(
+        ds.iter()
+            .all(|d| !matches!(d.event, Event::PathUp { path: T3, .. })),
+        "{:#?}",
+        sim.lines(&ds)
+    );
+    assert!(
+        !sim.fsm.status(sim.now).paths[T3].dampening.suppressed,
+        "{:#?}",
+        sim.lines(&ds)
     );
 }
 
