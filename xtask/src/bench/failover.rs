@@ -415,8 +415,11 @@ fn recover(p: &mut BenchPair, m: Mech, from: (usize, usize)) -> Result<()> {
             // Every T1 back in both bonds too: a trial that starts with
             // members out measures another bundle (two of three trials of
             // 2026-12-05 did).
+            // Penalties cleared on every look: a T1 whose carrier came
+            // back last is taken out once more as the bundle returns, and
+            // back-to-back trials would otherwise suppress it.
             wait_both(p, 60, "every T1 back in bond0", |_| {
-                "S=\" $(cat /sys/class/net/bond0/bonding/slaves) \"; for m in eth0 eth1 eth2; do case \"$S\" in *\" $m \"*) ;; *) exit 1;; esac; done".into()
+                "/usr/bin/wanctl undampen all > /dev/null; S=\" $(cat /sys/class/net/bond0/bonding/slaves) \"; for m in eth0 eth1 eth2; do case \"$S\" in *\" $m \"*) ;; *) exit 1;; esac; done".into()
             })?;
             wait_on_bundle(p, 60)
         }
