@@ -636,8 +636,10 @@ impl Fsm {
                 target: i,
                 seq: t.seq,
             });
-            // Full: the oldest is judged now.
-            t.judge(now, rejoining);
+            if t.outstanding.len() > MAX_OUTSTANDING {
+                // Full: the oldest is judged now.
+                t.judge(now, rejoining);
+            }
         }
         let decisions = self.evaluate(now);
         Tick { probes, decisions }

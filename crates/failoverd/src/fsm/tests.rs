@@ -174,17 +174,23 @@ fn route_changes(ds: &[Decision]) -> Vec<(Ms, Option<usize>, usize)> {
 
 /// Starts the office router and lets every path come up.
 fn started() -> Sim {
-    let mut sim = Sim::office();
-    sim.run_until(1000);
+    let sim = up_on_t1(Sim::office(), 1000, 1);
+    assert_eq!(sim.fsm.path_health(T3), Some(Health::Up));
+    sim
+}
+
+/// Runs `sim` to `until`: the far LAN's routes went to t1 once, at `at`,
+/// and t1 is up.
+fn up_on_t1(mut sim: Sim, until: Ms, at: Ms) -> Sim {
+    sim.run_until(until);
     let ds = sim.take();
     assert_eq!(
         route_changes(&ds),
-        vec![(1, None, T1)],
+        vec![(at, None, T1)],
         "{:#?}",
         sim.lines(&ds)
     );
     assert_eq!(sim.fsm.path_health(T1), Some(Health::Up));
-    assert_eq!(sim.fsm.path_health(T3), Some(Health::Up));
     sim
 }
 
@@ -256,18 +262,10 @@ fn probes_faster_than_the_round_trip_are_waited_for() {
     let text = OFFICE.replace(r#""multiplier": 3"#, r#""multiplier": 4"#);
     let mut sim = Sim::new(&text);
     sim.rtt = 60;
-    sim.run_until(3000);
-    let ds = sim.take();
-    assert_eq!(
-        route_changes(&ds),
-        vec![(100, None, T1)],
-        "{:#?}",
-        sim.lines(&ds)
-    );
     // The probes of 0 and 20, waited for one interval, were missed; the
     // late answer to the first (at 60) taught the wait, and the probe of
     // 40 was answered in time, at 100. None missed since.
-    assert_eq!(sim.fsm.path_health(T1), Some(Health::Up));
+    let mut sim = up_on_t1(sim, 3000, 100);
     let late_at_start = sim.fsm.targets[0].stats.late;
     assert!(late_at_start > 0 && late_at_start <= 4, "{late_at_start}");
     sim.run_until(60_000);
