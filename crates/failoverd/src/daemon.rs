@@ -696,6 +696,16 @@ impl Daemon {
     /// error only when the loop itself cannot go on.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), Error> {
         while !stop.load(Ordering::Relaxed) {
+            // Answers that came after the last poll returned (this process
+            // or its machine was stalled, or the poll ended on its timeout
+            // just before they came) are read before any verdict.
+            if let Ok(ready) = self.wait(0) {
+                for src in ready {
+                    if matches!(src, Source::Target(_)) {
+                        self.serve(src);
+                    }
+                }
+            }
             let now = self.now_ms();
             let tick = self.fsm.tick(now);
             if let Some(h) = &mut self.history {

@@ -146,10 +146,10 @@ impl Window {
 #[derive(Debug, Clone, Copy)]
 struct Outstanding {
     seq: u32,
+    /// When it was sent: its wait counts from here. A send late in the
+    /// rhythm (the process or its machine was stalled) still gets its
+    /// whole wait, else a reply on time would be judged missed.
     sent_at: Ms,
-    /// The probe's place in the rhythm: its wait counts from here (the
-    /// send itself may have been a little late).
-    slot: Ms,
     answered: bool,
 }
 
@@ -281,13 +281,14 @@ impl Target {
             .min(MAX_REPLY_WAIT_MS)
     }
 
-    /// A probe still unanswered one interval after its slot (what the
-    /// old one-outstanding rule called missed), its verdict not given yet.
+    /// A probe still unanswered one interval after it was sent (what
+    /// the old one-outstanding rule called missed), its verdict not given
+    /// yet.
     fn overdue(&self, now: Ms) -> bool {
         let interval = u64::from(self.settings.interval_ms);
         self.outstanding
             .iter()
-            .any(|o| !o.answered && o.slot + interval <= now)
+            .any(|o| !o.answered && o.sent_at + interval <= now)
     }
 
     /// When the oldest unanswered probe's wait ends.
@@ -295,7 +296,7 @@ impl Target {
         self.outstanding
             .iter()
             .find(|o| !o.answered)
-            .map(|o| o.slot + self.wait())
+            .map(|o| o.sent_at + self.wait())
     }
 
     /// Judges, in the order they were sent, the probes answered and those
@@ -303,7 +304,7 @@ impl Target {
     fn judge(&mut self, now: Ms, rejoining: bool) {
         let wait = self.wait();
         while let Some(o) = self.outstanding.front().copied() {
-            let due = o.slot + wait <= now || self.outstanding.len() > MAX_OUTSTANDING;
+            let due = o.sent_at + wait <= now || self.outstanding.len() > MAX_OUTSTANDING;
             if !o.answered && !due {
                 break;
             }
@@ -628,7 +629,6 @@ impl Fsm {
             t.outstanding.push_back(Outstanding {
                 seq: t.seq,
                 sent_at: now,
-                slot: t.next_send - interval,
                 answered: false,
             });
             t.stats.sent += 1;

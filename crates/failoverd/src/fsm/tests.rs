@@ -38,6 +38,10 @@ struct Sim {
     /// of its sequence number (round robin).
     bursts: BTreeMap<String, Vec<(Ms, Ms)>>,
     decisions: Vec<Decision>,
+    /// Every other tick comes this much after the machine asked for it
+    /// (a process or a machine stalled), replies still arriving on time.
+    late_every_other: Ms,
+    ticks: u64,
 }
 
 impl Sim {
@@ -54,6 +58,8 @@ impl Sim {
             lossy: BTreeMap::new(),
             bursts: BTreeMap::new(),
             decisions: Vec::new(),
+            late_every_other: 0,
+            ticks: 0,
         }
     }
 
@@ -102,7 +108,13 @@ impl Sim {
     fn run_until(&mut self, end: Ms) {
         loop {
             let next_reply = self.inflight.iter().map(|r| r.0).min().unwrap_or(Ms::MAX);
-            let next = self.fsm.next_wakeup().min(next_reply).max(self.now);
+            let late = if self.ticks % 2 == 1 {
+                self.late_every_other
+            } else {
+                0
+            };
+            let wake = self.fsm.next_wakeup() + late;
+            let next = wake.min(next_reply).max(self.now);
             if next > end {
                 self.now = end;
                 return;
@@ -124,7 +136,8 @@ impl Sim {
                 );
                 self.decisions.extend(d);
             }
-            if self.fsm.next_wakeup() <= now {
+            if wake <= now {
+                self.ticks += 1;
                 let tick = self.fsm.tick(now);
                 self.decisions.extend(tick.decisions);
                 for p in tick.probes {
@@ -306,6 +319,25 @@ fn probes_faster_than_the_round_trip_are_waited_for() {
     sim.rtt = 500;
     sim.run_until(5000);
     assert_eq!(sim.fsm.targets[0].wait(), 20);
+}
+
+/// A probe sent late in the rhythm (the daemon, or its whole machine,
+/// stalled for 15 ms at a 20 ms interval) is waited for from when it was
+/// sent: its answer 12 ms later is on time, not a miss judged at the
+/// next tick, which comes on time.
+#[test]
+fn a_probe_sent_late_gets_its_whole_wait() {
+    let mut sim = Sim::office();
+    sim.rtt = 12;
+    let mut sim = up_on_t1(sim, 1000, 12);
+    sim.late_every_other = 15;
+    sim.run_until(11_000);
+    let ds = sim.take();
+    assert!(ds.is_empty(), "{:#?}", sim.lines(&ds));
+    for (i, t) in sim.fsm.targets.iter().enumerate() {
+        assert_eq!(t.window.lost, 0, "target {i}: {} lost", t.window.lost);
+        assert!(t.stats.sent > 300, "target {i}: {} sent", t.stats.sent);
+    }
 }
 
 #[test]
