@@ -31,3 +31,30 @@ fn both_sites_record_the_same_example_contract_for_each_path() {
     }
     assert_eq!(per_site[0], per_site[1]);
 }
+
+/// The two-router test images keep the shipped failover description
+/// (paths, members, dampening, recording) and change only the probes, to
+/// the VM tests' 100 ms x 3 (`tests/images/test-office.toml` says why).
+#[test]
+fn the_test_images_change_only_the_probes_of_the_shipped_failover() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for (shipped, test) in [("wan-router", "test-office"), ("wan-backup", "test-backup")] {
+        let (s, _) = load_description(&root.join("images"), shipped).unwrap();
+        let (t, _) = load_description(&root.join("tests/images"), test).unwrap();
+        let mut s = s.failover.unwrap();
+        let t = t.failover.unwrap();
+        assert_eq!(
+            (t.probe.interval_ms, t.probe.multiplier),
+            (100, 3),
+            "{test}"
+        );
+        assert_ne!(
+            (s.probe.interval_ms, s.probe.multiplier),
+            (100, 3),
+            "{shipped} ships the VM tests' probes: drop the override"
+        );
+        s.probe.interval_ms = t.probe.interval_ms;
+        s.probe.multiplier = t.probe.multiplier;
+        assert_eq!(s, t, "{test} against {shipped}");
+    }
+}

@@ -75,7 +75,10 @@ pub const MAX_SOCKET_PATH_LEN: usize = 107;
 #[serde(deny_unknown_fields)]
 pub struct Failover {
     /// The paths to the other site, primary and backups. Which one carries
-    /// a route is decided by health first, then by `priority`.
+    /// a route is decided by health first, then by `priority`. Empty is
+    /// refused by [`Failover::validate`] (an image's layer may leave them
+    /// to the base it inherits and change only the probes).
+    #[serde(default)]
     pub paths: Vec<Path>,
     /// Probe timing, for every path that does not override it.
     #[serde(default)]

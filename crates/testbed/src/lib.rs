@@ -683,6 +683,18 @@ impl Pair {
     }
 }
 
+/// The state `wanctl status` in the guest gives `path` (`up`, `holding`,
+/// `down`, ...), empty if it does not list it.
+pub fn path_state(agent: &mut Agent, path: &str) -> String {
+    let status = agent.ok("/usr/bin/wanctl status").unwrap_or_default();
+    status
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.first() == Some(&path))
+        .and_then(|w| w.get(2).map(|s| (*s).to_owned()))
+        .unwrap_or_default()
+}
+
 impl Drop for Pair {
     fn drop(&mut self) {
         self.bed.office.kill();

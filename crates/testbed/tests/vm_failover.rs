@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use wanflash_testbed::{Agent, Pair, Side};
+use wanflash_testbed::{path_state, Agent, Pair, Side};
 
 const DEADLINE: Duration = Duration::from_secs(180);
 const CARD: u64 = 64 * 1024 * 1024;
@@ -38,9 +38,13 @@ fn expect_route(t: &mut Bed, dev: &str, why: &str) {
         let look = |a: &mut Agent| {
             [
                 "/usr/bin/wanctl status",
-                "ip -s link show",
                 "ip neigh show",
                 "cat /proc/net/bonding/bond0",
+                // The console can stop taking lines (init then drops
+                // them); the log file has every one.
+                "tail -n 120 /run/log/messages",
+                "cat /proc/uptime",
+                "dmesg",
             ]
             .iter()
             .map(|c| a.ok(c).unwrap_or_else(|e| e.to_string()))
@@ -57,18 +61,31 @@ fn expect_route(t: &mut Bed, dev: &str, why: &str) {
     }
 }
 
-/// Both daemons start together and find the far end silent until it is up,
-/// so a path first returns through its floor: wait (at most 60 s) for
-/// the bundle to carry the far LAN.
+/// Both daemons start together and find the far end silent until it is
+/// up, so a path first returns through its floor, and while no path is up
+/// one that answers carries the routes before its floor (a far end still
+/// starting may then be silent again): wait (at most 90 s) until the
+/// bundle carries the far LAN and t1 is up at both ends.
 fn settle_on_bundle(t: &mut Bed) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while route_dev(&mut t.office) != "bond0" && Instant::now() < deadline {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline
+        && !(route_dev(&mut t.office) == "bond0"
+            && path_state(&mut t.office, "t1") == "up"
+            && path_state(&mut t.backup, "t1") == "up")
+    {
         std::thread::sleep(Duration::from_millis(500));
     }
     expect_route(t, "bond0", "the T1 bundle is the preferred path");
-    // The backup's daemon too, for the replies.
-    if let Err(e) = t.bed.backup.wait_for("path t1 up", DEADLINE) {
-        panic!("{e}");
+    for a in [&mut t.office, &mut t.backup] {
+        let state = path_state(a, "t1");
+        assert_eq!(state, "up", "t1 after start-up");
+        // Both emulated guests make their SSH host keys while the daemons
+        // start, on two shared cores: a path may fail once then (seen:
+        // every probe missed for 200 ms, 1 s after it first came up),
+        // and a cut within the next minute would be its second failure.
+        // The tests start from no penalty.
+        a.ok("/usr/bin/wanctl undampen all")
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -164,7 +181,16 @@ fn bundle_cut_moves_to_t3_and_back_after_the_floor_and_survives_a_daemon_kill() 
         .wait_for_from("path t1 up", from, Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("office: {up} ({:?} after the restore)", restored.elapsed());
-    assert!(up.contains("healthy for 1"), "{up}");
+    // After the floor (1 s), or a little later while the T1s re-link and
+    // a probe lost to one is still awaiting its verdict; a dampened path
+    // would stay out for 85 s.
+    let healthy_ms: u64 = up
+        .split("healthy for ")
+        .nth(1)
+        .and_then(|r| r.split(" ms").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `healthy for N ms` in {up}"));
+    assert!((1000..10_000).contains(&healthy_ms), "{up}");
     assert!(restored.elapsed() >= Duration::from_secs(1), "{up}");
     expect_route(&mut t, "bond0", "after the floor");
     // The cut left a flap penalty (about 1000, decaying), not suppressed;
@@ -291,8 +317,12 @@ fn expect_slaves(t: &mut Bed, want: &str, why: &str) {
         .unwrap_or_else(|e| panic!("{e}"));
     if got.trim() != want {
         let links = t.office.ok("ip link show").unwrap_or_default();
+        // The kernel's side of a member's silence (a NIC's transmit
+        // hang and reset, a link change).
+        let office_kernel = t.office.ok("dmesg").unwrap_or_default();
+        let backup_kernel = t.backup.ok("dmesg").unwrap_or_default();
         panic!(
-            "{why}: bond0 has `{}`, expected `{want}`\n{links}\n--- office console ---\n{}\n--- backup console ---\n{}",
+            "{why}: bond0 has `{}`, expected `{want}`\n{links}\n--- office console ---\n{}\n--- backup console ---\n{}\n--- office kernel ---\n{office_kernel}\n--- backup kernel ---\n{backup_kernel}",
             got.trim(),
             t.bed.office.console(),
             t.bed.backup.console()

@@ -1,8 +1,8 @@
 //! Failover in the two-router test bed (`test-office`, `test-backup`),
 //! wanflash's failoverd against the peers a user would pick instead, in the
 //! same pair of guests, one after the other: failoverd as shipped (probes
-//! 100 ms x 3), then failoverd with 20 ms x 4 probes (the candidate for
-//! fast shipped probes: a silent far end only), then
+//! 20 ms x 4), then failoverd with the probes shipped before issue 18
+//! (100 ms x 3: a silent far end and the noise only), then
 //!
 //! - (a) the bonding driver alone, active-backup, `miimon` 100 ms: carrier loss;
 //! - (b) the bonding ARP monitor, `arp_interval` 100 ms, `arp_validate
@@ -33,7 +33,7 @@
 //! noise` on every T1 at both ends (each its own seed): bursts of 10 to
 //! 60 ms that lose everything sent, 1 % of the time, with the 100 pps
 //! flow running. Any failover or take-out then is false: counted per hour
-//! for failoverd (shipped and 20 ms x 4) and the ARP monitor (its active
+//! for failoverd (shipped and 100 ms x 3) and the ARP monitor (its active
 //! slave changes and link failures).
 
 use std::time::{Duration, Instant};
@@ -120,10 +120,10 @@ const BACKUP: Site = Site {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mech {
     Failoverd,
-    /// failoverd with fast probes (20 ms x 4: four probes span more than
-    /// the noise's longest burst), set in the guests' `/etc` (tmpfs) and
-    /// the daemon restarted.
-    FailoverdFast,
+    /// failoverd with the probes shipped before issue 18 (100 ms x 3),
+    /// set in the guests' `/etc` (tmpfs) and the daemon restarted: what
+    /// the shipped fast probes gain.
+    FailoverdPrev,
     Miimon,
     ArpMon,
     Mwan3,
@@ -131,13 +131,13 @@ enum Mech {
 
 impl Mech {
     fn is_ours(self) -> bool {
-        matches!(self, Mech::Failoverd | Mech::FailoverdFast)
+        matches!(self, Mech::Failoverd | Mech::FailoverdPrev)
     }
 
     fn key(self) -> &'static str {
         match self {
             Mech::Failoverd => "failoverd",
-            Mech::FailoverdFast => "failoverd20",
+            Mech::FailoverdPrev => "failoverd100",
             Mech::Miimon => "miimon",
             Mech::ArpMon => "arp",
             Mech::Mwan3 => "mwan3",
@@ -146,8 +146,8 @@ impl Mech {
 
     fn label(self) -> &'static str {
         match self {
-            Mech::Failoverd => "failoverd (100 ms x 3, shipped)",
-            Mech::FailoverdFast => "failoverd (20 ms x 4)",
+            Mech::Failoverd => "failoverd (20 ms x 4, shipped)",
+            Mech::FailoverdPrev => "failoverd (100 ms x 3, before)",
             Mech::Miimon => "bonding active-backup, miimon 100",
             Mech::ArpMon => "bonding ARP monitor 100 ms, validate active",
             Mech::Mwan3 => "mwan3-style ping tracking, shipped defaults",
@@ -158,7 +158,7 @@ impl Mech {
     /// active member for the bonding peers.
     fn circuits(self) -> &'static [&'static str] {
         match self {
-            Mech::Failoverd | Mech::FailoverdFast | Mech::Mwan3 => &BUNDLE,
+            Mech::Failoverd | Mech::FailoverdPrev | Mech::Mwan3 => &BUNDLE,
             Mech::Miimon | Mech::ArpMon => &BUNDLE[..1],
         }
     }
@@ -255,29 +255,73 @@ fn wait_on_bundle(p: &mut BenchPair, secs: u64) -> Result<()> {
     })
 }
 
+/// The probes the images shipped before issue 18: interval (ms), multiplier.
+const PREVIOUS_PROBES: (u32, u32) = (100, 3);
+/// The probes [`Mech::Failoverd`]'s label names: what the images ship
+/// (checked against the descriptions before a run).
+const SHIPPED_PROBES: (u32, u32) = (20, 4);
+
+/// The probes the shipped descriptions (`images/wan-router.toml`,
+/// `images/wan-backup.toml`) give failoverd: (interval ms, multiplier).
+fn shipped_probes(ws: &std::path::Path) -> Result<(u32, u32)> {
+    let mut got = Vec::new();
+    for name in ["wan-router", "wan-backup"] {
+        let (desc, _) = wanflash_image::load_description(&ws.join("images"), name)?;
+        let f = desc
+            .failover
+            .with_context(|| format!("images/{name}.toml has no [failover]"))?;
+        got.push((f.probe.interval_ms, f.probe.multiplier));
+    }
+    if got[0] != got[1] {
+        bail!(
+            "the shipped images probe differently: wan-router {:?}, wan-backup {:?}",
+            got[0],
+            got[1]
+        );
+    }
+    if got[0] != SHIPPED_PROBES {
+        bail!(
+            "the shipped images probe at {} ms x {}, the bench's labels say {} ms x {}: update SHIPPED_PROBES in xtask/src/bench/failover.rs",
+            got[0].0, got[0].1, SHIPPED_PROBES.0, SHIPPED_PROBES.1
+        );
+    }
+    Ok(got[0])
+}
+
+/// Sets failoverd's probes in both guests' `/etc/wanflash/failover.json`
+/// (tmpfs) and restarts it (init starts it again); waits until it watches
+/// with them and the bundle carries the far LAN.
+fn set_probes(p: &mut BenchPair, (interval, multiplier): (u32, u32)) -> Result<()> {
+    let from = (p.bed.office.console().len(), p.bed.backup.console().len());
+    both(p, |_| {
+        format!(
+            "set -e; F=/etc/wanflash/failover.json\n\
+             grep -q '\"interval_ms\": ' $F\n\
+             sed -i -e 's/\"interval_ms\": [0-9]*,/\"interval_ms\": {interval},/' \
+                    -e 's/\"multiplier\": [0-9]*,/\"multiplier\": {multiplier},/' $F\n\
+             kill $(pidof failoverd)"
+        )
+    })?;
+    let watching = format!("every {interval} ms, down after {multiplier} missed");
+    for (vm, at) in [(&mut p.bed.office, from.0), (&mut p.bed.backup, from.1)] {
+        let (_, after) = vm
+            .wait_for_from(&watching, at, Duration::from_secs(90))
+            .map_err(agent_err)?;
+        vm.wait_for_from("path t1 up", after, Duration::from_secs(90))
+            .map_err(agent_err)?;
+    }
+    wait_on_bundle(p, 90)
+}
+
 /// Sets up the routers for `m` (from the state the previous mechanism
 /// left). failoverd is stopped with SIGSTOP (init would restart a killed
 /// one) and its routes (metric 0) removed before the peers run.
-fn configure(p: &mut BenchPair, m: Mech) -> Result<()> {
+fn configure(p: &mut BenchPair, m: Mech, shipped: (u32, u32)) -> Result<()> {
     match m {
-        Mech::Failoverd => wait_on_bundle(p, 90),
-        Mech::FailoverdFast => {
-            let from = (p.bed.office.console().len(), p.bed.backup.console().len());
-            both(p, |_| {
-                "set -e; F=/etc/wanflash/failover.json\n\
-                 grep -q '\"interval_ms\": 100,' $F\n\
-                 grep -q '\"multiplier\": 3,' $F\n\
-                 sed -i -e 's/\"interval_ms\": 100,/\"interval_ms\": 20,/' -e 's/\"multiplier\": 3,/\"multiplier\": 4,/' $F\n\
-                 kill $(pidof failoverd)"
-                    .into()
-            })?;
-            // init starts it again; its paths come up with the new probes.
-            for (vm, at) in [(&mut p.bed.office, from.0), (&mut p.bed.backup, from.1)] {
-                vm.wait_for_from("path t1 up", at, Duration::from_secs(90))
-                    .map_err(agent_err)?;
-            }
-            wait_on_bundle(p, 90)
-        }
+        // The test images probe at the VM tests' pace: the shipped probes
+        // set back, as the shipped descriptions give them.
+        Mech::Failoverd => set_probes(p, shipped),
+        Mech::FailoverdPrev => set_probes(p, PREVIOUS_PROBES),
         Mech::Miimon | Mech::ArpMon => {
             both(p, |s| {
                 // The ARP monitor runs on the office; the backup is a far end
@@ -406,7 +450,7 @@ fn fault(p: &BenchPair, m: Mech, f: Fault, on: bool) -> Result<()> {
 /// its `up` rounds had passed).
 fn recover(p: &mut BenchPair, m: Mech, from: (usize, usize)) -> Result<()> {
     match m {
-        Mech::Failoverd | Mech::FailoverdFast => {
+        Mech::Failoverd | Mech::FailoverdPrev => {
             undampen(p)?;
             for (vm, at) in [(&mut p.bed.office, from.0), (&mut p.bed.backup, from.1)] {
                 vm.wait_for_from("path t1 up", at, Duration::from_secs(90))
@@ -699,6 +743,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         imgs.push(crate::build_image::build_with(&opts)?.image_path);
     }
     wanflash_image::hosttools::ensure(wanflash_image::hosttools::QEMU, &[], &mut |_| {})?;
+    let shipped = shipped_probes(&ws)?;
     let work = ctx.work.join("failover");
     let mut p = BenchPair::boot_with(
         &imgs[0],
@@ -713,7 +758,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let plan = [
         (Mech::Failoverd, Fault::Carrier),
         (Mech::Failoverd, Fault::Silent),
-        (Mech::FailoverdFast, Fault::Silent),
+        (Mech::FailoverdPrev, Fault::Silent),
         (Mech::Miimon, Fault::Carrier),
         (Mech::ArpMon, Fault::Silent),
         (Mech::Mwan3, Fault::Carrier),
@@ -738,7 +783,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         }
         if configured != Some(m) {
             configured = Some(m);
-            let r = configure(&mut p, m).with_context(|| format!("set up {}", m.label()));
+            let r = configure(&mut p, m, shipped).with_context(|| format!("set up {}", m.label()));
             match r {
                 Ok(()) => {}
                 // A peer that cannot hold the link in the test bed is a
@@ -770,7 +815,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             .skip_while(|x| **x != (m, f))
             .skip(1)
             .any(|x| x.0 == m);
-        if last_fault && matches!(m, Mech::Failoverd | Mech::FailoverdFast | Mech::ArpMon) {
+        if last_fault && matches!(m, Mech::Failoverd | Mech::FailoverdPrev | Mech::ArpMon) {
             if m.is_ours() {
                 undampen(&mut p)?;
                 // The trials' cuts took T1s out of the bonds; putting one
@@ -847,7 +892,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     for (us, f) in [
         (Mech::Failoverd, Fault::Carrier),
         (Mech::Failoverd, Fault::Silent),
-        (Mech::FailoverdFast, Fault::Silent),
+        (Mech::FailoverdPrev, Fault::Silent),
     ] {
         let Some(ours) = get(us, f) else {
             continue;
@@ -856,7 +901,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             Fault::Carrier => (10.0, Mech::Miimon),
             Fault::Silent => (100.0, Mech::ArpMon),
         };
-        // The shipped probes against every peer; the fast ones against
+        // The shipped probes against every peer; the previous ones against
         // the ARP monitor (mwan3 is seconds behind either).
         let peers: &[Mech] = if us == Mech::Failoverd {
             &[bond, Mech::Mwan3]
@@ -866,7 +911,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         let what = if us == Mech::Failoverd {
             f.label().to_owned()
         } else {
-            format!("{}, failoverd 20 ms x 4", f.label())
+            format!("{}, failoverd 100 ms x 3 (before)", f.label())
         };
         for &peer in peers {
             if let Some((_, why)) = failed.iter().find(|(x, _)| *x == peer) {
