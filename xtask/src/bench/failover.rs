@@ -2,7 +2,7 @@
 //! wanflash's failoverd against the peers a user would pick instead, in the
 //! same pair of guests, one after the other: failoverd as shipped (probes
 //! 20 ms x 4), then failoverd with the probes shipped before issue 18
-//! (100 ms x 3: a silent far end and the noise only), then
+//! (100 ms x 3: both faults, and the noise), then
 //!
 //! - (a) the bonding driver alone, active-backup, `miimon` 100 ms: carrier loss;
 //! - (b) the bonding ARP monitor, `arp_interval` 100 ms, `arp_validate
@@ -758,6 +758,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let plan = [
         (Mech::Failoverd, Fault::Carrier),
         (Mech::Failoverd, Fault::Silent),
+        (Mech::FailoverdPrev, Fault::Carrier),
         (Mech::FailoverdPrev, Fault::Silent),
         (Mech::Miimon, Fault::Carrier),
         (Mech::ArpMon, Fault::Silent),
@@ -892,6 +893,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     for (us, f) in [
         (Mech::Failoverd, Fault::Carrier),
         (Mech::Failoverd, Fault::Silent),
+        (Mech::FailoverdPrev, Fault::Carrier),
         (Mech::FailoverdPrev, Fault::Silent),
     ] {
         let Some(ours) = get(us, f) else {
@@ -902,7 +904,8 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             Fault::Silent => (100.0, Mech::ArpMon),
         };
         // The shipped probes against every peer; the previous ones against
-        // the ARP monitor (mwan3 is seconds behind either).
+        // the bonding peer (mwan3 is seconds behind either on a silent far
+        // end). Carrier loss at both: what the probes' load costs it.
         let peers: &[Mech] = if us == Mech::Failoverd {
             &[bond, Mech::Mwan3]
         } else {
