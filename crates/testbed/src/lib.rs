@@ -695,6 +695,31 @@ pub fn path_state(agent: &mut Agent, path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A member's `MII Status` in `/proc/net/bonding/<bond>`, if it is a
+/// slave there.
+pub fn mii_status(bonding: &str, member: &str) -> Option<String> {
+    let block = bonding
+        .split("Slave Interface: ")
+        .find(|b| b.starts_with(member))?;
+    block
+        .lines()
+        .find_map(|l| l.strip_prefix("MII Status: ").map(str::to_owned))
+}
+
+/// A member in the bond with its MII status up (a slave just put back
+/// re-links its NIC for about 2 s on e1000, in the bond without carrier
+/// until then).
+pub fn carrying(bonding: &str, member: &str) -> bool {
+    mii_status(bonding, member).as_deref() == Some("up")
+}
+
+impl Pair {
+    /// Whether `path` is up in `wanctl status` at both ends.
+    pub fn path_up_at_both_ends(&mut self, path: &str) -> bool {
+        path_state(&mut self.office, path) == "up" && path_state(&mut self.backup, path) == "up"
+    }
+}
+
 impl Drop for Pair {
     fn drop(&mut self) {
         self.bed.office.kill();

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use wanflash_testbed::{path_state, Agent, Pair, Side};
+use wanflash_testbed::{carrying, path_state, Agent, Pair, Side};
 
 const DEADLINE: Duration = Duration::from_secs(180);
 const CARD: u64 = 64 * 1024 * 1024;
@@ -69,9 +69,7 @@ fn expect_route(t: &mut Bed, dev: &str, why: &str) {
 fn settle_on_bundle(t: &mut Bed) {
     let deadline = Instant::now() + Duration::from_secs(90);
     while Instant::now() < deadline
-        && !(route_dev(&mut t.office) == "bond0"
-            && path_state(&mut t.office, "t1") == "up"
-            && path_state(&mut t.backup, "t1") == "up")
+        && !(route_dev(&mut t.office) == "bond0" && t.path_up_at_both_ends("t1"))
     {
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -104,26 +102,6 @@ fn lan_to_lan(agent: &mut Agent, n: u32) -> u32 {
         .filter_map(|w| w.parse().ok())
         .nth(1)
         .unwrap_or(0)
-}
-
-/// The slaves of a bond whose MII status is up, sorted, from
-/// `/proc/net/bonding/<bond>`: a slave just put back re-links its NIC for
-/// about 2 s (e1000), and until then it is in the bond without carrier.
-fn slaves_up(proc_bonding: &str) -> Vec<String> {
-    let mut up = Vec::new();
-    let mut slave: Option<&str> = None;
-    for line in proc_bonding.lines() {
-        if let Some(name) = line.strip_prefix("Slave Interface:") {
-            slave = Some(name.trim());
-        } else if let (Some(name), Some(status)) = (slave, line.strip_prefix("MII Status:")) {
-            if status.trim() == "up" {
-                up.push(name.to_owned());
-            }
-            slave = None;
-        }
-    }
-    up.sort_unstable();
-    up
 }
 
 /// Seconds of guest uptime of a `[   12.345] ...` console line.
@@ -234,7 +212,7 @@ fn bundle_cut_moves_to_t3_and_back_after_the_floor_and_survives_a_daemon_kill() 
     loop {
         let whole = |a: &mut Agent| {
             let s = a.ok("cat /proc/net/bonding/bond0").unwrap_or_default();
-            slaves_up(&s) == ["eth0", "eth1", "eth2"]
+            ["eth0", "eth1", "eth2"].iter().all(|m| carrying(&s, m))
         };
         if whole(&mut t.office) && whole(&mut t.backup) {
             break;

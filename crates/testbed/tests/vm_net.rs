@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use wanflash_testbed::{Agent, Pair, Side};
+use wanflash_testbed::{carrying, mii_status, Agent, Pair, Side};
 
 const DEADLINE: Duration = Duration::from_secs(180);
 const CARD: u64 = 64 * 1024 * 1024;
@@ -36,20 +36,6 @@ fn ping_counts(out: &str) -> (u32, u32) {
         .filter_map(|w| w.parse().ok())
         .collect();
     (nums[0], nums[1])
-}
-
-fn mii_status(bonding: &str, member: &str) -> Option<String> {
-    let block = bonding
-        .split("Slave Interface: ")
-        .find(|b| b.starts_with(member))?;
-    block
-        .lines()
-        .find_map(|l| l.strip_prefix("MII Status: ").map(str::to_owned))
-}
-
-/// A member in the bond with its MII status up.
-fn carrying(bonding: &str, member: &str) -> bool {
-    mii_status(bonding, member).as_deref() == Some("up")
 }
 
 /// `/proc/net/bonding/bond0` once `done` holds of it, or after 40 s
