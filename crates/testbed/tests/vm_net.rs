@@ -231,6 +231,18 @@ fn kernel_view_matches_the_description_and_netcfg_is_idempotent() {
         let fwd = agent.ok("cat /proc/sys/net/ipv4/ip_forward").unwrap();
         assert_eq!(fwd.trim(), "1", "{name}: forwarding off");
 
+        // The probes' 20 ms rhythm needs timers finer than a tick: the
+        // kernel runs its clock event device in high-resolution mode.
+        let timers = agent.ok("cat /proc/timer_list").unwrap();
+        let hres: Vec<&str> = timers
+            .lines()
+            .filter(|l| l.trim_start().starts_with(".hres_active"))
+            .collect();
+        assert!(
+            !hres.is_empty() && hres.iter().all(|l| l.trim_end().ends_with(": 1")),
+            "{name}: high-resolution timers not active: {hres:?}"
+        );
+
         // Resident memory of PID 1 and failoverd at steady state, for the
         // notes and BENCHMARKS.md (a figure, not a pass/fail).
         let init = agent.ok("grep VmRSS /proc/1/status").unwrap_or_default();

@@ -567,15 +567,20 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
     }
     recover(p, m, from)?;
     if m.is_ours() {
-        // What the office's failoverd saw first: carrier or missed probes.
-        let console = p.bed.office.console();
-        if let Some(l) = console
-            .get(from.0..)
-            .unwrap_or_default()
-            .lines()
-            .find(|l| l.contains("failoverd: path t1 down"))
-        {
-            println!("    office: {}", l.trim());
+        // What each failoverd saw first: carrier or missed probes (the
+        // flow needs both ends on the T3).
+        for (name, console, at) in [
+            ("office", p.bed.office.console(), from.0),
+            ("backup", p.bed.backup.console(), from.1),
+        ] {
+            if let Some(l) = console
+                .get(at..)
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.contains("failoverd: path t1 down"))
+            {
+                println!("    {name}: {}", l.trim());
+            }
         }
     }
     // The resolution: under TCG busybox ping keeps only part of the
