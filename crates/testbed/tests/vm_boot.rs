@@ -163,12 +163,12 @@ fn image_mbr_matches_the_manifest() {
         let cfg = std::fs::read_to_string(dir.join("kernel.config")).unwrap();
         assert!(cfg.contains("CONFIG_IKCONFIG_PROC=y"));
         assert!(cfg.contains("# CONFIG_MODULES is not set"));
-        // Timers to the microsecond and a 1 ms jiffy, tickless when idle
-        // (images/kernel/base.config): failoverd's probe rhythm.
+        // Timers to the microsecond, tickless when idle, and the 250 Hz
+        // tick (images/kernel/base.config): failoverd's probe rhythm.
         for want in [
             "CONFIG_HIGH_RES_TIMERS=y",
             "CONFIG_NO_HZ_IDLE=y",
-            "CONFIG_HZ=1000",
+            "CONFIG_HZ=250",
         ] {
             assert!(
                 cfg.lines().any(|l| l == want),

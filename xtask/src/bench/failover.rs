@@ -56,6 +56,8 @@ const BUNDLE: [&str; 3] = ["t1a", "t1b", "t1c"];
 /// The trials' flow: one echo request per ms of guest time.
 const FLOW_INTERVAL: &str = "0.001";
 const FLOW_PPS: u32 = 1000;
+/// A carrier-loss trial that lost more than this explains itself.
+const CARRIER_OUTLIER_MS: f64 = 20.0;
 
 /// mwan3's shipped `config interface 'wan'` (openwrt/packages,
 /// net/mwan3/files/etc/config/mwan3): track_ip 8.8.4.4 8.8.8.8
@@ -185,6 +187,13 @@ impl Fault {
             Fault::Silent => "silent far end",
         }
     }
+
+    fn key(self) -> &'static str {
+        match self {
+            Fault::Carrier => "carrier",
+            Fault::Silent => "silent",
+        }
+    }
 }
 
 #[derive(Default)]
@@ -242,6 +251,176 @@ fn diagnose(a: &mut Agent) -> String {
         Ok((_, out)) => out,
         Err(e) => format!("(no diagnostics: {e})"),
     }
+}
+
+/// Where packets went, counted by the guest's kernel: per interface
+/// (`/proc/net/dev`: packets, errors, drops), the IP and ICMP MIBs
+/// (`/proc/net/snmp`), ARP (`/proc/net/stat/arp_cache`, summed over CPUs)
+/// the softnet backlog (`/proc/net/softnet_stat`) and the interrupts per
+/// NIC vector (`/proc/interrupts`: an e1000e reset raises one more
+/// link-status interrupt).
+const COUNTERS: &str = "cat /proc/net/dev; echo @snmp; cat /proc/net/snmp; echo @arp; \
+    cat /proc/net/stat/arp_cache; echo @softnet; cat /proc/net/softnet_stat; \
+    echo @irq; cat /proc/interrupts";
+
+/// [`COUNTERS`]' output as name -> value (byte counts left out).
+fn parse_counters(out: &str) -> std::collections::BTreeMap<String, i64> {
+    let mut m = std::collections::BTreeMap::new();
+    let mut section = "dev";
+    let mut header: Option<Vec<String>> = None;
+    let mut snmp_names: std::collections::HashMap<String, Vec<String>> = Default::default();
+    const DEV: [&str; 16] = [
+        "rx_bytes",
+        "rx_packets",
+        "rx_errs",
+        "rx_drop",
+        "rx_fifo",
+        "rx_frame",
+        "rx_compressed",
+        "rx_multicast",
+        "tx_bytes",
+        "tx_packets",
+        "tx_errs",
+        "tx_drop",
+        "tx_fifo",
+        "tx_colls",
+        "tx_carrier",
+        "tx_compressed",
+    ];
+    const SOFTNET: [&str; 3] = ["processed", "dropped", "time_squeeze"];
+    for line in out.lines() {
+        if let Some(s) = line.strip_prefix('@') {
+            section = match s.trim() {
+                "snmp" => "snmp",
+                "arp" => "arp",
+                "irq" => "irq",
+                _ => "softnet",
+            };
+            header = None;
+            continue;
+        }
+        match section {
+            "dev" => {
+                let Some((name, rest)) = line.split_once(':') else {
+                    continue;
+                };
+                for (k, v) in DEV.iter().zip(rest.split_whitespace()) {
+                    if let (false, Ok(v)) = (k.ends_with("bytes"), v.parse::<i64>()) {
+                        m.insert(format!("{} {k}", name.trim()), v);
+                    }
+                }
+            }
+            "snmp" => {
+                let Some((proto, rest)) = line.split_once(':') else {
+                    continue;
+                };
+                let words: Vec<String> = rest.split_whitespace().map(str::to_owned).collect();
+                if words.first().is_some_and(|w| w.parse::<i64>().is_err()) {
+                    snmp_names.insert(proto.to_owned(), words);
+                } else if let Some(names) = snmp_names.get(proto) {
+                    for (k, v) in names.iter().zip(&words) {
+                        if let Ok(v) = v.parse::<i64>() {
+                            m.insert(format!("{proto} {k}"), v);
+                        }
+                    }
+                }
+            }
+            "irq" => {
+                // `N: count... chip hwirq-edge name`: the named vectors.
+                let Some((n, rest)) = line.split_once(':') else {
+                    continue;
+                };
+                if n.trim().parse::<u32>().is_err() {
+                    continue;
+                }
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                let count: i64 = words.iter().map_while(|w| w.parse::<i64>().ok()).sum();
+                if let Some(name) = words.last().filter(|w| w.starts_with("eth")) {
+                    m.insert(format!("irq {name}"), count);
+                }
+            }
+            "arp" | "softnet" => {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                if section == "arp" && header.is_none() {
+                    header = Some(words.iter().map(|w| w.to_string()).collect());
+                    continue;
+                }
+                let names: Vec<String> = if section == "arp" {
+                    header.clone().unwrap_or_default()
+                } else {
+                    SOFTNET.iter().map(|s| s.to_string()).collect()
+                };
+                for (k, v) in names.iter().zip(&words) {
+                    if let Ok(v) = i64::from_str_radix(v, 16) {
+                        *m.entry(format!("{section} {k}")).or_insert(0) += v;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    m
+}
+
+fn counters(a: &mut Agent) -> std::collections::BTreeMap<String, i64> {
+    peer::sh(a, COUNTERS, Duration::from_secs(30))
+        .map(|(_, out)| parse_counters(&out))
+        .unwrap_or_default()
+}
+
+/// The counters that moved between two readings, one line.
+fn moved(
+    before: &std::collections::BTreeMap<String, i64>,
+    after: &std::collections::BTreeMap<String, i64>,
+) -> String {
+    after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v - before.get(k).copied().unwrap_or(0);
+            (d != 0 && !k.starts_with("lo ")).then(|| format!("{k} {d:+}"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Why a trial lost more than its fault explains: the flow's replies
+/// around its longest gap (sequence and round trip), what each guest's
+/// kernel counted during the trial, and each kernel's last messages.
+fn explain_outlier(
+    p: &mut BenchPair,
+    before: &[std::collections::BTreeMap<String, i64>; 2],
+) -> String {
+    let mut out = String::new();
+    let gap = peer::sh(
+        &mut p.office,
+        &format!(
+            "sed -n 's/.*seq=\\([0-9]*\\).*time=\\([0-9.]*\\).*/\\1 \\2/p' {} | awk '{{s[NR]=$1; t[NR]=$2; \
+             if (NR > 1 && $1 - s[NR-1] - 1 > m) {{ m = $1 - s[NR-1] - 1; at = NR }} }} \
+             END {{ for (i = at - 4; i <= at + 4; i++) if (i > 0 && i <= NR) printf \"seq %d rtt %s ms; \", s[i], t[i] }}'",
+            peer::FLOW_LOG
+        ),
+        Duration::from_secs(30),
+    )
+    .map(|(_, o)| o)
+    .unwrap_or_default();
+    out.push_str(&format!("      flow around the gap: {}\n", gap.trim()));
+    for (name, agent, before) in [
+        ("office", &mut p.office, &before[0]),
+        ("backup", &mut p.backup, &before[1]),
+    ] {
+        let after = counters(agent);
+        out.push_str(&format!(
+            "      {name} counters: {}\n",
+            moved(before, &after)
+        ));
+        let log = peer::sh(agent, "dmesg | tail -n 12", Duration::from_secs(30))
+            .map(|(_, o)| o)
+            .unwrap_or_default();
+        for l in log.lines() {
+            out.push_str(&format!("      {name} kernel: {l}\n"));
+        }
+    }
+    out
 }
 
 /// The far LAN reaches the backup through the bundle, both ways.
@@ -522,6 +701,7 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
         );
     }
     let from = (p.bed.office.console().len(), p.bed.backup.console().len());
+    let counted = [counters(&mut p.office), counters(&mut p.backup)];
     fault(p, m, f, true)?;
     let started = Instant::now();
     let mut last = before.last_seq;
@@ -551,6 +731,12 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
     let flow_to = Flow::guest_ms(&mut p.office).map_err(agent_err)?;
     // The spacing the guest kept: its time over the requests it sent.
     let flow_ms = (flow_to - flow_from) / f64::from(stats.last_seq.max(1) + 1);
+    // A carrier trial that lost much more than the typical few ms says
+    // why (the daemons' lines are printed below).
+    let outage = f64::from(stats.longest_gap) * flow_ms;
+    if f == Fault::Carrier && outage > CARRIER_OUTLIER_MS {
+        print!("{}", explain_outlier(p, &counted));
+    }
     fault(p, m, f, false)?;
     if !recovered {
         eprintln!(
@@ -779,6 +965,8 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     // `WANFLASH_BENCH_FAILOVER=arp,mwan3`: only those mechanisms (for
     // working on one peer; the figures then lack the others).
     let only = std::env::var("WANFLASH_BENCH_FAILOVER").unwrap_or_default();
+    // `WANFLASH_BENCH_FAULTS=carrier`: only those faults (and no noise).
+    let faults = std::env::var("WANFLASH_BENCH_FAULTS").unwrap_or_default();
     let mut results = Vec::new();
     let mut failed: Vec<(Mech, String)> = Vec::new();
     let mut noises: Vec<(Mech, Noise)> = Vec::new();
@@ -791,6 +979,9 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let mut configured = None;
     for (m, f) in plan {
         if !only.is_empty() && !only.split(',').any(|w| m.key() == w) {
+            continue;
+        }
+        if !faults.is_empty() && !faults.split(',').any(|w| f.key() == w) {
             continue;
         }
         if configured != Some(m) {
@@ -1000,6 +1191,27 @@ fn first_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_guests_counters_are_read_by_name() {
+        let before = parse_counters(
+            "Inter-|   Receive |  Transmit\n face |bytes packets errs drop fifo frame compressed multicast|bytes packets errs drop fifo colls carrier compressed\n  eth3: 1000 10 0 0 0 0 0 0 2000 20 0 1 0 0 0 0\n\
+             @snmp\nIp: Forwarding DefaultTTL OutNoRoutes\nIp: 1 64 0\n\
+             @arp\nentries allocs unresolved_discards\n00000002 00000003 00000000\n00000000 00000001 00000004\n\
+             @softnet\n000000ff 00000000 00000001\n\
+             @irq\n           CPU0\n 24:         17   PCI-MSI 81920-edge      eth0\nNMI:          0   Non-maskable interrupts\n",
+        );
+        assert_eq!(before.get("eth3 tx_packets"), Some(&20));
+        assert_eq!(before.get("eth3 tx_drop"), Some(&1));
+        assert!(!before.contains_key("eth3 rx_bytes"));
+        assert_eq!(before.get("Ip OutNoRoutes"), Some(&0));
+        assert_eq!(before.get("arp unresolved_discards"), Some(&4));
+        assert_eq!(before.get("softnet time_squeeze"), Some(&1));
+        assert_eq!(before.get("irq eth0"), Some(&17));
+        let mut after = before.clone();
+        after.insert("Ip OutNoRoutes".into(), 3);
+        assert_eq!(moved(&before, &after), "Ip OutNoRoutes +3");
+    }
 
     #[test]
     fn mwan3_script_uses_the_shipped_timers() {
