@@ -936,13 +936,15 @@ fn silent_far_end_failure_is_detected_from_probes() {
             .unwrap()
             .parse()
             .unwrap();
-        // 20 ms x 3: never before the third missed probe's deadline (less
-        // a millisecond of rounding). The upper bound only catches a
+        // 20 ms x 3: never before the third missed probe's deadline, two
+        // intervals and half an interval (the wait's floor; the veths
+        // answer in well under a millisecond) after the first, less a
+        // millisecond of rounding. The upper bound only catches a
         // wrong interval by an order of magnitude: the daemon's wake-ups
         // on a loaded 2-core host can be late by hundreds of ms, the exact
         // time is the unit tests' (simulated clock) and the measured one
         // is `cargo xtask bench reaction`'s.
-        assert!((55..=1500).contains(&ms), "{line}");
+        assert!((49..=1500).contains(&ms), "{line}");
         assert!(line.contains("routes 203.0.113.128/25 -> t3"), "{line}");
         wait_for(Duration::from_secs(1), || oif(&mut ch) == Some(va2))
             .expect("route not moved to va2");

@@ -108,6 +108,11 @@ impl VmConfig {
         self.work.join(format!("{}.monitor.sock", self.name))
     }
 
+    /// Where QEMU logs the trace events `WANFLASH_QEMU_TRACE` names.
+    pub fn trace_path(&self) -> PathBuf {
+        self.work.join(format!("{}.qemu-trace.log", self.name))
+    }
+
     /// The QEMU argument vector (no shell involved).
     pub fn args(&self) -> Vec<String> {
         let mut a: Vec<String> = vec![
@@ -148,6 +153,24 @@ impl VmConfig {
             a.extend([
                 "-serial".into(),
                 format!("unix:{},server=on,wait=off", self.agent_path().display()),
+            ]);
+        }
+        // QEMU's own trace events, for a question the guest cannot answer
+        // (did the driver reset the NIC?): `WANFLASH_QEMU_TRACE` lists
+        // event patterns, comma-separated (`qemu-system-x86_64 -trace
+        // help` names them), each line stamped `pid@seconds:` on the
+        // host's wall clock, to `<name>.qemu-trace.log` beside the console.
+        if let Some(events) = std::env::var_os("WANFLASH_QEMU_TRACE") {
+            for e in events.to_string_lossy().split(',').map(str::trim) {
+                if !e.is_empty() {
+                    a.extend(["-trace".into(), e.to_owned()]);
+                }
+            }
+            a.extend([
+                "-msg".into(),
+                "timestamp=on".into(),
+                "-D".into(),
+                self.trace_path().display().to_string(),
             ]);
         }
         a.extend(self.extra.iter().cloned());

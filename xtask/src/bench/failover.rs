@@ -37,7 +37,8 @@
 //! slave changes and link failures).
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use wanflash_testbed::peer::{self, BenchPair, Flow, FlowStats};
@@ -701,6 +702,7 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
     } else {
         Default::default()
     };
+    let cut_at = SystemTime::now();
     fault(p, m, f, true)?;
     let started = Instant::now();
     let mut last = before.last_seq;
@@ -736,6 +738,7 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
     if f == Fault::Carrier && outage > CARRIER_OUTLIER_MS {
         print!("{}", explain_outlier(p, &counted));
     }
+    let repaired_at = SystemTime::now();
     fault(p, m, f, false)?;
     if !recovered {
         eprintln!(
@@ -768,6 +771,27 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
             }
         }
     }
+    if f == Fault::Carrier {
+        let window = repaired_at.duration_since(cut_at).unwrap_or_default();
+        let said: Vec<String> = [("office", &p.bed.office), ("backup", &p.bed.backup)]
+            .into_iter()
+            .filter_map(|(name, vm)| {
+                let at = traced_resets(&vm.config.trace_path(), cut_at, window)?;
+                let list: Vec<String> = at.iter().map(|ms| format!("+{ms:.1}")).collect();
+                Some(if list.is_empty() {
+                    format!("{name} none")
+                } else {
+                    format!("{name} {} ({} ms)", list.len(), list.join(", "))
+                })
+            })
+            .collect();
+        if !said.is_empty() {
+            println!(
+                "    NIC resets after the cut (QEMU trace): {}",
+                said.join("; ")
+            );
+        }
+    }
     // The resolution: under TCG busybox ping keeps only part of the
     // asked pace.
     println!(
@@ -778,6 +802,31 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
         f64::from(stats.longest_gap) * flow_ms,
         f64::from(stats.lost.saturating_sub(before.lost)),
     ))
+}
+
+/// The NIC resets a guest's QEMU trace shows from `from` (the host's wall
+/// clock) for `window`, each in ms after `from`: `None` without a trace
+/// (`WANFLASH_QEMU_TRACE=e1000e_core_ctrl_sw_reset` asks for one). A
+/// driver that resets its NIC does it holding the RTNL lock, which every
+/// carrier event and route change of that guest then waits for.
+fn traced_resets(trace: &Path, from: SystemTime, window: Duration) -> Option<Vec<f64>> {
+    let text = std::fs::read_to_string(trace).ok()?;
+    let from = from.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
+    Some(resets_in(&text, from, window.as_secs_f64()))
+}
+
+/// [`traced_resets`] on the log's text: lines `pid@seconds:event ...`.
+fn resets_in(text: &str, from: f64, window: f64) -> Vec<f64> {
+    text.lines()
+        .filter_map(|l| {
+            let (head, event) = l.split_once(':')?;
+            if !event.starts_with("e1000e_core_ctrl_sw_reset") {
+                return None;
+            }
+            let at: f64 = head.split_once('@')?.1.parse().ok()?;
+            (at >= from && at - from <= window).then_some((at - from) * 1000.0)
+        })
+        .collect()
 }
 
 /// What a noise run saw: false failovers and false take-outs (for the
@@ -1211,6 +1260,23 @@ mod tests {
         let mut after = before.clone();
         after.insert("Ip OutNoRoutes".into(), 3);
         assert_eq!(moved(&before, &after), "Ip OutNoRoutes +3");
+    }
+
+    #[test]
+    fn nic_resets_are_read_from_the_qemu_trace_in_their_window() {
+        let log = "812@1764957000.100000:e1000e_link_status_changed New link status: 0\n\
+                   812@1764957000.104500:e1000e_core_ctrl_sw_reset \n\
+                   812@1764957000.170250:e1000e_core_ctrl_phy_reset \n\
+                   812@1764957000.190000:e1000e_core_ctrl_sw_reset \n\
+                   812@1764957003.000000:e1000e_core_ctrl_sw_reset \n\
+                   812@1764956999.000000:e1000e_core_ctrl_sw_reset \n";
+        let at = resets_in(log, 1_764_957_000.1, 1.0);
+        assert_eq!(at.len(), 2, "{at:?}");
+        assert!(
+            (at[0] - 4.5).abs() < 0.01 && (at[1] - 90.0).abs() < 0.01,
+            "{at:?}"
+        );
+        assert!(resets_in("e1000e_core_ctrl_sw_reset \n", 0.0, 1e12).is_empty());
     }
 
     #[test]

@@ -240,27 +240,28 @@ fn silent_far_end_failure_is_detected_in_interval_times_multiplier() {
     let mut sim = started();
     // Probes go out at 1000, 1020, ...; the one of 1000 is answered at
     // 1001. The T3's far end dies at 1005: the probe of 1020 is the first
-    // lost, the third lost is judged at 1080.
+    // lost, the third lost (that of 1060) is judged half an interval
+    // later (the answers took 1 ms: the wait is its floor), at 1070.
     sim.run_until(1005);
     sim.set_silent(&["eth3"], true);
-    sim.run_until(1079);
+    sim.run_until(1069);
     assert!(sim.take().is_empty());
-    sim.run_until(1080);
+    sim.run_until(1070);
     let ds = sim.take();
     assert_eq!(
         sim.lines(&ds),
-        vec!["path t3 down (3 probes missed, detected in 60 ms); no route moves"]
+        vec!["path t3 down (3 probes missed, detected in 50 ms); no route moves"]
     );
     assert_eq!(
         ds[0].event,
         Event::PathDown {
             path: T3,
             cause: Cause::Missed { probes: 3 },
-            detection_ms: 60,
+            detection_ms: 50,
             suppressed_ms: None
         }
     );
-    assert_eq!(ds[0].at, 1080);
+    assert_eq!(ds[0].at, 1070);
     // Nothing more while it stays dead: said once, not every probe.
     sim.run_until(20_000);
     assert!(sim.take().is_empty());
@@ -343,25 +344,26 @@ fn a_probe_sent_late_gets_its_whole_wait() {
 #[test]
 fn a_bundle_silent_on_every_member_is_down_an_interval_sooner() {
     // Issue 18 item 4: the far end stops answering on every T1 at once.
-    // The path and the three members each miss 2 probes (multiplier - 1)
-    // by 1060: the far end, not a circuit; down then, not at 1080.
+    // The path and the three members each miss 2 probes (multiplier - 1),
+    // the second (of 1040) judged half an interval later, at 1050: the
+    // far end, not a circuit; down then, not at 1070.
     let mut sim = started();
     sim.run_until(1005);
     sim.set_silent(&["bond0", "eth0", "eth1", "eth2"], true);
-    sim.run_until(1059);
+    sim.run_until(1049);
     assert!(sim.take().is_empty());
-    sim.run_until(1060);
+    sim.run_until(1050);
     let ds = sim.take();
     assert_eq!(
         sim.lines(&ds),
-        vec!["path t1 down (2 probes missed on the path and on every member, detected in 40 ms); routes 203.0.113.128/25 -> t3"]
+        vec!["path t1 down (2 probes missed on the path and on every member, detected in 30 ms); routes 203.0.113.128/25 -> t3"]
     );
     assert_eq!(
         ds[0].event,
         Event::PathDown {
             path: T1,
             cause: Cause::BundleSilent { probes: 2 },
-            detection_ms: 40,
+            detection_ms: 30,
             suppressed_ms: None
         }
     );
@@ -379,17 +381,18 @@ fn a_bundle_silent_on_every_member_is_down_an_interval_sooner() {
     sim.run_until(1005);
     sim.set_silent(&["bond0", "eth0", "eth1"], true);
     // eth2 still answers after the path's first miss: the far end is
-    // alive, so the path waits for LOSSY_RUN (10) misses, and no member
-    // is blamed while the path's own probes go unanswered.
-    sim.run_until(1219);
+    // alive, so the path waits for LOSSY_RUN (10) misses (the tenth, of
+    // 1200, judged at 1210), and no member is blamed while the path's own
+    // probes go unanswered.
+    sim.run_until(1209);
     assert!(sim.take().is_empty());
     sim.run_until(1400);
     let ds = sim.take();
     assert_eq!(
         sim.lines(&ds),
-        vec!["path t1 down (10 probes missed, detected in 200 ms); routes 203.0.113.128/25 -> t3"]
+        vec!["path t1 down (10 probes missed, detected in 190 ms); routes 203.0.113.128/25 -> t3"]
     );
-    assert_eq!(ds[0].at, 1220);
+    assert_eq!(ds[0].at, 1210);
 
     // With a multiplier of 5 (probes at 20 ms), 4 misses on each.
     let text = OFFICE.replace(r#""multiplier": 3"#, r#""multiplier": 5"#);
@@ -399,13 +402,14 @@ fn a_bundle_silent_on_every_member_is_down_an_interval_sooner() {
     sim.set_silent(&["bond0", "eth0", "eth1", "eth2"], true);
     sim.run_until(2000);
     let ds = sim.take();
-    assert_eq!(ds[0].at, 1100, "{:#?}", sim.lines(&ds));
+    // The fourth miss, the probe of 1080, judged at 1090.
+    assert_eq!(ds[0].at, 1090, "{:#?}", sim.lines(&ds));
     assert_eq!(
         ds[0].event,
         Event::PathDown {
             path: T1,
             cause: Cause::BundleSilent { probes: 4 },
-            detection_ms: 80,
+            detection_ms: 70,
             suppressed_ms: None
         }
     );
@@ -493,11 +497,12 @@ fn detection_follows_each_paths_own_timing() {
     sim.run_until(3000);
     let ds = sim.take();
     assert_eq!(ds.len(), 1, "{:#?}", sim.lines(&ds));
-    // Probes at 1050, 1100, 1150, 1200 lost; declared at 1250.
-    assert_eq!(ds[0].at, 1250);
+    // Probes at 1050, 1100, 1150, 1200 lost; the last judged half an
+    // interval later, at 1225.
+    assert_eq!(ds[0].at, 1225);
     assert_eq!(
         sim.lines(&ds),
-        vec!["path t3 down (4 probes missed, detected in 200 ms); no route moves"]
+        vec!["path t3 down (4 probes missed, detected in 175 ms); no route moves"]
     );
 }
 
@@ -933,7 +938,7 @@ fn all_paths_down_keeps_the_last_routes_and_says_it_once() {
     let ds = sim.take();
     assert_eq!(
         sim.lines(&ds),
-        vec!["path t3 down (3 probes missed, detected in 60 ms); no route moves"]
+        vec!["path t3 down (3 probes missed, detected in 50 ms); no route moves"]
     );
     sim.set_silent(&["bond0", "eth0", "eth1", "eth2"], true);
     sim.run_until(30_000);
@@ -941,7 +946,7 @@ fn all_paths_down_keeps_the_last_routes_and_says_it_once() {
     let lines = sim.lines(&ds);
     assert_eq!(
         lines,
-        vec!["path t1 down (2 probes missed on the path and on every member, detected in 40 ms); all paths for 203.0.113.128/25 are down: keeping it on t1"]
+        vec!["path t1 down (2 probes missed on the path and on every member, detected in 30 ms); all paths for 203.0.113.128/25 are down: keeping it on t1"]
     );
     assert_eq!(
         ds[0].kept,
@@ -1096,9 +1101,9 @@ fn silent_member_is_split_fast_and_the_path_stays() {
     let ds = sim.take();
     assert_eq!(
         sim.lines(&ds),
-        vec!["member eth2 of path t1 taken out of bond0 (3 probes missed, detected in 60 ms)"]
+        vec!["member eth2 of path t1 taken out of bond0 (3 probes missed, detected in 50 ms)"]
     );
-    assert_eq!(ds[0].at, 5080);
+    assert_eq!(ds[0].at, 5070);
     assert_eq!(sim.current(), Some(T1));
     // Its carrier flapping while out changes nothing visible.
     for i in 0..20 {
