@@ -151,7 +151,9 @@ impl Figure {
     pub fn peer(mut self, peer: &str, value: f64) -> Figure {
         self.peer = Some(peer.to_owned());
         self.peer_value = Some(value);
-        self.ratio = Some(self.value / value);
+        // No ratio against a peer at 0 (both noise runs without a false
+        // failover printed `NaNx`): the table shows `-`.
+        self.ratio = (value != 0.0).then(|| self.value / value);
         self
     }
 
@@ -425,5 +427,11 @@ mod tests {
         assert!(!Figure::new("x", "c", "s", 1.0)
             .peer("p", f64::NAN)
             .produced());
+        // Zero against zero (a noise run without false failovers on
+        // either side) has no ratio, and still is a figure.
+        let z = Figure::new("x", "d", "/h", 0.0).peer("p", 0.0).target(0.0);
+        assert_eq!(z.ratio, None);
+        assert!(z.produced());
+        assert_eq!(verdict(&z), "meets target");
     }
 }
