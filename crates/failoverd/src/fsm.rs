@@ -167,7 +167,7 @@ pub const MAX_REPLY_WAIT_MS: Ms = 1000;
 /// taking 0.3-3 ms at a 20 ms rhythm (10 ms of slack is still three
 /// times the slowest); a circuit whose round trip needs more gets it from
 /// the estimator below.
-pub const fn wait_floor(interval: Ms) -> Ms {
+const fn wait_floor(interval: Ms) -> Ms {
     interval.div_ceil(2)
 }
 

@@ -483,8 +483,9 @@ fn set_probes(p: &mut BenchPair, (interval, multiplier): (u32, u32)) -> Result<(
             .map_err(agent_err)?;
         // Both paths up before a trial, so that a fault has somewhere to
         // go. (A slow carrier trial is not a set-up matter: one router
-        // keeps sending into the bond while the RTNL lock is held, see
-        // BENCHMARKS.md; the trial prints its counters.)
+        // keeps sending into the bond while an e1000e reset holds the RTNL
+        // lock, see BENCHMARKS.md; the trial prints its counters, and its
+        // NIC resets under `WANFLASH_QEMU_TRACE`.)
         for path in ["path t1 up", "path t3 up"] {
             vm.wait_for_from(path, after, Duration::from_secs(90))
                 .map_err(agent_err)?;
@@ -677,9 +678,9 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
         interval: FLOW_INTERVAL,
     };
     // Read only where a slow trial is explained (carrier loss), and before
-    // the flow starts: read just before the cut, the guests were still
-    // busy with it (two shells each over the emulated serial line) when
-    // the links went, and it showed in the flow.
+    // the flow starts, so that two shells per guest over the emulated
+    // serial line are done before the links go (read at the cut, a slow
+    // trial with no drop and no reset showed the guests stalled then).
     let counted = if f == Fault::Carrier {
         [counters(&mut p.office), counters(&mut p.backup)]
     } else {
@@ -775,25 +776,7 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
         }
     }
     if f == Fault::Carrier {
-        let window = repaired_at.duration_since(cut_at).unwrap_or_default();
-        let said: Vec<String> = [("office", &p.bed.office), ("backup", &p.bed.backup)]
-            .into_iter()
-            .filter_map(|(name, vm)| {
-                let at = traced_resets(&vm.config.trace_path(), cut_at, window)?;
-                let list: Vec<String> = at.iter().map(|ms| format!("+{ms:.1}")).collect();
-                Some(if list.is_empty() {
-                    format!("{name} none")
-                } else {
-                    format!("{name} {} ({} ms)", list.len(), list.join(", "))
-                })
-            })
-            .collect();
-        if !said.is_empty() {
-            println!(
-                "    NIC resets after the cut (QEMU trace): {}",
-                said.join("; ")
-            );
-        }
+        print_resets(p, cut_at, repaired_at);
     }
     // The resolution: under TCG busybox ping keeps only part of the
     // asked pace.
@@ -805,6 +788,30 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
         f64::from(stats.longest_gap) * flow_ms,
         f64::from(stats.lost.saturating_sub(before.lost)),
     ))
+}
+
+/// Each guest's NIC resets between the cut and its repair, one line, when
+/// QEMU was asked for its trace ([`traced_resets`]).
+fn print_resets(p: &BenchPair, cut_at: SystemTime, repaired_at: SystemTime) {
+    let window = repaired_at.duration_since(cut_at).unwrap_or_default();
+    let said: Vec<String> = [("office", &p.bed.office), ("backup", &p.bed.backup)]
+        .into_iter()
+        .filter_map(|(name, vm)| {
+            let at = traced_resets(&vm.config.trace_path(), cut_at, window)?;
+            let list: Vec<String> = at.iter().map(|ms| format!("+{ms:.1}")).collect();
+            Some(if list.is_empty() {
+                format!("{name} none")
+            } else {
+                format!("{name} {} ({} ms)", list.len(), list.join(", "))
+            })
+        })
+        .collect();
+    if !said.is_empty() {
+        println!(
+            "    NIC resets after the cut (QEMU trace): {}",
+            said.join("; ")
+        );
+    }
 }
 
 /// The NIC resets a guest's QEMU trace shows from `from` (the host's wall
