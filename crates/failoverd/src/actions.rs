@@ -9,10 +9,14 @@ use wanflash_schema::failover::Failover;
 
 use crate::fsm::{Decision, Event, Fsm};
 use crate::netlink::{self, Channel, RouteSpec};
+use crate::steer;
 use crate::{sockets, Error};
+use wanflash_netlink::tc::Steer;
 
 /// The one seam between the decisions and the kernel.
 pub trait Kernel {
+    /// A steering filter created or changed ([`crate::steer`]).
+    fn steer(&mut self, s: &Steer) -> Result<(), Error>;
     fn replace_route(&mut self, r: &RouteSpec) -> Result<(), Error>;
     /// Into bond `master`, or out of its bond with `None`.
     fn set_master(&mut self, link: &str, master: Option<&str>) -> Result<(), Error>;
@@ -23,10 +27,12 @@ pub trait Kernel {
 }
 
 /// What the decisions need of the description: each path's device and
-/// next hop.
+/// next hop; and the LAN-side interfaces whose forwarded traffic is
+/// steered by mark (empty: steering is off, the routes alone move it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub paths: Vec<(String, IpAddr)>,
+    pub steered: Vec<u32>,
 }
 
 impl Plan {
@@ -36,7 +42,17 @@ impl Plan {
             .iter()
             .map(|p| (p.interface.clone(), p.gateway_addr()))
             .collect();
-        Plan { paths }
+        Plan {
+            paths,
+            steered: Vec::new(),
+        }
+    }
+
+    /// The route of `set` through `path` in `path`'s steering table.
+    pub fn steering_route(&self, fsm: &Fsm, set: usize, path: usize) -> Option<RouteSpec> {
+        let mut r = self.route(fsm, set, path)?;
+        r.table = steer::mark(path);
+        Some(r)
     }
 
     /// The route of `set` through `path`.
@@ -67,6 +83,18 @@ fn describe_route(r: &RouteSpec) -> String {
 /// tried.
 pub fn apply(d: &Decision, fsm: &Fsm, plan: &Plan, k: &mut dyn Kernel) -> Applied {
     let mut out = Applied::default();
+    // The marks first: forwarded traffic moves with them, without the
+    // RTNL lock that the route changes below may wait for.
+    for m in &d.moves {
+        for f in steer::filters(fsm, &plan.steered, m.set, m.to) {
+            if let Err(e) = k.steer(&f) {
+                out.errors.push(format!(
+                    "failed to steer {}/{} to mark {:#x} on interface {}: {e}",
+                    f.destination, f.prefix_len, f.mark, f.ifindex
+                ));
+            }
+        }
+    }
     for m in &d.moves {
         let Some(r) = plan.route(fsm, m.set, m.to) else {
             continue;
@@ -143,6 +171,10 @@ fn index_of(name: &str) -> Result<u32, Error> {
 }
 
 impl Kernel for RealKernel {
+    fn steer(&mut self, s: &Steer) -> Result<(), Error> {
+        self.channel.change(&wanflash_netlink::tc::steer_filter(s))
+    }
+
     fn replace_route(&mut self, r: &RouteSpec) -> Result<(), Error> {
         let oif = index_of(&r.device)?;
         self.channel.change(&netlink::route_replace(r, oif))
@@ -184,6 +216,13 @@ mod tests {
     }
 
     impl Kernel for Recorder {
+        fn steer(&mut self, s: &Steer) -> Result<(), Error> {
+            self.calls.push(format!(
+                "steer {}/{} mark {:#x} if {}",
+                s.destination, s.prefix_len, s.mark, s.ifindex
+            ));
+            Ok(())
+        }
         fn replace_route(&mut self, r: &RouteSpec) -> Result<(), Error> {
             self.calls
                 .push(format!("replace {} table {}", describe_route(r), r.table));
@@ -281,6 +320,27 @@ mod tests {
         };
         assert!(apply(&d, &fsm, &plan, &mut k).conntrack_flushed);
         assert_eq!(k.calls.last().map(String::as_str), Some("flush conntrack"));
+
+        // Steering on (LAN interfaces 6 and 7): the main table's set is
+        // marked with its new path's mark on each, before any route
+        // changes; table 100's set is left to its route.
+        let steered = Plan {
+            steered: vec![6, 7],
+            ..plan.clone()
+        };
+        let mut k = Recorder::default();
+        assert_eq!(apply(&d, &fsm, &steered, &mut k), Applied::default());
+        assert_eq!(
+            k.calls,
+            vec![
+                "steer 203.0.113.128/25 mark 0x57460001 if 6",
+                "steer 203.0.113.128/25 mark 0x57460001 if 7",
+                "replace 203.0.113.128/25 via 192.0.2.2 dev bond0 table 254",
+                "replace 203.0.113.128/25 via 198.51.100.2 dev eth3 table 100",
+            ]
+        );
+        let r = steered.steering_route(&fsm, 0, 1).unwrap();
+        assert_eq!((r.table, r.device.as_str()), (0x5746_0002, "eth3"));
     }
 
     #[test]

@@ -35,8 +35,9 @@ use crate::fsm::{Decision, Fsm, Ms, ProbeOut, TargetKind};
 use crate::history::History;
 use crate::netlink::{LinkState, LinkWatch};
 use crate::probe::{self, FarEnd, IcmpEcho, Kind, MemberFrame, Probe, Sample, FLAG_MEMBER};
-use crate::sockets::{self, IcmpSocket, PacketSocket, BROADCAST};
+use crate::sockets::{self, CarrierFile, IcmpSocket, PacketSocket, BROADCAST};
 use crate::stamp::{self, ErrorEstimate, Ntp, ReflectorPacket, SenderPacket};
+use crate::steer;
 use crate::{Error, Line};
 
 /// At most this many control clients at once; a new one closes the one
@@ -56,6 +57,16 @@ const CLIENT_ACCEPT_BATCH: usize = 64;
 const REOPEN_MS: Ms = 1000;
 /// The loop wakes at least this often (to notice a stop request).
 const MAX_SLEEP_MS: Ms = 250;
+/// The watched interfaces' carrier is read from sysfs at least this often
+/// (every turn of the loop, at most once a millisecond), and every
+/// millisecond for [`CARRIER_WATCH_MS`] after one goes: a carrier loss is
+/// seen when the driver says it, not when the kernel's link event comes.
+/// That event is sent under the RTNL lock, which a NIC's reset may hold
+/// for tens of ms (e1000e resets a NIC whose link went with frames in its
+/// ring: the event then came 140 ms late in the bench, while the probes
+/// found the far end silent in 50).
+const CARRIER_POLL_MS: Ms = 5;
+const CARRIER_WATCH_MS: Ms = 200;
 
 enum Sock {
     Closed,
@@ -153,6 +164,12 @@ pub struct Daemon {
     /// Line-quality history, when the description asks for it.
     history: Option<History>,
     recording: Option<wanflash_schema::failover::Recording>,
+    /// The watched interfaces' carrier files (see
+    /// [`Daemon::watch_carriers`]), when they were last read, and until
+    /// when they are read every millisecond.
+    carrier_files: BTreeMap<String, CarrierFile>,
+    carrier_read_at: Ms,
+    carrier_watch_until: Ms,
 }
 
 /// Now on the wall clock, as an NTP timestamp (STAMP's T1, T2, T3).
@@ -261,6 +278,9 @@ impl Daemon {
             buf: vec![0u8; 2048],
             history: None,
             recording: cfg.recording.clone(),
+            carrier_files: BTreeMap::new(),
+            carrier_read_at: 0,
+            carrier_watch_until: 0,
         };
         d.say_config(cfg);
         if let Some(r) = &cfg.recording {
@@ -312,9 +332,129 @@ impl Daemon {
             Ok(l) => d.control = Some(l),
             Err(e) => d.error(format!("{e}; running without a control socket")),
         }
+        // Before the first decisions, which move the steering marks.
+        d.setup_steering();
         d.resync_links(true);
         d.reopen_sockets();
         Ok(d)
+    }
+
+    /// Steering ([`crate::steer`]): a clsact qdisc on every LAN-side
+    /// interface (up at start, neither a path, a member nor enslaved),
+    /// this run's
+    /// filters cleared, a policy rule and a table per path. Off, with the
+    /// reason said, when the kernel cannot (no flower or clsact) or there
+    /// is nothing to steer.
+    fn setup_steering(&mut self) {
+        let sets = steer::sets(&self.fsm);
+        if sets.is_empty() {
+            return;
+        }
+        let links = match self.kernel.channel().links() {
+            Ok(l) => l,
+            Err(e) => {
+                self.error(format!(
+                    "steering off (cannot read the links: {e}); a failover moves the routes only"
+                ));
+                return;
+            }
+        };
+        let mut not_lan: Vec<&str> = self.plan.paths.iter().map(|(d, _)| d.as_str()).collect();
+        for t in &self.targets {
+            not_lan.push(t.interface.as_str());
+        }
+        let lan: Vec<(String, u32)> = links
+            .iter()
+            .filter(|l| l.name != "lo" && l.master.is_none() && !not_lan.contains(&l.name.as_str()))
+            .map(|l| (l.name.clone(), l.index))
+            .collect();
+        if lan.is_empty() {
+            self.info(
+                "steering off: no LAN-side interface; a failover moves the routes only".into(),
+            );
+            return;
+        }
+        match self.install_steering(&lan, &sets) {
+            Ok(()) => {
+                self.plan.steered = lan.iter().map(|(_, i)| *i).collect();
+                let names: Vec<&str> = lan.iter().map(|(n, _)| n.as_str()).collect();
+                let tables: Vec<String> = (0..self.fsm.path_count())
+                    .map(|i| format!("{} {:#x}", self.fsm.path_name(i), steer::mark(i)))
+                    .collect();
+                self.info(format!(
+                    "steering what comes in on {} by mark (tc flower, no RTNL lock): marks and tables {}, rule preference {}",
+                    names.join(", "),
+                    tables.join(", "),
+                    steer::RULE_PREF
+                ));
+            }
+            Err(e) => self.error(format!(
+                "steering off ({e}); a failover moves the routes only and waits for the RTNL lock"
+            )),
+        }
+    }
+
+    fn install_steering(&mut self, lan: &[(String, u32)], sets: &[usize]) -> Result<(), String> {
+        use wanflash_netlink::{rtnl, tc};
+        let exists = |r: Result<(), Error>| match r {
+            Err(Error::Kernel { errno, .. }) if errno == libc::EEXIST => Ok(()),
+            r => r,
+        };
+        let prios = steer::priorities(&self.fsm);
+        for (name, index) in lan {
+            exists(self.kernel.channel().change(&tc::clsact_qdisc(*index)))
+                .map_err(|e| format!("clsact qdisc on {name}: {e}"))?;
+            // An earlier run's filters would steer to paths this run has
+            // not judged yet: gone, until this run's first decisions.
+            for (prio, v6) in &prios {
+                let _ = self
+                    .kernel
+                    .channel()
+                    .change(&tc::delete_filters(*index, *prio, *v6));
+            }
+        }
+        for p in 0..self.plan.paths.len() {
+            let mine: Vec<usize> = sets
+                .iter()
+                .copied()
+                .filter(|&s| {
+                    self.fsm
+                        .route_sets()
+                        .get(s)
+                        .is_some_and(|set| set.candidates.contains(&p))
+                })
+                .collect();
+            let mut families = Vec::new();
+            for &s in &mine {
+                if let Some(set) = self.fsm.route_sets().get(s) {
+                    let f = rtnl::family_of(&set.destination.addr);
+                    if !families.contains(&f) {
+                        families.push(f);
+                    }
+                }
+                if let Some(r) = self.plan.steering_route(&self.fsm, s, p) {
+                    // A path whose link is down has no route yet: it is
+                    // put in when the link comes up.
+                    if let Err(e) = self.kernel.replace_route(&r) {
+                        self.info(format!(
+                            "steering table {:#x}: route {} via {} not installed yet: {e}",
+                            r.table, r.destination, r.gateway
+                        ));
+                    }
+                }
+            }
+            let mark = steer::mark(p);
+            for f in families {
+                exists(self.kernel.channel().change(&rtnl::rule_fwmark(
+                    f,
+                    mark,
+                    mark,
+                    steer::RULE_PREF,
+                )))
+                .map_err(|e| format!("rule fwmark {mark:#x}: {e}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// The STAMP reflector's sockets, one per family (IPv6 only when a
@@ -485,8 +625,19 @@ impl Daemon {
         }
     }
 
-    fn link_changed(&mut self, l: LinkState) {
+    fn link_changed(&mut self, mut l: LinkState) {
         let before = self.links.get(&l.name).cloned();
+        let now = self.now_ms();
+        if self.fsm.watches(&l.name) && now < self.carrier_watch_until && l.carrier {
+            // An event queued before the carrier went, read after it was
+            // seen gone: the carrier file says how it is now.
+            if let Some(Ok(false)) = self.carrier_files.get(&l.name).map(CarrierFile::up) {
+                l.carrier = false;
+            }
+        }
+        if self.fsm.watches(&l.name) && !l.carrier && before.as_ref().is_some_and(|b| b.carrier) {
+            self.carrier_watch_until = now + CARRIER_WATCH_MS;
+        }
         if l.removed {
             self.links.remove(&l.name);
         } else {
@@ -519,12 +670,74 @@ impl Daemon {
         }
     }
 
+    /// Reads the carrier file of every watched interface that still has
+    /// carrier here (at most once a millisecond), and feeds a loss to the
+    /// state machine at once, before the kernel's link event (which waits
+    /// for the RTNL lock). Carrier coming back is left to the link event.
+    fn watch_carriers(&mut self) {
+        let now = self.now_ms();
+        if now == self.carrier_read_at {
+            return;
+        }
+        self.carrier_read_at = now;
+        let mut gone = Vec::new();
+        let mut stale = Vec::new();
+        for t in &self.targets {
+            if gone.iter().any(|l: &LinkState| l.name == t.interface) {
+                continue;
+            }
+            let Some(l) = self.links.get(&t.interface) else {
+                continue;
+            };
+            if !l.carrier {
+                continue;
+            }
+            if !self.carrier_files.contains_key(&t.interface) {
+                match CarrierFile::open(&t.interface) {
+                    Ok(f) => {
+                        self.carrier_files.insert(t.interface.clone(), f);
+                    }
+                    Err(_) => continue,
+                }
+            }
+            match self.carrier_files.get(&t.interface).map(CarrierFile::up) {
+                Some(Ok(false)) => {
+                    let mut l = l.clone();
+                    l.carrier = false;
+                    gone.push(l);
+                }
+                // Gone or re-created: opened again next time.
+                Some(Err(_)) => stale.push(t.interface.clone()),
+                _ => {}
+            }
+        }
+        for name in stale {
+            self.carrier_files.remove(&name);
+        }
+        for l in gone {
+            self.info(format!(
+                "{}: carrier gone (read from sysfs before the link event)",
+                l.name
+            ));
+            self.link_changed(l);
+        }
+    }
+
     fn reinstall_routes(&mut self, iface: &str) {
         let mut routes = Vec::new();
         for (si, s) in self.fsm.route_sets().iter().enumerate() {
             if let Some(p) = s.current {
                 if self.plan.paths.get(p).is_some_and(|(dev, _)| dev == iface) {
                     routes.extend(self.plan.route(&self.fsm, si, p));
+                }
+            }
+            // The steering tables' routes through it, whichever path the
+            // set is on now.
+            if !self.plan.steered.is_empty() && s.table == steer::RT_TABLE_MAIN {
+                for &p in &s.candidates {
+                    if self.plan.paths.get(p).is_some_and(|(dev, _)| dev == iface) {
+                        routes.extend(self.plan.steering_route(&self.fsm, si, p));
+                    }
                 }
             }
         }
@@ -706,6 +919,7 @@ impl Daemon {
                     }
                 }
             }
+            self.watch_carriers();
             let now = self.now_ms();
             let tick = self.fsm.tick(now);
             if let Some(h) = &mut self.history {
@@ -738,8 +952,15 @@ impl Daemon {
                 .iter()
                 .any(Client::has_request)
                 .then(|| self.now_ms());
+            let now = self.now_ms();
+            let carrier_watch = if now < self.carrier_watch_until {
+                now + 1
+            } else {
+                self.carrier_read_at + CARRIER_POLL_MS
+            };
             let wake = [
                 pending,
+                Some(carrier_watch),
                 Some(self.fsm.next_wakeup()),
                 metrics_deadline,
                 client_deadline,

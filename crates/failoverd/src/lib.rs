@@ -25,6 +25,7 @@ pub mod netlink;
 pub mod probe;
 pub mod sockets;
 pub mod stamp;
+pub mod steer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;

@@ -15,6 +15,7 @@ use std::io;
 use std::mem;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::Path;
 
 use nix::sys::socket::{
     bind, recvfrom, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag,
@@ -275,6 +276,39 @@ impl AsFd for PacketSocket {
 }
 
 /// The index of an interface, `None` if it does not exist.
+/// An interface's carrier file, `/sys/class/net/NAME/carrier`, kept open
+/// and read again from its start.
+pub struct CarrierFile(std::fs::File);
+
+impl CarrierFile {
+    pub fn open(name: &str) -> io::Result<CarrierFile> {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        Self::at(Path::new(&format!("/sys/class/net/{name}/carrier")))
+    }
+
+    fn at(path: &Path) -> io::Result<CarrierFile> {
+        std::fs::File::open(path).map(CarrierFile)
+    }
+
+    /// The driver's carrier bit as it is now (`netif_carrier_ok`; sysfs
+    /// reads it without the RTNL lock). The kernel's link events come
+    /// later: its link-watch work sends them under the RTNL lock, so they
+    /// wait for whatever holds it. An interface that is not up reads as
+    /// an error (`EINVAL`).
+    pub fn up(&self) -> io::Result<bool> {
+        use std::os::unix::fs::FileExt;
+        let mut b = [0u8; 4];
+        let n = self.0.read_at(&mut b, 0)?;
+        match b.get(..n) {
+            Some([b'1', ..]) => Ok(true),
+            Some([b'0', ..]) => Ok(false),
+            _ => Err(io::Error::from_raw_os_error(libc::EIO)),
+        }
+    }
+}
+
 pub fn ifindex(name: &str) -> Option<u32> {
     nix::net::if_::if_nametoindex(name).ok().filter(|i| *i > 0)
 }
@@ -402,4 +436,27 @@ pub fn recv_with_ttl(s: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<Datagra
         ttl,
         truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_carrier_file_is_read_again_from_its_start() {
+        let dir = std::env::temp_dir().join(format!("wanflash-carrier-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("carrier");
+        std::fs::write(&p, "1\n").unwrap();
+        let f = CarrierFile::at(&p).unwrap();
+        assert!(f.up().unwrap());
+        // Rewritten in place, as sysfs shows a new value: read anew.
+        std::fs::write(&p, "0\n").unwrap();
+        assert!(!f.up().unwrap());
+        std::fs::write(&p, "").unwrap();
+        assert!(f.up().is_err());
+        assert!(CarrierFile::open("../etc").is_err());
+        assert!(CarrierFile::open("").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::wire::{
     attributes, messages, string, u16_at, u32_at, Request, NLMSG_HDRLEN, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_REPLACE, NLM_F_REQUEST,
+    NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 
 /// `RTMGRP_LINK`: link changes.
@@ -118,6 +118,29 @@ pub fn set_up(index: u32, up: bool) -> Request {
         0,
         &ifinfomsg(index, if up { IFF_UP } else { 0 }, IFF_UP),
     )
+}
+
+const RTM_NEWRULE: u16 = 32;
+const FRA_PRIORITY: u16 = 6;
+const FRA_FWMARK: u16 = 10;
+const FRA_TABLE: u16 = 15;
+const FRA_FWMASK: u16 = 16;
+const FR_ACT_TO_TBL: u8 = 1;
+
+/// `ip rule add fwmark MARK/0xffffffff lookup TABLE pref PREF` for
+/// address family `family`: `EEXIST` when the same rule is there.
+pub fn rule_fwmark(family: u8, mark: u32, table: u32, pref: u32) -> Request {
+    // struct fib_rule_hdr: family, dst_len, src_len, tos, table (8 bits;
+    // the whole id is FRA_TABLE), res1, res2, action, flags (u32).
+    let mut hdr = [0u8; 12];
+    hdr[0] = family;
+    hdr[4] = u8::try_from(table).unwrap_or(0);
+    hdr[7] = FR_ACT_TO_TBL;
+    Request::change(RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL, &hdr)
+        .attr(FRA_PRIORITY, &pref.to_ne_bytes())
+        .attr(FRA_FWMARK, &mark.to_ne_bytes())
+        .attr(FRA_FWMASK, &u32::MAX.to_ne_bytes())
+        .attr(FRA_TABLE, &table.to_ne_bytes())
 }
 
 pub fn dump_links() -> Request {
@@ -359,6 +382,28 @@ mod tests {
         assert_eq!((e.table, e.gateway), (1000, Some(r.gateway)));
         let v6 = route("2001:db8:1::/48", "2001:db8::2", 3, 1000);
         assert_eq!(route_replace(&v6).to_bytes(9), reference_route(&v6));
+    }
+
+    #[test]
+    fn fwmark_rules_match_the_reference_encoder() {
+        use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+        for (family, af) in [
+            (AF_INET, AddressFamily::Inet),
+            (AF_INET6, AddressFamily::Inet6),
+        ] {
+            let mut m = RuleMessage::default();
+            m.header.family = af;
+            m.header.action = RuleAction::ToTable;
+            m.attributes.push(RuleAttribute::Priority(9870));
+            m.attributes.push(RuleAttribute::FwMark(0x5746_0002));
+            m.attributes.push(RuleAttribute::FwMask(u32::MAX));
+            m.attributes.push(RuleAttribute::Table(0x5746_0002));
+            assert_eq!(
+                rule_fwmark(family, 0x5746_0002, 0x5746_0002, 9870).to_bytes(3),
+                // REQUEST | ACK | EXCL | CREATE
+                reference(RouteNetlinkMessage::NewRule(m), 0x605, 3)
+            );
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 pub use wanflash_schema::READY_MARKER;
 
 /// Harness pieces for the benchmarks' peers (`cargo xtask bench`).
+pub mod lanflow;
 pub mod peer;
 pub mod update_bench;
 
@@ -738,6 +739,11 @@ pub fn carrying(bonding: &str, member: &str) -> bool {
 
 impl Pair {
     /// Whether `path` is up in `wanctl status` at both ends.
+    /// The folder of the pair's sockets (for [`lanflow::LanFlow`]).
+    pub fn work(&self) -> &Path {
+        &self.work
+    }
+
     pub fn path_up_at_both_ends(&mut self, path: &str) -> bool {
         path_state(&mut self.office, path) == "up" && path_state(&mut self.backup, path) == "up"
     }

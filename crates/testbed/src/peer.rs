@@ -291,7 +291,7 @@ const LAN_HOST_IP: [u8; 4] = [203, 0, 113, 2];
 const ROUTER_LAN_IP: [u8; 4] = [203, 0, 113, 1];
 const T3_PEER_IP: [u8; 4] = [198, 51, 100, 2];
 
-fn checksum(data: &[u8]) -> u16 {
+pub(crate) fn checksum(data: &[u8]) -> u16 {
     let mut sum: u32 = data
         .chunks(2)
         .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
@@ -302,7 +302,7 @@ fn checksum(data: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-fn arp(op: u16, smac: [u8; 6], sip: [u8; 4], tmac: [u8; 6], tip: [u8; 4]) -> Vec<u8> {
+pub(crate) fn arp(op: u16, smac: [u8; 6], sip: [u8; 4], tmac: [u8; 6], tip: [u8; 4]) -> Vec<u8> {
     let dst = if op == 1 { [0xff; 6] } else { tmac };
     let mut f = Vec::with_capacity(42);
     f.extend_from_slice(&dst);
@@ -318,29 +318,11 @@ fn arp(op: u16, smac: [u8; 6], sip: [u8; 4], tmac: [u8; 6], tip: [u8; 4]) -> Vec
 
 /// An ICMP echo request frame from the LAN host to the T3's far end.
 fn echo(dst_mac: [u8; 6], seq: u16) -> Vec<u8> {
-    let mut icmp = vec![8, 0, 0, 0, 0x57, 0x46];
-    icmp.extend_from_slice(&seq.to_be_bytes());
-    icmp.extend_from_slice(&[0u8; 32]);
-    let c = checksum(&icmp);
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 1, 0, 0];
-    let len = (20 + icmp.len()) as u16;
-    ip[2..4].copy_from_slice(&len.to_be_bytes());
-    ip.extend_from_slice(&LAN_HOST_IP);
-    ip.extend_from_slice(&T3_PEER_IP);
-    let c = checksum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let mut f = Vec::with_capacity(14 + ip.len() + icmp.len());
-    f.extend_from_slice(&dst_mac);
-    f.extend_from_slice(&LAN_HOST_MAC);
-    f.extend_from_slice(&[0x08, 0x00]);
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&icmp);
-    f
+    crate::lanflow::echo_frame(8, (LAN_HOST_MAC, dst_mac), (LAN_HOST_IP, T3_PEER_IP), seq)
 }
 
 /// An ARP request for `ip`: the asker's MAC and IP.
-fn arp_request_for(f: &[u8], ip: [u8; 4]) -> Option<([u8; 6], [u8; 4])> {
+pub(crate) fn arp_request_for(f: &[u8], ip: [u8; 4]) -> Option<([u8; 6], [u8; 4])> {
     if f.len() < 42 || f[12..14] != [0x08, 0x06] || f[20..22] != [0, 1] || f[38..42] != ip {
         return None;
     }

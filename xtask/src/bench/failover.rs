@@ -11,12 +11,14 @@
 //! - (c) ping tracking configured like OpenWrt mwan3's shipped defaults,
 //!   a busybox `sh` script in the guest ([`MWAN3`]): both faults.
 //!
-//! Every trial runs a 1000 pps flow (busybox `ping -i 0.001`) from the
-//! office LAN address to the backup's LAN address and counts missing
-//! sequence numbers: the outage is the longest run of missing replies
-//! times the flow's own spacing in guest time (the guest's uptime at its
-//! start and end over the requests sent: about 1 ms, more when the guest
-//! cannot keep the pace), the loss the number of missing replies.
+//! Every trial runs a 1000 pps flow that the routers forward
+//! ([`LanFlow`]): a host on the office's LAN sends an echo request every
+//! ms of host time to a host on the backup's LAN, both emulated in this
+//! process on the LAN NICs' sockets, and counts the requests unanswered:
+//! the outage is the longest run of them, timed by their send times, the
+//! loss their number. (Until the sixth session the flow was a `ping` run
+//! in the office guest: a router's own traffic, which follows the routes
+//! only, while what it forwards follows failoverd's marks.)
 //!
 //! The guests' NICs are QEMU's e1000e model, not the test bed's usual
 //! e1000 (see [`NIC`]).
@@ -41,7 +43,8 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use wanflash_testbed::peer::{self, BenchPair, Flow, FlowStats};
+use wanflash_testbed::lanflow::LanFlow;
+use wanflash_testbed::peer::{self, BenchPair, Flow};
 use wanflash_testbed::{Agent, Side};
 
 use super::{median, percentile, Ctx, Figure};
@@ -55,8 +58,9 @@ const G: &str = "failover";
 const NIC: &str = wanflash_testbed::E1000E;
 const CARD: u64 = 64 * 1024 * 1024;
 const BUNDLE: [&str; 3] = ["t1a", "t1b", "t1c"];
-/// The trials' flow: one echo request per ms of guest time.
-const FLOW_INTERVAL: &str = "0.001";
+/// The trials' flow: one echo request per ms of host time, from a host on
+/// the office's LAN to one on the backup's ([`LanFlow`]).
+const FLOW_SPACING: Duration = Duration::from_millis(1);
 const FLOW_PPS: u32 = 1000;
 /// A carrier-loss trial that lost more than this explains itself.
 const CARRIER_OUTLIER_MS: f64 = 20.0;
@@ -381,24 +385,10 @@ fn moved(before: &BTreeMap<String, i64>, after: &BTreeMap<String, i64>) -> Strin
         .join(", ")
 }
 
-/// Why a trial lost more than its fault explains: the flow's replies
-/// around its longest gap (sequence and round trip), what each guest's
+/// Why a trial lost more than its fault explains: what each guest's
 /// kernel counted during the trial, and each kernel's last messages.
 fn explain_outlier(p: &mut BenchPair, before: &[BTreeMap<String, i64>; 2]) -> String {
     let mut out = String::new();
-    let gap = peer::sh(
-        &mut p.office,
-        &format!(
-            "sed -n 's/.*seq=\\([0-9]*\\).*time=\\([0-9.]*\\).*/\\1 \\2/p' {} | awk '{{s[NR]=$1; t[NR]=$2; \
-             if (NR > 1 && $1 - s[NR-1] - 1 > m) {{ m = $1 - s[NR-1] - 1; at = NR }} }} \
-             END {{ for (i = at - 4; i <= at + 4; i++) if (i > 0 && i <= NR) printf \"seq %d rtt %s ms; \", s[i], t[i] }}'",
-            peer::FLOW_LOG
-        ),
-        Duration::from_secs(30),
-    )
-    .map(|(_, o)| o)
-    .unwrap_or_default();
-    out.push_str(&format!("      flow around the gap: {}\n", gap.trim()));
     for (name, agent, before) in [
         ("office", &mut p.office, &before[0]),
         ("backup", &mut p.backup, &before[1]),
@@ -553,7 +543,9 @@ fn configure(p: &mut BenchPair, m: Mech, shipped: (u32, u32)) -> Result<()> {
     }
 }
 
-/// The script that stops failoverd (SIGSTOP), removes its routes, and
+/// The script that stops failoverd (SIGSTOP), removes its routes and its
+/// steering rules (the marks then lead nowhere: traffic follows the main
+/// table), and
 /// re-makes bond0 with `settings` (lines run with `$B` the bond's sysfs
 /// folder, before the members are enslaved again) and `after_enslave`,
 /// then puts back the bundle's address and netcfg's two static routes.
@@ -562,6 +554,8 @@ fn rebond(s: &Site, settings: &str, after_enslave: &str) -> String {
         "set -e; B=/sys/class/net/bond0/bonding\n\
          kill -STOP $(pidof failoverd) 2>/dev/null || true\n\
          while ip route del {far} metric 0 2>/dev/null; do :; done\n\
+         while ip rule del preference {pref} 2>/dev/null; do :; done\n\
+         while ip -6 rule del preference {pref} 2>/dev/null; do :; done\n\
          ip link set bond0 down\n\
          for s in $(cat $B/slaves); do echo -$s > $B/slaves; done\n\
          echo 0 > $B/arp_interval; for t in $(cat $B/arp_ip_target); do echo -$t > $B/arp_ip_target; done\n\
@@ -573,6 +567,8 @@ fn rebond(s: &Site, settings: &str, after_enslave: &str) -> String {
          ip route replace {far} via {gw} metric 10\n\
          ip route replace {far} via {gw3} metric 20\n",
         far = s.far_lan,
+        // failoverd's `steer::RULE_PREF`.
+        pref = 9870,
         addr = s.bundle_addr,
         gw = s.gw_bundle,
         gw3 = s.gw_t3,
@@ -672,11 +668,6 @@ fn undampen(p: &mut BenchPair) -> Result<()> {
 /// One trial: flow on, fault, wait for the flow to stall and come back,
 /// flow off, fault repaired, back to the preferred path.
 fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
-    let flow = Flow {
-        from: "203.0.113.1".into(),
-        to: "203.0.113.129".into(),
-        interval: FLOW_INTERVAL,
-    };
     // Read only where a slow trial is explained (carrier loss), and before
     // the flow starts, so that two shells per guest over the emulated
     // serial line are done before the links go (read at the cut, a slow
@@ -686,22 +677,15 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
     } else {
         Default::default()
     };
-    let flow_from = Flow::guest_ms(&mut p.office).map_err(agent_err)?;
-    flow.start(&mut p.office).map_err(agent_err)?;
+    let flow = LanFlow::start(&p.work, FLOW_SPACING).map_err(|e| anyhow::anyhow!("{e}"))?;
     std::thread::sleep(Duration::from_millis(1500));
-    let before = Flow::stats(&mut p.office).map_err(agent_err)?;
+    let before = flow.stats();
     if before.received == 0 {
-        let flow = peer::sh(
-            &mut p.office,
-            "tail -n 5 /tmp/flow.log",
-            Duration::from_secs(30),
-        )
-        .map(|(_, o)| o)
-        .unwrap_or_default();
-        let od = format!("{}\n{flow}", diagnose(&mut p.office));
+        drop(flow);
+        let od = diagnose(&mut p.office);
         let bd = diagnose(&mut p.backup);
         bail!(
-            "the {FLOW_PPS} pps flow got no reply before the fault ({})\n--- office ---\n{od}\n--- backup ---\n{bd}",
+            "the {FLOW_PPS} pps forwarded flow (LAN host to LAN host) got no reply before the fault ({})\n--- office ---\n{od}\n--- backup ---\n{bd}",
             m.label()
         );
     }
@@ -709,13 +693,13 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
     let cut_at = SystemTime::now();
     fault(p, m, f, true)?;
     let started = Instant::now();
-    let mut last = before.last_seq;
+    let mut last = before.last_answered;
     let mut stalled = false;
     let mut advancing = 0;
     let recovered = loop {
         std::thread::sleep(Duration::from_millis(400));
-        let s: FlowStats = Flow::stats(&mut p.office).map_err(agent_err)?;
-        if s.last_seq == last {
+        let s = flow.stats();
+        if s.last_answered == last {
             stalled = true;
             advancing = 0;
         } else if stalled {
@@ -727,18 +711,15 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
             // The flow never stalled: no outage to wait for.
             break true;
         }
-        last = s.last_seq;
+        last = s.last_answered;
         if started.elapsed() > m.patience() {
             break false;
         }
     };
-    let stats = Flow::stop(&mut p.office).map_err(agent_err)?;
-    let flow_to = Flow::guest_ms(&mut p.office).map_err(agent_err)?;
-    // The spacing the guest kept: its time over the requests it sent.
-    let flow_ms = (flow_to - flow_from) / f64::from(stats.last_seq.max(1) + 1);
+    let stats = flow.stop();
     // A carrier trial that lost much more than the typical few ms says
     // why (the daemons' lines are printed below).
-    let outage = f64::from(stats.longest_gap) * flow_ms;
+    let outage = stats.longest_gap_ms;
     if f == Fault::Carrier && outage > CARRIER_OUTLIER_MS {
         print!("{}", explain_outlier(p, &counted));
     }
@@ -753,9 +734,9 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
         );
         recover(p, m, from)?;
         // Counted as the whole wait: a lower bound of the outage, and of
-        // the loss (100 packets a second were sent all along).
+        // the loss (the flow ran all along).
         let ms = m.patience().as_millis() as f64;
-        return Ok((ms, ms / flow_ms));
+        return Ok((ms, ms / stats.spacing_ms.max(0.001)));
     }
     recover(p, m, from)?;
     if m.is_ours() {
@@ -778,16 +759,13 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
     if f == Fault::Carrier {
         print_resets(p, cut_at, repaired_at);
     }
-    // The resolution: under TCG busybox ping keeps only part of the
-    // asked pace.
     println!(
-        "    flow: one request every {flow_ms:.2} ms of guest time ({:.0} pps)",
-        1000.0 / flow_ms
+        "    flow: one request every {:.2} ms of host time ({:.0} pps), {} lost",
+        stats.spacing_ms,
+        1000.0 / stats.spacing_ms.max(0.001),
+        stats.lost.saturating_sub(before.lost)
     );
-    Ok((
-        f64::from(stats.longest_gap) * flow_ms,
-        f64::from(stats.lost.saturating_sub(before.lost)),
-    ))
+    Ok((outage, f64::from(stats.lost.saturating_sub(before.lost))))
 }
 
 /// Each guest's NIC resets between the cut and its repair, one line, when
@@ -1196,11 +1174,11 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             let Some(theirs) = get(peer, f) else { continue };
             let note = match peer {
                 Mech::Mwan3 => format!(
-                    "{MWAN3}; guest-side outage from a ping's missing sequence numbers (asked {FLOW_PPS} pps) times the spacing the guest kept (printed per trial); {n} trials each; \
+                    "{MWAN3}; outage of a {FLOW_PPS} pps flow the routers forward (LAN host to LAN host, host clock): the longest run of unanswered requests, timed by their send times; {n} trials each; \
                      failoverd loses the whole bundle (moves to the T3), so does the mwan3 peer"
                 ),
                 _ => format!(
-                    "guest-side outage from a ping's missing sequence numbers (asked {FLOW_PPS} pps) times the spacing the guest kept (printed per trial); {n} trials each; \
+                    "outage of a {FLOW_PPS} pps flow the routers forward (LAN host to LAN host, host clock): the longest run of unanswered requests, timed by their send times; {n} trials each; \
                      failoverd loses the whole bundle (moves to the T3), the bonding peer its active member (moves to another T1); \
                      NICs are QEMU's e1000e model (its e1000 model stops receiving for 1 s at every bond failover)"
                 ),
