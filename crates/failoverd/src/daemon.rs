@@ -340,9 +340,8 @@ impl Daemon {
     }
 
     /// Steering ([`crate::steer`]): a clsact qdisc on every LAN-side
-    /// interface (up at start, neither a path, a member nor enslaved),
-    /// this run's
-    /// filters cleared, a policy rule and a table per path. Off, with the
+    /// interface (there at start, but `lo`, neither a path, a member nor
+    /// enslaved), this run's filters cleared, a policy rule and a table per path. Off, with the
     /// reason said, when the kernel cannot (no flower or clsact) or there
     /// is nothing to steer.
     fn setup_steering(&mut self) {

@@ -8,10 +8,11 @@
 //! test bed, one NIC after the other), and every route change and link
 //! event waits for it. So failoverd steers what it forwards another way:
 //!
-//! - a `clsact` qdisc on each LAN-side interface (every interface that is
-//!   neither a path, a member nor enslaved, and up when failoverd
-//!   starts) with, per route set of the
-//!   main table, one flower filter that matches the set's destination and
+//! - a `clsact` qdisc on each LAN-side interface (every interface there
+//!   when failoverd starts, but `lo`, that is neither a path, a member
+//!   nor enslaved; an unused one such as `sit0` costs nothing) with, per
+//!   route set of the main table, one flower filter that matches the
+//!   set's destination and
 //!   marks the packet with its current path's mark (`skbedit mark`);
 //! - per path, a policy rule `fwmark MARK lookup MARK` (preference
 //!   [`RULE_PREF`]) and, in that table, each set's route through that
