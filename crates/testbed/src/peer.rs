@@ -131,16 +131,6 @@ impl Flow {
         parse_stats(&out).ok_or_else(|| Error::Monitor(format!("flow: cannot read `{out}`")))
     }
 
-    /// The guest's clock (`/proc/uptime`), in ms: the flow's own time base.
-    pub fn guest_ms(agent: &mut Agent) -> Result<f64, Error> {
-        let out = sh_ok(agent, "cat /proc/uptime")?;
-        out.split_whitespace()
-            .next()
-            .and_then(|w| w.parse::<f64>().ok())
-            .map(|s| s * 1000.0)
-            .ok_or_else(|| Error::Monitor(format!("uptime: cannot read `{out}`")))
-    }
-
     pub fn stop(agent: &mut Agent) -> Result<FlowStats, Error> {
         stop(agent, FLOW_PID)?;
         Flow::stats(agent)
