@@ -342,8 +342,31 @@ pub fn build(
         });
     }
     let src = unpack(inp.source, &src_hash, inp.cache, on_event)?;
-    let build = inp.cache.join("build").join(&key);
-    fsx::remove_dir_all_if_exists(&build)?;
+    // One object tree per source, shared by every configuration: kbuild
+    // tracks which files read which option, so the next configuration
+    // (the LAN router's, the test images') recompiles only those files.
+    // A lock keeps two builds out of one tree; a build that did not finish
+    // (a killed compiler can leave a truncated object newer than its
+    // source) makes the next one start from an empty tree.
+    let build = inp
+        .cache
+        .join("build")
+        .join(format!("objects-{}", &src_hash[..16]));
+    fsx::create_dir_all(&inp.cache.join("build"))?;
+    let _lock = lock_tree(
+        &inp.cache
+            .join("build")
+            .join(format!("objects-{}.lock", &src_hash[..16])),
+    )?;
+    let unfinished = build.join(".wanflash-building");
+    if unfinished.exists() {
+        on_event(Event::Info(format!(
+            "an earlier kernel build in `{}` did not finish: starting from an empty object tree",
+            build.display()
+        )));
+        fsx::remove_dir_all_if_exists(&build)?;
+    }
+    let fresh = !build.join(".config").exists();
     fsx::create_dir_all(&build)?;
     let log = inp.cache.join("kernel").join(format!("{key}.log"));
     fsx::create_dir_all(log.parent().unwrap_or(inp.cache))?;
@@ -397,6 +420,7 @@ pub fn build(
         }
     };
     let jobs = format!("-j{}", inp.jobs.max(1));
+    fsx::write(&unfinished, b"")?;
     tools::run_logged(
         make(&src, &build).arg(&jobs).arg("bzImage"),
         &log,
@@ -405,7 +429,11 @@ pub fn build(
     let release = tools::run(make(&src, &build).arg("-s").arg("kernelrelease"))?
         .trim()
         .to_owned();
-    let _ = std::fs::write(inp.cache.join("kernel/last-build-lines"), done.to_string());
+    fsx::remove_file_if_exists(&unfinished)?;
+    if fresh {
+        // The progress total is a whole build's; a reused tree compiles less.
+        let _ = std::fs::write(inp.cache.join("kernel/last-build-lines"), done.to_string());
+    }
 
     let tmp = inp.cache.join("kernel").join(format!(".{key}.tmp"));
     fsx::remove_dir_all_if_exists(&tmp)?;
@@ -415,8 +443,6 @@ pub fn build(
     fsx::write(&tmp.join("release"), release.as_bytes())?;
     fsx::remove_dir_all_if_exists(&out)?;
     fsx::rename(&tmp, &out)?;
-    // The object tree is 100+ MB; the cache keeps only what the image needs.
-    fsx::remove_dir_all_if_exists(&build)?;
     Ok(KernelBuild {
         bzimage: fsx::read(&bz)?,
         config,
@@ -424,6 +450,27 @@ pub fn build(
         cached: false,
         release,
     })
+}
+
+/// Holds an exclusive lock on `path` (created if missing) until dropped:
+/// two image builds at once (two shells, `--check-reproducible`) wait for
+/// each other instead of compiling into the same object tree.
+fn lock_tree(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Error> {
+    let io = |e: std::io::Error| {
+        Error::Io(wanflash_runtime::IoError {
+            action: "lock",
+            path: path.to_path_buf(),
+            source: e,
+        })
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io)?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io(std::io::Error::from(e)))
 }
 
 #[cfg(test)]
