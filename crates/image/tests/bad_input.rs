@@ -23,11 +23,14 @@ struct Fixture {
     previous: PathBuf,
 }
 
+// The WAN images' fragments: their kernel is in the cache after the
+// images are built, so no test here compiles one (another list is a
+// kernel build of minutes before the first error can show).
 const GOOD: &str = r#"
 hostname = "bad"
 flash_size = "64MiB"
 [kernel]
-fragments = ["base", "flash-ide", "console", "network", "bonding", "watchdog"]
+fragments = ["base", "flash-ide", "console", "network", "bonding", "watchdog", "steering"]
 cmdline = ["quiet"]
 [rootfs]
 overlays = ["base"]
@@ -156,7 +159,7 @@ fn dropped_kernel_option_names_option_fragment_and_dependency() {
         return;
     }
     let f = fixture(&GOOD.replace(
-        "fragments = [\"base\", \"flash-ide\", \"console\", \"network\", \"bonding\", \"watchdog\"]",
+        "fragments = [\"base\", \"flash-ide\", \"console\", \"network\", \"bonding\", \"watchdog\", \"steering\"]",
         "fragments = [\"base\", \"console\", \"network\", \"squashfs-only\"]",
     ));
     std::fs::write(
@@ -300,7 +303,7 @@ const SSH_GOOD: &str = r#"
 hostname = "bad"
 flash_size = "64MiB"
 [kernel]
-fragments = ["base", "flash-ide", "console", "network", "bonding", "watchdog"]
+fragments = ["base", "flash-ide", "console", "network", "bonding", "watchdog", "steering"]
 cmdline = ["quiet"]
 [rootfs]
 overlays = ["base"]
