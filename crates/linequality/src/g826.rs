@@ -145,6 +145,8 @@ pub struct Tracker {
     carrier_down: bool,
     /// The router is moving the circuit (see [`Tracker::relink`]).
     moving: bool,
+    /// The wall clock was stepped since the last [`Tracker::advance`].
+    stepped: bool,
     machine: Machine,
     /// Everything booked since start.
     pub totals: Seconds,
@@ -183,6 +185,20 @@ impl Tracker {
     /// their probes are all answered or given up, or when they leave the
     /// window.
     pub fn advance(&mut self, now: i64, book: &mut dyn FnMut(i64, Seconds)) {
+        if std::mem::take(&mut self.stepped) {
+            // The seconds held are decided on the probes resolved so far
+            // (the others' outcomes, stamped on the old clock, go
+            // nowhere); counting starts again at `now`, the carrier as it
+            // is.
+            if let Some(mut next) = self.next.take() {
+                while next <= self.newest {
+                    let t = &mut self.window[next.rem_euclid(WINDOW as i64) as usize];
+                    t.sent = t.resolved;
+                    self.decide(next, book);
+                    next += 1;
+                }
+            }
+        }
         let Some(mut next) = self.next else {
             self.next = Some(now);
             self.newest = now;
@@ -224,6 +240,17 @@ impl Tracker {
             next += 1;
         }
         self.next = Some(next);
+    }
+
+    /// The wall clock was stepped (timesync, or the operator): the
+    /// seconds between the last one seen and the next [`Tracker::advance`]
+    /// were not lived (or, stepped back, are lived twice), so none of them
+    /// is booked, carrier down or not. Counting them one by one, as a
+    /// carrier-down gap is, took failoverd 30 s of CPU for a boot's step
+    /// of 25 years from the RTC to the build's date, and its probes and
+    /// failovers waited that long.
+    pub fn clock_stepped(&mut self) {
+        self.stepped = true;
     }
 
     /// A probe left in second `sec` (the current one).
@@ -439,6 +466,35 @@ mod tests {
         // 79 is not decided yet (its second has not ended).
         assert_eq!(s.observed, 5 + 2 + 23 + 21 + 28);
         assert!(!t.is_unavailable());
+    }
+
+    #[test]
+    fn a_clock_step_books_none_of_the_seconds_it_skips_carrier_down_or_not() {
+        for down in [false, true] {
+            let mut t = Tracker::default();
+            let mut out = Vec::new();
+            clean(&mut t, 0, 20, &mut |s, x| out.push((s, x)));
+            t.advance(20, &mut |s, x| out.push((s, x)));
+            t.carrier(20, !down);
+            t.advance(21, &mut |s, x| out.push((s, x)));
+            // 25 years ahead (a box's RTC to the build's date, then the
+            // network's time), then back a day.
+            for to in [788_918_390, 788_918_395 - 86_400] {
+                t.clock_stepped();
+                t.advance(to, &mut |s, x| out.push((s, x)));
+                t.carrier(to, !down);
+                t.advance(to + 3, &mut |s, x| out.push((s, x)));
+            }
+            let s = sum(&out);
+            assert!(s.observed < 40, "down {down}: {s:?}");
+            assert_eq!(s.unavailable, 0, "down {down}: not 10 s down in a row");
+            // Counting goes on after the step, whatever the carrier.
+            t.carrier(788_832_000, true);
+            clean(&mut t, 788_832_000, 788_832_010, &mut |s, x| {
+                out.push((s, x))
+            });
+            assert!(sum(&out).observed >= s.observed + 5, "down {down}");
+        }
     }
 
     /// Clean probes every second of `from..to`.

@@ -464,6 +464,15 @@ impl Recorder {
 
     /// The wall clock was corrected: new wall-clock ms minus monotonic ms.
     pub fn set_wall_offset(&mut self, wall_offset_ms: i64) {
+        // A step of more than the seconds the tracker holds is not a gap
+        // to count second by second (small ones are: the seconds stay in
+        // order).
+        let step = wall_offset_ms.saturating_sub(self.wall_offset_ms);
+        if step.unsigned_abs() > crate::g826::WINDOW as u64 * 1000 {
+            for c in &mut self.circuits {
+                c.g826.clock_stepped();
+            }
+        }
         self.wall_offset_ms = wall_offset_ms;
     }
 
@@ -912,6 +921,48 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The boot of a box whose RTC is 25 years behind, a member without
+    /// carrier: timesync steps the clock to the build's date. The recorder
+    /// must not count the skipped seconds (it took 30 s, in the test bed's
+    /// guest longer, and failoverd's probes waited).
+    #[test]
+    fn a_clock_step_with_a_member_down_counts_none_of_the_skipped_seconds() {
+        let specs: Vec<CircuitSpec> = [
+            ("t1", CircuitKind::Path, "t1", "bond0"),
+            ("eth0", CircuitKind::Member, "t1", "eth0"),
+        ]
+        .map(|(n, k, p, i)| CircuitSpec {
+            name: n.into(),
+            kind: k,
+            path: p.into(),
+            interface: i.into(),
+        })
+        .to_vec();
+        let mut rec = Recorder::new(&Recording::default(), &specs, 1_000_000).unwrap();
+        for i in 0..30u32 {
+            rec.probe_sent(0, i, u64::from(i) * 100);
+        }
+        rec.carrier(1, false, 3000);
+        rec.set_wall_offset(788_918_390_201);
+        for i in 30..60u32 {
+            rec.probe_sent(0, i, 3100 + u64::from(i) * 100);
+        }
+        rec.advance(20_000);
+        for c in [0, 1] {
+            let t = rec.totals(c).unwrap();
+            assert!(t.observed_s < 30, "{c}: {t:?}");
+            assert!(t.unavailable_s < 30, "{c}: {t:?}");
+        }
+        // A small correction is not a step: the seconds stay counted.
+        let before = rec.totals(0).unwrap().observed_s;
+        rec.set_wall_offset(788_918_390_201 + 50);
+        for i in 0..100u32 {
+            rec.probe_sent(0, 200 + i, 20_000 + u64::from(i) * 100);
+        }
+        rec.advance(40_000);
+        assert!(rec.totals(0).unwrap().observed_s >= before + 8);
+    }
 
     #[test]
     fn a_ring_is_reserved_once_and_touched_only_as_buckets_close() {
