@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::peer::{arp, arp_request_for, checksum};
 use crate::Error;
@@ -88,6 +88,9 @@ pub struct LanStats {
     /// That run's length in time: from the last answered request before
     /// it to the first answered after, less one spacing.
     pub longest_gap_ms: f64,
+    /// When the last answered request before that run was sent, in ms
+    /// from the flow's start ([`LanFlow::started_at`]).
+    pub longest_gap_from_ms: f64,
     /// The last request answered (0 before any).
     pub last_answered: u32,
     /// The mean spacing of the requests, in ms.
@@ -123,6 +126,7 @@ impl Log {
                 if gap > s.longest_gap {
                     s.longest_gap = gap;
                     s.longest_gap_ms = (self.sent[i] - self.sent[p] - s.spacing_ms).max(0.0);
+                    s.longest_gap_from_ms = self.sent[p];
                 }
             }
             prev = Some(i);
@@ -134,6 +138,7 @@ impl Log {
 
 /// The running flow: stopped when dropped.
 pub struct LanFlow {
+    started_at: SystemTime,
     log: Arc<Mutex<Log>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -166,8 +171,8 @@ impl LanFlow {
         let log = Arc::new(Mutex::new(Log::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (log2, stop2) = (log.clone(), stop.clone());
+        let (start, started_at) = (Instant::now(), SystemTime::now());
         let thread = std::thread::spawn(move || {
-            let start = Instant::now();
             let mut next = start;
             let mut buf = [0u8; 2048];
             while !stop2.load(Ordering::Relaxed) {
@@ -234,10 +239,17 @@ impl LanFlow {
             }
         });
         Ok(LanFlow {
+            started_at,
             log,
             stop,
             thread: Some(thread),
         })
+    }
+
+    /// The flow's start on the wall clock: the origin of its send times,
+    /// to set them beside other wall-clock records (QEMU's trace).
+    pub fn started_at(&self) -> SystemTime {
+        self.started_at
     }
 
     pub fn stats(&self) -> LanStats {
@@ -299,6 +311,8 @@ mod tests {
         assert_eq!(s.longest_gap, 3);
         // Answered 2 at 2 ms, then 6 at 6 ms: 4 ms less one spacing.
         assert!((s.longest_gap_ms - 3.0).abs() < 1e-9, "{s:?}");
+        // It began after request 2, sent at 2 ms.
+        assert!((s.longest_gap_from_ms - 2.0).abs() < 1e-9, "{s:?}");
         assert_eq!(s.last_answered, 10);
         assert!((s.spacing_ms - 1.0).abs() < 1e-9);
     }

@@ -43,7 +43,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use wanflash_testbed::lanflow::LanFlow;
+use wanflash_testbed::lanflow::{LanFlow, LanStats};
 use wanflash_testbed::peer::{self, BenchPair, Flow};
 use wanflash_testbed::{Agent, Side};
 
@@ -678,6 +678,7 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
         Default::default()
     };
     let flow = LanFlow::start(&p.work, FLOW_SPACING).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let flow_started = flow.started_at();
     std::thread::sleep(Duration::from_millis(1500));
     let before = flow.stats();
     if before.received == 0 {
@@ -758,6 +759,7 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
     }
     if f == Fault::Carrier {
         print_resets(p, cut_at, repaired_at);
+        print_timeline(p, cut_at, flow_started, &stats);
     }
     println!(
         "    flow: one request every {:.2} ms of host time ({:.0} pps), {} lost",
@@ -790,6 +792,88 @@ fn print_resets(p: &BenchPair, cut_at: SystemTime, repaired_at: SystemTime) {
             said.join("; ")
         );
     }
+}
+
+/// Where a carrier trial's outage went, in ms after the cut, when QEMU
+/// traced the link's interrupt (`WANFLASH_QEMU_TRACE=` with
+/// `e1000e_link_status_changed,e1000e_irq_icr_read_entry,e1000e_core_mdic_read`):
+/// per guest, the NIC's link going (QEMU), the driver's interrupt
+/// handler reading it, the driver's link check (its first PHY read after),
+/// and then the flow's gap (last answered request sent, first answered
+/// after), all on the host's wall clock. What comes after the link check
+/// is the carrier going in the kernel, failoverd seeing it and steering.
+fn print_timeline(p: &BenchPair, cut_at: SystemTime, flow_started: SystemTime, s: &LanStats) {
+    let Ok(cut) = cut_at.duration_since(UNIX_EPOCH) else {
+        return;
+    };
+    let cut = cut.as_secs_f64();
+    let mut parts = Vec::new();
+    for (name, vm) in [("office", &p.bed.office), ("backup", &p.bed.backup)] {
+        let Ok(text) = std::fs::read_to_string(vm.config.trace_path()) else {
+            return;
+        };
+        if let Some(t) = link_timeline(&text, cut) {
+            parts.push(format!("{name} {t}"));
+        }
+    }
+    if parts.is_empty() {
+        return;
+    }
+    let flow0 = flow_started
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(cut);
+    let gap_from = (flow0 + s.longest_gap_from_ms / 1000.0 - cut) * 1000.0;
+    let gap_to = gap_from + s.longest_gap_ms + s.spacing_ms;
+    println!(
+        "    timeline (ms after the cut): {}; flow: last answered sent {gap_from:+.1}, first answered after sent {gap_to:+.1}",
+        parts.join("; ")
+    );
+}
+
+/// [`print_timeline`] for one guest's trace: `link off +a, handler +b,
+/// link check +c`, each the first after the one before (`None` if the
+/// trace has no link going after `cut`, in seconds on the wall clock).
+fn link_timeline(text: &str, cut: f64) -> Option<String> {
+    let events = text.lines().filter_map(|l| {
+        let (head, event) = l.split_once(':')?;
+        let at: f64 = head.split_once('@')?.1.parse().ok()?;
+        (at >= cut).then_some((at, event))
+    });
+    let lsc = |e: &str| {
+        e.rsplit("0x")
+            .next()
+            .and_then(|h| u32::from_str_radix(h.trim(), 16).ok())
+            .is_some_and(|v| v & 0x4 != 0)
+    };
+    let mut steps: [(&str, Option<f64>); 3] = [
+        ("e1000e_link_status_changed", None),
+        ("e1000e_irq_icr_read_entry", None),
+        ("e1000e_core_mdic_read", None),
+    ];
+    let mut i = 0;
+    for (at, e) in events {
+        let (name, slot) = &mut steps[i];
+        let wanted = match i {
+            0 => e.trim_end().ends_with("status: 0"),
+            1 => lsc(e),
+            _ => true,
+        };
+        if e.starts_with(*name) && wanted {
+            *slot = Some((at - cut) * 1000.0);
+            i += 1;
+            if i == steps.len() {
+                break;
+            }
+        }
+    }
+    let first = steps[0].1?;
+    let at = |x: Option<f64>| x.map_or("?".to_owned(), |v| format!("{v:+.1}"));
+    Some(format!(
+        "link off {first:+.1}, handler {}, link check {}",
+        at(steps[1].1),
+        at(steps[2].1)
+    ))
 }
 
 /// The NIC resets a guest's QEMU trace shows from `from` (the host's wall
@@ -1251,6 +1335,22 @@ mod tests {
         let mut after = before.clone();
         after.insert("Ip OutNoRoutes".into(), 3);
         assert_eq!(moved(&before, &after), "Ip OutNoRoutes +3");
+    }
+
+    #[test]
+    fn a_carrier_trials_timeline_takes_each_step_after_the_one_before() {
+        let log = "9@99.000000:e1000e_link_status_changed New link status: 0\n\
+                   9@100.000100:e1000e_irq_icr_read_entry Starting ICR read. Current ICR: 0x4\n\
+                   9@100.000200:e1000e_core_mdic_read MDIC READ: PHY[0][1] = 0x796d\n\
+                   9@100.000500:e1000e_link_status_changed New link status: 0\n\
+                   9@100.000600:e1000e_irq_icr_read_entry Starting ICR read. Current ICR: 0x80\n\
+                   9@100.000700:e1000e_irq_icr_read_entry Starting ICR read. Current ICR: 0x84\n\
+                   9@100.004700:e1000e_core_mdic_read MDIC READ: PHY[0][1] = 0x7969\n";
+        assert_eq!(
+            link_timeline(log, 100.0).as_deref(),
+            Some("link off +0.5, handler +0.7, link check +4.7")
+        );
+        assert_eq!(link_timeline(log, 100.001), None);
     }
 
     #[test]
