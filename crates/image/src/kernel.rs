@@ -331,15 +331,21 @@ pub fn build(
     let out = inp.cache.join("kernel").join(&key);
     let bz = out.join("bzImage");
     let cfg = out.join("config");
-    if bz.exists() && cfg.exists() {
+    let cached = |key: String| -> Result<Option<KernelBuild>, Error> {
+        if !(bz.exists() && cfg.exists()) {
+            return Ok(None);
+        }
         let release = fsx::read_to_string(&out.join("release")).unwrap_or_default();
-        return Ok(KernelBuild {
+        Ok(Some(KernelBuild {
             bzimage: fsx::read(&bz)?,
             config: fsx::read_to_string(&cfg)?,
             key,
             cached: true,
             release: release.trim().to_owned(),
-        });
+        }))
+    };
+    if let Some(k) = cached(key.clone())? {
+        return Ok(k);
     }
     let src = unpack(inp.source, &src_hash, inp.cache, on_event)?;
     // One object tree per source, shared by every configuration: kbuild
@@ -358,6 +364,10 @@ pub fn build(
             .join("build")
             .join(format!("objects-{}.lock", &src_hash[..16])),
     )?;
+    // Built by the build this one waited for.
+    if let Some(k) = cached(key.clone())? {
+        return Ok(k);
+    }
     let unfinished = build.join(".wanflash-building");
     if unfinished.exists() {
         on_event(Event::Info(format!(
