@@ -813,7 +813,9 @@ fn print_timeline(p: &BenchPair, cut_at: SystemTime, flow_started: SystemTime, s
             return;
         };
         if let Some(t) = link_timeline(&text, cut) {
-            parts.push(format!("{name} {t}"));
+            let said = console_line_at(&text, cut, "failoverd: path t1 down")
+                .map_or(String::new(), |ms| format!(", failoverd's line {ms:+.1}"));
+            parts.push(format!("{name} {t}{said}"));
         }
     }
     if parts.is_empty() {
@@ -846,27 +848,34 @@ fn link_timeline(text: &str, cut: f64) -> Option<String> {
             .and_then(|h| u32::from_str_radix(h.trim(), 16).ok())
             .is_some_and(|v| v & 0x4 != 0)
     };
-    let mut steps: [(&str, Option<f64>); 3] = [
-        ("e1000e_link_status_changed", None),
-        ("e1000e_irq_icr_read_entry", None),
-        ("e1000e_core_mdic_read", None),
-    ];
-    let mut i = 0;
+    // The handler and the link check, each the first after the link went
+    // (a trace without the interrupt's events still shows the check).
+    let mut off: Option<f64> = None;
+    let (mut handler, mut check) = (None, None);
     for (at, e) in events {
-        let (name, slot) = &mut steps[i];
-        let wanted = match i {
-            0 => e.trim_end().ends_with("status: 0"),
-            1 => lsc(e),
-            _ => true,
-        };
-        if e.starts_with(*name) && wanted {
-            *slot = Some((at - cut) * 1000.0);
-            i += 1;
-            if i == steps.len() {
-                break;
+        let ms = (at - cut) * 1000.0;
+        match off {
+            None => {
+                if e.starts_with("e1000e_link_status_changed")
+                    && e.trim_end().ends_with("status: 0")
+                {
+                    off = Some(ms);
+                }
+            }
+            Some(_) => {
+                if handler.is_none() && e.starts_with("e1000e_irq_icr_read_entry") && lsc(e) {
+                    handler = Some(ms);
+                }
+                if check.is_none() && e.starts_with("e1000e_core_mdic_read") {
+                    check = Some(ms);
+                }
+                if check.is_some() && handler.is_some() {
+                    break;
+                }
             }
         }
     }
+    let steps = [(0, off), (1, handler), (2, check)];
     let first = steps[0].1?;
     let at = |x: Option<f64>| x.map_or("?".to_owned(), |v| format!("{v:+.1}"));
     Some(format!(
@@ -874,6 +883,52 @@ fn link_timeline(text: &str, cut: f64) -> Option<String> {
         at(steps[1].1),
         at(steps[2].1)
     ))
+}
+
+/// When the console line holding `needle` began, in ms after `cut`, from
+/// QEMU's `serial_write` trace (each byte the guest writes to its UART):
+/// the daemon's line goes through init to the serial console, so this is
+/// an upper bound of when the daemon acted (within a ms or two).
+fn console_line_at(text: &str, cut: f64, needle: &str) -> Option<f64> {
+    let mut line = Vec::new();
+    let mut began = None;
+    for l in text.lines() {
+        let Some((head, event)) = l.split_once(':') else {
+            continue;
+        };
+        let Some(rest) = event.strip_prefix("serial_write") else {
+            continue;
+        };
+        let Some(at) = head
+            .split_once('@')
+            .and_then(|(_, t)| t.parse::<f64>().ok())
+        else {
+            continue;
+        };
+        if at < cut {
+            continue;
+        }
+        // `write addr 0x00 val 0x41`: the transmit register's bytes.
+        let mut hex = rest
+            .split("0x")
+            .skip(1)
+            .map(|h| u32::from_str_radix(h.split_whitespace().next().unwrap_or(""), 16).ok());
+        let (Some(Some(0)), Some(Some(v))) = (hex.next(), hex.next()) else {
+            continue;
+        };
+        let Ok(b) = u8::try_from(v) else { continue };
+        if b == b'\n' {
+            if String::from_utf8_lossy(&line).contains(needle) {
+                return began.map(|t: f64| (t - cut) * 1000.0);
+            }
+            line.clear();
+            began = None;
+        } else if b != b'\r' {
+            began.get_or_insert(at);
+            line.push(b);
+        }
+    }
+    None
 }
 
 /// The NIC resets a guest's QEMU trace shows from `from` (the host's wall
@@ -1091,12 +1146,12 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let mut results = Vec::new();
     let mut failed: Vec<(Mech, String)> = Vec::new();
     let mut noises: Vec<(Mech, Noise)> = Vec::new();
-    // `WANFLASH_BENCH_NOISE_S`: seconds of noise per mechanism (600, 60
+    // `WANFLASH_BENCH_NOISE_S`: seconds of noise per mechanism (600, 30
     // with --quick).
     let noise_s = std::env::var("WANFLASH_BENCH_NOISE_S")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(if ctx.quick { 60 } else { 600 });
+        .unwrap_or(if ctx.quick { 30 } else { 600 });
     let mut configured = None;
     for (m, f) in plan {
         if !only.is_empty() && !only.split(',').any(|w| m.key() == w) {
@@ -1351,6 +1406,26 @@ mod tests {
             Some("link off +0.5, handler +0.7, link check +4.7")
         );
         assert_eq!(link_timeline(log, 100.001), None);
+    }
+
+    #[test]
+    fn a_console_line_is_timed_by_its_first_byte_on_the_uart() {
+        let mut log = String::new();
+        for (i, b) in "ok\r\n[ 1.5] failoverd: path t1 down (carrier)\r\n"
+            .bytes()
+            .enumerate()
+        {
+            log.push_str(&format!(
+                "7@{:.6}:serial_write write addr 0x00 val 0x{b:02x}\n",
+                10.0 + i as f64 / 1000.0
+            ));
+            // Another register's write is not a byte of the line.
+            log.push_str("7@10.5:serial_write write addr 0x01 val 0x0a\n");
+        }
+        let at = console_line_at(&log, 10.0, "path t1 down").unwrap();
+        assert!((at - 4.0).abs() < 1e-6, "{at}");
+        assert_eq!(console_line_at(&log, 10.0, "t3 down"), None);
+        assert_eq!(console_line_at(&log, 10.01, "ok"), None);
     }
 
     #[test]
