@@ -163,12 +163,14 @@ fn image_mbr_matches_the_manifest() {
         let cfg = std::fs::read_to_string(dir.join("kernel.config")).unwrap();
         assert!(cfg.contains("CONFIG_IKCONFIG_PROC=y"));
         assert!(cfg.contains("# CONFIG_MODULES is not set"));
-        // Timers to the microsecond, tickless when idle, and the 250 Hz
-        // tick (images/kernel/base.config): failoverd's probe rhythm.
+        // Timers to the microsecond, tickless when idle, and the 1000 Hz
+        // tick (images/kernel/base.config): failoverd's probe rhythm, and
+        // the NIC driver's link check one to two jiffies after the link
+        // goes.
         for want in [
             "CONFIG_HIGH_RES_TIMERS=y",
             "CONFIG_NO_HZ_IDLE=y",
-            "CONFIG_HZ=250",
+            "CONFIG_HZ=1000",
         ] {
             assert!(
                 cfg.lines().any(|l| l == want),
