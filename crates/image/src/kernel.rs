@@ -354,16 +354,10 @@ pub fn build(
     // A lock keeps two builds out of one tree; a build that did not finish
     // (a killed compiler can leave a truncated object newer than its
     // source) makes the next one start from an empty tree.
-    let build = inp
-        .cache
-        .join("build")
-        .join(format!("objects-{}", &src_hash[..16]));
-    fsx::create_dir_all(&inp.cache.join("build"))?;
-    let _lock = lock_tree(
-        &inp.cache
-            .join("build")
-            .join(format!("objects-{}.lock", &src_hash[..16])),
-    )?;
+    let trees = inp.cache.join("build");
+    let build = trees.join(format!("objects-{}", &src_hash[..16]));
+    fsx::create_dir_all(&trees)?;
+    let _lock = lock_tree(&trees.join(format!("objects-{}.lock", &src_hash[..16])))?;
     // Built by the build this one waited for.
     if let Some(k) = cached(key.clone())? {
         return Ok(k);

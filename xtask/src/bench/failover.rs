@@ -39,7 +39,6 @@
 //! slave changes and link failures).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
@@ -758,8 +757,11 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
         }
     }
     if f == Fault::Carrier {
-        print_resets(p, cut_at, repaired_at);
-        print_timeline(p, cut_at, flow_started, &stats);
+        // Each guest's QEMU trace, read once for both lines.
+        let traces = [&p.bed.office, &p.bed.backup]
+            .map(|vm| std::fs::read_to_string(vm.config.trace_path()).ok());
+        print_resets(&traces, cut_at, repaired_at);
+        print_timeline(&traces, cut_at, flow_started, &stats);
     }
     println!(
         "    flow: one request every {:.2} ms of host time ({:.0} pps), {} lost",
@@ -771,13 +773,18 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
 }
 
 /// Each guest's NIC resets between the cut and its repair, one line, when
-/// QEMU was asked for its trace ([`traced_resets`]).
-fn print_resets(p: &BenchPair, cut_at: SystemTime, repaired_at: SystemTime) {
+/// QEMU was asked for its trace (`traces`: office's, backup's; see
+/// [`resets_in`]).
+fn print_resets(traces: &[Option<String>; 2], cut_at: SystemTime, repaired_at: SystemTime) {
     let window = repaired_at.duration_since(cut_at).unwrap_or_default();
-    let said: Vec<String> = [("office", &p.bed.office), ("backup", &p.bed.backup)]
+    let Ok(from) = cut_at.duration_since(UNIX_EPOCH) else {
+        return;
+    };
+    let said: Vec<String> = ["office", "backup"]
         .into_iter()
-        .filter_map(|(name, vm)| {
-            let at = traced_resets(&vm.config.trace_path(), cut_at, window)?;
+        .zip(traces)
+        .filter_map(|(name, text)| {
+            let at = resets_in(text.as_deref()?, from.as_secs_f64(), window.as_secs_f64());
             let list: Vec<String> = at.iter().map(|ms| format!("+{ms:.1}")).collect();
             Some(if list.is_empty() {
                 format!("{name} none")
@@ -794,26 +801,41 @@ fn print_resets(p: &BenchPair, cut_at: SystemTime, repaired_at: SystemTime) {
     }
 }
 
+/// The lines of a QEMU trace (`pid@seconds:event ...`, seconds on the
+/// host's wall clock) as (seconds, event).
+fn trace_events(text: &str) -> impl Iterator<Item = (f64, &str)> {
+    text.lines().filter_map(|l| {
+        let (head, event) = l.split_once(':')?;
+        Some((head.split_once('@')?.1.parse().ok()?, event))
+    })
+}
+
 /// Where a carrier trial's outage went, in ms after the cut, when QEMU
-/// traced the link's interrupt (`WANFLASH_QEMU_TRACE=` with
-/// `e1000e_link_status_changed,e1000e_irq_icr_read_entry,e1000e_core_mdic_read`):
-/// per guest, the NIC's link going (QEMU), the driver's interrupt
-/// handler reading it, the driver's link check (its first PHY read after),
-/// and then the flow's gap (last answered request sent, first answered
+/// traced the link (`WANFLASH_QEMU_TRACE=` with
+/// `e1000e_link_status_changed,e1000e_core_mdic_read`, and for more
+/// `e1000e_irq_icr_read_entry`, `serial_write`): per guest, the NIC's link
+/// going (QEMU), the driver's interrupt handler reading it, the driver's
+/// link check (its first PHY read after), failoverd's console line, and
+/// then the flow's gap (last answered request sent, first answered
 /// after), all on the host's wall clock. What comes after the link check
 /// is the carrier going in the kernel, failoverd seeing it and steering.
-fn print_timeline(p: &BenchPair, cut_at: SystemTime, flow_started: SystemTime, s: &LanStats) {
+fn print_timeline(
+    traces: &[Option<String>; 2],
+    cut_at: SystemTime,
+    flow_started: SystemTime,
+    s: &LanStats,
+) {
     let Ok(cut) = cut_at.duration_since(UNIX_EPOCH) else {
         return;
     };
     let cut = cut.as_secs_f64();
     let mut parts = Vec::new();
-    for (name, vm) in [("office", &p.bed.office), ("backup", &p.bed.backup)] {
-        let Ok(text) = std::fs::read_to_string(vm.config.trace_path()) else {
+    for (name, text) in ["office", "backup"].into_iter().zip(traces) {
+        let Some(text) = text else {
             return;
         };
-        if let Some(t) = link_timeline(&text, cut) {
-            let said = console_line_at(&text, cut, "failoverd: path t1 down")
+        if let Some(t) = link_timeline(text, cut) {
+            let said = console_line_at(text, cut, "failoverd: path t1 down")
                 .map_or(String::new(), |ms| format!(", failoverd's line {ms:+.1}"));
             parts.push(format!("{name} {t}{said}"));
         }
@@ -837,11 +859,7 @@ fn print_timeline(p: &BenchPair, cut_at: SystemTime, flow_started: SystemTime, s
 /// link check +c`, each the first after the one before (`None` if the
 /// trace has no link going after `cut`, in seconds on the wall clock).
 fn link_timeline(text: &str, cut: f64) -> Option<String> {
-    let events = text.lines().filter_map(|l| {
-        let (head, event) = l.split_once(':')?;
-        let at: f64 = head.split_once('@')?.1.parse().ok()?;
-        (at >= cut).then_some((at, event))
-    });
+    let events = trace_events(text).filter(|(at, _)| *at >= cut);
     let lsc = |e: &str| {
         e.rsplit("0x")
             .next()
@@ -875,13 +893,12 @@ fn link_timeline(text: &str, cut: f64) -> Option<String> {
             }
         }
     }
-    let steps = [(0, off), (1, handler), (2, check)];
-    let first = steps[0].1?;
     let at = |x: Option<f64>| x.map_or("?".to_owned(), |v| format!("{v:+.1}"));
     Some(format!(
-        "link off {first:+.1}, handler {}, link check {}",
-        at(steps[1].1),
-        at(steps[2].1)
+        "link off {:+.1}, handler {}, link check {}",
+        off?,
+        at(handler),
+        at(check)
     ))
 }
 
@@ -892,22 +909,10 @@ fn link_timeline(text: &str, cut: f64) -> Option<String> {
 fn console_line_at(text: &str, cut: f64, needle: &str) -> Option<f64> {
     let mut line = Vec::new();
     let mut began = None;
-    for l in text.lines() {
-        let Some((head, event)) = l.split_once(':') else {
-            continue;
-        };
+    for (at, event) in trace_events(text).filter(|(at, _)| *at >= cut) {
         let Some(rest) = event.strip_prefix("serial_write") else {
             continue;
         };
-        let Some(at) = head
-            .split_once('@')
-            .and_then(|(_, t)| t.parse::<f64>().ok())
-        else {
-            continue;
-        };
-        if at < cut {
-            continue;
-        }
         // `write addr 0x00 val 0x41`: the transmit register's bytes.
         let mut hex = rest
             .split("0x")
@@ -931,28 +936,18 @@ fn console_line_at(text: &str, cut: f64, needle: &str) -> Option<f64> {
     None
 }
 
-/// The NIC resets a guest's QEMU trace shows from `from` (the host's wall
-/// clock) for `window`, each in ms after `from`: `None` without a trace
-/// (`WANFLASH_QEMU_TRACE=e1000e_core_ctrl_sw_reset` asks for one). A
-/// driver that resets its NIC does it holding the RTNL lock, which every
-/// carrier event and route change of that guest then waits for.
-fn traced_resets(trace: &Path, from: SystemTime, window: Duration) -> Option<Vec<f64>> {
-    let text = std::fs::read_to_string(trace).ok()?;
-    let from = from.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
-    Some(resets_in(&text, from, window.as_secs_f64()))
-}
-
-/// [`traced_resets`] on the log's text: lines `pid@seconds:event ...`.
+/// The NIC resets a guest's QEMU trace (its text) shows from `from`
+/// (seconds on the host's wall clock) for `window` seconds, each in ms
+/// after `from` (`WANFLASH_QEMU_TRACE=e1000e_core_ctrl_sw_reset` asks for
+/// them). A driver that resets its NIC does it holding the RTNL lock,
+/// which every carrier event and route change of that guest then waits
+/// for.
 fn resets_in(text: &str, from: f64, window: f64) -> Vec<f64> {
-    text.lines()
-        .filter_map(|l| {
-            let (head, event) = l.split_once(':')?;
-            if !event.starts_with("e1000e_core_ctrl_sw_reset") {
-                return None;
-            }
-            let at: f64 = head.split_once('@')?.1.parse().ok()?;
-            (at >= from && at - from <= window).then_some((at - from) * 1000.0)
+    trace_events(text)
+        .filter(|(at, event)| {
+            event.starts_with("e1000e_core_ctrl_sw_reset") && *at >= from && at - from <= window
         })
+        .map(|(at, _)| (at - from) * 1000.0)
         .collect()
 }
 
