@@ -35,7 +35,7 @@ use crate::fsm::{Decision, Fsm, Ms, ProbeOut, TargetKind};
 use crate::history::History;
 use crate::netlink::{LinkState, LinkWatch};
 use crate::probe::{self, FarEnd, IcmpEcho, Kind, MemberFrame, Probe, Sample, FLAG_MEMBER};
-use crate::sockets::{self, CarrierFile, IcmpSocket, PacketSocket, BROADCAST};
+use crate::sockets::{self, CarrierRead, Carriers, IcmpSocket, PacketSocket, BROADCAST};
 use crate::stamp::{self, ErrorEstimate, Ntp, ReflectorPacket, SenderPacket};
 use crate::steer;
 use crate::{Error, Line};
@@ -64,12 +64,13 @@ const MAX_SLEEP_MS: Ms = 250;
 /// That event is sent under the RTNL lock, which a NIC's reset may hold
 /// for tens of ms (e1000e resets a NIC whose link went with frames in its
 /// ring: the event then came 140 ms late in the bench, while the probes
-/// found the far end silent in 50). Every millisecond instead costs a
-/// whole loop turn every millisecond: failoverd's CPU, natively (the
-/// runtime bench's namespace lab, 30 s, the same busy host), went from
-/// 1.1 % to 2.5 % of one CPU, and the failover bench's outage did not
-/// show a difference (the link event is usually prompt; the reads are
-/// the fallback when it is not).
+/// found the far end silent in 50). A read wakes the daemon for a poll
+/// and one read per interface, not a turn of its loop
+/// ([`Daemon::sleep_until`]). Every millisecond instead of every 5 cost
+/// natively (the runtime bench's namespace lab, 30 s) 2.5 % of one CPU
+/// against 1.1 %, when each read still ran a whole turn, and the failover
+/// bench's outage did not show a difference (the link event is usually
+/// prompt; the reads are the fallback when it is not).
 const CARRIER_POLL_MS: Ms = 5;
 const CARRIER_WATCH_MS: Ms = 200;
 
@@ -172,7 +173,7 @@ pub struct Daemon {
     /// The watched interfaces' carrier files (see
     /// [`Daemon::watch_carriers`]), when they were last read, and until
     /// when they are read every millisecond.
-    carrier_files: BTreeMap<String, CarrierFile>,
+    carriers: Carriers,
     carrier_read_at: Ms,
     carrier_watch_until: Ms,
 }
@@ -283,7 +284,7 @@ impl Daemon {
             buf: vec![0u8; 2048],
             history: None,
             recording: cfg.recording.clone(),
-            carrier_files: BTreeMap::new(),
+            carriers: Carriers::default(),
             carrier_read_at: 0,
             carrier_watch_until: 0,
         };
@@ -635,7 +636,7 @@ impl Daemon {
         if self.fsm.watches(&l.name) && now < self.carrier_watch_until && l.carrier {
             // An event queued before the carrier went, read after it was
             // seen gone: the carrier file says how it is now.
-            if let Some(Ok(false)) = self.carrier_files.get(&l.name).map(CarrierFile::up) {
+            if self.carriers.current(&l.name) == CarrierRead::Down {
                 l.carrier = false;
             }
         }
@@ -675,55 +676,77 @@ impl Daemon {
     }
 
     /// Reads the carrier file of every watched interface that still has
-    /// carrier here (at most once a millisecond), and feeds a loss to the
-    /// state machine at once, before the kernel's link event (which waits
-    /// for the RTNL lock). Carrier coming back is left to the link event.
-    fn watch_carriers(&mut self) {
+    /// carrier here (at most once a millisecond, each interface once), and
+    /// feeds a loss to the state machine at once, before the kernel's link
+    /// event (which waits for the RTNL lock). Carrier coming back is left
+    /// to the link event. Says whether a carrier went.
+    fn watch_carriers(&mut self) -> bool {
         let now = self.now_ms();
         if now == self.carrier_read_at {
-            return;
+            return false;
         }
         self.carrier_read_at = now;
         let mut gone = Vec::new();
-        let mut stale = Vec::new();
+        let mut read: Vec<&str> = Vec::new();
+        let mut unopened = Vec::new();
         for t in &self.targets {
-            if gone.iter().any(|l: &LinkState| l.name == t.interface) {
+            if read.contains(&t.interface.as_str()) {
                 continue;
             }
+            read.push(&t.interface);
             let Some(l) = self.links.get(&t.interface) else {
                 continue;
             };
             if !l.carrier {
                 continue;
             }
-            if !self.carrier_files.contains_key(&t.interface) {
-                match CarrierFile::open(&t.interface) {
-                    Ok(f) => {
-                        self.carrier_files.insert(t.interface.clone(), f);
-                    }
-                    Err(_) => continue,
-                }
-            }
-            match self.carrier_files.get(&t.interface).map(CarrierFile::up) {
-                Some(Ok(false)) => {
-                    let mut l = l.clone();
-                    l.carrier = false;
-                    gone.push(l);
-                }
-                // Gone or re-created: opened again next time.
-                Some(Err(_)) => stale.push(t.interface.clone()),
-                _ => {}
+            if self.carriers.read(&t.interface, now, &mut unopened) == CarrierRead::Down {
+                let mut l = l.clone();
+                l.carrier = false;
+                gone.push(l);
             }
         }
-        for name in stale {
-            self.carrier_files.remove(&name);
+        for m in unopened {
+            self.info(m);
         }
+        let went = !gone.is_empty();
         for l in gone {
             self.info(format!(
                 "{}: carrier gone (read from sysfs before the link event)",
                 l.name
             ));
             self.link_changed(l);
+        }
+        went
+    }
+
+    /// When the carrier files are read next: every millisecond while one
+    /// carrier has just gone, every [`CARRIER_POLL_MS`] otherwise.
+    fn carrier_due(&self) -> Ms {
+        if self.carrier_read_at < self.carrier_watch_until {
+            self.carrier_read_at + 1
+        } else {
+            self.carrier_read_at + CARRIER_POLL_MS
+        }
+    }
+
+    /// Sleeps until `wake` or until a descriptor is ready, whichever comes
+    /// first, waking only to read the carrier files on the way: a wake-up
+    /// that finds every carrier as it was costs two reads and a poll, not
+    /// a turn of the loop (the state machine, the history, the sockets'
+    /// poll set). Returns early, with nothing ready, when a carrier went.
+    fn sleep_until(&mut self, wake: Ms) -> Result<Vec<Source>, Error> {
+        loop {
+            let now = self.now_ms();
+            let until = wake.min(self.carrier_due()).min(now + MAX_SLEEP_MS);
+            let ready = self.wait(until.saturating_sub(now))?;
+            let now = self.now_ms();
+            if !ready.is_empty() || now >= wake {
+                return Ok(ready);
+            }
+            if now >= self.carrier_due() && self.watch_carriers() {
+                return Ok(ready);
+            }
         }
     }
 
@@ -956,15 +979,8 @@ impl Daemon {
                 .iter()
                 .any(Client::has_request)
                 .then(|| self.now_ms());
-            let now = self.now_ms();
-            let carrier_watch = if now < self.carrier_watch_until {
-                now + 1
-            } else {
-                self.carrier_read_at + CARRIER_POLL_MS
-            };
             let wake = [
                 pending,
-                Some(carrier_watch),
                 Some(self.fsm.next_wakeup()),
                 metrics_deadline,
                 client_deadline,
@@ -972,9 +988,9 @@ impl Daemon {
             .into_iter()
             .flatten()
             .min()
-            .unwrap_or(Ms::MAX);
-            let sleep = wake.saturating_sub(self.now_ms()).min(MAX_SLEEP_MS);
-            let ready = self.wait(sleep)?;
+            .unwrap_or(Ms::MAX)
+            .min(self.now_ms() + MAX_SLEEP_MS);
+            let ready = self.sleep_until(wake)?;
             let now = self.now_ms();
             let mut metrics = metrics_deadline.is_some_and(|d| now >= d);
             for src in ready {

@@ -10,6 +10,7 @@
 //! circuit, both ways. The kernel hands such frames to a packet socket
 //! bound to the member even while the member is enslaved.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io;
 use std::mem;
@@ -292,11 +293,14 @@ impl CarrierFile {
         std::fs::File::open(path).map(CarrierFile)
     }
 
-    /// The driver's carrier bit as it is now (`netif_carrier_ok`; sysfs
-    /// reads it without the RTNL lock). The kernel's link events come
-    /// later: its link-watch work sends them under the RTNL lock, so they
-    /// wait for whatever holds it. An interface that is not up reads as
-    /// an error (`EINVAL`).
+    /// The driver's carrier bit as it is now (`netif_carrier_ok`; the
+    /// images' 6.1 kernel reads it without the RTNL lock). The kernel's
+    /// link events come later: its link-watch work sends them under the
+    /// RTNL lock, so they wait for whatever holds it. An interface that is
+    /// not up reads as an error (`EINVAL`). Newer kernels (this host's
+    /// 6.18) take the RTNL lock in `carrier_show` too: a kernel upgrade
+    /// would read `carrier_down_count` instead, which is an atomic read
+    /// in both.
     pub fn up(&self) -> io::Result<bool> {
         use std::os::unix::fs::FileExt;
         let mut b = [0u8; 4];
@@ -305,6 +309,87 @@ impl CarrierFile {
             Some([b'1', ..]) => Ok(true),
             Some([b'0', ..]) => Ok(false),
             _ => Err(io::Error::from_raw_os_error(libc::EIO)),
+        }
+    }
+}
+
+/// What one carrier read found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CarrierRead {
+    Up,
+    Down,
+    /// Not known now: the file is gone (the interface was removed or
+    /// re-created: opened again next read) or cannot be opened (tried
+    /// again [`Carriers::RETRY_MS`] later).
+    Unknown,
+}
+
+/// The watched interfaces' carrier files, opened once and kept, each
+/// open that fails tried again only [`Carriers::RETRY_MS`] later: a file
+/// that is not there (a sysfs that is not this network namespace's, an
+/// interface that is gone) was opened on every read before, a path walk
+/// through sysfs every millisecond that cost more than the reads.
+pub struct Carriers {
+    files: BTreeMap<String, CarrierFile>,
+    unopened: BTreeMap<String, u64>,
+    open: fn(&str) -> io::Result<CarrierFile>,
+}
+
+impl Default for Carriers {
+    fn default() -> Self {
+        Carriers::with_opener(CarrierFile::open)
+    }
+}
+
+impl Carriers {
+    pub const RETRY_MS: u64 = 1000;
+
+    fn with_opener(open: fn(&str) -> io::Result<CarrierFile>) -> Carriers {
+        Carriers {
+            files: BTreeMap::new(),
+            unopened: BTreeMap::new(),
+            open,
+        }
+    }
+
+    /// Reads `name`'s carrier at `now` (ms), opening its file if need be.
+    /// The first failed open of a file says why in `said`.
+    pub fn read(&mut self, name: &str, now: u64, said: &mut Vec<String>) -> CarrierRead {
+        if !self.files.contains_key(name) {
+            let retry = self.unopened.get(name).copied();
+            if retry.is_some_and(|at| now < at) {
+                return CarrierRead::Unknown;
+            }
+            match (self.open)(name) {
+                Ok(f) => {
+                    self.unopened.remove(name);
+                    self.files.insert(name.to_string(), f);
+                }
+                Err(e) => {
+                    if retry.is_none() {
+                        said.push(format!(
+                            "{name}: its carrier file cannot be read ({e}): a carrier loss is seen by the link event alone"
+                        ));
+                    }
+                    self.unopened
+                        .insert(name.to_string(), now + Carriers::RETRY_MS);
+                    return CarrierRead::Unknown;
+                }
+            }
+        }
+        self.current(name)
+    }
+
+    /// Reads `name`'s carrier if its file is open; never opens it.
+    pub fn current(&mut self, name: &str) -> CarrierRead {
+        match self.files.get(name).map(CarrierFile::up) {
+            Some(Ok(true)) => CarrierRead::Up,
+            Some(Ok(false)) => CarrierRead::Down,
+            Some(Err(_)) => {
+                self.files.remove(name);
+                CarrierRead::Unknown
+            }
+            None => CarrierRead::Unknown,
         }
     }
 }
@@ -441,6 +526,65 @@ pub fn recv_with_ttl(s: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<Datagra
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static OPENS: AtomicUsize = AtomicUsize::new(0);
+
+    fn missing(_: &str) -> io::Result<CarrierFile> {
+        OPENS.fetch_add(1, Ordering::SeqCst);
+        Err(io::Error::from_raw_os_error(libc::ENOENT))
+    }
+
+    /// A carrier file that cannot be opened is tried once a second, not
+    /// on every read (every 5 ms, every millisecond after a loss): before
+    /// the fix a second of reads opened it 1000 times.
+    #[test]
+    fn a_carrier_file_that_cannot_be_opened_is_tried_once_a_second() {
+        let mut c = Carriers::with_opener(missing);
+        let mut said = Vec::new();
+        for now in 0..1000 {
+            assert_eq!(c.read("t1a", now, &mut said), CarrierRead::Unknown);
+        }
+        assert_eq!(OPENS.load(Ordering::SeqCst), 1);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].starts_with("t1a: its carrier file cannot be read"),
+            "{said:?}"
+        );
+        for now in 1000..2000 {
+            c.read("t1a", now, &mut said);
+        }
+        assert_eq!(OPENS.load(Ordering::SeqCst), 2);
+        assert_eq!(said.len(), 1, "said once: {said:?}");
+    }
+
+    #[test]
+    fn a_carrier_read_says_up_down_and_reopens_a_file_that_went() {
+        let dir = std::env::temp_dir().join(format!("wanflash-carriers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("carrier");
+        std::fs::write(&p, "1\n").unwrap();
+        fn here(_: &str) -> io::Result<CarrierFile> {
+            let dir =
+                std::env::temp_dir().join(format!("wanflash-carriers-{}", std::process::id()));
+            CarrierFile::at(&dir.join("carrier"))
+        }
+        let mut c = Carriers::with_opener(here);
+        let mut said = Vec::new();
+        assert_eq!(c.read("t3", 0, &mut said), CarrierRead::Up);
+        std::fs::write(&p, "0\n").unwrap();
+        assert_eq!(c.read("t3", 1, &mut said), CarrierRead::Down);
+        assert_eq!(c.current("t3"), CarrierRead::Down);
+        // Unreadable contents (as a file of a re-created interface that
+        // reads an error): dropped, and opened again on the next read.
+        std::fs::write(&p, "x\n").unwrap();
+        assert_eq!(c.read("t3", 2, &mut said), CarrierRead::Unknown);
+        assert_eq!(c.current("t3"), CarrierRead::Unknown);
+        std::fs::write(&p, "1\n").unwrap();
+        assert_eq!(c.read("t3", 3, &mut said), CarrierRead::Up);
+        assert!(said.is_empty(), "{said:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_carrier_file_is_read_again_from_its_start() {

@@ -150,6 +150,31 @@ const FOUR: &[Pair] = &[
     T1_T3[1],
 ];
 
+/// Gives the calling thread (and the threads it starts) a mount
+/// namespace with a sysfs of its network namespace, as a router has: the
+/// daemons read their interfaces' carrier from `/sys/class/net`, which
+/// otherwise shows the host's interfaces, not the lab's.
+fn own_sysfs() {
+    use nix::mount::{mount, MsFlags};
+    unshare(CloneFlags::CLONE_NEWNS).unwrap();
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .unwrap();
+    mount(
+        Some("sysfs"),
+        "/sys",
+        Some("sysfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+}
+
 /// Builds the two-router lab joined by `pairs`, runs `b` in B's
 /// namespace once its side is configured (it gets B's commands; `exit`
 /// when A is done) and `a` in A's, and returns what `a` returns.
@@ -165,6 +190,7 @@ where
     let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
     let peer = thread::spawn(move || {
         unshare(CloneFlags::CLONE_NEWNET).unwrap();
+        own_sysfs();
         tid_tx.send(nix::unistd::gettid().as_raw()).unwrap();
         go_rx.recv().unwrap();
         ip(&["link", "set", "lo", "up"]).unwrap();
@@ -178,6 +204,7 @@ where
     let tid = tid_rx.recv().unwrap();
     let local = thread::spawn(move || {
         unshare(CloneFlags::CLONE_NEWNET).unwrap();
+        own_sysfs();
         ip(&["link", "set", "lo", "up"]).unwrap();
         for p in pairs {
             ip(&["link", "add", p.a, "type", "veth", "peer", "name", p.b]).unwrap();
