@@ -73,6 +73,9 @@ impl Plan {
 pub struct Applied {
     pub errors: Vec<String>,
     pub conntrack_flushed: bool,
+    /// How long the marks took, when the decision moved forwarded
+    /// traffic: it moves then, before the route changes.
+    pub steered_in: Option<std::time::Duration>,
 }
 
 fn describe_route(r: &RouteSpec) -> String {
@@ -85,8 +88,11 @@ pub fn apply(d: &Decision, fsm: &Fsm, plan: &Plan, k: &mut dyn Kernel) -> Applie
     let mut out = Applied::default();
     // The marks first: forwarded traffic moves with them, without the
     // RTNL lock that the route changes below may wait for.
+    let t0 = std::time::Instant::now();
+    let mut steered = false;
     for m in &d.moves {
         for f in steer::filters(fsm, &plan.steered, m.set, m.to) {
+            steered = true;
             if let Err(e) = k.steer(&f) {
                 out.errors.push(format!(
                     "failed to steer {}/{} to mark {:#x} on interface {}: {e}",
@@ -94,6 +100,9 @@ pub fn apply(d: &Decision, fsm: &Fsm, plan: &Plan, k: &mut dyn Kernel) -> Applie
                 ));
             }
         }
+    }
+    if steered {
+        out.steered_in = Some(t0.elapsed());
     }
     for m in &d.moves {
         let Some(r) = plan.route(fsm, m.set, m.to) else {

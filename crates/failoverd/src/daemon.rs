@@ -921,6 +921,12 @@ impl Daemon {
                     "; applied in {:.2} ms",
                     took.as_secs_f64() * 1000.0
                 ));
+                if let Some(s) = applied.steered_in {
+                    line.push_str(&format!(
+                        " (forwarded traffic steered in {:.2} ms)",
+                        s.as_secs_f64() * 1000.0
+                    ));
+                }
             }
             if applied.errors.is_empty() {
                 self.info(line);

@@ -22,7 +22,8 @@ fn ms_of(text: &str) -> Option<f64> {
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
     let (num, unit) = t.split_at(split);
     let v: f64 = num.parse().ok()?;
-    Some(match unit.trim() {
+    // The unit is the next word: a note may follow it.
+    Some(match unit.split_whitespace().next().unwrap_or("") {
         "ns" => v / 1e6,
         "µs" | "us" => v / 1e3,
         "ms" => v,
@@ -186,7 +187,7 @@ mod tests {
     #[test]
     fn the_labs_lines_give_the_two_reaction_times() {
         let out = "carrier loss to new route, as seen by the test: 33.406µs\n\
-            failoverd: path t1 down (3 probes missed, detected in 60 ms); routes 203.0.113.128/25 -> t3; conntrack flushed; applied in 0.09 ms\n\
+            failoverd: path t1 down (3 probes missed, detected in 60 ms); routes 203.0.113.128/25 -> t3; conntrack flushed; applied in 0.09 ms (forwarded traffic steered in 0.05 ms)\n\
             failoverd: path t1 down (3 probes missed, detected in 61 ms); routes 203.0.113.0/25 -> t3; applied in 0.02 ms\n";
         let (c, s) = parse(out);
         assert_eq!(c.len(), 1);
