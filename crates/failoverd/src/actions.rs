@@ -338,7 +338,11 @@ mod tests {
             ..plan.clone()
         };
         let mut k = Recorder::default();
-        assert_eq!(apply(&d, &fsm, &steered, &mut k), Applied::default());
+        let applied = apply(&d, &fsm, &steered, &mut k);
+        assert!(applied.errors.is_empty(), "{applied:?}");
+        // The marks' time is said when there were marks to change (and
+        // not above, where steering is off).
+        assert!(applied.steered_in.is_some(), "{applied:?}");
         assert_eq!(
             k.calls,
             vec![
