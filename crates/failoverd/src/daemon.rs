@@ -738,7 +738,8 @@ impl Daemon {
     fn sleep_until(&mut self, wake: Ms) -> Result<Vec<Source>, Error> {
         loop {
             let now = self.now_ms();
-            let until = wake.min(self.carrier_due()).min(now + MAX_SLEEP_MS);
+            // `wake` is at most MAX_SLEEP_MS ahead: the caller caps it.
+            let until = wake.min(self.carrier_due());
             let ready = self.wait(until.saturating_sub(now))?;
             let now = self.now_ms();
             if !ready.is_empty() || now >= wake {

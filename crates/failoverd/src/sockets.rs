@@ -558,12 +558,19 @@ mod tests {
         assert_eq!(said.len(), 1, "said once: {said:?}");
     }
 
-    #[test]
-    fn a_carrier_read_says_up_down_and_reopens_a_file_that_went() {
-        let dir = std::env::temp_dir().join(format!("wanflash-carriers-{}", std::process::id()));
+    /// A carrier file standing in for sysfs's, reading "1", in a folder
+    /// of this process named by `tag`: (the folder, the file).
+    fn fake_carrier(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("wanflash-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("carrier");
         std::fs::write(&p, "1\n").unwrap();
+        (dir, p)
+    }
+
+    #[test]
+    fn a_carrier_read_says_up_down_and_reopens_a_file_that_went() {
+        let (dir, p) = fake_carrier("carriers");
         fn here(_: &str) -> io::Result<CarrierFile> {
             let dir =
                 std::env::temp_dir().join(format!("wanflash-carriers-{}", std::process::id()));
@@ -588,10 +595,7 @@ mod tests {
 
     #[test]
     fn a_carrier_file_is_read_again_from_its_start() {
-        let dir = std::env::temp_dir().join(format!("wanflash-carrier-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("carrier");
-        std::fs::write(&p, "1\n").unwrap();
+        let (dir, p) = fake_carrier("carrier");
         let f = CarrierFile::at(&p).unwrap();
         assert!(f.up().unwrap());
         // Rewritten in place, as sysfs shows a new value: read anew.
