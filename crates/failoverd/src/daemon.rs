@@ -1,17 +1,11 @@
-//! The event loop: one thread, one `poll(2)` over the link-event socket,
-//! the probe sockets (one per path and per member circuit, each bound to
-//! its interface), the echo responders, the control socket and its
-//! clients; the timeout is the state machine's next deadline. Everything
-//! else is in [`crate::fsm`] (what to decide) and [`crate::actions`] (how
-//! to carry it out).
-//!
-//! The UDP echo responder answers only the far ends named in the
-//! description (each path's gateway and probe target), so that the port
-//! cannot be used to reflect traffic at anyone else; member circuits are
-//! answered on the circuit itself, at layer 2. The STAMP reflector
-//! (`stamp_reflector`) answers the same far ends only, at most
-//! [`STAMP_REFLECTOR_PPS`] a second each, never with more bytes than it
-//! was sent.
+//! The event loop: one `poll(2)` over the link-event socket, the probe
+//! sockets (one per path and per member circuit, each bound to its
+//! interface), the control socket and its clients; the timeout is the
+//! state machine's next deadline. Everything else is in [`crate::fsm`]
+//! (what to decide) and [`crate::actions`] (how to carry it out). The far
+//! end's probes are answered by a thread of their own
+//! ([`crate::answer`]): carrying a decision out waits for the kernel's
+//! RTNL lock, and the far end must hear from this end meanwhile.
 
 use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
@@ -26,15 +20,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use wanflash_schema::failover::{Failover, ProbeKind, STAMP_REFLECTOR_BURST, STAMP_REFLECTOR_PPS};
+use wanflash_schema::failover::{Failover, ProbeKind};
 use wanflash_schema::time::{TimeState, TIME_STATE_PATH};
 
 use crate::actions::{self, Kernel, Plan, RealKernel};
+use crate::answer::Answerer;
 use crate::control::{self, Request, Response};
 use crate::fsm::{Decision, Fsm, Ms, ProbeOut, TargetKind};
 use crate::history::History;
 use crate::netlink::{LinkState, LinkWatch};
-use crate::probe::{self, FarEnd, IcmpEcho, Kind, MemberFrame, Probe, Sample, FLAG_MEMBER};
+use crate::probe::{self, FarEnd, IcmpEcho, MemberFrame, Probe, Sample, FLAG_MEMBER};
 use crate::sockets::{self, CarrierRead, Carriers, IcmpSocket, PacketSocket, BROADCAST};
 use crate::stamp::{self, ErrorEstimate, Ntp, ReflectorPacket, SenderPacket};
 use crate::steer;
@@ -130,8 +125,6 @@ impl Client {
 enum Source {
     Watch,
     Listener,
-    Responder(usize),
-    Reflector(usize),
     Target(usize),
     Client(usize),
     Metrics,
@@ -145,13 +138,10 @@ pub struct Daemon {
     start: Instant,
     port: u16,
     targets: Vec<TargetIo>,
-    responders: Vec<UdpSocket>,
-    /// STAMP: the port probed and answered, the reflector's sockets, a
-    /// token bucket per entry of `peers`, and the sessions it answers.
+    /// Answers the far end's probes (UDP echo, member frames, STAMP).
+    answerer: Answerer,
+    /// STAMP: the port probed.
     stamp_port: u16,
-    reflectors: Vec<UdpSocket>,
-    buckets: Vec<stamp::Bucket>,
-    sessions: stamp::Sessions,
     /// This box's clock as timesync last said (unsynchronised when it
     /// says nothing): the S bit and error of the STAMP timestamps.
     clock: ErrorEstimate,
@@ -160,10 +150,6 @@ pub struct Daemon {
     control_path: PathBuf,
     clients: Vec<Client>,
     links: BTreeMap<String, LinkState>,
-    responder_session: u32,
-    /// The far ends named in the description: the only addresses whose
-    /// UDP echo requests are answered.
-    peers: Vec<IpAddr>,
     last_reopen: Ms,
     log: Box<dyn FnMut(Line) + Send>,
     buf: Vec<u8>,
@@ -178,7 +164,7 @@ pub struct Daemon {
     carrier_watch_until: Ms,
 }
 
-/// Now on the wall clock, as an NTP timestamp (STAMP's T1, T2, T3).
+/// Now on the wall clock, as an NTP timestamp (STAMP's T1).
 fn wall_ntp() -> Ntp {
     Ntp::from_unix_ns(
         SystemTime::now()
@@ -254,6 +240,8 @@ impl Daemon {
                 sent: (probe == ProbeKind::Stamp).then(Box::default),
             });
         }
+        let (answerer, answer_lines) =
+            Answerer::start(cfg, start, fsm.target_count(), random_u32(u64::MAX))?;
         let mut d = Daemon {
             fsm,
             plan,
@@ -262,23 +250,14 @@ impl Daemon {
             start,
             port: cfg.udp_port,
             targets,
-            responders: Vec::new(),
+            answerer,
             stamp_port: cfg.stamp_port,
-            reflectors: Vec::new(),
-            buckets: Vec::new(),
-            sessions: stamp::Sessions::default(),
             clock: ErrorEstimate::ours(false, 0),
             clock_synchronised: false,
             control: None,
             control_path: PathBuf::from(&cfg.control_socket),
             clients: Vec::new(),
             links: BTreeMap::new(),
-            responder_session: random_u32(u64::MAX),
-            peers: cfg
-                .paths
-                .iter()
-                .flat_map(|p| [p.gateway_addr(), p.probe_addr()])
-                .collect(),
             last_reopen: 0,
             log,
             buf: vec![0u8; 2048],
@@ -316,22 +295,8 @@ impl Daemon {
                     .into(),
             );
         }
-        let v6 = cfg.paths.iter().any(|p| p.probe_addr().is_ipv6());
-        for want_v6 in [false, true] {
-            match sockets::udp_responder(want_v6, cfg.udp_port) {
-                Ok(s) => d.responders.push(s),
-                // IPv6 may be off in the kernel; only an error if a path
-                // needs it.
-                Err(e) if !want_v6 || v6 => d.error(format!(
-                    "cannot answer probes on UDP port {} ({}): {e}",
-                    cfg.udp_port,
-                    if want_v6 { "IPv6" } else { "IPv4" }
-                )),
-                Err(_) => {}
-            }
-        }
-        if cfg.stamp_reflector {
-            d.open_reflectors(v6);
+        for l in answer_lines {
+            (d.log)(l);
         }
         d.read_clock();
         match listen(&d.control_path) {
@@ -462,36 +427,6 @@ impl Daemon {
         Ok(())
     }
 
-    /// The STAMP reflector's sockets, one per family (IPv6 only when a
-    /// path needs it, as for the echo), and a full bucket per far end.
-    fn open_reflectors(&mut self, v6: bool) {
-        let port = self.stamp_port;
-        for want_v6 in [false, true] {
-            match sockets::stamp_reflector(want_v6, port) {
-                Ok(s) => self.reflectors.push(s),
-                Err(e) if !want_v6 || v6 => {
-                    let hint = if port < 1024 && e.kind() == io::ErrorKind::PermissionDenied {
-                        ": give the failoverd service CAP_NET_BIND_SERVICE in the description, or set stamp_port above 1023"
-                    } else {
-                        ""
-                    };
-                    self.error(format!(
-                        "cannot answer STAMP on UDP port {port} ({}): {e}{hint}",
-                        if want_v6 { "IPv6" } else { "IPv4" }
-                    ));
-                }
-                Err(_) => {}
-            }
-        }
-        let now = self.now_ms();
-        self.buckets = vec![stamp::Bucket::full(STAMP_REFLECTOR_BURST, now); self.peers.len()];
-        if !self.reflectors.is_empty() {
-            self.info(format!(
-                "answering STAMP on UDP port {port} from the far ends only, at most {STAMP_REFLECTOR_PPS} a second each"
-            ));
-        }
-    }
-
     /// Reads timesync's state: the S bit and error estimate of this
     /// end's STAMP timestamps. No state (timesync not on the image, or
     /// not written yet): unsynchronised.
@@ -509,6 +444,21 @@ impl Daemon {
         };
         self.clock_synchronised = synced;
         self.clock = ErrorEstimate::ours(synced, error_ns);
+        self.answerer.publish_clock(self.clock);
+    }
+
+    /// Each member's state as this end's answers on its circuit say it
+    /// (after the decisions that change it are carried out).
+    fn publish_member_flags(&self) {
+        for i in 0..self.targets.len() {
+            self.answerer.publish_flags(i, self.fsm.member_flags(i));
+        }
+    }
+
+    /// The id of the thread that answers the far end's probes (its CPU
+    /// time is this daemon's too).
+    pub fn answering_thread_id(&self) -> i32 {
+        self.answerer.thread_id()
     }
 
     fn now_ms(&self) -> Ms {
@@ -628,6 +578,7 @@ impl Daemon {
                 self.error(format!("failed to bring {name} up: {e}"));
             }
         }
+        self.publish_member_flags();
     }
 
     fn link_changed(&mut self, mut l: LinkState) {
@@ -666,8 +617,11 @@ impl Daemon {
         }
         if before.as_ref().map(|b| b.index) != Some(l.index) || l.removed {
             // The interface was created or re-created: reopen its sockets.
-            for t in &mut self.targets {
+            for (i, t) in self.targets.iter_mut().enumerate() {
                 if t.interface == l.name {
+                    if matches!(t.sock, Sock::Packet(_)) {
+                        self.answerer.member_socket(i, None);
+                    }
                     t.sock = Sock::Closed;
                 }
             }
@@ -787,13 +741,20 @@ impl Daemon {
     fn reopen_sockets(&mut self) {
         self.last_reopen = self.now_ms();
         let mut said = Vec::new();
-        for t in self.targets.iter_mut() {
+        for (i, t) in self.targets.iter_mut().enumerate() {
             if !matches!(t.sock, Sock::Closed) {
                 continue;
             }
             let opened = match (t.kind, t.probe, t.addr) {
+                // Two sockets on the circuit: this loop's, for the answers
+                // to its probes and the far end's flags, and the answering
+                // thread's, for the far end's requests.
                 (TargetKind::Member { .. }, _, _) => match sockets::ifindex(&t.interface) {
-                    Some(ix) => PacketSocket::open(ix).map(Sock::Packet),
+                    Some(ix) => PacketSocket::open(ix).and_then(|s| {
+                        let answers = PacketSocket::open_requests(ix)?;
+                        self.answerer.member_socket(i, Some(answers));
+                        Ok(Sock::Packet(s))
+                    }),
                     None => Err(io::Error::from_raw_os_error(libc::ENODEV)),
                 },
                 (TargetKind::Path(_), ProbeKind::Udp, Some(a)) => {
@@ -937,6 +898,7 @@ impl Daemon {
                 self.error(line);
             }
         }
+        self.publish_member_flags();
     }
 
     /// Runs until `stop` is set (never, for the real daemon). Returns an
@@ -1036,12 +998,6 @@ impl Daemon {
         if let Some(l) = &self.control {
             sources.push((Source::Listener, l.as_fd(), PollFlags::POLLIN));
         }
-        for (i, r) in self.responders.iter().enumerate() {
-            sources.push((Source::Responder(i), r.as_fd(), PollFlags::POLLIN));
-        }
-        for (i, r) in self.reflectors.iter().enumerate() {
-            sources.push((Source::Reflector(i), r.as_fd(), PollFlags::POLLIN));
-        }
         for (i, t) in self.targets.iter().enumerate() {
             let fd = match &t.sock {
                 Sock::Closed => continue,
@@ -1097,8 +1053,6 @@ impl Daemon {
         match src {
             Source::Watch => self.read_links(),
             Source::Listener => self.accept(),
-            Source::Responder(i) => self.answer_udp(i),
-            Source::Reflector(i) => self.answer_stamp(i),
             Source::Target(i) => self.read_target(i),
             Source::Client(i) => self.serve_client(i),
             Source::Metrics => {
@@ -1125,81 +1079,6 @@ impl Daemon {
                 self.resync_links(false);
             }
             Err(e) => self.error(format!("cannot read link events: {e}")),
-        }
-    }
-
-    /// Answers the far end's UDP echo requests.
-    fn answer_udp(&mut self, i: usize) {
-        loop {
-            let Some(s) = self.responders.get(i) else {
-                return;
-            };
-            let (n, from) = match s.recv_from(&mut self.buf) {
-                Ok(x) => x,
-                Err(_) => return,
-            };
-            let t2 = self.now_us();
-            // Not a reflector for anyone else.
-            if !self.peers.contains(&from.ip()) {
-                continue;
-            }
-            let Ok(req) = Probe::decode(&self.buf[..n]) else {
-                continue;
-            };
-            if req.kind != Kind::Request {
-                continue;
-            }
-            let reply = req
-                .reply(t2, self.now_us(), self.responder_session)
-                .encode();
-            // A reply that cannot be sent is the requester's lost probe.
-            let _ = s.send_to(&reply, from);
-        }
-    }
-
-    /// Answers the far ends' STAMP test packets (RFC 8762 stateful
-    /// reflector): only from the far ends named in the description, within
-    /// each one's token bucket, [`stamp::BASE_SIZE`] to
-    /// [`stamp::MAX_SIZE`] bytes, the answer the size of the request.
-    fn answer_stamp(&mut self, i: usize) {
-        let mut out = [0u8; stamp::MAX_SIZE];
-        loop {
-            let Some(s) = self.reflectors.get(i) else {
-                return;
-            };
-            let d = match sockets::recv_with_ttl(s, &mut self.buf) {
-                Ok(Some(d)) => d,
-                _ => return,
-            };
-            let t2 = wall_ntp();
-            let now = self.now_ms();
-            let Some(peer) = self.peers.iter().position(|p| *p == d.from.ip()) else {
-                continue;
-            };
-            if d.truncated || !(stamp::BASE_SIZE..=stamp::MAX_SIZE).contains(&d.len) {
-                continue;
-            }
-            let allowed = self
-                .buckets
-                .get_mut(peer)
-                .is_some_and(|b| b.take(STAMP_REFLECTOR_PPS, STAMP_REFLECTOR_BURST, now));
-            if !allowed {
-                continue;
-            }
-            let req = &self.buf[..d.len];
-            let ssid = u16::from_be_bytes([req[14], req[15]]);
-            let seq = self.sessions.next(d.from.ip(), d.from.port(), ssid, now);
-            let r = stamp::Reflection {
-                seq,
-                receive: t2,
-                transmit: wall_ntp(),
-                error: self.clock,
-                ttl: d.ttl.unwrap_or(255),
-            };
-            if let Some(n) = stamp::reflect(req, &r, &mut out) {
-                // A reply that cannot be sent is the sender's lost probe.
-                let _ = s.send_to(&out[..n], d.from);
-            }
         }
     }
 
@@ -1278,17 +1157,10 @@ impl Daemon {
                     Ok(Some((n, mac))) => match Probe::decode_frame(&self.buf[..n]) {
                         Ok(p) => match t.far.classify(&p, mac, session) {
                             MemberFrame::Request { flags } => {
-                                // The far end probes this circuit: answer
-                                // on it, with this end's state of the
-                                // circuit. Its flags count only from the
-                                // address that answered this end.
-                                let mut reply = p.reply(
-                                    now_us,
-                                    self.start.elapsed().as_micros() as u64,
-                                    self.responder_session,
-                                );
-                                reply.flags = FLAG_MEMBER | self.fsm.member_flags(i);
-                                let _ = s.send(&reply.encode(), mac);
+                                // The far end probes this circuit (the
+                                // answering thread answers it): its flags
+                                // count only from the address that
+                                // answered this end.
                                 far_flags = flags;
                                 None
                             }

@@ -10,12 +10,15 @@
 //!   seam;
 //! - [`sockets`]: probe sockets bound to their interface;
 //! - [`control`]: the JSON-lines control protocol;
+//! - [`answer`]: the thread that answers the far end's probes, whatever
+//!   the loop is doing;
 //! - [`daemon`]: the `poll(2)` loop that ties them together.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 // Tests may unwrap; the library itself is checked without `cfg(test)`.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod actions;
+pub mod answer;
 pub mod clock;
 pub mod control;
 pub mod daemon;
@@ -51,6 +54,8 @@ pub enum Error {
     NoSuchLink(String),
     #[error(transparent)]
     Io(#[from] wanflash_runtime::IoError),
+    #[error("cannot start the thread that answers the far end's probes: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

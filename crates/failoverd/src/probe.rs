@@ -69,7 +69,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn number(self) -> u8 {
+    /// Its byte on the wire.
+    pub fn number(self) -> u8 {
         match self {
             Kind::Request => 1,
             Kind::Reply => 2,

@@ -23,7 +23,7 @@ use nix::sys::socket::{
     SockProtocol, SockType, SockaddrIn, SockaddrIn6, SockaddrLike, SockaddrStorage,
 };
 
-use crate::probe::ETHERTYPE;
+use crate::probe::{Kind, ETHERTYPE, MAGIC, VERSION};
 
 fn io_err(e: nix::Error) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
@@ -191,8 +191,48 @@ where
     }
 }
 
+/// A classic BPF program that passes a member frame whose payload begins
+/// as a wanflash request ([`MAGIC`], [`VERSION`], kind 1) and drops any
+/// other frame, so that a socket of the answering thread wakes only for
+/// what it answers. On a `SOCK_DGRAM` packet socket the offsets count
+/// from the payload; a load past a short frame's end drops it.
+fn requests_only() -> [libc::sock_filter; 8] {
+    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let ld_h = libc::BPF_LD | libc::BPF_H | libc::BPF_ABS;
+    let ld_b = libc::BPF_LD | libc::BPF_B | libc::BPF_ABS;
+    let jeq = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+    let ret = libc::BPF_RET | libc::BPF_K;
+    // Jump offsets count from the next instruction; 7 is the drop.
+    [
+        op(ld_h, 0, 0, 0),
+        op(jeq, 0, 5, u32::from(MAGIC)),
+        op(ld_b, 0, 0, 2),
+        op(jeq, 0, 3, u32::from(VERSION)),
+        op(ld_b, 0, 0, 3),
+        op(jeq, 0, 1, u32::from(Kind::Request.number())),
+        op(ret, 0, 0, u32::MAX),
+        op(ret, 0, 0, 0),
+    ]
+}
+
 impl PacketSocket {
+    /// A socket for every member frame on the interface `ifindex`.
     pub fn open(ifindex: u32) -> io::Result<PacketSocket> {
+        Self::open_filtered(ifindex, false)
+    }
+
+    /// A socket for the far end's requests only on the interface
+    /// `ifindex` (what the answering thread reads).
+    pub fn open_requests(ifindex: u32) -> io::Result<PacketSocket> {
+        Self::open_filtered(ifindex, true)
+    }
+
+    fn open_filtered(ifindex: u32, requests: bool) -> io::Result<PacketSocket> {
         let ifindex =
             i32::try_from(ifindex).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
         // SAFETY: socket(2) with constant arguments; it returns a new
@@ -212,6 +252,25 @@ impl PacketSocket {
         })?;
         // SAFETY: `raw` is a descriptor we just opened and own alone.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        if requests {
+            // Before bind(2): no frame is queued before the filter.
+            let program = requests_only();
+            let prog = libc::sock_fprog {
+                len: program.len() as u16,
+                filter: program.as_ptr().cast_mut(),
+            };
+            // SAFETY: `prog` points at `program`, which outlives the call;
+            // the kernel copies it.
+            last_error(unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_ATTACH_FILTER,
+                    (&prog as *const libc::sock_fprog).cast(),
+                    mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+                )
+            })?;
+        }
         let sa = sockaddr_ll(ifindex, None);
         // SAFETY: `sa` is a valid sockaddr_ll and the length is its size.
         last_error(unsafe {

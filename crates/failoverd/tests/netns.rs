@@ -26,7 +26,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::net::UnixStream;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -36,7 +36,7 @@ use nix::sched::{unshare, CloneFlags};
 use wanflash_failoverd::control::Response;
 use wanflash_failoverd::daemon::Daemon;
 use wanflash_failoverd::netlink::{self, Channel, LinkWatch, RTPROT_FAILOVERD};
-use wanflash_failoverd::probe::{self, IcmpEcho, Kind, Probe, FLAG_MEMBER};
+use wanflash_failoverd::probe::{self, IcmpEcho, Kind, Probe, FLAG_MEMBER, FLAG_OUT};
 use wanflash_failoverd::sockets::{self, IcmpSocket, PacketSocket, BROADCAST};
 use wanflash_failoverd::Line;
 use wanflash_schema::failover::Failover;
@@ -595,18 +595,19 @@ fn b_daemon(cfg: Failover, log: Log) -> impl FnOnce(mpsc::Receiver<Cmd>) + Send 
     b_daemon_tid(cfg, log, Arc::default())
 }
 
-/// [`b_daemon`], which also puts the daemon thread's id in `tid`.
+/// [`b_daemon`], which also puts the ids of the daemon's threads (its
+/// loop and the one that answers probes) in `tids`.
 fn b_daemon_tid(
     cfg: Failover,
     log: Log,
-    tid: Arc<AtomicI32>,
+    tids: Arc<Mutex<Vec<i32>>>,
 ) -> impl FnOnce(mpsc::Receiver<Cmd>) + Send + 'static {
     move |cmds| {
         let flag = Arc::new(AtomicBool::new(false));
         let f2 = flag.clone();
         let d = thread::spawn(move || {
-            tid.store(nix::unistd::gettid().as_raw(), Ordering::Relaxed);
             let mut d = Daemon::new(&cfg, logger(&log)).unwrap();
+            *tids.lock().unwrap() = vec![nix::unistd::gettid().as_raw(), d.answering_thread_id()];
             d.run(&f2).unwrap();
         });
         let mut d = Some(d);
@@ -629,19 +630,23 @@ fn b_daemon_tid(
 }
 
 /// A's failoverd in a thread of A's namespace; returns its stop flag, its
-/// thread and the thread's id (for its CPU time).
-fn a_daemon(cfg: Failover, log: &Log) -> (Arc<AtomicBool>, thread::JoinHandle<()>, i32) {
+/// thread and the ids of its threads (for their CPU time): the loop and
+/// the one that answers probes.
+fn a_daemon(cfg: Failover, log: &Log) -> (Arc<AtomicBool>, thread::JoinHandle<()>, Vec<i32>) {
     let flag = Arc::new(AtomicBool::new(false));
     let f2 = flag.clone();
     let log = log.clone();
     let (tid_tx, tid_rx) = mpsc::channel();
     let t = thread::spawn(move || {
-        let _ = tid_tx.send(nix::unistd::gettid().as_raw());
         let mut d = Daemon::new(&cfg, logger(&log)).unwrap();
+        let _ = tid_tx.send(vec![
+            nix::unistd::gettid().as_raw(),
+            d.answering_thread_id(),
+        ]);
         d.run(&f2).unwrap();
     });
-    let tid = tid_rx.recv().unwrap();
-    (flag, t, tid)
+    let tids = tid_rx.recv().unwrap();
+    (flag, t, tids)
 }
 
 #[test]
@@ -927,6 +932,124 @@ fn a_t1_cut_twice_is_suppressed_until_undampened() {
     });
 }
 
+/// The T1 and one more circuit, a member of the T1's path at B (no
+/// bonding here: the daemon probes and answers a member on its own
+/// interface whatever it is).
+const T1_MEMBER: &[Pair] = &[T1_T3[0], FOUR[1]];
+
+const BACKUP_MEMBER: &str = r#"{
+  "paths": [
+    { "name": "t1", "interface": "vb", "gateway": "192.0.2.1", "priority": 10,
+      "routes": ["203.0.113.0/25"], "members": ["vb3"] }
+  ],
+  "probe": { "interval_ms": 100, "multiplier": 3 },
+  "control_socket": "SOCKET"
+}"#;
+
+/// Sends wanflash echo requests until one is answered (at most `limit`):
+/// over UDP to `to` from `iface`, or (`to` `None`) as member frames on
+/// `iface`. Returns the answer.
+fn echo_answered(
+    iface: &str,
+    to: Option<SocketAddr>,
+    session: u32,
+    limit: Duration,
+) -> Option<Probe> {
+    let udp = to.map(|a| sockets::udp_prober(iface, a.ip()).unwrap());
+    let member = PacketSocket::open(sockets::ifindex(iface).unwrap()).unwrap();
+    let t0 = Instant::now();
+    let mut buf = [0u8; 256];
+    let mut seq = 0;
+    while t0.elapsed() < limit {
+        seq += 1;
+        let t1 = t0.elapsed().as_micros() as u64;
+        match (&udp, to) {
+            (Some(s), Some(a)) => {
+                sockets::udp_send(s, &Probe::request(session, seq, t1, 0).encode(), a).unwrap()
+            }
+            _ => member
+                .send(
+                    &Probe::request(session, seq, t1, FLAG_MEMBER).encode(),
+                    BROADCAST,
+                )
+                .unwrap(),
+        }
+        thread::sleep(Duration::from_millis(20));
+        loop {
+            let got = match &udp {
+                Some(s) => s.recv_from(&mut buf).ok().map(|(n, _)| n),
+                None => member.recv(&mut buf).ok().flatten().map(|(n, _)| n),
+            };
+            let Some(n) = got else { break };
+            if let Ok(p) = Probe::decode_frame(&buf[..n]) {
+                if p.kind == Kind::Reply && p.session == session {
+                    return Some(p);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The far end's probes are answered whatever the daemon's loop is doing.
+/// The loop carries out its decisions over rtnetlink, where a bond change
+/// waits for the RTNL lock (231 ms for a member's take-out in the VM test
+/// bed); when the loop answered, the far end heard nothing on any circuit
+/// meanwhile and its bundle-silent rule took the whole bundle down. Here
+/// B's daemon is started and its loop never runs (a loop held up for
+/// ever): its UDP echo and its member circuit must answer all the same.
+/// Before the fix, neither answered.
+#[test]
+fn probes_are_answered_while_the_daemons_loop_is_held_up() {
+    skip_unless_possible!();
+    let dir = tempfile::tempdir().unwrap();
+    let b_cfg = config(BACKUP_MEMBER, &dir.path().join("b.sock"));
+    let port = b_cfg.udp_port;
+    let b_log: Log = Arc::default();
+    let b_log2 = b_log.clone();
+    lab(
+        T1_MEMBER,
+        move |cmds| {
+            // Started, never run.
+            let d = Daemon::new(&b_cfg, logger(&b_log2)).unwrap();
+            for cmd in cmds.iter() {
+                if let Some((word, done)) = b_command(cmd) {
+                    let _ = done.send(Ok(()));
+                    if word == "exit" {
+                        break;
+                    }
+                }
+            }
+            drop(d);
+        },
+        move |_b| {
+            // Listens for the far end's requests only, beside the probe
+            // socket: B's replies on this circuit must not reach it.
+            let requests = PacketSocket::open_requests(sockets::ifindex("va3").unwrap()).unwrap();
+            let far = SocketAddr::new("192.0.2.2".parse().unwrap(), port);
+            let udp = echo_answered("va", Some(far), 7, Duration::from_secs(10))
+                .expect("B's UDP echo never answered while its loop was held up");
+            assert_eq!((udp.kind, udp.session), (Kind::Reply, 7));
+            let member = echo_answered("va3", None, 8, Duration::from_secs(10))
+                .expect("B's member circuit vb3 never answered while its loop was held up");
+            // B's state of the circuit as its daemon set it at start: vb3
+            // is in no bond here, so it is out (and not ready).
+            assert_eq!(member.flags, FLAG_MEMBER | FLAG_OUT, "{member:?}");
+            let mut buf = [0u8; 256];
+            assert!(
+                matches!(requests.recv(&mut buf), Ok(None)),
+                "a reply passed the requests-only filter"
+            );
+        },
+    );
+    // The loop never ran: nothing it would have said about probes.
+    assert!(
+        logged(&b_log, "path t1 up").is_none(),
+        "B's loop ran: {:?}",
+        b_log.lock().map(|l| l.clone())
+    );
+}
+
 #[test]
 fn silent_far_end_failure_is_detected_from_probes() {
     skip_unless_possible!();
@@ -1052,6 +1175,11 @@ fn thread_cpu_ns(tid: i32) -> u64 {
         .unwrap_or_else(|| panic!("`{path}` holds `{text}`, not a run time in ns first"))
 }
 
+/// CPU time the threads `tids` have run together, in ns.
+fn threads_cpu_ns(tids: &[i32]) -> u64 {
+    tids.iter().map(|t| thread_cpu_ns(*t)).sum()
+}
+
 /// The steady-state window, `WANFLASH_LAB_STEADY_S` seconds (5 by
 /// default, so that the test suite stays quick; the bench asks for more).
 fn steady_window() -> Duration {
@@ -1089,7 +1217,7 @@ fn steady_state_cpu_of_four_circuits_at_20_ms() {
     let a_cfg = config(OFFICE_FOUR, &a_sock);
     let b_cfg = config(BACKUP_FOUR, &dir.path().join("b.sock"));
     let b_log: Log = Arc::default();
-    let b_tid = Arc::new(AtomicI32::new(0));
+    let b_tid: Arc<Mutex<Vec<i32>>> = Arc::default();
     let b_log2 = b_log.clone();
     let b_tid2 = b_tid.clone();
     lab(
@@ -1120,16 +1248,16 @@ fn steady_state_cpu_of_four_circuits_at_20_ms() {
             // Settle: the start-up's work (sockets, first routes, the
             // history's first buckets) done.
             thread::sleep(Duration::from_secs(2));
-            let b_tid = b_tid2.load(Ordering::Relaxed);
-            assert_ne!(b_tid, 0, "B's daemon thread never started");
+            let b_tid = b_tid2.lock().unwrap().clone();
+            assert_eq!(b_tid.len(), 2, "B's daemon never started");
 
             let before = status();
             let a_logged = a_log.lock().unwrap().len();
             let b_logged = b_log2.lock().unwrap().len();
             let t0 = Instant::now();
-            let (a0, b0) = (thread_cpu_ns(a_tid), thread_cpu_ns(b_tid));
+            let (a0, b0) = (threads_cpu_ns(&a_tid), threads_cpu_ns(&b_tid));
             thread::sleep(window);
-            let (a1, b1) = (thread_cpu_ns(a_tid), thread_cpu_ns(b_tid));
+            let (a1, b1) = (threads_cpu_ns(&a_tid), threads_cpu_ns(&b_tid));
             let took = t0.elapsed();
             let after = status();
 
@@ -1374,14 +1502,15 @@ fn metrics_flood_leaves_scrapes_probes_and_control_answered() {
 
         // Without a flood, the same window: the baseline.
         let quiet = Duration::from_secs(3);
-        let c0 = thread_cpu_ns(a_tid);
+        let c0 = threads_cpu_ns(&a_tid);
         let t0 = Instant::now();
         let mut base = Vec::new();
         while t0.elapsed() < quiet {
             base.push(scrape(Duration::from_secs(2)).expect("scrape without a flood"));
             thread::sleep(Duration::from_millis(250));
         }
-        let base_cpu = (thread_cpu_ns(a_tid) - c0) as f64 / t0.elapsed().as_nanos() as f64 * 100.0;
+        let base_cpu =
+            (threads_cpu_ns(&a_tid) - c0) as f64 / t0.elapsed().as_nanos() as f64 * 100.0;
 
         let before = status();
         let logged_before = a_log.lock().unwrap().len();
@@ -1391,7 +1520,7 @@ fn metrics_flood_leaves_scrapes_probes_and_control_answered() {
         let flooder = thread::spawn(move || flood(f2, sock2));
         // Let the flood build up before measuring.
         thread::sleep(Duration::from_secs(1));
-        let c0 = thread_cpu_ns(a_tid);
+        let c0 = threads_cpu_ns(&a_tid);
         let t0 = Instant::now();
         let mut scrapes = Vec::new();
         let mut failures = Vec::new();
@@ -1411,7 +1540,7 @@ fn metrics_flood_leaves_scrapes_probes_and_control_answered() {
             thread::sleep(Duration::from_millis(250));
         }
         let took = t0.elapsed();
-        let cpu = (thread_cpu_ns(a_tid) - c0) as f64 / took.as_nanos() as f64 * 100.0;
+        let cpu = (threads_cpu_ns(&a_tid) - c0) as f64 / took.as_nanos() as f64 * 100.0;
         let after = status();
         flooding.store(true, Ordering::Relaxed);
         let connects = flooder.join().unwrap();
