@@ -63,6 +63,17 @@ pub fn schedule(secs: u64, seed: u64, permille: u32, min_ms: u64, max_ms: u64) -
     }
 }
 
+/// A burst that lasted this much longer than the longest asked for is
+/// counted as overlong: the noise went beyond its model.
+const OVERLONG_MS: u64 = 10;
+
+/// Seconds since boot (CLOCK_MONOTONIC), as the kernel's console
+/// timestamps count them (to find a burst on the console).
+fn uptime_s() -> f64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map_or(0.0, |t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+}
+
 fn set(iface: &str, loss: &str) -> Result<(), String> {
     netem::run(&[iface, "loss", loss]).map(|_| ())
 }
@@ -99,23 +110,32 @@ pub fn run(args: &[&str]) -> Result<Vec<String>, String> {
             );
             thread::spawn(move || -> Result<String, String> {
                 set(&iface, "0")?;
-                let (mut lost, mut longest) = (0u64, 0u64);
+                let (mut lost, mut longest, mut longest_at) = (0u64, 0u64, 0.0);
+                let mut overlong = 0;
                 for &(start, len) in &plan {
                     let at = started + Duration::from_millis(start);
                     thread::sleep(at.saturating_duration_since(Instant::now()));
                     let t0 = Instant::now();
+                    let t0_uptime = uptime_s();
                     set(&iface, "100")?;
                     thread::sleep(Duration::from_millis(len).saturating_sub(t0.elapsed()));
                     set(&iface, "0")?;
+                    // From the first request to the second's return: the
+                    // kernel's qdisc changes count (slow under TCG).
                     let took = t0.elapsed().as_millis() as u64;
                     lost += took;
-                    longest = longest.max(took);
+                    if took > max_ms + OVERLONG_MS {
+                        overlong += 1;
+                    }
+                    if took > longest {
+                        (longest, longest_at) = (took, t0_uptime);
+                    }
                 }
                 let end = started + Duration::from_secs(secs);
                 thread::sleep(end.saturating_duration_since(Instant::now()));
                 netem::run(&[&iface, "off"])?;
                 Ok(format!(
-                    "testsvc: noise {iface} bursts {} lost_ms {lost} longest_ms {longest}",
+                    "testsvc: noise {iface} bursts {} lost_ms {lost} longest_ms {longest} at {longest_at:.3} s overlong {overlong}",
                     plan.len()
                 ))
             })

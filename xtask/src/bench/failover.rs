@@ -1004,7 +1004,11 @@ fn noise_run(p: &mut BenchPair, m: Mech, secs: u64) -> Result<Noise> {
         Some(bond_counters(p)?)
     };
     let (lo, hi) = NOISE_BURST_MS;
-    for (agent, seed) in [(&mut p.office, 18), (&mut p.backup, 1018)] {
+    // Each T1 end its own schedule: testsvc seeds an end's T1s with
+    // `seed`, `seed + 1000` and `seed + 2000`, so the backup's start past
+    // the office's (with 1018 there, office eth1 and backup eth0 burst on
+    // one schedule, until the ninth session).
+    for (agent, seed) in [(&mut p.office, 18), (&mut p.backup, 5018)] {
         peer::stop(agent, NOISE_PID).map_err(agent_err)?;
         peer::spawn(
             agent,
@@ -1030,6 +1034,9 @@ fn noise_run(p: &mut BenchPair, m: Mech, secs: u64) -> Result<Noise> {
             }
         }
     }
+    // What the daemons said during the noise; stopping it (each end's
+    // `tc` under TCG) and the flow come after and are not the noise's.
+    let to = (p.bed.office.console().len(), p.bed.backup.console().len());
     let mut applied = Vec::new();
     for agent in [&mut p.office, &mut p.backup] {
         let log = sh(agent, &format!("cat {NOISE_LOG}"))?;
@@ -1047,24 +1054,44 @@ fn noise_run(p: &mut BenchPair, m: Mech, secs: u64) -> Result<Noise> {
     Flow::stop(&mut p.office).map_err(agent_err)?;
     let (failovers, take_outs) = match before {
         None => {
-            let count = |console: &str, at: usize, what: &str| {
+            let (o, b) = (p.bed.office.console(), p.bed.backup.console());
+            let during = |console: &'_ str, at: usize, end: usize| {
                 console
-                    .get(at..)
+                    .get(at..end.min(console.len()))
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let (od, bd) = (during(&o, from.0, to.0), during(&b, from.1, to.1));
+            let count =
+                |text: &str, what: &str| text.lines().filter(|l| l.contains(what)).count() as u64;
+            // Every path's down line is shown (a T3 down with the T1 says
+            // that everything went quiet, not the T1s' noise); the T1's
+            // are counted.
+            let said = |l: &str| {
+                (l.contains("failoverd: path ") && l.contains(" down ("))
+                    || l.contains("taken out of bond0")
+            };
+            for (name, text) in [("office", &od), ("backup", &bd)] {
+                for l in text.lines().filter(|l| said(l)) {
+                    println!("    {name} (false): {}", l.trim());
+                }
+            }
+            for (name, console, end) in [("office", &o, to.0), ("backup", &b, to.1)] {
+                for l in console
+                    .get(end..)
                     .unwrap_or_default()
                     .lines()
-                    .filter(|l| l.contains(what))
-                    .count() as u64
-            };
-            let (o, b) = (p.bed.office.console(), p.bed.backup.console());
-            for l in o.get(from.0..).unwrap_or_default().lines() {
-                if l.contains("failoverd: path t1 down") || l.contains("taken out of bond0") {
-                    println!("    office (false): {}", l.trim());
+                    .filter(|l| said(l))
+                {
+                    println!(
+                        "    {name} (after the noise ended, not counted): {}",
+                        l.trim()
+                    );
                 }
             }
             (
-                count(&o, from.0, "failoverd: path t1 down")
-                    + count(&b, from.1, "failoverd: path t1 down"),
-                count(&o, from.0, "taken out of bond0") + count(&b, from.1, "taken out of bond0"),
+                count(&od, "failoverd: path t1 down") + count(&bd, "failoverd: path t1 down"),
+                count(&od, "taken out of bond0") + count(&bd, "taken out of bond0"),
             )
         }
         Some((_, failures_before)) => {
