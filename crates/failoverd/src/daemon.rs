@@ -857,6 +857,14 @@ impl Daemon {
     }
 
     fn handle(&mut self, decisions: Vec<Decision>) {
+        // The answering thread says what was decided from now on, while
+        // it is carried out: the far end must not read the state before
+        // the decision, fresh, during a bond change that takes 50-230 ms
+        // (an end putting a T1 back kept saying "out, not ready", and the
+        // far end took the T1 out as it went back in).
+        if !decisions.is_empty() {
+            self.publish_member_flags();
+        }
         for d in decisions {
             let t0 = Instant::now();
             let applied = actions::apply(&d, &self.fsm, &self.plan, &mut self.kernel);

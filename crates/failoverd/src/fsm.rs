@@ -83,7 +83,8 @@ mod view;
 pub use damp::Damp;
 pub use decision::{Cause, Decision, Event, Kept, ProbeOut, RouteMove, TargetKind};
 pub use members::{
-    run_takes_out, CARRIER_SETTLE_MS, CLEAN_STREAK, LOSSY_RUN, PUT_BACK_PROBES, REJOIN_GRACE_MS,
+    member_run, run_takes_out, CARRIER_SETTLE_MS, CLEAN_STREAK, LOSSY_RUN, PUT_BACK_PROBES,
+    REJOIN_GRACE_MS,
 };
 pub use paths::BUNDLE_SILENT_MISSES;
 pub use routes::RouteSet;

@@ -22,8 +22,25 @@ pub const CLEAN_STREAK: u32 = 200;
 /// Misses in a row that take a member out whatever its record.
 pub const LOSSY_RUN: u32 = 10;
 
+/// The longest loss a healthy T1 shows on a round trip: the noise model's
+/// longest burst (60 ms) in each direction, back to back. A member's run
+/// of misses must span more before it takes the member out: at 20 ms x 4
+/// the run spanned 80 ms, and with bursts in both directions (each end's
+/// T1 on a schedule of its own, as on a real line) that took a healthy T1
+/// out 9 times in 3 simulated hours and 2 times in each 600 s noise run
+/// on the test bed (`fsm::tests::the_shipped_probes_ride_out_a_healthy_t1s_noise`).
+pub const HEALTHY_LOSS_SPAN_MS: Ms = 120;
+
+/// The misses in a row that take a clean member out: `multiplier`, and
+/// enough to span [`HEALTHY_LOSS_SPAN_MS`] (6 at 20 ms; 3 at 100 ms).
+pub fn member_run(settings: &ProbeSettings) -> u32 {
+    let interval = u64::from(settings.interval_ms.max(1));
+    let span = u32::try_from(HEALTHY_LOSS_SPAN_MS.div_ceil(interval)).unwrap_or(u32::MAX);
+    settings.multiplier.max(span)
+}
+
 /// Whether `misses` in a row, after `answered_before` answers in a row,
-/// take a member out.
+/// take a member out (`multiplier`: the least run, see [`member_run`]).
 pub fn run_takes_out(misses: u32, answered_before: u32, multiplier: u32) -> bool {
     misses >= multiplier && (answered_before >= CLEAN_STREAK || misses >= LOSSY_RUN.max(multiplier))
 }
@@ -155,7 +172,7 @@ impl Fsm {
             Some((Cause::FarEndOut, 0))
         } else if !judged {
             None
-        } else if run_takes_out(t.misses, t.answered_before, t.settings.multiplier)
+        } else if run_takes_out(t.misses, t.answered_before, member_run(&t.settings))
             && far_end_answers
         {
             Some((
