@@ -14,7 +14,7 @@
 //!
 //! The thread shares with the loop only what an answer says: the flags of
 //! each member answer (this end's state of the circuit, published by the
-//! loop after each decision is carried out) and the error estimate of the
+//! loop as it decides, before and after carrying it out) and the error estimate of the
 //! STAMP timestamps, both atomics. It takes its member sockets from the
 //! loop, which opens them when the interface exists; those sockets carry
 //! only the far end's requests (a socket filter), so the thread wakes for
@@ -44,6 +44,11 @@ use crate::probe::{Kind, Probe, FLAG_MEMBER};
 use crate::sockets::{self, PacketSocket};
 use crate::stamp::{self, ErrorEstimate, Ntp};
 use crate::{Error, Line};
+
+/// Datagrams or frames read from one socket per wake-up, at most: a flood
+/// on one (the echo port is reachable by anyone, and read before its
+/// sender is checked) must leave the others, and the stop, their turn.
+const BATCH: usize = 64;
 
 /// What the loop and the thread share.
 struct Shared {
@@ -185,6 +190,8 @@ impl Answerer {
         });
         let thread_error = |e: io::Error| Error::Thread(e);
         let (wake, wake_rx) = UnixStream::pair().map_err(thread_error)?;
+        // Neither end blocks: a full socket already wakes the thread.
+        wake.set_nonblocking(true).map_err(thread_error)?;
         wake_rx.set_nonblocking(true).map_err(thread_error)?;
         let (commands, commands_rx) = mpsc::channel();
         let now_ms = start.elapsed().as_millis() as u64;
@@ -250,6 +257,11 @@ impl Answerer {
                 let _ = w.write(&[1]);
             }
         }
+    }
+
+    /// Whether the thread still answers (it stops only when dropped).
+    pub fn running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
     /// The answering thread's id (its CPU time is the daemon's too).
@@ -360,7 +372,7 @@ impl Worker {
         let Some(s) = self.responders.get(i) else {
             return;
         };
-        loop {
+        for _ in 0..BATCH {
             let (n, from) = match s.recv_from(&mut self.buf) {
                 Ok(x) => x,
                 Err(_) => return,
@@ -386,7 +398,7 @@ impl Worker {
     /// Answers the far end's requests on member circuit `target`, on the
     /// circuit, with this end's state of it.
     fn answer_member(&mut self, target: usize) {
-        loop {
+        for _ in 0..BATCH {
             let t2 = self.now_us();
             let Some(Some(s)) = self.members.get(target) else {
                 return;
@@ -422,7 +434,7 @@ impl Worker {
         let Some(s) = self.reflectors.get(i) else {
             return;
         };
-        loop {
+        for _ in 0..BATCH {
             let d = match sockets::recv_with_ttl(s, &mut self.buf) {
                 Ok(Some(d)) => d,
                 _ => return,

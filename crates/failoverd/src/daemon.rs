@@ -448,7 +448,7 @@ impl Daemon {
     }
 
     /// Each member's state as this end's answers on its circuit say it
-    /// (after the decisions that change it are carried out).
+    /// (from the decisions that change it on, see [`Daemon::handle`]).
     fn publish_member_flags(&self) {
         for i in 0..self.targets.len() {
             self.answerer.publish_flags(i, self.fsm.member_flags(i));
@@ -922,6 +922,13 @@ impl Daemon {
                         self.serve(src);
                     }
                 }
+            }
+            // Without its answers the far end takes every circuit down:
+            // a daemon that cannot answer stops, and init restarts it.
+            if !self.answerer.running() {
+                return Err(Error::Thread(io::Error::other(
+                    "the thread that answers the far end's probes stopped",
+                )));
             }
             self.watch_carriers();
             let now = self.now_ms();

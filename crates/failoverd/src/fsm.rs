@@ -15,8 +15,8 @@
 //! the first answer), so a 20 ms probe rhythm works on a 60 ms circuit.
 //! Verdicts are given in order of sending. So a silent failure is
 //! declared `multiplier` - 1 intervals plus one wait after the first probe
-//! it swallowed, exactly (`multiplier` - 1/2 intervals where the round
-//! trip is short).
+//! it swallowed (`multiplier` - 1/2 intervals where the round trip is
+//! short).
 //!
 //! Paths: `unknown` until the first reply or the first detection; `up`;
 //! `down` after `multiplier` missed probes in a row, at once on carrier
@@ -39,8 +39,9 @@
 //! is answering again (`holding`): then it is used without waiting for its
 //! hold-down, since the alternative is no traffic at all.
 //!
-//! Members: `in` the bond; `out` after `multiplier` missed probes in a
-//! row following a clean record, or [`LOSSY_RUN`] in a row otherwise (see
+//! Members: `in` the bond; `out` after a run of missed probes spanning
+//! [`HEALTHY_LOSS_SPAN_MS`] (at least `multiplier`, at most [`LOSSY_RUN`]:
+//! [`member_run`]) following a clean record, or [`LOSSY_RUN`] in a row otherwise (see
 //! [`run_takes_out`]: random loss must not split a member), carrier loss,
 //! or a loss above `take_out_percent` over the last `window` probes (the
 //! window full); `returning` once it answers again; put back
@@ -83,8 +84,8 @@ mod view;
 pub use damp::Damp;
 pub use decision::{Cause, Decision, Event, Kept, ProbeOut, RouteMove, TargetKind};
 pub use members::{
-    member_run, run_takes_out, CARRIER_SETTLE_MS, CLEAN_STREAK, LOSSY_RUN, PUT_BACK_PROBES,
-    REJOIN_GRACE_MS,
+    member_run, run_takes_out, CARRIER_SETTLE_MS, CLEAN_STREAK, HEALTHY_LOSS_SPAN_MS, LOSSY_RUN,
+    PUT_BACK_PROBES, REJOIN_GRACE_MS,
 };
 pub use paths::BUNDLE_SILENT_MISSES;
 pub use routes::RouteSet;

@@ -32,11 +32,14 @@ pub const LOSSY_RUN: u32 = 10;
 pub const HEALTHY_LOSS_SPAN_MS: Ms = 120;
 
 /// The misses in a row that take a clean member out: `multiplier`, and
-/// enough to span [`HEALTHY_LOSS_SPAN_MS`] (6 at 20 ms; 3 at 100 ms).
+/// enough to span [`HEALTHY_LOSS_SPAN_MS`] (6 at 20 ms; 3 at 100 ms), but
+/// never more than [`LOSSY_RUN`] (or the multiplier, if larger): the
+/// path's own probes wait that long while a member answers, so that the
+/// member rule speaks first (below 12 ms the run spans less than 120 ms).
 pub fn member_run(settings: &ProbeSettings) -> u32 {
     let interval = u64::from(settings.interval_ms.max(1));
     let span = u32::try_from(HEALTHY_LOSS_SPAN_MS.div_ceil(interval)).unwrap_or(u32::MAX);
-    settings.multiplier.max(span)
+    settings.multiplier.max(span.min(LOSSY_RUN))
 }
 
 /// Whether `misses` in a row, after `answered_before` answers in a row,
