@@ -35,14 +35,15 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use wanflash_schema::failover::{Failover, STAMP_REFLECTOR_BURST, STAMP_REFLECTOR_PPS};
 
+use crate::daemon::wall_ntp;
 use crate::probe::{Kind, Probe, FLAG_MEMBER};
 use crate::sockets::{self, PacketSocket};
-use crate::stamp::{self, ErrorEstimate, Ntp};
+use crate::stamp::{self, ErrorEstimate};
 use crate::{Error, Line};
 
 /// Datagrams or frames read from one socket per wake-up, at most: a flood
@@ -105,15 +106,6 @@ enum Source {
     Responder(usize),
     Reflector(usize),
     Member(usize),
-}
-
-/// Now on the wall clock, as an NTP timestamp (STAMP's T2, T3).
-fn wall_ntp() -> Ntp {
-    Ntp::from_unix_ns(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    )
 }
 
 fn family(v6: bool) -> &'static str {

@@ -164,8 +164,9 @@ pub struct Daemon {
     carrier_watch_until: Ms,
 }
 
-/// Now on the wall clock, as an NTP timestamp (STAMP's T1).
-fn wall_ntp() -> Ntp {
+/// Now on the wall clock, as an NTP timestamp (STAMP's T1; the
+/// reflector's T2 and T3 in [`crate::answer`]).
+pub(crate) fn wall_ntp() -> Ntp {
     Ntp::from_unix_ns(
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
