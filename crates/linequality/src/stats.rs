@@ -173,7 +173,7 @@ impl Counters {
 }
 
 /// The bucket in progress.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Acc {
     pub sent: u64,
     pub received: u64,
@@ -319,13 +319,82 @@ impl Acc {
         b
     }
 
+    /// Empties the accumulator for the next bucket, keeping the
+    /// histogram's memory: a bucket is closed for every tier of every
+    /// circuit, and for each bucket a clock step skips (see
+    /// [`Bucket::default`]), so it must not allocate. Every field is named:
+    /// a new one does not compile until it is reset here too.
     fn reset(&mut self) {
-        self.hist.clear();
-        let hist = std::mem::take(&mut self.hist);
-        *self = Acc {
+        let Acc {
+            sent,
+            received,
+            lost,
+            duplicates,
+            reordered,
+            loss_run,
             hist,
-            ..Acc::default()
-        };
+            rtt_min,
+            rtt_max,
+            mean,
+            m2,
+            ipdv_rtt,
+            ipdv_fwd,
+            ipdv_rev,
+            carrier_changes,
+            link_failures,
+            counters,
+            seconds,
+            touched,
+        } = self;
+        hist.clear();
+        for v in [
+            sent,
+            received,
+            lost,
+            duplicates,
+            reordered,
+            loss_run,
+            rtt_min,
+            rtt_max,
+            carrier_changes,
+            link_failures,
+        ] {
+            *v = 0;
+        }
+        *mean = 0.0;
+        *m2 = 0.0;
+        for i in [ipdv_rtt, ipdv_fwd, ipdv_rev] {
+            *i = Ipdv::default();
+        }
+        *counters = [0; 8];
+        *seconds = Seconds::default();
+        *touched = false;
+    }
+}
+
+impl Default for Acc {
+    fn default() -> Self {
+        Acc {
+            sent: 0,
+            received: 0,
+            lost: 0,
+            duplicates: 0,
+            reordered: 0,
+            loss_run: 0,
+            hist: Histogram::default(),
+            rtt_min: 0,
+            rtt_max: 0,
+            mean: 0.0,
+            m2: 0.0,
+            ipdv_rtt: Ipdv::default(),
+            ipdv_fwd: Ipdv::default(),
+            ipdv_rev: Ipdv::default(),
+            carrier_changes: 0,
+            link_failures: 0,
+            counters: [0; 8],
+            seconds: Seconds::default(),
+            touched: false,
+        }
     }
 }
 
@@ -459,9 +528,18 @@ pub const BUCKET_BYTES: usize = size_of::<Bucket>();
 // The base's figure, which the builder's memory estimate uses, is this one.
 const _: () = assert!(BUCKET_BYTES == wanflash_schema::recording::BUCKET_BYTES);
 
+/// The empty bucket, as an accumulator that saw nothing closes it.
+static EMPTY: std::sync::OnceLock<Bucket> = std::sync::OnceLock::new();
+
 impl Default for Bucket {
+    /// The empty bucket: what a tier stores for every bucket nobody
+    /// recorded in, up to a whole ring's worth after a clock step. It was
+    /// an accumulator made and closed each time, three histograms
+    /// allocated, zeroed and freed per bucket: for the two steps of a box
+    /// booted on a wrong RTC (a ring of every tier of every circuit each),
+    /// failoverd's loop stood still for 20 s under QEMU.
     fn default() -> Self {
-        Acc::default().close()
+        *EMPTY.get_or_init(|| Acc::default().close())
     }
 }
 

@@ -1,26 +1,34 @@
 //! Memory stays flat whatever the uptime: a simulated 420 days (every
 //! ring wraps, the 1 h tier's 400 days included) under a counting
-//! allocator. Alone in its binary so that no other test allocates.
+//! allocator; and a clock step costs no allocation per bucket it skips.
+//! The allocator counts per thread, so the tests can run side by side.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::cell::Cell;
 
 use wanflash_linequality::{
     CircuitKind, CircuitSpec, Counters, EventKind, Recorder, Recording, Sample,
 };
 
 struct Counting;
-static LIVE: AtomicIsize = AtomicIsize::new(0);
 
-// SAFETY: forwards to the system allocator, only counting the bytes.
+thread_local! {
+    /// Heap bytes live, and allocations made, by this thread.
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator, only counting.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        // A thread being torn down has no counters left: not counted.
+        let _ = LIVE.try_with(|c| c.set(c.get() + l.size() as isize));
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
         // SAFETY: the caller's layout is passed on unchanged.
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        let _ = LIVE.try_with(|c| c.set(c.get() - l.size() as isize));
         // SAFETY: `p` came from `alloc` with this layout.
         unsafe { System.dealloc(p, l) }
     }
@@ -30,16 +38,16 @@ unsafe impl GlobalAlloc for Counting {
 static A: Counting = Counting;
 
 fn live() -> isize {
-    LIVE.load(Ordering::Relaxed)
+    LIVE.with(Cell::get)
 }
 
-#[test]
-fn a_simulated_year_of_probes_keeps_heap_bytes_flat_once_the_rings_are_allocated() {
-    let cfg = Recording {
-        events: 16,
-        ..Recording::default()
-    };
-    let circuits: Vec<CircuitSpec> = ["t1", "t3", "eth0", "eth1"]
+fn allocs() -> u64 {
+    ALLOCS.with(Cell::get)
+}
+
+/// The shipped image's circuits: two paths, three members.
+fn circuits() -> Vec<CircuitSpec> {
+    ["t1", "t3", "eth0", "eth1", "eth2"]
         .iter()
         .map(|n| CircuitSpec {
             name: (*n).into(),
@@ -55,7 +63,53 @@ fn a_simulated_year_of_probes_keeps_heap_bytes_flat_once_the_rings_are_allocated
             },
             interface: (*n).into(),
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn a_clock_step_of_years_allocates_nothing_per_bucket_it_skips() {
+    // vm_time found it: a box booted on an RTC of 2001 is stepped to the
+    // build's date, then by the server, and each step closes a whole ring
+    // of empty buckets in every tier of every circuit (73,680 for the
+    // shipped tiers and 5 circuits). Each empty bucket allocated three RTT
+    // histograms; failoverd's loop stood still for 20 s under QEMU, its
+    // probes and verdicts with it.
+    let rtc_2001_ms = 978_307_200_000;
+    let mut rec = Recorder::new(&Recording::default(), &circuits(), rtc_2001_ms).unwrap();
+    rec.advance(5_000);
+    rec.advance(15_000);
+    let mut offset = rtc_2001_ms;
+    for (what, by_ms) in [
+        ("to the floor", 788_918_388_868),
+        ("by the server", 29_328_040_483),
+    ] {
+        offset += by_ms;
+        let before = allocs();
+        rec.set_wall_offset(offset);
+        rec.advance(20_000);
+        let made = allocs() - before;
+        eprintln!("step {what}: {made} allocations");
+        assert!(made < 100, "the step {what} made {made} allocations");
+    }
+    // The rings took the steps: a probe now lands in a bucket of the new
+    // clock, and nothing older than a ring is left.
+    rec.probe_sent(0, 1, 21_000);
+    for (tier, width_ms) in [(0, 10_000), (1, 900_000), (2, 3_600_000)] {
+        let rows = rec.rows(0, tier);
+        assert_eq!(rows.len(), 1, "tier {tier}: {rows:?}");
+        assert_eq!(rows[0].start_ms, (offset + 21_000) / width_ms * width_ms);
+        assert_eq!(rows[0].sent, 1);
+    }
+}
+
+#[test]
+fn a_simulated_year_of_probes_keeps_heap_bytes_flat_once_the_rings_are_allocated() {
+    let cfg = Recording {
+        events: 16,
+        ..Recording::default()
+    };
+    let mut circuits = circuits();
+    circuits.pop();
     let before = live();
     let mut rec = Recorder::new(&cfg, &circuits, 1_795_646_760_000).unwrap();
     let made = live() - before;

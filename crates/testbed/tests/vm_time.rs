@@ -13,8 +13,10 @@
 //! It checks that timesync raised the clock to the floor, then stepped it
 //! to chronyd's time (the host's), wrote the RTC, says synchronised; that
 //! failoverd's export carries the clock record (source `sntp`, a
-//! synchronised span, both steps) and its metrics say synchronised; and
-//! that timesync runs as its own user with CAP_SYS_TIME only.
+//! synchronised span, both steps) and its metrics say synchronised, its
+//! loop turning through both steps (its circuits, answered by nobody
+//! here, are called down in time); and that timesync runs as its own user
+//! with CAP_SYS_TIME only.
 //!
 //! Needs root, `ip` and `chronyd` (`cargo xtask test` installs them).
 
@@ -300,6 +302,25 @@ fn run(image: &Path, work: &Path, chronyd: &Path) {
         "{}",
         clock_events[1]
     );
+
+    // failoverd's loop kept turning through both steps: each once cost it
+    // 20 s of allocations, and the paths, which nobody answers here, were
+    // called down 35 s after their probes went unanswered (100 ms x 3
+    // here: well under a second, 10 s is the margin for TCG).
+    for path in ["t1", "t3"] {
+        let outage = export["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "outage" && e["circuit"] == path)
+            .unwrap_or_else(|| panic!("no outage of {path}: {}", export["events"]));
+        let detection = outage["detection_ms"].as_i64().unwrap();
+        assert!(
+            detection < 10_000,
+            "{path} called down {detection} ms after its first missed probe\n{}",
+            why(&vm)
+        );
+    }
 
     // The metrics, scraped from the LAN side as a NOC's Prometheus would.
     let page = eventually(Duration::from_secs(30), || metrics().ok())
