@@ -23,14 +23,16 @@ fn start(card: &Path, work: &Path, name: &str) -> Vm {
 }
 
 /// Waits for `marker` after byte `from`, through kernel panics (this test
-/// makes one on purpose); returns the line and the offset after it.
+/// makes one on purpose); returns its whole line (once the newline is
+/// written) and the offset after it.
 fn wait(vm: &Vm, marker: &str, from: usize, secs: u64) -> (String, usize) {
     let t = Instant::now();
     loop {
         let c = vm.console();
-        if let Some(pos) = c.get(from..).and_then(|t| t.find(marker)) {
-            let at = from + pos;
-            let end = c[at..].find('\n').map(|i| at + i).unwrap_or(c.len());
+        // Only a whole line: the console is read while the guest writes
+        // it, and a line cut at the read was once taken for the record.
+        let found = c.get(from..).and_then(|t| t.find(marker)).map(|p| from + p);
+        if let Some((at, end)) = found.and_then(|at| c[at..].find('\n').map(|i| (at, at + i))) {
             let start = c[..at].rfind('\n').map(|i| i + 1).unwrap_or(0);
             return (c[start..end].trim_end().to_owned(), end);
         }
