@@ -148,6 +148,43 @@ impl Fsm {
         if !t.carrier || !members_carrier {
             return Some((Cause::CarrierLost, 0));
         }
+        let missed = self.path_missed(pi, now)?;
+        if self.every_other_path_silent(pi) {
+            return None;
+        }
+        Some(missed)
+    }
+
+    /// Whether every other path that is up has gone unanswered too (its
+    /// last verdicts misses) without reaching its own verdict yet. Then
+    /// everything went quiet at once: this box or the far one stalled
+    /// (the test bed's guests stop for 100 ms at times under TCG, and an
+    /// end that stalls answers nothing on any circuit), which no circuit
+    /// explains and no move mends: there is no answering path to move
+    /// to. A missed-probe verdict of `pi` waits until another path
+    /// answers (its failure then, acted on at once) or reaches its own
+    /// verdict (all of them down together, the routes kept where they
+    /// are). Some other path answering, or none being up, decides nothing
+    /// here; carrier loss is never held back.
+    fn every_other_path_silent(&self, pi: usize) -> bool {
+        if self.paths[pi].health != Health::Up {
+            return false;
+        }
+        let mut others = self
+            .paths
+            .iter()
+            .enumerate()
+            .filter(|&(qi, q)| qi != pi && q.health == Health::Up)
+            .map(|(_, q)| &self.targets[q.target])
+            .peekable();
+        others.peek().is_some() && others.all(|t| t.misses >= 1 && t.misses < t.settings.multiplier)
+    }
+
+    /// [`Fsm::path_fault`]'s missed-probe rules: the path's own
+    /// multiplier, or the bundle silent on every member.
+    fn path_missed(&self, pi: usize, now: Ms) -> Option<(Cause, Ms)> {
+        let p = &self.paths[pi];
+        let t = &self.targets[p.target];
         // The path's probes cross the bond's members in turn: while a
         // member in the bond still answers after the path's first miss,
         // the far end is alive and a failing member (not yet taken out)

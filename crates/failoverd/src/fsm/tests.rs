@@ -424,6 +424,66 @@ fn a_bundle_silent_on_every_member_is_down_an_interval_sooner() {
     );
 }
 
+/// Every path silent at once: the test bed's guests stall for 100 ms at
+/// times under TCG, and an end that stalls answers nothing on any
+/// circuit. A path's missed probes are not its failure while every other
+/// path that is up misses too: 50 ms of silence on everything, longer
+/// than the bundle-silent rule's 30 ms, moves nothing (without the rule:
+/// t1 down at 1050, the routes moved to a t3 as silent, and back after
+/// the floor). A silence that lasts takes the paths down together, the
+/// routes kept; one path failing while another misses a probe or two is
+/// acted on once the other answers.
+#[test]
+fn everything_silent_at_once_moves_nothing_until_a_path_answers() {
+    let all = ["bond0", "eth0", "eth1", "eth2", "eth3"];
+    let mut sim = started();
+    sim.run_until(1005);
+    sim.set_silent(&all, true);
+    sim.run_until(1055);
+    sim.set_silent(&all, false);
+    sim.run_until(20_000);
+    let ds = sim.take();
+    assert!(ds.is_empty(), "{:#?}", sim.lines(&ds));
+    assert_eq!(sim.current(), Some(T1));
+
+    // The far end stops for good: every path down by t3's own verdict
+    // (3 misses at 20 ms), nothing moved.
+    sim.run_until(20_005);
+    sim.set_silent(&all, true);
+    sim.run_until(20_300);
+    let ds = sim.take();
+    assert!(route_changes(&ds).is_empty(), "{:#?}", sim.lines(&ds));
+    assert_eq!(sim.fsm.path_health(T1), Some(Health::Down));
+    assert_eq!(sim.fsm.path_health(T3), Some(Health::Down));
+    assert_eq!(sim.current(), Some(T1));
+    let at: Vec<Ms> = ds.iter().map(|d| d.at).collect();
+    assert!(
+        at.len() == 2 && at.iter().all(|&a| a <= 20_080),
+        "{at:?} {:#?}",
+        sim.lines(&ds)
+    );
+
+    // The bundle goes silent while the T3 misses one probe: t1 waits for
+    // the T3's next answer, then moves to it.
+    let mut sim = started();
+    sim.run_until(1005);
+    sim.set_silent(&["bond0", "eth0", "eth1", "eth2"], true);
+    sim.set_silent(&["eth3"], true);
+    sim.run_until(1025);
+    sim.set_silent(&["eth3"], false);
+    sim.run_until(2000);
+    let ds = sim.take();
+    let changes = route_changes(&ds);
+    assert_eq!(changes.len(), 1, "{:#?}", sim.lines(&ds));
+    assert_eq!((changes[0].1, changes[0].2), (Some(T1), T3));
+    assert!(
+        (1050..=1075).contains(&changes[0].0),
+        "{changes:?} {:#?}",
+        sim.lines(&ds)
+    );
+    assert_eq!(sim.fsm.path_health(T3), Some(Health::Up));
+}
+
 /// A path held after a failure comes up only once no probe is overdue:
 /// with a wait longer than the interval (a 60 ms round trip at 20 ms), a
 /// probe lost just before the floor ends is judged after it. Coming up
