@@ -87,7 +87,7 @@ pub use members::{
     member_run, run_takes_out, CARRIER_SETTLE_MS, CLEAN_STREAK, HEALTHY_LOSS_SPAN_MS, LOSSY_RUN,
     PUT_BACK_PROBES, REJOIN_GRACE_MS,
 };
-pub use paths::BUNDLE_SILENT_MISSES;
+pub use paths::{BUNDLE_SILENT_MISSES, STALL_HOLD_MS};
 pub use routes::RouteSet;
 
 /// The last `cap` probe outcomes.

@@ -71,7 +71,7 @@ fn a_clock_step_of_years_allocates_nothing_per_bucket_it_skips() {
     // vm_time found it: a box booted on an RTC of 2001 is stepped to the
     // build's date, then by the server, and each step closes a whole ring
     // of empty buckets in every tier of every circuit (73,680 for the
-    // shipped tiers and 5 circuits). Each empty bucket allocated three RTT
+    // shipped tiers and 5 circuits). Each empty bucket allocated its RTT
     // histograms; failoverd's loop stood still for 20 s under QEMU, its
     // probes and verdicts with it.
     let rtc_2001_ms = 978_307_200_000;

@@ -321,6 +321,29 @@ fn run(image: &Path, work: &Path, chronyd: &Path) {
             why(&vm)
         );
     }
+    // And it kept probing after the server's step: a whole 10 s bucket
+    // of t1 after it holds its probes (100 at 100 ms; the loop that stood
+    // still sent 1 or 2).
+    let step2_ms = steps[1]["at_unix_ms"].as_i64().unwrap();
+    let (start, sent) = eventually(Duration::from_secs(40), || {
+        let e: Value =
+            serde_json::from_str(&agent.ok("/usr/bin/wanctl export --format json").ok()?).ok()?;
+        let exported = e["exported_ms"].as_i64()?;
+        let t1 = e["circuits"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == "t1")?;
+        t1["tiers"][0]["rows"].as_array()?.iter().find_map(|r| {
+            let start = r[0].as_i64()?;
+            (start >= step2_ms && start + 10_000 <= exported).then(|| (start, r[1].as_i64()))
+        })
+    })
+    .unwrap_or_else(|| panic!("no closed 10 s bucket of t1 after the step\n{}", why(&vm)));
+    assert!(
+        sent.is_some_and(|n| n >= 50),
+        "t1's bucket from {start} (after the step at {step2_ms}) sent {sent:?} probes\n{}",
+        why(&vm)
+    );
 
     // The metrics, scraped from the LAN side as a NOC's Prometheus would.
     let page = eventually(Duration::from_secs(30), || metrics().ok())

@@ -17,6 +17,13 @@ use super::*;
 /// the bond.
 pub const BUNDLE_SILENT_MISSES: u32 = 2;
 
+/// How much longer than its own detection time a path's silence may be
+/// held while every other path is as silent (see
+/// `Fsm::every_other_path_silent`): the longest stall of a whole box the
+/// rule rides out. The test bed's guests stop for about 100 ms under TCG;
+/// a real box that stops answering for longer is failing.
+pub const STALL_HOLD_MS: Ms = 200;
+
 impl Fsm {
     pub(super) fn paths_step(&mut self, now: Ms) -> Vec<Event> {
         let mut events = Vec::new();
@@ -149,25 +156,35 @@ impl Fsm {
             return Some((Cause::CarrierLost, 0));
         }
         let missed = self.path_missed(pi, now)?;
-        if self.every_other_path_silent(pi) {
+        if self.every_other_path_silent(pi, now) {
             return None;
         }
         Some(missed)
     }
 
-    /// Whether every other path that is up has gone unanswered too (its
-    /// last verdicts misses) without reaching its own verdict yet. Then
-    /// everything went quiet at once: this box or the far one stalled
-    /// (the test bed's guests stop for 100 ms at times under TCG, and an
-    /// end that stalls answers nothing on any circuit), which no circuit
-    /// explains and no move mends: there is no answering path to move
-    /// to. A missed-probe verdict of `pi` waits until another path
-    /// answers (its failure then, acted on at once) or reaches its own
-    /// verdict (all of them down together, the routes kept where they
-    /// are). Some other path answering, or none being up, decides nothing
-    /// here; carrier loss is never held back.
-    fn every_other_path_silent(&self, pi: usize) -> bool {
-        if self.paths[pi].health != Health::Up {
+    /// Whether every other path that is up went unanswered at the same
+    /// time as `pi` (its run of misses began within one of `pi`'s
+    /// intervals of `pi`'s) and has not reached its own multiplier yet.
+    /// Then everything went quiet at once: this box or the far one
+    /// stalled (the test bed's guests stop for 100 ms at times under TCG,
+    /// and an end that stalls answers nothing on any circuit), which no
+    /// circuit explains and no move mends: there is no answering path to
+    /// move to. A missed-probe verdict of `pi` then waits until another
+    /// path answers (its failure then, acted on at once), reaches its
+    /// multiplier, or `pi`'s silence outlasts its own detection time
+    /// (`interval_ms` x `multiplier`) by [`STALL_HOLD_MS`], whichever
+    /// comes first. A miss of another path that began earlier or later
+    /// (a lost probe of a healthy circuit) holds nothing, nor does a path
+    /// alone; carrier loss is never held back.
+    fn every_other_path_silent(&self, pi: usize, now: Ms) -> bool {
+        let p = &self.paths[pi];
+        if p.health != Health::Up {
+            return false;
+        }
+        let t = &self.targets[p.target];
+        let interval = Ms::from(t.settings.interval_ms);
+        let budget = interval * Ms::from(t.settings.multiplier);
+        if now.saturating_sub(t.first_miss_at) > budget + STALL_HOLD_MS {
             return false;
         }
         let mut others = self
@@ -177,7 +194,12 @@ impl Fsm {
             .filter(|&(qi, q)| qi != pi && q.health == Health::Up)
             .map(|(_, q)| &self.targets[q.target])
             .peekable();
-        others.peek().is_some() && others.all(|t| t.misses >= 1 && t.misses < t.settings.multiplier)
+        others.peek().is_some()
+            && others.all(|q| {
+                q.misses >= 1
+                    && q.misses < q.settings.multiplier
+                    && q.first_miss_at.abs_diff(t.first_miss_at) <= interval
+            })
     }
 
     /// [`Fsm::path_fault`]'s missed-probe rules: the path's own

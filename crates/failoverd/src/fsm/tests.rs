@@ -484,6 +484,80 @@ fn everything_silent_at_once_moves_nothing_until_a_path_answers() {
     assert_eq!(sim.fsm.path_health(T3), Some(Health::Up));
 }
 
+/// The T3 probed every `interval_ms` x `multiplier` instead of 20 x 3.
+fn slow_t3(interval_ms: u32, multiplier: u32) -> Sim {
+    let text = OFFICE.replace(
+        r#""priority": 20,"#,
+        &format!(r#""priority": 20, "interval_ms": {interval_ms}, "multiplier": {multiplier},"#),
+    );
+    let sim = up_on_t1(Sim::new(&text), 1000, 1);
+    assert_eq!(sim.fsm.path_health(T3), Some(Health::Up));
+    sim
+}
+
+/// When the T3 sends its next probe.
+fn t3_next_send(sim: &Sim) -> Ms {
+    sim.fsm.targets[sim.fsm.paths[T3].target].next_send
+}
+
+/// The stalled-box rule holds a verdict only for silences that began
+/// together, and not for ever: a lost probe of a healthy T3 that began
+/// before the bundle failed delays nothing, and a silence of everything
+/// is held at most STALL_HOLD_MS past the path's own detection time.
+#[test]
+fn the_stalled_box_rule_holds_only_silences_that_began_together_and_not_for_long() {
+    let bundle = ["bond0", "eth0", "eth1", "eth2"];
+    // T3 at 200 ms x 3: its probe at `ns` is lost (judged 100 ms later),
+    // its next answered 200 ms later; the bundle dies 60 ms after `ns`.
+    let moved = |lose_t3_probe: bool| {
+        let mut sim = slow_t3(200, 3);
+        sim.run_until(1500);
+        let ns = t3_next_send(&sim);
+        sim.run_until(ns - 5);
+        if lose_t3_probe {
+            sim.set_silent(&["eth3"], true);
+        }
+        sim.run_until(ns + 10);
+        sim.set_silent(&["eth3"], false);
+        sim.run_until(ns + 60);
+        sim.set_silent(&bundle, true);
+        sim.run_until(ns + 1000);
+        let ds = sim.take();
+        let changes = route_changes(&ds);
+        assert_eq!(changes.len(), 1, "{:#?}", sim.lines(&ds));
+        assert_eq!((changes[0].1, changes[0].2), (Some(T1), T3));
+        changes[0].0 - ns
+    };
+    let clean = moved(false);
+    let with_lost = moved(true);
+    assert_eq!(
+        with_lost, clean,
+        "the T3's earlier loss held the bundle's failure ({clean} ms after its probe without it)"
+    );
+
+    // T3 at 40 ms x 10 (a miss judged 20 ms after its send, its own
+    // verdict 400 ms on), everything silent for good from just before
+    // its probe: t1's verdict is held, then given once t1's silence
+    // outlasts its 60 ms by STALL_HOLD_MS, the T3 still up.
+    let mut sim = slow_t3(40, 10);
+    sim.run_until(1500);
+    let ns = t3_next_send(&sim);
+    sim.run_until(ns - 5);
+    sim.set_silent(&["bond0", "eth0", "eth1", "eth2", "eth3"], true);
+    sim.run_until(ns + 350);
+    let ds = sim.take();
+    let changes = route_changes(&ds);
+    assert_eq!(changes.len(), 1, "{:#?}", sim.lines(&ds));
+    let at = changes[0].0 - ns;
+    assert!(
+        (40 + STALL_HOLD_MS..=80 + STALL_HOLD_MS).contains(&at),
+        "t1 down {at} ms after the T3's probe: {:#?}",
+        sim.lines(&ds)
+    );
+    assert_eq!(sim.fsm.path_health(T1), Some(Health::Down));
+    assert_eq!(sim.fsm.path_health(T3), Some(Health::Up));
+}
+
 /// A path held after a failure comes up only once no probe is overdue:
 /// with a wait longer than the interval (a 60 ms round trip at 20 ms), a
 /// probe lost just before the floor ends is judged after it. Coming up
