@@ -26,7 +26,8 @@ pub const QUANTILE_ERROR: f64 = 1.0 / 64.0;
 /// Fixed-size histogram of microsecond values, logarithmic buckets.
 #[derive(Debug, Clone)]
 pub struct Histogram {
-    counts: Box<[u32; HIST_BUCKETS]>,
+    /// [`HIST_BUCKETS`] counts (none in [`Histogram::UNALLOCATED`]).
+    counts: Vec<u32>,
     n: u64,
     /// The used index range, so that clearing and walking are cheap.
     lo: usize,
@@ -36,12 +37,23 @@ pub struct Histogram {
 impl Default for Histogram {
     fn default() -> Self {
         Histogram {
-            counts: Box::new([0; HIST_BUCKETS]),
+            counts: vec![0; HIST_BUCKETS],
             n: 0,
             lo: HIST_BUCKETS,
             hi: 0,
         }
     }
+}
+
+impl Histogram {
+    /// A stand-in that holds no memory, for the moment an accumulator's
+    /// histogram is moved out of it ([`Acc::reset`]); never counted into.
+    const UNALLOCATED: Histogram = Histogram {
+        counts: Vec::new(),
+        n: 0,
+        lo: HIST_BUCKETS,
+        hi: 0,
+    };
 }
 
 /// The bucket index of a value.
@@ -322,54 +334,40 @@ impl Acc {
     /// Empties the accumulator for the next bucket, keeping the
     /// histogram's memory: a bucket is closed for every tier of every
     /// circuit, and for each bucket a clock step skips (see
-    /// [`Bucket::default`]), so it must not allocate. Every field is named:
-    /// a new one does not compile until it is reset here too.
+    /// [`Bucket::default`]), so it must not allocate.
     fn reset(&mut self) {
-        let Acc {
-            sent,
-            received,
-            lost,
-            duplicates,
-            reordered,
-            loss_run,
-            hist,
-            rtt_min,
-            rtt_max,
-            mean,
-            m2,
-            ipdv_rtt,
-            ipdv_fwd,
-            ipdv_rev,
-            carrier_changes,
-            link_failures,
-            counters,
-            seconds,
-            touched,
-        } = self;
+        let mut hist = std::mem::replace(&mut self.hist, Histogram::UNALLOCATED);
         hist.clear();
-        for v in [
-            sent,
-            received,
-            lost,
-            duplicates,
-            reordered,
-            loss_run,
-            rtt_min,
-            rtt_max,
-            carrier_changes,
-            link_failures,
-        ] {
-            *v = 0;
-        }
-        *mean = 0.0;
-        *m2 = 0.0;
-        for i in [ipdv_rtt, ipdv_fwd, ipdv_rev] {
-            *i = Ipdv::default();
-        }
-        *counters = [0; 8];
-        *seconds = Seconds::default();
-        *touched = false;
+        *self = Acc { hist, ..Acc::EMPTY };
     }
+
+    /// Every field as a new accumulator has it, but the histogram's memory.
+    const EMPTY: Acc = Acc {
+        sent: 0,
+        received: 0,
+        lost: 0,
+        duplicates: 0,
+        reordered: 0,
+        loss_run: 0,
+        hist: Histogram::UNALLOCATED,
+        rtt_min: 0,
+        rtt_max: 0,
+        mean: 0.0,
+        m2: 0.0,
+        ipdv_rtt: Ipdv { sum_us: 0, n: 0 },
+        ipdv_fwd: Ipdv { sum_us: 0, n: 0 },
+        ipdv_rev: Ipdv { sum_us: 0, n: 0 },
+        carrier_changes: 0,
+        link_failures: 0,
+        counters: [0; 8],
+        seconds: Seconds {
+            observed: 0,
+            unavailable: 0,
+            errored: 0,
+            severely_errored: 0,
+        },
+        touched: false,
+    };
 }
 
 /// A closed bucket as a tier keeps it, 62 bytes (84 before issue 17's
