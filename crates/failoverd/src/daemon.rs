@@ -52,21 +52,21 @@ const CLIENT_ACCEPT_BATCH: usize = 64;
 const REOPEN_MS: Ms = 1000;
 /// The loop wakes at least this often (to notice a stop request).
 const MAX_SLEEP_MS: Ms = 250;
-/// The watched interfaces' carrier is read from sysfs at least this often
-/// (every turn of the loop, at most once a millisecond), and every
-/// millisecond for [`CARRIER_WATCH_MS`] after one goes: a carrier loss is
-/// seen when the driver says it, not when the kernel's link event comes.
-/// That event is sent under the RTNL lock, which a NIC's reset may hold
-/// for tens of ms (e1000e resets a NIC whose link went with frames in its
-/// ring: the event then came 140 ms late in the bench, while the probes
-/// found the far end silent in 50). A read wakes the daemon for a poll
-/// and one read per interface, not a turn of its loop
-/// ([`Daemon::sleep_until`]). Every millisecond instead of every 5 cost
-/// natively (the runtime bench's namespace lab, 30 s) 2.5 % of one CPU
-/// against 1.1 %, when each read still ran a whole turn, and the failover
-/// bench's outage did not show a difference (the link event is usually
-/// prompt; the reads are the fallback when it is not).
-const CARRIER_POLL_MS: Ms = 5;
+/// The watched interfaces' carrier is read from sysfs every millisecond:
+/// a carrier loss is seen when the driver says it, not when the kernel's
+/// link event comes. That event is sent under the RTNL lock, which a
+/// NIC's reset may hold for tens of ms (e1000e resets a NIC whose link
+/// went with frames in its ring: the event then came 140 ms late in the
+/// bench, while the probes found the far end silent in 50), and even
+/// without a reset it came 3-5 ms after the driver dropped the carrier
+/// (kernel log stamps, failover bench of 2026-12-06), the link watch
+/// taking each interface down in turn first. A read wakes the daemon for
+/// a poll and one read per interface, not a turn of its loop
+/// ([`Daemon::sleep_until`]); at 1 ms the reads cost natively what
+/// BENCHMARKS.md's runtime figures say.
+const CARRIER_POLL_MS: Ms = 1;
+/// For this long after a carrier was read gone, a link event that still
+/// says it is up (queued before it went) is checked against the file.
 const CARRIER_WATCH_MS: Ms = 200;
 
 enum Sock {
@@ -158,7 +158,7 @@ pub struct Daemon {
     recording: Option<wanflash_schema::failover::Recording>,
     /// The watched interfaces' carrier files (see
     /// [`Daemon::watch_carriers`]), when they were last read, and until
-    /// when they are read every millisecond.
+    /// when a stale link event is checked against them.
     carriers: Carriers,
     carrier_read_at: Ms,
     carrier_watch_until: Ms,
@@ -661,28 +661,25 @@ impl Daemon {
                 gone.push(l);
             }
         }
+        let went = !gone.is_empty();
+        let names: Vec<String> = gone.iter().map(|l| l.name.clone()).collect();
+        for l in gone {
+            self.link_changed(l);
+        }
         for m in unopened {
             self.info(m);
         }
-        let went = !gone.is_empty();
-        for l in gone {
+        for name in names {
             self.info(format!(
-                "{}: carrier gone (read from sysfs before the link event)",
-                l.name
+                "{name}: carrier gone (read from sysfs before the link event)"
             ));
-            self.link_changed(l);
         }
         went
     }
 
-    /// When the carrier files are read next: every millisecond while one
-    /// carrier has just gone, every [`CARRIER_POLL_MS`] otherwise.
+    /// When the carrier files are read next.
     fn carrier_due(&self) -> Ms {
-        if self.carrier_read_at < self.carrier_watch_until {
-            self.carrier_read_at + 1
-        } else {
-            self.carrier_read_at + CARRIER_POLL_MS
-        }
+        self.carrier_read_at + CARRIER_POLL_MS
     }
 
     /// Sleeps until `wake` or until a descriptor is ready, whichever comes

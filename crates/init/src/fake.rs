@@ -42,6 +42,8 @@ pub enum Call {
         /// Who it runs as, and the privilege steps the child takes.
         creds: Option<Credentials>,
         plan: Vec<PrivStep>,
+        /// Its `SCHED_FIFO` priority, if any.
+        realtime: Option<u8>,
     },
     SpawnFailed {
         name: String,
@@ -868,6 +870,7 @@ impl Sys for FakeSys {
             output: spec.output,
             creds: spec.creds.cloned(),
             plan: privilege_plan(spec.creds).to_vec(),
+            realtime: spec.realtime,
             env: spec
                 .env
                 .iter()

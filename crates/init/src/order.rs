@@ -141,6 +141,7 @@ mod tests {
             capabilities: vec![],
             runtime_dirs: vec![],
             devices: vec![],
+            realtime_priority: None,
         }
     }
 

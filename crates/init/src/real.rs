@@ -102,6 +102,7 @@ struct Child<'a> {
     creds: Option<&'a Credentials>,
     groups: &'a [libc::gid_t],
     plan: &'static [PrivStep],
+    realtime: Option<u8>,
 }
 
 /// `_LINUX_CAPABILITY_VERSION_3`: 64-bit capability sets in two words.
@@ -119,6 +120,34 @@ struct CapData {
     effective: u32,
     permitted: u32,
     inheritable: u32,
+}
+
+/// `sched_setscheduler(0, SCHED_FIFO, priority)` as the raw system call:
+/// musl's wrapper only returns `ENOSYS` (POSIX means a process, Linux a
+/// thread; the service's threads, created later, inherit it). No
+/// allocation: runs between fork and exec.
+///
+/// # Safety
+/// Only in the child after `fork`.
+unsafe fn set_fifo(priority: u8) -> Result<(), i32> {
+    // SAFETY: `sched_param` is plain integers (musl adds reserved fields),
+    // all-zero valid.
+    let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
+    param.sched_priority = libc::c_int::from(priority);
+    // SAFETY: a valid `sched_param` for the duration of the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setscheduler,
+            0 as libc::pid_t,
+            libc::SCHED_FIFO,
+            &param as *const libc::sched_param,
+        )
+    };
+    if r < 0 {
+        Err(Errno::last_raw())
+    } else {
+        Ok(())
+    }
 }
 
 /// One step of the privilege plan, as raw system calls (no allocation:
@@ -198,6 +227,9 @@ unsafe fn take_step(step: PrivStep, c: &Credentials, groups: &[libc::gid_t]) -> 
             PrivStep::NoNewPrivs => {
                 check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).into())
             }
+            // Never in a plan: taken before it, with the priority, by
+            // `set_fifo`.
+            PrivStep::SetScheduler => Ok(()),
         }
     }
 }
@@ -236,6 +268,15 @@ impl Child<'_> {
                     libc::ioctl(0, libc::TIOCSCTTY as _, 1 as libc::c_int);
                 }
                 libc::chdir(c"/".as_ptr());
+                if let Some(priority) = self.realtime {
+                    if let Err(errno) = set_fifo(priority) {
+                        // Fail closed: a service asked to run ahead of the
+                        // others never runs behind them unnoticed.
+                        let step = PrivStep::SetScheduler;
+                        self.report(step.index() as i32 + 1, errno);
+                        libc::_exit(step.exit_code())
+                    }
+                }
                 if let Some(c) = self.creds {
                     for (i, &step) in self.plan.iter().enumerate() {
                         if let Err(errno) = take_step(step, c, self.groups) {
@@ -634,6 +675,7 @@ impl Sys for RealSys {
             creds: spec.creds,
             groups: &groups,
             plan: privilege_plan(spec.creds),
+            realtime: spec.realtime,
             path: &path,
             argv: &argv,
             envp: &envp,
@@ -827,15 +869,26 @@ mod tests {
 
     /// Runs `cat /proc/self/status` through the real spawn path as `creds`.
     fn status_as(creds: &Credentials) -> Result<String, SpawnError> {
+        cat_as("/proc/self/status", Some(creds), None)
+    }
+
+    /// Runs `cat FILE` through the real spawn path as `creds`, at
+    /// `realtime`.
+    fn cat_as(
+        file: &str,
+        creds: Option<&Credentials>,
+        realtime: Option<u8>,
+    ) -> Result<String, SpawnError> {
         let env = BTreeMap::new();
-        let args = ["/proc/self/status".to_owned()];
+        let args = [file.to_owned()];
         let sp = RealSys::new().spawn(&SpawnSpec {
             name: "t",
             exec: "/bin/cat",
             args: &args,
             env: &env,
             output: Output::Log,
-            creds: Some(creds),
+            creds,
+            realtime,
         })?;
         let fd = sp.output.unwrap().0;
         // SAFETY: the pipe's read end, ours alone from here.
@@ -894,6 +947,41 @@ mod tests {
             assert_eq!(status_field(&s, key), "0000000000000000", "{key}\n{s}");
         }
         assert_eq!(status_field(&s, "Groups:"), "");
+    }
+
+    /// `rt_priority` and `policy` of a `/proc/PID/stat` line.
+    fn scheduling(stat: &str) -> (u32, u32) {
+        let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
+        let f: Vec<&str> = after.split_whitespace().collect();
+        // Fields 40 and 41 of proc(5); `after` starts at field 3.
+        (f[37].parse().unwrap(), f[38].parse().unwrap())
+    }
+
+    #[test]
+    fn a_realtime_service_runs_under_sched_fifo_at_its_priority_even_unprivileged() {
+        // SAFETY: geteuid has no arguments.
+        if unsafe { libc::geteuid() } != 0 || own_permitted() & (1 << 23) == 0 {
+            eprintln!("skipped: a real-time priority needs root with CAP_SYS_NICE");
+            return;
+        }
+        let s = cat_as("/proc/self/stat", None, Some(7)).unwrap();
+        assert_eq!(scheduling(&s), (7, libc::SCHED_FIFO as u32), "{s}");
+        // Set while still root: the service keeps it without CAP_SYS_NICE.
+        let creds = Credentials {
+            uid: 4242,
+            gid: 4343,
+            groups: vec![],
+            caps: 0,
+        };
+        let s = cat_as("/proc/self/stat", Some(&creds), Some(12)).unwrap();
+        assert_eq!(scheduling(&s), (12, libc::SCHED_FIFO as u32), "{s}");
+        let s = cat_as("/proc/self/stat", Some(&creds), None).unwrap();
+        assert_eq!(scheduling(&s), (0, libc::SCHED_OTHER as u32), "{s}");
+        // A priority the kernel refuses fails the spawn at its step.
+        let e = cat_as("/proc/self/stat", None, Some(100)).unwrap_err();
+        assert_eq!(e.step, Some(PrivStep::SetScheduler), "{e}");
+        assert_eq!(e.errno, Errno::EINVAL);
+        assert!(e.to_string().contains("real-time priority"), "{e}");
     }
 
     #[test]

@@ -213,6 +213,7 @@ mod tests {
             capabilities: vec![],
             runtime_dirs: vec![],
             devices: vec![],
+            realtime_priority: None,
         })
     }
 

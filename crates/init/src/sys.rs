@@ -122,6 +122,9 @@ pub struct SpawnSpec<'a> {
     pub output: Output,
     /// Who the process runs as; `None`: as init (root, every capability).
     pub creds: Option<&'a Credentials>,
+    /// `SCHED_FIFO` at this priority, set first (while the child is still
+    /// root); `None`: the ordinary scheduler, as init.
+    pub realtime: Option<u8>,
 }
 
 /// An unprivileged identity for a service: the child drops to it between
@@ -136,7 +139,8 @@ pub struct Credentials {
     pub caps: u64,
 }
 
-/// One step of dropping privileges, in the order the child takes them.
+/// One step the child takes before `exec`: its scheduling, then dropping
+/// privileges, in that order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PrivStep {
     /// `setgroups(groups)`.
@@ -158,6 +162,10 @@ pub enum PrivStep {
     /// `prctl(PR_SET_NO_NEW_PRIVS, 1)`: no set-id or file capability can
     /// give the service more after `execve`.
     NoNewPrivs,
+    /// `sched_setscheduler(0, SCHED_FIFO, priority)` for a service with a
+    /// real-time priority, before the others (it needs `CAP_SYS_NICE`).
+    /// Not in [`PRIVILEGE_PLAN`]: numbered after its steps.
+    SetScheduler,
 }
 
 /// Every step, in order: what the child runs for a non-root service.
@@ -186,13 +194,20 @@ pub fn privilege_plan(creds: Option<&Credentials>) -> &'static [PrivStep] {
 pub const PRIV_EXIT_BASE: i32 = 110;
 
 impl PrivStep {
-    /// Position in [`PRIVILEGE_PLAN`].
+    /// Position in [`PRIVILEGE_PLAN`]; [`PrivStep::SetScheduler`] the one
+    /// after its last.
     pub fn index(self) -> usize {
-        PRIVILEGE_PLAN.iter().position(|&s| s == self).unwrap_or(0)
+        PRIVILEGE_PLAN
+            .iter()
+            .position(|&s| s == self)
+            .unwrap_or(PRIVILEGE_PLAN.len())
     }
 
     pub fn from_index(i: usize) -> Option<PrivStep> {
-        PRIVILEGE_PLAN.get(i).copied()
+        PRIVILEGE_PLAN
+            .get(i)
+            .copied()
+            .or((i == PRIVILEGE_PLAN.len()).then_some(PrivStep::SetScheduler))
     }
 
     /// The child's exit status when this step fails.
@@ -210,6 +225,7 @@ impl PrivStep {
             PrivStep::CapSet => "capset",
             PrivStep::RaiseAmbient => "prctl(PR_CAP_AMBIENT_RAISE)",
             PrivStep::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)",
+            PrivStep::SetScheduler => "sched_setscheduler(SCHED_FIFO)",
         }
     }
 }
@@ -233,6 +249,13 @@ impl fmt::Display for SpawnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.step {
             None => write!(f, "{}", self.errno),
+            Some(PrivStep::SetScheduler) => write!(
+                f,
+                "setting its real-time priority failed at `{}` (exit status {}): {}",
+                PrivStep::SetScheduler.call(),
+                PrivStep::SetScheduler.exit_code(),
+                self.errno
+            ),
             Some(step) => write!(
                 f,
                 "dropping privileges failed at `{}` (exit status {}): {}",

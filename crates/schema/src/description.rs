@@ -459,7 +459,21 @@ pub struct ServiceDecl {
     /// like `/dev/rtc0` for `timesync`. A missing one is skipped.
     #[serde(default)]
     pub devices: Vec<String>,
+    /// Real-time scheduling: the service runs under `SCHED_FIFO` at this
+    /// priority (1-99), ahead of every ordinary process and kernel worker.
+    /// Init sets it before dropping privileges, so the service needs no
+    /// `CAP_SYS_NICE`; its threads inherit it. The kernel's real-time
+    /// throttling (`kernel.sched_rt_runtime_us`, 95 % of each second)
+    /// leaves the rest of the box the remaining 5 % should the service
+    /// spin. For a daemon whose reaction time is the product (failoverd);
+    /// unset: the ordinary scheduler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realtime_priority: Option<u8>,
 }
+
+/// The highest `realtime_priority` a service may have: `SCHED_FIFO`'s
+/// range (1-99).
+pub const MAX_REALTIME_PRIORITY: u8 = 99;
 
 /// The first uid (and gid) given to the services' users.
 pub const FIRST_SERVICE_ID: u32 = 100;
@@ -882,6 +896,7 @@ impl Description {
                         .collect(),
                     runtime_dirs: d.runtime_dirs.clone(),
                     devices: d.devices.clone(),
+                    realtime_priority: d.realtime_priority,
                 }
             })
             .collect()
@@ -921,6 +936,7 @@ impl Description {
             capabilities: Vec::new(),
             runtime_dirs: Vec::new(),
             devices: Vec::new(),
+            realtime_priority: None,
         };
         let key = ServiceDecl {
             args: vec!["ssh-host-key".into()],
@@ -1039,6 +1055,11 @@ impl Description {
 
     fn validate_service_user(&self, file: &str, s: &ServiceDecl) -> Result<(), DescriptionError> {
         let name = &s.name;
+        if let Some(p) = s.realtime_priority {
+            if !(1..=MAX_REALTIME_PRIORITY).contains(&p) {
+                return Err(invalid(file, "service.realtime_priority", format!("service `{name}`: {p} is not a real-time priority: 1 to {MAX_REALTIME_PRIORITY} (`SCHED_FIFO`, higher runs first), or remove the key for the ordinary scheduler")));
+            }
+        }
         let Some(user) = &s.user else {
             return Err(invalid(file, "service.user", format!("service `{name}` does not say which user it runs as: set `user = \"{name}\"` (an unprivileged user of its own, with the `capabilities` it needs) or, to keep full privileges, `user = \"root\"`")));
         };
@@ -1803,6 +1824,40 @@ site = "office"
                 .to_string();
             assert!(err.contains("directly in the `/run` tmpfs"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn a_realtime_priority_is_checked_and_reaches_init() {
+        let svc = |extra: &str| {
+            chain(&format!(
+                "{SERVICES}[[service]]\nname = \"a\"\nexec = \"/bin/a\"\nuser = \"a\"\n{extra}\n"
+            ))
+        };
+        for bad in [0, 100, 255] {
+            let err = svc(&format!("realtime_priority = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("images/x.toml")
+                    && err.contains("key `service.realtime_priority`")
+                    && err.contains(&format!("{bad} is not a real-time priority: 1 to 99")),
+                "{bad}: {err}"
+            );
+        }
+        let d = svc("realtime_priority = 10").unwrap();
+        let a = d
+            .system_services()
+            .into_iter()
+            .find(|s| s.name == "a")
+            .unwrap();
+        assert_eq!(a.realtime_priority, Some(10));
+        let d = svc("").unwrap();
+        let a = d
+            .system_services()
+            .into_iter()
+            .find(|s| s.name == "a")
+            .unwrap();
+        assert_eq!(a.realtime_priority, None);
     }
 
     #[test]

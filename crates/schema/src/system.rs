@@ -109,6 +109,10 @@ pub struct Service {
     /// (mode kept; a missing one is skipped), such as `/dev/rtc0`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<String>,
+    /// `SCHED_FIFO` at this priority (1-99), set by init before it drops
+    /// privileges; `None`: the ordinary scheduler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realtime_priority: Option<u8>,
 }
 
 impl Service {

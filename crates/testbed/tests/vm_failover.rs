@@ -543,6 +543,21 @@ fn every_daemon_runs_as_its_own_user_with_only_its_capabilities() {
                 assert_eq!(status_field(&s, key), "0000000000003000", "{key} {why}");
             }
             assert_eq!(status_field(&s, "NoNewPrivs:"), "1", "{why}");
+            // SCHED_FIFO at the description's priority 10, set by init
+            // (failoverd has no CAP_SYS_NICE): fields 40 and 41 of stat.
+            let stat = agent
+                .ok(&format!("cat /proc/{pid}/task/{task}/stat"))
+                .unwrap();
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or("", |(_, rest)| rest)
+                .split_whitespace()
+                .collect();
+            assert_eq!(
+                (fields.get(37).copied(), fields.get(38).copied()),
+                (Some("10"), Some("1")),
+                "{site}: failoverd task {task}'s real-time priority and policy: {stat}"
+            );
         }
         // Its control socket is in the folder init gave it.
         let ls = agent.ok("ls -ln /run/failoverd").unwrap();
@@ -575,7 +590,7 @@ fn every_daemon_runs_as_its_own_user_with_only_its_capabilities() {
         let start = line(&["started service `failoverd`"]);
         assert!(
             start.ends_with(
-                "as `failoverd` uid 101 gid 101, capabilities CAP_NET_ADMIN,CAP_NET_RAW"
+                "as `failoverd` uid 101 gid 101, capabilities CAP_NET_ADMIN,CAP_NET_RAW, real-time priority 10 (SCHED_FIFO)"
             ),
             "{site}: {start}"
         );

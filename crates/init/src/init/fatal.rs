@@ -59,6 +59,7 @@ pub fn last_resort<S: Sys>(
                         env: &env,
                         output: Output::Console,
                         creds: None,
+                        realtime: None,
                     }) {
                         Ok(sp) => {
                             log.line(

@@ -72,6 +72,7 @@ impl<S: Sys> Init<S> {
             env: &env,
             output: Output::Console,
             creds: None,
+            realtime: None,
         });
         match result {
             Ok(sp) => {

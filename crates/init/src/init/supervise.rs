@@ -137,6 +137,7 @@ impl<S: Sys> Init<S> {
             env: &env,
             output: Output::Log,
             creds: creds.as_ref(),
+            realtime: svc.spec.realtime_priority,
         });
         match result {
             Ok(sp) => {
@@ -157,7 +158,7 @@ impl<S: Sys> Init<S> {
                     ""
                 };
                 let spec = &self.services[i].spec;
-                let who = if spec.is_root() {
+                let mut who = if spec.is_root() {
                     "as root".to_owned()
                 } else {
                     let caps: Vec<&str> = spec.capabilities.iter().map(|c| c.name()).collect();
@@ -173,6 +174,9 @@ impl<S: Sys> Init<S> {
                         }
                     )
                 };
+                if let Some(p) = spec.realtime_priority {
+                    who.push_str(&format!(", real-time priority {p} (SCHED_FIFO)"));
+                }
                 if n == 1 {
                     say!(
                         self,

@@ -414,3 +414,45 @@ fn a_configuration_without_service_users_is_refused() {
         console(&init)
     );
 }
+
+#[test]
+fn a_realtime_service_is_spawned_at_its_priority_and_says_so() {
+    let cfg = with(
+        base_config(),
+        "services",
+        json!([
+            svc(
+                "failoverd",
+                json!({"user": "failoverd", "uid": 101, "gid": 101,
+                "capabilities": ["CAP_NET_ADMIN"], "realtime_priority": 10})
+            ),
+            svc("agent", json!({})),
+        ]),
+    );
+    let mut init = new_init(Some(&cfg), "");
+    init.sys.program("/sbin/failoverd", Program::forever());
+    init.sys.program("/sbin/agent", Program::forever());
+    init.boot();
+    assert!(step_until(&mut init, 20, |i| i.is_ready()));
+    let realtime: Vec<(String, Option<u8>)> = init
+        .sys
+        .calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Spawn { name, realtime, .. } => Some((name.clone(), *realtime)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        realtime,
+        [
+            ("failoverd".to_owned(), Some(10)),
+            ("agent".to_owned(), None)
+        ]
+    );
+    let out = console(&init);
+    assert!(
+        out.contains("as `failoverd` uid 101 gid 101, capabilities CAP_NET_ADMIN, real-time priority 10 (SCHED_FIFO)"),
+        "{out}"
+    );
+}
