@@ -762,6 +762,9 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
             .map(|vm| std::fs::read_to_string(vm.config.trace_path()).ok());
         print_resets(&traces, cut_at, repaired_at);
         print_timeline(&traces, cut_at, flow_started, &stats);
+        if m.is_ours() {
+            print_nics_down(p);
+        }
     }
     println!(
         "    flow: one request every {:.2} ms of host time ({:.0} pps), {} lost",
@@ -770,6 +773,63 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
         stats.lost.saturating_sub(before.lost)
     );
     Ok((outage, f64::from(stats.lost.saturating_sub(before.lost))))
+}
+
+/// When each T1 of the cut lost its carrier in each guest, by the kernel's
+/// log (e1000e's `NIC Link is Down`, printed as it drops the carrier), in
+/// ms after the first: the drivers check their links one after another,
+/// and the bundle is down only when the last one has.
+fn print_nics_down(p: &mut BenchPair) {
+    let mut parts = Vec::new();
+    for (name, agent) in [("office", &mut p.office), ("backup", &mut p.backup)] {
+        let log = peer::sh(
+            agent,
+            "dmesg | grep 'NIC Link is Down' | tail -n 8",
+            Duration::from_secs(30),
+        )
+        .map(|(_, o)| o)
+        .unwrap_or_default();
+        let down = nics_down(&log);
+        if down.is_empty() {
+            continue;
+        }
+        let list: Vec<String> = down
+            .iter()
+            .map(|(nic, ms)| format!("{nic} {ms:+.1}"))
+            .collect();
+        parts.push(format!("{name} {}", list.join(", ")));
+    }
+    if !parts.is_empty() {
+        println!(
+            "    carrier dropped by the drivers (guest kernel log, ms after the guest's first): {}",
+            parts.join("; ")
+        );
+    }
+}
+
+/// The last cut's `NIC Link is Down` lines of a kernel log (those within
+/// 100 ms of the last one): each interface, in ms after the first.
+fn nics_down(dmesg: &str) -> Vec<(String, f64)> {
+    let mut at: Vec<(f64, String)> = dmesg
+        .lines()
+        .filter_map(|l| {
+            let (stamp, rest) = l.trim_start().strip_prefix('[')?.split_once(']')?;
+            if !rest.contains("NIC Link is Down") {
+                return None;
+            }
+            let t: f64 = stamp.trim().parse().ok()?;
+            let nic = rest.split_whitespace().find(|w| w.ends_with(':'))?;
+            Some((t, nic.trim_end_matches(':').to_owned()))
+        })
+        .collect();
+    let Some(last) = at.last().map(|(t, _)| *t) else {
+        return Vec::new();
+    };
+    at.retain(|(t, _)| last - t <= 0.1);
+    let first = at.first().map_or(last, |(t, _)| *t);
+    at.into_iter()
+        .map(|(t, nic)| (nic, (t - first) * 1000.0))
+        .collect()
 }
 
 /// Each guest's NIC resets between the cut and its repair, one line, when
@@ -1412,6 +1472,22 @@ mod tests {
         let mut after = before.clone();
         after.insert("Ip OutNoRoutes".into(), 3);
         assert_eq!(moved(&before, &after), "Ip OutNoRoutes +3");
+    }
+
+    #[test]
+    fn the_nics_of_the_last_cut_are_timed_from_the_first_of_them() {
+        let log = "[   47.107392] e1000e 0000:00:05.0 eth1: NIC Link is Down
+[   49.925621] e1000e 0000:00:05.0 eth1: NIC Link is Down
+[   49.927596] e1000e 0000:00:04.0 eth0: NIC Link is Down
+[   49.934920] e1000e 0000:00:06.0 eth2: NIC Link is Down
+";
+        let down = nics_down(log);
+        let names: Vec<&str> = down.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["eth1", "eth0", "eth2"]);
+        assert!(down[0].1.abs() < 1e-6, "{down:?}");
+        assert!((down[1].1 - 1.975).abs() < 1e-3, "{down:?}");
+        assert!((down[2].1 - 9.299).abs() < 1e-3, "{down:?}");
+        assert!(nics_down("[ 1.0] bond0: link status definitely up\n").is_empty());
     }
 
     #[test]
