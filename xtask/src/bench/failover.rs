@@ -723,6 +723,11 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
     if f == Fault::Carrier && outage > CARRIER_OUTLIER_MS {
         print!("{}", explain_outlier(p, &counted));
     }
+    // Read before the repair: putting the T1s back takes members out
+    // and in, which the kernel logs as links going down too.
+    let nics_down_line = (f == Fault::Carrier && m.is_ours())
+        .then(|| nics_down_line(p))
+        .flatten();
     let repaired_at = SystemTime::now();
     fault(p, m, f, false)?;
     if !recovered {
@@ -762,8 +767,8 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
             .map(|vm| std::fs::read_to_string(vm.config.trace_path()).ok());
         print_resets(&traces, cut_at, repaired_at);
         print_timeline(&traces, cut_at, flow_started, &stats);
-        if m.is_ours() {
-            print_nics_down(p);
+        if let Some(line) = &nics_down_line {
+            println!("{line}");
         }
     }
     println!(
@@ -779,7 +784,7 @@ fn trial(p: &mut BenchPair, m: Mech, f: Fault) -> Result<(f64, f64)> {
 /// log (e1000e's `NIC Link is Down`, printed as it drops the carrier), in
 /// ms after the first: the drivers check their links one after another,
 /// and the bundle is down only when the last one has.
-fn print_nics_down(p: &mut BenchPair) {
+fn nics_down_line(p: &mut BenchPair) -> Option<String> {
     let mut parts = Vec::new();
     for (name, agent) in [("office", &mut p.office), ("backup", &mut p.backup)] {
         let log = peer::sh(
@@ -799,12 +804,12 @@ fn print_nics_down(p: &mut BenchPair) {
             .collect();
         parts.push(format!("{name} {}", list.join(", ")));
     }
-    if !parts.is_empty() {
-        println!(
+    (!parts.is_empty()).then(|| {
+        format!(
             "    carrier dropped by the drivers (guest kernel log, ms after the guest's first): {}",
             parts.join("; ")
-        );
-    }
+        )
+    })
 }
 
 /// The last cut's `NIC Link is Down` lines of a kernel log (those within
