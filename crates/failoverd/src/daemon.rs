@@ -52,19 +52,6 @@ const CLIENT_ACCEPT_BATCH: usize = 64;
 const REOPEN_MS: Ms = 1000;
 /// The loop wakes at least this often (to notice a stop request).
 const MAX_SLEEP_MS: Ms = 250;
-/// The watched interfaces' carrier is read from sysfs every millisecond:
-/// a carrier loss is seen when the driver says it, not when the kernel's
-/// link event comes. That event is sent under the RTNL lock, which a
-/// NIC's reset may hold for tens of ms (e1000e resets a NIC whose link
-/// went with frames in its ring: the event then came 140 ms late in the
-/// bench, while the probes found the far end silent in 50), and even
-/// without a reset it came 3-5 ms after the driver dropped the carrier
-/// (kernel log stamps, failover bench of 2026-12-06), the link watch
-/// taking each interface down in turn first. A read wakes the daemon for
-/// a poll and one read per interface, not a turn of its loop
-/// ([`Daemon::sleep_until`]); at 1 ms the reads cost natively what
-/// BENCHMARKS.md's runtime figures say.
-const CARRIER_POLL_MS: Ms = 1;
 /// For this long after a carrier was read gone, a link event that still
 /// says it is up (queued before it went) is checked against the file.
 const CARRIER_WATCH_MS: Ms = 200;
@@ -162,6 +149,19 @@ pub struct Daemon {
     carriers: Carriers,
     carrier_read_at: Ms,
     carrier_watch_until: Ms,
+    /// The watched interfaces' carrier is read from sysfs every
+    /// `carrier_poll_ms` (default 1 ms; why, and its cost:
+    /// `wanflash_schema::failover::DEFAULT_CARRIER_POLL_MS`): a carrier loss is
+    /// seen when the driver says it, not when the kernel's link event comes.
+    /// That event is sent under the RTNL lock, which a NIC's reset may hold for
+    /// tens of ms (e1000e resets a NIC whose link went with frames in its ring:
+    /// the event then came 140 ms late in the bench, while the probes found the
+    /// far end silent in 50), and even without a reset it came 3-5 ms after the
+    /// driver dropped the carrier (kernel log stamps, failover bench of
+    /// 2026-12-06), the link watch taking each interface down in turn first. A
+    /// read wakes the daemon for a poll and one read per interface, not a turn
+    /// of its loop ([`Daemon::sleep_until`]).
+    carrier_poll_ms: Ms,
 }
 
 /// Now on the wall clock, as an NTP timestamp (STAMP's T1; the
@@ -267,6 +267,7 @@ impl Daemon {
             carriers: Carriers::default(),
             carrier_read_at: 0,
             carrier_watch_until: 0,
+            carrier_poll_ms: Ms::from(cfg.carrier_poll_ms.max(1)),
         };
         d.say_config(cfg);
         if let Some(r) = &cfg.recording {
@@ -505,13 +506,14 @@ impl Daemon {
             .collect();
         let d = cfg.dampening;
         self.info(format!(
-            "watching {}; flap dampening: penalty {} per failure, half-life {} ms, suppressed above {} until below {}, at most {} ms",
+            "watching {}; flap dampening: penalty {} per failure, half-life {} ms, suppressed above {} until below {}, at most {} ms; carriers read every {} ms",
             paths.join("; "),
             d.penalty,
             d.half_life_ms,
             d.suppress,
             d.reuse,
-            d.max_suppress_ms
+            d.max_suppress_ms,
+            self.carrier_poll_ms
         ));
     }
 
@@ -679,7 +681,7 @@ impl Daemon {
 
     /// When the carrier files are read next.
     fn carrier_due(&self) -> Ms {
-        self.carrier_read_at + CARRIER_POLL_MS
+        self.carrier_read_at + self.carrier_poll_ms
     }
 
     /// Sleeps until `wake` or until a descriptor is ready, whichever comes

@@ -663,11 +663,19 @@ fn daemons_fail_over_on_carrier_loss_and_come_back_after_hold_down() {
     let office = OFFICE.replace(r#""multiplier": 3"#, r#""multiplier": 25"#);
     assert_ne!(office, OFFICE);
     let a_cfg = config(&office, &a_sock);
-    let b_cfg = config(BACKUP, &dir.path().join("b.sock"));
+    let mut b_cfg = config(BACKUP, &dir.path().join("b.sock"));
+    b_cfg.carrier_poll_ms = 3;
     let b_log: Log = Arc::default();
+    let b_said = b_log.clone();
     lab(T1_T3, b_daemon(b_cfg, b_log.clone()), move |b| {
         let a_log: Log = Arc::default();
         let (stop, daemon, _) = a_daemon(a_cfg, &a_log);
+        // The carrier read interval: the default, and the description's.
+        wait_for(Duration::from_secs(5), || {
+            logged(&a_log, "carriers read every 1 ms").is_some()
+                && logged(&b_said, "carriers read every 3 ms").is_some()
+        })
+        .expect("each daemon says how often it reads the carriers");
         let va = sockets::ifindex("va").unwrap();
         let va2 = sockets::ifindex("va2").unwrap();
         let mut ch = Channel::route().unwrap();

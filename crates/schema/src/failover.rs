@@ -52,6 +52,21 @@ pub const FAILOVER_CONFIG_PATH: &str = "/etc/wanflash/failover.json";
 /// with `udp_port` if multihop BFD runs between the two addresses.
 pub const DEFAULT_UDP_PORT: u16 = 4784;
 
+/// How often failoverd reads the watched interfaces' carrier from sysfs,
+/// by default: every millisecond. The kernel's link event waits for the
+/// RTNL lock and its link watch (3-5 ms after the driver dropped the
+/// carrier, and up to 140 ms when a NIC reset held the lock, in the
+/// failover bench), so the read is what acts on a carrier loss. Its
+/// cost is a wake-up per read: in the runtime bench (2026-12-06) failoverd
+/// took 3.2 % of a host CPU natively at 1 ms against 2.2 % at 5 ms, and
+/// 33.8 % of the emulated CPU under QEMU's TCG against 26.0 %;
+/// BENCHMARKS.md has the carrier-loss figures of both.
+pub const DEFAULT_CARRIER_POLL_MS: u32 = 1;
+/// The slowest carrier read allowed: a carrier loss is then still acted
+/// on within a second, before the probes' own verdict at the slowest
+/// settings.
+pub const MAX_CARRIER_POLL_MS: u32 = 1000;
+
 /// STAMP's well-known port (RFC 8762, IANA "stamp" 862/udp): where a
 /// carrier's STAMP or TWAMP-light reflector listens, and where failoverd's
 /// own reflector listens when `stamp_reflector` is on. A port below 1024:
@@ -90,6 +105,15 @@ pub struct Failover {
     /// that keeps failing is kept out.
     #[serde(default)]
     pub dampening: Dampening,
+    /// How often, in ms, the carrier of every watched interface (paths and
+    /// bond members) is read from sysfs: a carrier loss is acted on at most
+    /// this long after the driver drops it. 1 to [`MAX_CARRIER_POLL_MS`];
+    /// see [`DEFAULT_CARRIER_POLL_MS`] for the default and its cost.
+    #[serde(
+        default = "default_carrier_poll_ms",
+        skip_serializing_if = "is_default_carrier_poll_ms"
+    )]
+    pub carrier_poll_ms: u32,
     /// Unix socket for status and commands (`wanctl`).
     #[serde(default = "default_control_socket")]
     pub control_socket: String,
@@ -446,6 +470,12 @@ fn default_udp_port() -> u16 {
 fn default_stamp_port() -> u16 {
     DEFAULT_STAMP_PORT
 }
+fn default_carrier_poll_ms() -> u32 {
+    DEFAULT_CARRIER_POLL_MS
+}
+fn is_default_carrier_poll_ms(ms: &u32) -> bool {
+    *ms == DEFAULT_CARRIER_POLL_MS
+}
 fn is_default_stamp_port(p: &u16) -> bool {
     *p == DEFAULT_STAMP_PORT
 }
@@ -559,6 +589,15 @@ impl Validator<'_> {
         self.timing("failover.probe", [true; 3], &ProbeSettings::from(&f.probe));
         if let Some(r) = &f.recording {
             self.recording(r);
+        }
+        if !(1..=MAX_CARRIER_POLL_MS).contains(&f.carrier_poll_ms) {
+            self.err(
+                "failover.carrier_poll_ms",
+                format!(
+                    "{} is not a read interval from 1 to {MAX_CARRIER_POLL_MS} ms: {DEFAULT_CARRIER_POLL_MS} (the default) acts on a carrier loss soonest; a larger one costs fewer wake-ups",
+                    f.carrier_poll_ms
+                ),
+            );
         }
         let m = f.member_loss;
         if !(1..=100).contains(&m.take_out_percent) {
@@ -1344,6 +1383,31 @@ mod tests {
             "failover.dampening.max_suppress_ms",
             "from half_life_ms",
         );
+    }
+
+    #[test]
+    fn the_carrier_read_interval_is_defaulted_kept_out_of_the_json_and_checked() {
+        let f = office();
+        assert_eq!(f.carrier_poll_ms, 1);
+        assert!(!f.to_json().contains("carrier_poll_ms"), "{}", f.to_json());
+        let text = OFFICE.replace(
+            r#""probe": { "interval_ms""#,
+            r#""carrier_poll_ms": 5, "probe": { "interval_ms""#,
+        );
+        let g = Failover::from_json("x", &text).unwrap();
+        assert_eq!(g.carrier_poll_ms, 5);
+        assert!(g.validate(None).is_ok());
+        assert_eq!(Failover::from_json("x", &g.to_json()).unwrap(), g);
+        for bad in [0, 1001] {
+            let mut h = office();
+            h.carrier_poll_ms = bad;
+            one_error(
+                &h,
+                None,
+                "failover.carrier_poll_ms",
+                &format!("{bad} is not a read interval from 1 to 1000 ms"),
+            );
+        }
     }
 
     #[test]
