@@ -370,10 +370,42 @@ impl Fsm {
                     // An answer to a probe sent after the move (the mark
                     // holds the sequence number then).
                     let after = last_answered.wrapping_sub(m.mark as u32) as i32 > 0;
+                    // The far end says, since this end moved, that it has
+                    // the circuit out and is not ready: it will not follow
+                    // (it took the circuit out as this end put it back,
+                    // each on the other's word of a moment before). Out
+                    // again at once, no penalty, and back in by the
+                    // handshake when both are ready; waiting for the
+                    // rejoin's grace instead made the two ends cross
+                    // again 10 s later, each moving as the other's grace
+                    // ran out, until dampening held the circuit out
+                    // (vm_failover, 2026-12-06).
+                    let refused = m.far_out
+                        && !m.far_ready
+                        && m.far_heard_at > m.since
+                        && now.saturating_sub(m.far_heard_at)
+                            <= u64::from(s.interval_ms) * u64::from(s.multiplier);
+                    if refused {
+                        m.state = MemberState::Out;
+                        m.since = now;
+                        m.mark = received;
+                        m.take_outs += 1;
+                        out.push(Decision {
+                            at: now,
+                            event: Event::MemberOut {
+                                path: pi,
+                                member: mi,
+                                cause: Cause::FarEndOut,
+                                detection_ms: 0,
+                                suppressed_ms: None,
+                            },
+                            moves: Vec::new(),
+                            kept: Vec::new(),
+                        });
                     // And the far end has it in its bond too: until it
                     // moves (its NIC re-links then), what this end misses
                     // on it is the far end's move, not the circuit.
-                    if received > 0 && after && !m.far_out {
+                    } else if received > 0 && after && !m.far_out {
                         m.state = MemberState::In;
                         m.since = now;
                         self.targets[ti].misses = 0;

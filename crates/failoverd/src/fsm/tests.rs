@@ -1888,3 +1888,86 @@ fn the_shipped_probes_ride_out_a_healthy_t1s_noise() {
     };
     assert_eq!(member_run(&fast), LOSSY_RUN);
 }
+
+/// Both ends move a circuit at once, each on the other's word of a moment
+/// before: this end puts it back (the far end had it in), the far end
+/// takes it out (this end had it out). Seen in vm_failover: waiting out
+/// the rejoin's 10 s grace made the ends cross again each time, until
+/// dampening held the circuit out. The end that moved in goes back out
+/// as soon as the far end says, after the move, that it has the circuit
+/// out and is not ready; then both put it back by the handshake.
+#[test]
+fn a_far_end_that_took_a_member_out_as_this_end_put_it_back_is_followed_at_once() {
+    use crate::probe::{FLAG_MEMBER, FLAG_OUT, FLAG_READY};
+    let mut sim = started();
+    let eth1 = target_of(&sim, "eth1");
+    sim.run_until(2000);
+    // The far end took eth1 out; this end follows.
+    let ds = sim.fsm.on_far_member(eth1, FLAG_MEMBER | FLAG_OUT, sim.now);
+    assert!(matches!(ds[0].event, Event::MemberOut { member: 1, .. }));
+    // The far end has it in again; this end, healthy past its hold-down,
+    // puts it back.
+    assert!(sim.fsm.on_far_member(eth1, FLAG_MEMBER, sim.now).is_empty());
+    let mut moved = false;
+    while !moved && sim.now < 20_000 {
+        let next = sim.now + 5;
+        sim.run_until(next);
+        moved = sim
+            .take()
+            .iter()
+            .any(|d| matches!(d.event, Event::MemberIn { member: 1, .. }));
+    }
+    assert!(moved, "eth1 was not put back");
+    // Its NIC re-links as it joins the bond: nothing answers for a while.
+    sim.set_silent(&["eth1"], true);
+    assert_eq!(sim.fsm.member_state(1), Some(MemberState::Rejoining));
+    // Meanwhile the far end took it out again, and says so after the move:
+    // out at once, not 10 s later, and without a flap penalty.
+    let next = sim.now + 50;
+    sim.run_until(next);
+    assert!(sim.take().is_empty());
+    let ds = sim.fsm.on_far_member(eth1, FLAG_MEMBER | FLAG_OUT, sim.now);
+    assert_eq!(
+        sim.lines(&ds),
+        vec!["member eth1 of path t1 taken out of bond0 (the far end took it out of its bond, detected in 0 ms)"]
+    );
+    assert!(
+        matches!(
+            ds[0].event,
+            Event::MemberOut {
+                suppressed_ms: None,
+                ..
+            }
+        ),
+        "{:?}",
+        ds[0].event
+    );
+    assert_eq!(sim.fsm.member_state(1), Some(MemberState::Out));
+    // Both ready: back in together, by the handshake.
+    sim.set_silent(&["eth1"], false);
+    sim.run_until(30_000);
+    sim.take();
+    assert_eq!(
+        sim.fsm.member_flags(eth1),
+        FLAG_MEMBER | FLAG_OUT | FLAG_READY
+    );
+    let ds = sim
+        .fsm
+        .on_far_member(eth1, FLAG_MEMBER | FLAG_OUT | FLAG_READY, sim.now);
+    assert!(
+        matches!(ds[0].event, Event::MemberIn { member: 1, .. }),
+        "{:#?}",
+        sim.lines(&ds)
+    );
+    // A far end still flagged ready (it moves an interval later) is not a
+    // refusal.
+    sim.run_until(30_100);
+    let ds = sim
+        .fsm
+        .on_far_member(eth1, FLAG_MEMBER | FLAG_OUT | FLAG_READY, sim.now);
+    assert!(ds.is_empty(), "{:#?}", sim.lines(&ds));
+    assert!(sim.fsm.on_far_member(eth1, FLAG_MEMBER, sim.now).is_empty());
+    sim.run_until(31_000);
+    assert!(sim.take().is_empty());
+    assert_eq!(sim.fsm.member_state(1), Some(MemberState::In));
+}
