@@ -1844,20 +1844,17 @@ site = "office"
                 "{bad}: {err}"
             );
         }
-        let d = svc("realtime_priority = 10").unwrap();
-        let a = d
-            .system_services()
-            .into_iter()
-            .find(|s| s.name == "a")
-            .unwrap();
-        assert_eq!(a.realtime_priority, Some(10));
-        let d = svc("").unwrap();
-        let a = d
-            .system_services()
-            .into_iter()
-            .find(|s| s.name == "a")
-            .unwrap();
-        assert_eq!(a.realtime_priority, None);
+        let priority = |extra: &str| {
+            svc(extra)
+                .unwrap()
+                .system_services()
+                .into_iter()
+                .find(|s| s.name == "a")
+                .unwrap()
+                .realtime_priority
+        };
+        assert_eq!(priority("realtime_priority = 10"), Some(10));
+        assert_eq!(priority(""), None);
     }
 
     #[test]

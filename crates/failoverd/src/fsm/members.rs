@@ -233,28 +233,18 @@ impl Fsm {
                 MemberState::In => match faults[mi] {
                     Some((cause, detection_ms)) if healthy_others > 0 => {
                         let suppressed_ms = m.damp.fail(&self.dampening, now);
-                        m.state = MemberState::Out;
-                        m.since = now;
-                        m.mark = received;
                         m.flaps = 0;
-                        m.take_outs += 1;
                         m.kept_said = false;
+                        out.push(m.take_out(
+                            (pi, mi),
+                            (cause, detection_ms, suppressed_ms),
+                            received,
+                            now,
+                        ));
                         // The path's recent misses were most likely this
                         // member's share: forgive them.
                         let pt = self.paths[pi].target;
                         self.targets[pt].misses = 0;
-                        out.push(Decision {
-                            at: now,
-                            event: Event::MemberOut {
-                                path: pi,
-                                member: mi,
-                                cause,
-                                detection_ms,
-                                suppressed_ms,
-                            },
-                            moves: Vec::new(),
-                            kept: Vec::new(),
-                        });
                     }
                     Some((cause, _)) => {
                         // Every member fails: the path's own detection
@@ -386,22 +376,7 @@ impl Fsm {
                         && now.saturating_sub(m.far_heard_at)
                             <= u64::from(s.interval_ms) * u64::from(s.multiplier);
                     if refused {
-                        m.state = MemberState::Out;
-                        m.since = now;
-                        m.mark = received;
-                        m.take_outs += 1;
-                        out.push(Decision {
-                            at: now,
-                            event: Event::MemberOut {
-                                path: pi,
-                                member: mi,
-                                cause: Cause::FarEndOut,
-                                detection_ms: 0,
-                                suppressed_ms: None,
-                            },
-                            moves: Vec::new(),
-                            kept: Vec::new(),
-                        });
+                        out.push(m.take_out((pi, mi), (Cause::FarEndOut, 0, None), received, now));
                     // And the far end has it in its bond too: until it
                     // moves (its NIC re-links then), what this end misses
                     // on it is the far end's move, not the circuit.
@@ -411,25 +386,47 @@ impl Fsm {
                         self.targets[ti].misses = 0;
                     } else if now.saturating_sub(m.since) >= REJOIN_GRACE_MS {
                         let suppressed_ms = m.damp.fail(&self.dampening, now);
-                        m.state = MemberState::Out;
-                        m.since = now;
-                        m.mark = received;
-                        m.take_outs += 1;
-                        out.push(Decision {
-                            at: now,
-                            event: Event::MemberOut {
-                                path: pi,
-                                member: mi,
-                                cause: Cause::NoReplyAfterRejoin,
-                                detection_ms: REJOIN_GRACE_MS,
-                                suppressed_ms,
-                            },
-                            moves: Vec::new(),
-                            kept: Vec::new(),
-                        });
+                        out.push(m.take_out(
+                            (pi, mi),
+                            (Cause::NoReplyAfterRejoin, REJOIN_GRACE_MS, suppressed_ms),
+                            received,
+                            now,
+                        ));
                     }
                 }
             }
+        }
+    }
+}
+
+impl MemberRt {
+    /// Out of its bond from `now` (`received`: its answers so far, which
+    /// the way back counts from), and the decision that says so and
+    /// makes the daemon release it: member `mi` of path `pi`, for
+    /// `cause`, detected in `detection_ms`, kept out `suppressed_ms` by
+    /// its penalty (the caller charges the penalty, or not).
+    fn take_out(
+        &mut self,
+        (pi, mi): (usize, usize),
+        (cause, detection_ms, suppressed_ms): (Cause, Ms, Option<Ms>),
+        received: u64,
+        now: Ms,
+    ) -> Decision {
+        self.state = MemberState::Out;
+        self.since = now;
+        self.mark = received;
+        self.take_outs += 1;
+        Decision {
+            at: now,
+            event: Event::MemberOut {
+                path: pi,
+                member: mi,
+                cause,
+                detection_ms,
+                suppressed_ms,
+            },
+            moves: Vec::new(),
+            kept: Vec::new(),
         }
     }
 }
