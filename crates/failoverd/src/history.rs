@@ -23,6 +23,7 @@ use wanflash_linequality::{
     render_metrics, CircuitId, CircuitKind, CircuitSpec, Event as LqEvent, EventKind, Extra,
     Recorder, Recording, RouteInfo, Sample as LqSample,
 };
+use wanflash_runtime::sched;
 use wanflash_schema::failover::Failover;
 
 use crate::fsm::{Decision, Event, Fsm, Ms, ProbeOut, TargetKind};
@@ -593,8 +594,19 @@ impl History {
         let export = wanflash_linequality::Export::from_recorder(&self.rec, &self.host, now);
         match std::thread::Builder::new()
             .name("snapshot-save".into())
-            .spawn(move || save_snapshot(&export))
-        {
+            .spawn(move || {
+                // Off the loop's real-time priority, which the thread and the
+                // updater it runs would inherit: reducing the history and
+                // writing the card must not hold up the probes (at the same
+                // SCHED_FIFO priority the loop would wait for the whole save).
+                sched::set(sched::Policy::Ordinary).map_err(|e| {
+                    format!(
+                        "the history was not saved: cannot leave the real-time scheduler ({})",
+                        std::io::Error::from_raw_os_error(e)
+                    )
+                })?;
+                save_snapshot(&export)
+            }) {
             Ok(w) => s.writer = Some(w),
             Err(e) => say(Err(format!(
                 "cannot start a thread to save the history: {e}; retrying in {} s",

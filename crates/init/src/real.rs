@@ -11,6 +11,7 @@ use nix::mount::{MntFlags, MsFlags};
 use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::time::{clock_gettime, ClockId};
+use wanflash_runtime::sched;
 
 use crate::button::POWER_BUTTON_NAME;
 use crate::sys::{
@@ -122,34 +123,6 @@ struct CapData {
     inheritable: u32,
 }
 
-/// `sched_setscheduler(0, SCHED_FIFO, priority)` as the raw system call:
-/// musl's wrapper only returns `ENOSYS` (POSIX means a process, Linux a
-/// thread; the service's threads, created later, inherit it). No
-/// allocation: runs between fork and exec.
-///
-/// # Safety
-/// Only in the child after `fork`.
-unsafe fn set_fifo(priority: u8) -> Result<(), i32> {
-    // SAFETY: `sched_param` is plain integers (musl adds reserved fields),
-    // all-zero valid.
-    let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
-    param.sched_priority = libc::c_int::from(priority);
-    // SAFETY: a valid `sched_param` for the duration of the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_sched_setscheduler,
-            0 as libc::pid_t,
-            libc::SCHED_FIFO,
-            &param as *const libc::sched_param,
-        )
-    };
-    if r < 0 {
-        Err(Errno::last_raw())
-    } else {
-        Ok(())
-    }
-}
-
 /// One step of the privilege plan, as raw system calls (no allocation:
 /// runs between fork and exec). `Err(errno)` when it failed.
 ///
@@ -228,7 +201,7 @@ unsafe fn take_step(step: PrivStep, c: &Credentials, groups: &[libc::gid_t]) -> 
                 check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).into())
             }
             // Never in a plan: taken before it, with the priority, by
-            // `set_fifo`.
+            // `wanflash_runtime::sched::set`.
             PrivStep::SetScheduler => Ok(()),
         }
     }
@@ -269,7 +242,8 @@ impl Child<'_> {
                 }
                 libc::chdir(c"/".as_ptr());
                 if let Some(priority) = self.realtime {
-                    if let Err(errno) = set_fifo(priority) {
+                    // The raw system call, no allocation (see the module).
+                    if let Err(errno) = sched::set(sched::Policy::Fifo(priority)) {
                         // Fail closed: a service asked to run ahead of the
                         // others never runs behind them unnoticed.
                         let step = PrivStep::SetScheduler;

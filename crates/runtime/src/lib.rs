@@ -8,7 +8,9 @@
 //!   write-to-temp-then-rename;
 //! - [`exit`]: the exit codes the programs share;
 //! - [`log`]: the console lines of a daemon and their one writer;
-//! - [`cli`]: the hand-written command-line parser.
+//! - [`cli`]: the hand-written command-line parser;
+//! - [`sched`]: the calling thread's scheduling policy (init's real-time
+//!   services, and the threads of theirs that must not be).
 //!
 //! Below the on-box crates and the builder; it depends on no other
 //! wanflash crate.
@@ -21,6 +23,7 @@ pub mod config;
 pub mod exit;
 pub mod fsx;
 pub mod log;
+pub mod sched;
 
 use std::path::{Path, PathBuf};
 
