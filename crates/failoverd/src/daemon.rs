@@ -30,7 +30,7 @@ use crate::fsm::{Decision, Fsm, Ms, ProbeOut, TargetKind};
 use crate::history::History;
 use crate::netlink::{LinkState, LinkWatch};
 use crate::probe::{self, FarEnd, IcmpEcho, MemberFrame, Probe, Sample, FLAG_MEMBER};
-use crate::sockets::{self, CarrierRead, Carriers, IcmpSocket, PacketSocket, BROADCAST};
+use crate::sockets::{self, CarrierRead, Carriers, GoneLines, IcmpSocket, PacketSocket, BROADCAST};
 use crate::stamp::{self, ErrorEstimate, Ntp, ReflectorPacket, SenderPacket};
 use crate::steer;
 use crate::{Error, Line};
@@ -147,6 +147,7 @@ pub struct Daemon {
     /// [`Daemon::watch_carriers`]), when they were last read, and until
     /// when a stale link event is checked against them.
     carriers: Carriers,
+    gone_lines: GoneLines,
     carrier_read_at: Ms,
     carrier_watch_until: Ms,
     /// The watched interfaces' carrier is read from sysfs every
@@ -265,6 +266,7 @@ impl Daemon {
             history: None,
             recording: cfg.recording.clone(),
             carriers: Carriers::default(),
+            gone_lines: GoneLines::default(),
             carrier_read_at: 0,
             carrier_watch_until: 0,
             carrier_poll_ms: Ms::from(cfg.carrier_poll_ms.max(1)),
@@ -664,19 +666,23 @@ impl Daemon {
             }
         }
         let went = !gone.is_empty();
-        let names: Vec<String> = gone.iter().map(|l| l.name.clone()).collect();
         for l in gone {
+            self.gone_lines.note(&l.name, now);
             self.link_changed(l);
         }
         for m in unopened {
             self.info(m);
         }
-        for name in names {
-            self.info(format!(
-                "{name}: carrier gone (read from sysfs before the link event)"
-            ));
-        }
         went
+    }
+
+    /// Says the carriers read gone once no carrier has gone for
+    /// [`CARRIER_WATCH_MS`] (see [`GoneLines`]).
+    fn say_carriers_gone(&mut self) {
+        let now = self.now_ms();
+        for line in self.gone_lines.take(now, self.carrier_watch_until) {
+            self.info(line);
+        }
     }
 
     /// When the carrier files are read next.
@@ -931,6 +937,7 @@ impl Daemon {
                 )));
             }
             self.watch_carriers();
+            self.say_carriers_gone();
             let now = self.now_ms();
             let tick = self.fsm.tick(now);
             if let Some(h) = &mut self.history {
@@ -966,6 +973,9 @@ impl Daemon {
             let wake = [
                 pending,
                 Some(self.fsm.next_wakeup()),
+                self.gone_lines
+                    .pending()
+                    .then_some(self.carrier_watch_until),
                 metrics_deadline,
                 client_deadline,
             ]
