@@ -543,8 +543,10 @@ fn every_daemon_runs_as_its_own_user_with_only_its_capabilities() {
                 assert_eq!(status_field(&s, key), "0000000000003000", "{key} {why}");
             }
             assert_eq!(status_field(&s, "NoNewPrivs:"), "1", "{why}");
-            // SCHED_FIFO at the description's priority 10, set by init
-            // (failoverd has no CAP_SYS_NICE): fields 40 and 41 of stat.
+            // The ordinary scheduler, as the shipped description has it
+            // (no `realtime_priority`: at SCHED_FIFO the guests' other
+            // work starved under noise, see images/wan-common.toml):
+            // fields 40 and 41 of stat, every thread.
             let stat = agent
                 .ok(&format!("cat /proc/{pid}/task/{task}/stat"))
                 .unwrap();
@@ -555,7 +557,7 @@ fn every_daemon_runs_as_its_own_user_with_only_its_capabilities() {
                 .collect();
             assert_eq!(
                 (fields.get(37).copied(), fields.get(38).copied()),
-                (Some("10"), Some("1")),
+                (Some("0"), Some("0")),
                 "{site}: failoverd task {task}'s real-time priority and policy: {stat}"
             );
         }
@@ -590,7 +592,7 @@ fn every_daemon_runs_as_its_own_user_with_only_its_capabilities() {
         let start = line(&["started service `failoverd`"]);
         assert!(
             start.ends_with(
-                "as `failoverd` uid 101 gid 101, capabilities CAP_NET_ADMIN,CAP_NET_RAW, real-time priority 10 (SCHED_FIFO)"
+                "as `failoverd` uid 101 gid 101, capabilities CAP_NET_ADMIN,CAP_NET_RAW"
             ),
             "{site}: {start}"
         );
