@@ -595,9 +595,10 @@ impl History {
         match std::thread::Builder::new()
             .name("snapshot-save".into())
             .spawn(move || {
-                // Off the loop's real-time priority, which the thread and the
-                // updater it runs would inherit: reducing the history and
-                // writing the card must not hold up the probes (at the same
+                // On the ordinary scheduler whatever the service's
+                // `realtime_priority` (the thread and the updater it runs
+                // would inherit it): reducing the history and writing the
+                // card must not hold up the probes (at the loop's own
                 // SCHED_FIFO priority the loop would wait for the whole save).
                 sched::set(sched::Policy::Ordinary).map_err(|e| {
                     format!(

@@ -460,8 +460,9 @@ impl Carriers {
 /// exit to the emulated UART), and the drivers' work that drops the
 /// bundle's other members' carrier waited behind it. In the failover
 /// bench of 2026-12-06 the trials whose first member was read (and said)
-/// alone were the ones whose other members went 3-6 ms after it, those
-/// read all at once within 1 ms.
+/// alone were the ones whose other members went 2-6 ms after it, those
+/// read all at once within 1 ms; one cost in that window among others
+/// (BENCHMARKS.md, twelfth session).
 #[derive(Default)]
 pub struct GoneLines(Vec<(String, u64)>);
 

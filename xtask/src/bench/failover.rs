@@ -490,7 +490,7 @@ fn set_probes(p: &mut BenchPair, (interval, multiplier): (u32, u32)) -> Result<(
         }
     }
     // And the first trial on whole bonds, as every later one.
-    every_t1_in_both_bonds(p)?;
+    every_t1_in_both_bonds(p, 60)?;
     wait_on_bundle(p, 90)
 }
 
@@ -643,7 +643,7 @@ fn recover(p: &mut BenchPair, m: Mech, from: (usize, usize)) -> Result<()> {
                 vm.wait_for_from("path t1 up", at, Duration::from_secs(90))
                     .map_err(agent_err)?;
             }
-            every_t1_in_both_bonds(p)?;
+            every_t1_in_both_bonds(p, 60)?;
             wait_on_bundle(p, 60)
         }
         Mech::Miimon | Mech::ArpMon => {
@@ -667,8 +667,8 @@ fn recover(p: &mut BenchPair, m: Mech, from: (usize, usize)) -> Result<()> {
 /// T1s back). Penalties are cleared on every look: a T1 whose carrier
 /// came back last is taken out once more as the bundle returns, and
 /// back-to-back trials would otherwise suppress it.
-fn every_t1_in_both_bonds(p: &mut BenchPair) -> Result<()> {
-    wait_both(p, 60, "every T1 back in bond0", |_| {
+fn every_t1_in_both_bonds(p: &mut BenchPair, secs: u64) -> Result<()> {
+    wait_both(p, secs, "every T1 back in bond0", |_| {
         "/usr/bin/wanctl undampen all > /dev/null; S=\" $(cat /sys/class/net/bond0/bonding/slaves) \"; for m in eth0 eth1 eth2; do case \"$S\" in *\" $m \"*) ;; *) exit 1;; esac; done".into()
     })
 }
@@ -1313,14 +1313,11 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             .any(|x| x.0 == m);
         if last_fault && matches!(m, Mech::Failoverd | Mech::FailoverdPrev | Mech::ArpMon) {
             if m.is_ours() {
-                undampen(&mut p)?;
                 // The trials' cuts took T1s out of the bonds; putting one
                 // back re-links its NICs (a run of 2026-12-05 counted the
                 // path failure that followed as the noise's). The noise
-                // starts on a whole bundle.
-                wait_both(&mut p, 120, "every T1 back in the bond", |_| {
-                    "s=$(cat /sys/class/net/bond0/bonding/slaves); for m in eth0 eth1 eth2; do case \" $s \" in *\" $m \"*) ;; *) exit 1;; esac; done".into()
-                })?;
+                // starts on a whole bundle, without penalties.
+                every_t1_in_both_bonds(&mut p, 120)?;
                 std::thread::sleep(Duration::from_secs(3));
             }
             match noise_run(&mut p, m, noise_s).with_context(|| format!("{}: noise", m.label())) {
