@@ -936,52 +936,70 @@ fn print_timeline(
     );
 }
 
-/// [`print_timeline`] for one guest's trace: `link off +a, handler +b,
-/// link check +c`, each the first after the one before (`None` if the
-/// trace has no link going after `cut`, in seconds on the wall clock).
+/// [`print_timeline`] for one guest's trace, each step per NIC of the cut:
+/// `link off +a/+a'/.., handler +b/.., link check +c/..`: the links QEMU
+/// took down (within 50 ms of `cut`, in seconds on the wall clock; `None`
+/// if none), then the driver's interrupt handler reading link-status-change,
+/// one per NIC, and the driver's link checks, each a run of PHY reads that
+/// begins more than [`CHECK_GAP_MS`] after the run before (the trace names
+/// no NIC: e1000e checks one NIC at a time, so the runs are the NICs' checks
+/// in order). A guest whose NICs' checks lie far apart shows where its
+/// bundle waited.
 fn link_timeline(text: &str, cut: f64) -> Option<String> {
-    let events = trace_events(text).filter(|(at, _)| *at >= cut);
+    let events = trace_events(text)
+        .map(|(at, e)| ((at - cut) * 1000.0, e))
+        .filter(|(ms, _)| (0.0..=50.0).contains(ms));
     let lsc = |e: &str| {
         e.rsplit("0x")
             .next()
             .and_then(|h| u32::from_str_radix(h.trim(), 16).ok())
             .is_some_and(|v| v & 0x4 != 0)
     };
-    // The handler and the link check, each the first after the link went
-    // (a trace without the interrupt's events still shows the check).
-    let mut off: Option<f64> = None;
-    let (mut handler, mut check) = (None, None);
-    for (at, e) in events {
-        let ms = (at - cut) * 1000.0;
-        match off {
-            None => {
-                if e.starts_with("e1000e_link_status_changed")
-                    && e.trim_end().ends_with("status: 0")
-                {
-                    off = Some(ms);
-                }
+    let (mut offs, mut handlers, mut checks) = (Vec::new(), Vec::new(), Vec::new());
+    let mut last_read: Option<f64> = None;
+    for (ms, e) in events {
+        if e.starts_with("e1000e_link_status_changed") && e.trim_end().ends_with("status: 0") {
+            offs.push(ms);
+            continue;
+        }
+        if offs.is_empty() {
+            continue;
+        }
+        if e.starts_with("e1000e_irq_icr_read_entry") && lsc(e) && handlers.len() < offs.len() {
+            handlers.push(ms);
+        }
+        if e.starts_with("e1000e_core_mdic_read") {
+            if last_read.is_none_or(|l| ms - l > CHECK_GAP_MS) && checks.len() < offs.len() {
+                checks.push(ms);
             }
-            Some(_) => {
-                if handler.is_none() && e.starts_with("e1000e_irq_icr_read_entry") && lsc(e) {
-                    handler = Some(ms);
-                }
-                if check.is_none() && e.starts_with("e1000e_core_mdic_read") {
-                    check = Some(ms);
-                }
-                if check.is_some() && handler.is_some() {
-                    break;
-                }
-            }
+            last_read = Some(ms);
         }
     }
-    let at = |x: Option<f64>| x.map_or("?".to_owned(), |v| format!("{v:+.1}"));
+    if offs.is_empty() {
+        return None;
+    }
+    let list = |v: &[f64]| {
+        if v.is_empty() {
+            "?".to_owned()
+        } else {
+            v.iter()
+                .map(|x| format!("{x:+.1}"))
+                .collect::<Vec<_>>()
+                .join("/")
+        }
+    };
     Some(format!(
-        "link off {:+.1}, handler {}, link check {}",
-        off?,
-        at(handler),
-        at(check)
+        "link off {}, handler {}, link check {}",
+        list(&offs),
+        list(&handlers),
+        list(&checks)
     ))
 }
+
+/// A pause between two PHY reads longer than this starts another NIC's
+/// link check in [`link_timeline`] (one check's reads come tens of µs
+/// apart).
+const CHECK_GAP_MS: f64 = 0.3;
 
 /// When the console line holding `needle` began, in ms after `cut`, from
 /// QEMU's `serial_write` trace (each byte the guest writes to its UART):
@@ -1528,14 +1546,26 @@ mod tests {
                    9@100.000100:e1000e_irq_icr_read_entry Starting ICR read. Current ICR: 0x4\n\
                    9@100.000200:e1000e_core_mdic_read MDIC READ: PHY[0][1] = 0x796d\n\
                    9@100.000500:e1000e_link_status_changed New link status: 0\n\
+                   9@100.000550:e1000e_link_status_changed New link status: 0\n\
                    9@100.000600:e1000e_irq_icr_read_entry Starting ICR read. Current ICR: 0x80\n\
                    9@100.000700:e1000e_irq_icr_read_entry Starting ICR read. Current ICR: 0x84\n\
-                   9@100.004700:e1000e_core_mdic_read MDIC READ: PHY[0][1] = 0x7969\n";
+                   9@100.000900:e1000e_irq_icr_read_entry Starting ICR read. Current ICR: 0x4\n\
+                   9@100.004700:e1000e_core_mdic_read MDIC READ: PHY[0][1] = 0x7969\n\
+                   9@100.004750:e1000e_core_mdic_read MDIC READ: PHY[0][1] = 0x7969\n\
+                   9@100.009100:e1000e_core_mdic_read MDIC READ: PHY[0][1] = 0x7969\n\
+                   9@100.009200:e1000e_irq_icr_read_entry Starting ICR read. Current ICR: 0x4\n\
+                   9@100.012000:e1000e_core_mdic_read MDIC READ: PHY[0][1] = 0x7969\n\
+                   9@100.090000:e1000e_link_status_changed New link status: 0\n";
         assert_eq!(
             link_timeline(log, 100.0).as_deref(),
-            Some("link off +0.5, handler +0.7, link check +4.7")
+            Some("link off +0.5/+0.6, handler +0.7/+0.9, link check +4.7/+9.1")
         );
-        assert_eq!(link_timeline(log, 100.001), None);
+        assert_eq!(link_timeline(log, 100.013), None);
+        let no_reads = "9@100.000500:e1000e_link_status_changed New link status: 0\n";
+        assert_eq!(
+            link_timeline(no_reads, 100.0).as_deref(),
+            Some("link off +0.5, handler ?, link check ?")
+        );
     }
 
     #[test]
