@@ -55,13 +55,6 @@ const MAX_SLEEP_MS: Ms = 250;
 /// For this long after a carrier was read gone, a link event that still
 /// says it is up (queued before it went) is checked against the file.
 const CARRIER_WATCH_MS: Ms = 200;
-/// How long a carrier loss that moves no path (a bond member's, its bond
-/// keeping another; [`Fsm::carrier_loss_is_partial`]) waits before it is
-/// fed to the state machine, unless a loss that moves a path comes first.
-/// Nothing is decided on it before `CARRIER_SETTLE_MS` (50 ms): the wait
-/// keeps the daemon's work off the CPU while the drivers drop the rest of
-/// a cut bundle, one NIC after the other.
-const PARTIAL_LOSS_WAIT_MS: Ms = 10;
 
 enum Sock {
     Closed,
@@ -157,9 +150,6 @@ pub struct Daemon {
     gone_lines: GoneLines,
     carrier_read_at: Ms,
     carrier_watch_until: Ms,
-    /// Carrier losses read that move no path yet, with when they were read
-    /// (see [`PARTIAL_LOSS_WAIT_MS`]).
-    partial_losses: Vec<(String, Ms)>,
     /// The watched interfaces' carrier is read from sysfs every
     /// `carrier_poll_ms` (default 1 ms; why, and its cost:
     /// `wanflash_schema::failover::DEFAULT_CARRIER_POLL_MS`): a carrier loss is
@@ -279,7 +269,6 @@ impl Daemon {
             gone_lines: GoneLines::default(),
             carrier_read_at: 0,
             carrier_watch_until: 0,
-            partial_losses: Vec::new(),
             carrier_poll_ms: Ms::from(cfg.carrier_poll_ms.max(1)),
         };
         d.say_config(cfg);
@@ -647,11 +636,9 @@ impl Daemon {
 
     /// Reads the carrier file of every watched interface that still has
     /// carrier here (at most once a millisecond, each interface once), and
-    /// feeds a loss that moves a path to the state machine at once, before
-    /// the kernel's link event (which waits for the RTNL lock), with the
-    /// losses held back before it; a loss that moves no path is held back
-    /// for [`PARTIAL_LOSS_WAIT_MS`]. Carrier coming back is left to the
-    /// link event. Says whether a loss was fed.
+    /// feeds a loss to the state machine at once, before the kernel's link
+    /// event (which waits for the RTNL lock). Carrier coming back is left
+    /// to the link event. Says whether a carrier went.
     fn watch_carriers(&mut self) -> bool {
         let now = self.now_ms();
         if now == self.carrier_read_at {
@@ -669,7 +656,7 @@ impl Daemon {
             let Some(l) = self.links.get(&t.interface) else {
                 continue;
             };
-            if !l.carrier || self.partial_losses.iter().any(|(p, _)| *p == l.name) {
+            if !l.carrier {
                 continue;
             }
             if self.carriers.read(&t.interface, now, &mut unopened) == CarrierRead::Down {
@@ -678,57 +665,15 @@ impl Daemon {
                 gone.push(l);
             }
         }
+        let went = !gone.is_empty();
+        for l in gone {
+            self.gone_lines.note(&l.name, now);
+            self.link_changed(l);
+        }
         for m in unopened {
             self.info(m);
         }
-        if gone.is_empty() {
-            return false;
-        }
-        for l in &gone {
-            self.gone_lines.note(&l.name, now);
-        }
-        let names: Vec<&str> = self
-            .partial_losses
-            .iter()
-            .map(|(name, _)| name.as_str())
-            .chain(gone.iter().map(|l| l.name.as_str()))
-            .collect();
-        if self.fsm.carrier_loss_is_partial(&names) {
-            self.partial_losses
-                .extend(gone.into_iter().map(|l| (l.name, now)));
-            return false;
-        }
-        self.feed_partial_losses();
-        for l in gone {
-            self.link_changed(l);
-        }
-        true
-    }
-
-    /// When the losses held back by [`Daemon::watch_carriers`] are fed to
-    /// the state machine at the latest.
-    fn partial_losses_due(&self) -> Ms {
-        self.partial_losses
-            .first()
-            .map_or(Ms::MAX, |(_, at)| at + PARTIAL_LOSS_WAIT_MS)
-    }
-
-    /// Feeds the carrier losses held back to the state machine, each as
-    /// the interface is known now (the link event may have said it
-    /// already) and only if its carrier is still gone (one back within the
-    /// wait was a blip that moved nothing).
-    fn feed_partial_losses(&mut self) {
-        for (name, _) in std::mem::take(&mut self.partial_losses) {
-            let Some(l) = self.links.get(&name).filter(|l| l.carrier) else {
-                continue;
-            };
-            if self.carriers.current(&name) == CarrierRead::Up {
-                continue;
-            }
-            let mut l = l.clone();
-            l.carrier = false;
-            self.link_changed(l);
-        }
+        went
     }
 
     /// Says the carriers read gone once no carrier has gone for
@@ -752,7 +697,6 @@ impl Daemon {
     /// poll set). Returns early, with nothing ready, when a carrier went.
     fn sleep_until(&mut self, wake: Ms) -> Result<Vec<Source>, Error> {
         loop {
-            let wake = wake.min(self.partial_losses_due());
             let now = self.now_ms();
             // `wake` is at most MAX_SLEEP_MS ahead: the caller caps it.
             let until = wake.min(self.carrier_due());
@@ -991,9 +935,6 @@ impl Daemon {
                 return Err(Error::Thread(io::Error::other(
                     "the thread that answers the far end's probes stopped",
                 )));
-            }
-            if self.now_ms() >= self.partial_losses_due() {
-                self.feed_partial_losses();
             }
             self.watch_carriers();
             self.say_carriers_gone();

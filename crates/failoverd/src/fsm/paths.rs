@@ -140,32 +140,6 @@ impl Fsm {
         events
     }
 
-    /// Whether losing the carrier of every interface in `gone` leaves
-    /// every path's carrier as it is: none is a path's own interface, and
-    /// each bond keeps a member in it with carrier. Then the losses decide
-    /// nothing for [`super::members::CARRIER_SETTLE_MS`] (a member is taken
-    /// out only after it), and the daemon may feed them to the machine a
-    /// little later: a cut bundle's NICs lose their carrier one driver
-    /// check after the other on one CPU, and work done between two checks
-    /// delays the last one, which is the one that moves the traffic.
-    pub fn carrier_loss_is_partial(&self, gone: &[&str]) -> bool {
-        let goes = |t: usize| gone.contains(&self.targets[t].interface.as_str());
-        self.paths.iter().all(|p| {
-            if goes(p.target) {
-                return false;
-            }
-            let with_carrier = |after: bool| {
-                p.members.iter().any(|&mi| {
-                    let m = &self.members[mi];
-                    m.state.in_bond()
-                        && self.targets[m.target].carrier
-                        && !(after && goes(m.target))
-                })
-            };
-            p.members.is_empty() || !with_carrier(false) || with_carrier(true)
-        })
-    }
-
     /// Why a path should be declared down now, if it should.
     pub(super) fn path_fault(&self, pi: usize, now: Ms) -> Option<(Cause, Ms)> {
         let p = &self.paths[pi];

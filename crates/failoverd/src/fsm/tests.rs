@@ -673,31 +673,6 @@ fn carrier_loss_is_immediate() {
     );
 }
 
-/// The daemon feeds a carrier loss later when it moves no path: a loss
-/// within the bond while another member in it keeps its carrier.
-#[test]
-fn a_carrier_loss_is_partial_while_a_member_in_the_bond_keeps_its_carrier() {
-    let mut sim = started();
-    sim.run_until(1500);
-    let fsm = &sim.fsm;
-    assert!(fsm.carrier_loss_is_partial(&[]));
-    assert!(fsm.carrier_loss_is_partial(&["eth0"]));
-    assert!(fsm.carrier_loss_is_partial(&["eth0", "eth2"]));
-    // The whole bundle, a path's own interface: the path goes.
-    assert!(!fsm.carrier_loss_is_partial(&["eth0", "eth1", "eth2"]));
-    assert!(!fsm.carrier_loss_is_partial(&["eth3"]));
-    assert!(!fsm.carrier_loss_is_partial(&["bond0"]));
-    assert!(!fsm.carrier_loss_is_partial(&["eth0", "eth3"]));
-    // A member out of the bond does not keep it up: with eth2 out,
-    // eth0 and eth1 are the bond.
-    sim.fsm.member_found_out(2, 1500);
-    assert!(sim.fsm.carrier_loss_is_partial(&["eth0"]));
-    assert!(!sim.fsm.carrier_loss_is_partial(&["eth0", "eth1"]));
-    // A member already without carrier counts as gone.
-    sim.set_carrier("eth0", false);
-    assert!(!sim.fsm.carrier_loss_is_partial(&["eth1"]));
-}
-
 #[test]
 fn losing_every_member_carrier_is_a_carrier_loss_of_the_bond() {
     let mut sim = started();
