@@ -894,12 +894,13 @@ fn trace_events(text: &str) -> impl Iterator<Item = (f64, &str)> {
 /// Where a carrier trial's outage went, in ms after the cut, when QEMU
 /// traced the link (`WANFLASH_QEMU_TRACE=` with
 /// `e1000e_link_status_changed,e1000e_core_mdic_read`, and for more
-/// `e1000e_irq_icr_read_entry`, `serial_write`): per guest, the NIC's link
-/// going (QEMU), the driver's interrupt handler reading it, the driver's
-/// link check (its first PHY read after), failoverd's console line, and
-/// then the flow's gap (last answered request sent, first answered
-/// after), all on the host's wall clock. What comes after the link check
-/// is the carrier going in the kernel, failoverd seeing it and steering.
+/// `e1000e_irq_icr_read_entry`, `serial_write`): per guest and per NIC of
+/// the cut, its link going (QEMU), the driver's interrupt handler reading
+/// it and the driver's link check ([`link_timeline`]); failoverd's console
+/// line; then the flow's gap (last answered request sent, first answered
+/// after), all on the host's wall clock. What comes after the last link
+/// check is the carrier going in the kernel, failoverd seeing it and
+/// steering.
 fn print_timeline(
     traces: &[Option<String>; 2],
     cut_at: SystemTime,
@@ -938,7 +939,7 @@ fn print_timeline(
 
 /// [`print_timeline`] for one guest's trace, each step per NIC of the cut:
 /// `link off +a/+a'/.., handler +b/.., link check +c/..`: the links QEMU
-/// took down (within 50 ms of `cut`, in seconds on the wall clock; `None`
+/// took down (within [`TIMELINE_MS`] of `cut`, in seconds on the wall clock; `None`
 /// if none), then the driver's interrupt handler reading link-status-change,
 /// one per NIC, and the driver's link checks, each a run of PHY reads that
 /// begins more than [`CHECK_GAP_MS`] after the run before (the trace names
@@ -948,7 +949,7 @@ fn print_timeline(
 fn link_timeline(text: &str, cut: f64) -> Option<String> {
     let events = trace_events(text)
         .map(|(at, e)| ((at - cut) * 1000.0, e))
-        .filter(|(ms, _)| (0.0..=50.0).contains(ms));
+        .filter(|(ms, _)| (0.0..=TIMELINE_MS).contains(ms));
     let lsc = |e: &str| {
         e.rsplit("0x")
             .next()
@@ -995,6 +996,10 @@ fn link_timeline(text: &str, cut: f64) -> Option<String> {
         list(&checks)
     ))
 }
+
+/// How long after the cut [`link_timeline`] looks: a cut's NICs go
+/// within a few ms, a later link-off is another event.
+const TIMELINE_MS: f64 = 50.0;
 
 /// A pause between two PHY reads longer than this starts another NIC's
 /// link check in [`link_timeline`] (one check's reads come tens of µs
