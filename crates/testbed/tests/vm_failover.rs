@@ -269,6 +269,22 @@ fn bundle_cut_moves_to_t3_and_back_after_the_floor_and_survives_a_daemon_kill() 
         t1_damp.contains("penalty") && !t1_damp.contains("SUPPRESSED"),
         "{status}"
     );
+    // The members' carriers went with the bundle's: one failure, the
+    // path's. No member carries a penalty of its own, whichever NIC found
+    // its link first (the first carrier back used to take the others
+    // out, each with a penalty).
+    let members_damped: Vec<&str> = status
+        .lines()
+        .skip_while(|l| !l.starts_with("FLAP DAMPENING"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter(|l| l.trim_start().starts_with("eth"))
+        .collect();
+    assert!(
+        members_damped.is_empty(),
+        "members penalised for the bundle's cut: {members_damped:?}\n{status}\n--- office console ---\n{}",
+        t.bed.office.console()
+    );
     let cleared = t
         .office
         .ok("/usr/bin/wanctl undampen all")

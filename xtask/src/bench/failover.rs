@@ -664,9 +664,10 @@ fn recover(p: &mut BenchPair, m: Mech, from: (usize, usize)) -> Result<()> {
 /// with members out measures another bundle (two of three trials of
 /// 2026-12-05 did, after a repair; the quick run of 2026-12-06 did in
 /// its first trial, 11 s after boot, while both bonds were still putting
-/// T1s back). Penalties are cleared on every look: a T1 whose carrier
-/// came back last is taken out once more as the bundle returns, and
-/// back-to-back trials would otherwise suppress it.
+/// T1s back). Penalties are cleared on every look, so that each trial is
+/// a first failure of every circuit (a T1 whose carrier is not back when
+/// the path comes up is taken out then, with no penalty of its own, and
+/// returns after its hold-down).
 fn every_t1_in_both_bonds(p: &mut BenchPair, secs: u64) -> Result<()> {
     wait_both(p, secs, "every T1 back in bond0", |_| {
         "/usr/bin/wanctl undampen all > /dev/null; S=\" $(cat /sys/class/net/bond0/bonding/slaves) \"; for m in eth0 eth1 eth2; do case \"$S\" in *\" $m \"*) ;; *) exit 1;; esac; done".into()

@@ -317,9 +317,57 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let started = std::time::Instant::now();
     let result = run_groups(args, &mut ctx);
+    let logs = ws.join("target/bench/logs");
+    match keep_logs(&ctx.work, &logs) {
+        Ok(0) => {}
+        Ok(n) => println!(
+            "the guests' consoles and QEMU traces ({n} files) kept in {}",
+            logs.display()
+        ),
+        Err(e) => eprintln!("bench: the guests' logs not kept: {e:#}"),
+    }
     let _ = std::fs::remove_dir_all(&ctx.work);
     result?;
     report(&ws, &ctx, started)
+}
+
+/// Copies the `*.log` files of a run's scratch folder (each group's
+/// guest consoles and QEMU traces, one folder deep) to `to`, replacing
+/// what an earlier run left there: what a slow trial or a failure said,
+/// after the scratch folder is gone. Returns how many were kept.
+fn keep_logs(work: &Path, to: &Path) -> Result<usize> {
+    let mut found = Vec::new();
+    let mut dirs = vec![(work.to_path_buf(), PathBuf::new(), 0)];
+    while let Some((dir, rel, depth)) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(kind) = e.file_type() else { continue };
+            let name = e.file_name();
+            if kind.is_dir() && depth < 1 {
+                dirs.push((e.path(), rel.join(&name), depth + 1));
+            } else if kind.is_file() && name.to_string_lossy().ends_with(".log") {
+                found.push((e.path(), rel.join(&name)));
+            }
+        }
+    }
+    if found.is_empty() {
+        return Ok(0);
+    }
+    if to.exists() {
+        std::fs::remove_dir_all(to).with_context(|| format!("remove `{}`", to.display()))?;
+    }
+    for (from, rel) in &found {
+        let dest = to.join(rel);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("create `{}`", parent.display()))?;
+        }
+        std::fs::copy(from, &dest)
+            .with_context(|| format!("copy `{}` to `{}`", from.display(), dest.display()))?;
+    }
+    Ok(found.len())
 }
 
 fn run_groups(args: &Args, ctx: &mut Ctx) -> Result<()> {
@@ -408,6 +456,34 @@ pub fn netns_lab(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runs_logs_are_kept_and_replace_the_last_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let work = tmp.path().join("run-1");
+        std::fs::create_dir_all(work.join("failover/deep")).unwrap();
+        std::fs::write(work.join("failover/office.console.log"), "a").unwrap();
+        std::fs::write(work.join("failover/office.qemu-trace.log"), "t").unwrap();
+        std::fs::write(work.join("failover/office.sock"), "").unwrap();
+        std::fs::write(work.join("failover/deep/x.log"), "").unwrap();
+        std::fs::write(work.join("top.log"), "b").unwrap();
+        let to = tmp.path().join("logs");
+        std::fs::create_dir_all(&to).unwrap();
+        std::fs::write(to.join("stale.log"), "old").unwrap();
+        assert_eq!(keep_logs(&work, &to).unwrap(), 3);
+        let read = |p: &str| std::fs::read_to_string(to.join(p)).ok();
+        assert_eq!(read("failover/office.console.log").as_deref(), Some("a"));
+        assert_eq!(read("failover/office.qemu-trace.log").as_deref(), Some("t"));
+        assert_eq!(read("top.log").as_deref(), Some("b"));
+        assert_eq!(read("failover/office.sock"), None);
+        assert_eq!(read("failover/deep/x.log"), None);
+        assert_eq!(read("stale.log"), None);
+        // A run with no logs leaves the last run's.
+        let empty = tmp.path().join("run-2");
+        std::fs::create_dir_all(&empty).unwrap();
+        assert_eq!(keep_logs(&empty, &to).unwrap(), 0);
+        assert_eq!(read("top.log").as_deref(), Some("b"));
+    }
 
     #[test]
     fn percentiles_use_nearest_rank_and_skip_nan() {

@@ -14,6 +14,9 @@ pub enum Cause {
         probes: u32,
     },
     CarrierLost,
+    /// A member's carrier went while its path was down (or took the path
+    /// down with it) and was not back when the path came up.
+    CarrierNotBack,
     /// Loss in tenths of a percent over the last `window` probes.
     Loss {
         permille: u32,
@@ -47,6 +50,9 @@ impl fmt::Display for Cause {
             Cause::Missed { probes: 1 } => f.write_str("1 probe missed"),
             Cause::Missed { probes } => write!(f, "{probes} probes missed"),
             Cause::CarrierLost => f.write_str("carrier lost"),
+            Cause::CarrierNotBack => {
+                f.write_str("no carrier when the path came up, lost while it was down")
+            }
             Cause::Loss { permille, window } => {
                 write!(
                     f,

@@ -228,8 +228,42 @@ impl Fsm {
                 })
                 .count();
             let path_failing = self.path_fault(pi, now).is_some();
+            // Since when the path has been up (`None`: it is not).
+            let path_up_since = {
+                let p = &self.paths[pi];
+                (p.health == Health::Up).then_some(p.since)
+            };
+            // Its carrier went while the path was not up, or took the
+            // path down with it (a cut bundle): see below.
+            let lost_unjudged =
+                !carrier && path_up_since.is_none_or(|since| t.carrier_lost_at < since);
             let m = &mut self.members[mi];
             match state {
+                // A carrier that went while its path was down, or with
+                // the whole bundle, is the path's failure, which the
+                // path's floor and penalty answer for: as with missed
+                // probes, members are judged only while their path is up.
+                // Kept in while the bundle returns (the bond sends nothing
+                // on a NIC without carrier), so that members whose carrier
+                // comes back after the first one's (each NIC's driver
+                // finds its link on its own) return with the path instead
+                // of proving themselves anew after it; one still without
+                // carrier once the path is up is taken out then, with no
+                // penalty of its own.
+                MemberState::In if lost_unjudged => {
+                    if let Some((_, lost_for)) =
+                        faults[mi].filter(|_| path_up_since.is_some() && healthy_others > 0)
+                    {
+                        m.flaps = 0;
+                        m.kept_said = false;
+                        out.push(m.take_out(
+                            (pi, mi),
+                            (Cause::CarrierNotBack, lost_for, None),
+                            received,
+                            now,
+                        ));
+                    }
+                }
                 MemberState::In => match faults[mi] {
                     Some((cause, detection_ms)) if healthy_others > 0 => {
                         let suppressed_ms = m.damp.fail(&self.dampening, now);
