@@ -141,8 +141,10 @@ impl Fsm {
     /// while the far end is starting, or the whole bundle is recovering,
     /// members answer one after another, and the first to answer must not
     /// make the others look like failed circuits. Their counts start anew
-    /// when the path comes up ([`Fsm::paths_step`]). Carrier loss counts
-    /// at any time.
+    /// when the path comes up ([`Fsm::paths_step`]). Carrier loss is
+    /// reported at any time, but one that began while the path was not up
+    /// (or took it down) is acted on only once the path is up, without a
+    /// penalty ([`Fsm::members_step`]).
     pub(super) fn member_fault(&self, mi: usize, now: Ms) -> Option<(Cause, Ms)> {
         let m = &self.members[mi];
         let t = &self.targets[m.target];

@@ -763,7 +763,7 @@ fn a_bundle_whose_carriers_return_one_by_one_comes_back_whole() {
     );
     // eth2 is taken out as the path comes up, for a carrier that is
     // still not back, with no penalty; eth0 and eth1 never were.
-    assert_eq!(member_said(&sim, &ds), vec!["out eth2"], "{lines:#?}");
+    expect_members(&sim, &ds, &["out eth2"]);
     assert!(
         lines.iter().any(|l| l.starts_with(
             "member eth2 of path t1 taken out of bond0 (no carrier when the path came up, lost while it was down, detected in 25"
@@ -784,24 +784,14 @@ fn a_bundle_whose_carriers_return_one_by_one_comes_back_whole() {
     sim.set_carrier("eth2", true);
     sim.run_until(10_000);
     let ds = sim.take();
-    assert_eq!(
-        member_said(&sim, &ds),
-        vec!["in eth2"],
-        "{:#?}",
-        sim.lines(&ds)
-    );
+    expect_members(&sim, &ds, &["in eth2"]);
     // And a member that loses its carrier alone later is a failure of
     // its own: out after the settle, with its penalty.
     sim.run_until(11_000);
     sim.set_carrier("eth1", false);
     sim.run_until(11_000 + CARRIER_SETTLE_MS);
     let ds = sim.take();
-    assert_eq!(
-        member_said(&sim, &ds),
-        vec!["out eth1"],
-        "{:#?}",
-        sim.lines(&ds)
-    );
+    expect_members(&sim, &ds, &["out eth1"]);
     assert!(
         sim.fsm.status(sim.now).paths[T1].members[1]
             .dampening
@@ -832,12 +822,7 @@ fn a_bundle_whose_carriers_return_one_by_one_comes_back_whole() {
     sim.set_carrier("eth1", true);
     sim.run_until(9000);
     let ds = sim.take();
-    assert_eq!(
-        member_said(&sim, &ds),
-        Vec::<String>::new(),
-        "{:#?}",
-        sim.lines(&ds)
-    );
+    expect_members(&sim, &ds, &[]);
     assert_eq!(sim.fsm.path_health(T1), Some(Health::Up));
     assert_eq!(sim.current(), Some(T1));
     for m in 0..3 {
@@ -1094,6 +1079,12 @@ fn undampen_clears_the_penalty_and_a_healthy_path_comes_back_at_once() {
 }
 
 /// "out eth2", "in eth2" for each member move.
+/// Asserts that the member moves among `ds` are `want` ("out eth2",
+/// "in eth2", in order), printing every line said if not.
+fn expect_members(sim: &Sim, ds: &[Decision], want: &[&str]) {
+    assert_eq!(member_said(sim, ds), want, "{:#?}", sim.lines(ds));
+}
+
 fn member_said(sim: &Sim, ds: &[Decision]) -> Vec<String> {
     ds.iter()
         .filter_map(|d| match d.event {
@@ -1109,20 +1100,10 @@ fn a_member_taken_out_twice_in_a_minute_stays_out_until_its_penalty_decays() {
     let mut sim = floored();
     // eth2 cut for 1 s: out, back after the floor.
     let ds = cut(&mut sim, "eth2", 2000, 1000);
-    assert_eq!(
-        member_said(&sim, &ds),
-        vec!["out eth2"],
-        "{:#?}",
-        sim.lines(&ds)
-    );
+    expect_members(&sim, &ds, &["out eth2"]);
     sim.run_until(6000);
     let ds = sim.take();
-    assert_eq!(
-        member_said(&sim, &ds),
-        vec!["in eth2"],
-        "{:#?}",
-        sim.lines(&ds)
-    );
+    expect_members(&sim, &ds, &["in eth2"]);
     assert_eq!(sim.fsm.member_state(2), Some(MemberState::In));
     // Again 11 s later: suppressed, 1000 x 2^(-11/60) + 1000 = 1881
     // decays to 750 in 79.5 s.
@@ -1141,12 +1122,7 @@ fn a_member_taken_out_twice_in_a_minute_stays_out_until_its_penalty_decays() {
     assert_eq!(sim.fsm.member_state(2), Some(MemberState::Returning));
     sim.run_until(13_000 + 82_000);
     let ds = sim.take();
-    assert_eq!(
-        member_said(&sim, &ds),
-        vec!["in eth2"],
-        "{:#?}",
-        sim.lines(&ds)
-    );
+    expect_members(&sim, &ds, &["in eth2"]);
     assert!(ds[0].at >= 13_000 + 79_500, "{}", ds[0].at);
     // The path never moved.
     assert_eq!(sim.current(), Some(T1));
@@ -1165,12 +1141,7 @@ fn a_lossy_member_failing_again_while_out_gathers_no_penalty() {
         .insert("eth1".into(), Box::new(bernoulli_after(start_seq, 7, 0.3)));
     sim.run_until(70_000);
     let ds = sim.take();
-    assert_eq!(
-        member_said(&sim, &ds),
-        vec!["out eth1"],
-        "{:#?}",
-        sim.lines(&ds)
-    );
+    expect_members(&sim, &ds, &["out eth1"]);
     let st = sim.fsm.status(sim.now).paths[0].members[1].clone();
     assert!(st.take_outs > 5, "it failed again while out: {st:?}");
     assert!(
@@ -1181,12 +1152,7 @@ fn a_lossy_member_failing_again_while_out_gathers_no_penalty() {
     // The put-back window (50 probes, 1 s) clears, then the floor (1 s).
     sim.run_until(73_000);
     let ds = sim.take();
-    assert_eq!(
-        member_said(&sim, &ds),
-        vec!["in eth1"],
-        "{:#?}",
-        sim.lines(&ds)
-    );
+    expect_members(&sim, &ds, &["in eth1"]);
 }
 
 #[test]
@@ -1488,12 +1454,7 @@ fn a_far_end_that_starts_late_and_answers_member_by_member_splits_nothing() {
     sim.set_silent(&["eth2"], false);
     sim.run_until(10_000);
     let ds = sim.take();
-    assert_eq!(
-        member_said(&sim, &ds),
-        Vec::<String>::new(),
-        "{:#?}",
-        sim.lines(&ds)
-    );
+    expect_members(&sim, &ds, &[]);
     for m in 0..3 {
         assert_eq!(sim.fsm.member_state(m), Some(MemberState::In));
     }
@@ -1510,12 +1471,7 @@ fn a_restored_bundle_keeps_every_member_even_if_they_answer_one_by_one() {
     sim.set_silent(&["eth1", "eth2"], false);
     sim.run_until(12_000);
     let ds = sim.take();
-    assert_eq!(
-        member_said(&sim, &ds),
-        Vec::<String>::new(),
-        "{:#?}",
-        sim.lines(&ds)
-    );
+    expect_members(&sim, &ds, &[]);
     assert_eq!(sim.fsm.path_health(T1), Some(Health::Up));
     // And a member that stays dead after the path is back is split.
     sim.set_silent(&["eth2"], true);
@@ -1537,22 +1493,12 @@ fn the_far_ends_daemon_stopping_splits_no_member() {
     sim.set_silent(&["bond0", "eth1", "eth2", "eth3"], true);
     sim.run_until(2000);
     let ds = sim.take();
-    assert_eq!(
-        member_said(&sim, &ds),
-        Vec::<String>::new(),
-        "{:#?}",
-        sim.lines(&ds)
-    );
+    expect_members(&sim, &ds, &[]);
     // It is restarted: everything answers again, nothing was split.
     sim.set_silent(&["bond0", "eth0", "eth1", "eth2", "eth3"], false);
     sim.run_until(9000);
     let ds = sim.take();
-    assert_eq!(
-        member_said(&sim, &ds),
-        Vec::<String>::new(),
-        "{:#?}",
-        sim.lines(&ds)
-    );
+    expect_members(&sim, &ds, &[]);
     for m in 0..3 {
         assert_eq!(sim.fsm.member_state(m), Some(MemberState::In));
     }
