@@ -47,6 +47,50 @@ pub enum Error {
     },
     #[error("QEMU monitor: {0}")]
     Monitor(String),
+    #[error("could not run {what} at real-time priority (`chrt {args}`): {detail}; the benchmarks' guests need root (CAP_SYS_NICE) for it")]
+    Scheduling {
+        what: String,
+        args: String,
+        detail: String,
+    },
+}
+
+/// Runs `chrt` (util-linux, on every Debian system) with `args`.
+fn chrt(what: &str, args: &[String]) -> Result<(), Error> {
+    let fail = |detail: String| Error::Scheduling {
+        what: what.to_owned(),
+        args: args.join(" "),
+        detail,
+    };
+    let out = Command::new("chrt")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(fail(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Runs the calling thread at `SCHED_FIFO` `priority` (see
+/// [`Vm::realtime`]).
+pub fn realtime_thread(what: &str, priority: u8) -> Result<(), Error> {
+    let tid = nix::unistd::gettid();
+    chrt(
+        what,
+        &[
+            "-f".into(),
+            "-p".into(),
+            priority.to_string(),
+            tid.to_string(),
+        ],
+    )
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -118,7 +162,7 @@ impl VmConfig {
     pub fn args(&self) -> Vec<String> {
         let mut a: Vec<String> = vec![
             "-name".into(),
-            self.name.clone(),
+            format!("{},debug-threads=on", self.name),
             "-m".into(),
             format!("{}M", self.memory_mib),
             "-smp".into(),
@@ -205,6 +249,34 @@ impl Vm {
             child,
             started: Instant::now(),
         })
+    }
+
+    /// QEMU's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Runs every thread of this guest's QEMU at `SCHED_FIFO` `priority`:
+    /// its main loop, which moves every frame, timer and interrupt of the
+    /// emulated machine, and its vCPU. An emulated router then waits for
+    /// no other process of the host, as a real one has its own CPU; on the
+    /// benchmarks' two-core hosts (`CONFIG_HZ=250`) a thread woken behind
+    /// another waited up to a 4 ms tick, at every hand-off between a
+    /// guest's two threads. Call it once the guest is up: the kernel's
+    /// boot-time timer check failed with QEMU at that priority (`IO-APIC +
+    /// timer doesn't work`). The kernel's real-time throttling (95 % of
+    /// each CPU by default) still leaves the rest of the host a share.
+    pub fn realtime(&self, priority: u8) -> Result<(), Error> {
+        chrt(
+            &format!("QEMU of `{}`", self.config.name),
+            &[
+                "--all-tasks".into(),
+                "-f".into(),
+                "-p".into(),
+                priority.to_string(),
+                self.pid().to_string(),
+            ],
+        )
     }
 
     pub fn console(&self) -> String {
@@ -798,6 +870,38 @@ pub fn images_dir() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scheduling policy of the calling thread (`/proc/thread-self/stat`
+    /// field 41: 0 normal, 1 FIFO).
+    fn own_policy() -> u32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        after.split(' ').nth(41 - 3).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn realtime_thread_runs_only_the_caller_at_fifo_or_says_why_not() {
+        let root = nix::unistd::Uid::effective().is_root();
+        let (policy, outcome) = std::thread::spawn(|| {
+            let r = realtime_thread("this test's thread", 1);
+            (own_policy(), r)
+        })
+        .join()
+        .unwrap();
+        if root {
+            assert!(outcome.is_ok(), "{outcome:?}");
+            assert_eq!(policy, 1, "the thread is not SCHED_FIFO");
+        } else {
+            let e = outcome.unwrap_err().to_string();
+            assert!(
+                e.contains("CAP_SYS_NICE") && e.contains("this test's thread"),
+                "{e}"
+            );
+            assert_eq!(policy, 0);
+        }
+        // The process's other threads keep their policy.
+        assert_eq!(own_policy(), 0);
+    }
 
     #[test]
     fn parses_ready_line() {
