@@ -256,27 +256,51 @@ impl Vm {
         self.child.id()
     }
 
-    /// Runs every thread of this guest's QEMU at `SCHED_FIFO` `priority`:
-    /// its main loop, which moves every frame, timer and interrupt of the
-    /// emulated machine, and its vCPU. An emulated router then waits for
-    /// no other process of the host, as a real one has its own CPU; on the
-    /// benchmarks' two-core hosts (`CONFIG_HZ=250`) a thread woken behind
-    /// another waited up to a 4 ms tick, at every hand-off between a
-    /// guest's two threads. Call it once the guest is up: the kernel's
-    /// boot-time timer check failed with QEMU at that priority (`IO-APIC +
-    /// timer doesn't work`). The kernel's real-time throttling (95 % of
-    /// each CPU by default) still leaves the rest of the host a share.
-    pub fn realtime(&self, priority: u8) -> Result<(), Error> {
-        chrt(
-            &format!("QEMU of `{}`", self.config.name),
-            &[
-                "--all-tasks".into(),
-                "-f".into(),
-                "-p".into(),
-                priority.to_string(),
-                self.pid().to_string(),
-            ],
-        )
+    /// Runs this guest's QEMU at `SCHED_FIFO`: its vCPU thread at
+    /// `vcpu`, every other thread (the main loop, which moves every frame,
+    /// timer and interrupt of the emulated machine) at `main`. An emulated
+    /// router then waits for no other process of the host, as a real one
+    /// has its own CPU; on the benchmarks' two-core hosts (`CONFIG_HZ=250`)
+    /// a thread woken behind another waited up to a 4 ms tick, at every
+    /// hand-off between a guest's threads.
+    ///
+    /// `vcpu` must be above `main`: QEMU's main loop busy-waits while a
+    /// peer's unix datagram socket is full (such a socket, unconnected,
+    /// always polls writable), and only the peer's vCPU, emptying its NIC's
+    /// ring, ends that; at one priority the two guests' main loops spun on
+    /// both CPUs and their vCPUs never ran again (seen when a silenced
+    /// circuit released seconds of held frames). A guest's vCPU sleeps
+    /// whenever the guest is idle. Call it once the guest is up: the
+    /// kernel's boot-time timer check failed with QEMU at these priorities
+    /// (`IO-APIC + timer doesn't work`). The kernel's real-time throttling
+    /// (95 % of each CPU by default) still leaves the rest of the host a
+    /// share.
+    pub fn realtime(&self, main: u8, vcpu: u8) -> Result<(), Error> {
+        let what = format!("QEMU of `{}`", self.config.name);
+        let tasks = PathBuf::from(format!("/proc/{}/task", self.pid()));
+        let entries = std::fs::read_dir(&tasks).map_err(io("list the threads of", &tasks))?;
+        let mut vcpus = 0;
+        for e in entries {
+            let e = e.map_err(io("list the threads of", &tasks))?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            // `debug-threads=on` names the vCPU `CPU 0/TCG` (or `/KVM`).
+            let is_vcpu = comm.starts_with("CPU ");
+            vcpus += usize::from(is_vcpu);
+            let priority = if is_vcpu { vcpu } else { main };
+            let tid = e.file_name().to_string_lossy().into_owned();
+            chrt(
+                &what,
+                &["-f".into(), "-p".into(), priority.to_string(), tid],
+            )?;
+        }
+        if vcpus == 0 {
+            return Err(Error::Scheduling {
+                what,
+                args: String::new(),
+                detail: format!("no vCPU thread (`CPU n/...`) in {}", tasks.display()),
+            });
+        }
+        Ok(())
     }
 
     pub fn console(&self) -> String {

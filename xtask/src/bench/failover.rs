@@ -20,8 +20,9 @@
 //! in the office guest: a router's own traffic, which follows the routes
 //! only, while what it forwards follows failoverd's marks.)
 //!
-//! Once both guests are up, every thread of their QEMUs runs at
-//! `SCHED_FIFO` [`QEMU_PRIORITY`] and the flow's at [`FLOW_PRIORITY`], as
+//! Once both guests are up, their QEMUs run at `SCHED_FIFO`
+//! ([`QEMU_PRIORITY`], their vCPUs at [`VCPU_PRIORITY`]) and the flow's
+//! thread above them ([`FLOW_PRIORITY`]), as
 //! a real router has its own CPU: the figures are then the mechanisms',
 //! not the host scheduler's (which the table's notes say, and what the
 //! run had instead when it could not: not root).
@@ -72,14 +73,15 @@ const G: &str = "failover";
 const NIC: &str = wanflash_testbed::E1000E;
 const CARD: u64 = 64 * 1024 * 1024;
 const BUNDLE: [&str; 3] = ["t1a", "t1b", "t1c"];
-/// The guests' QEMU threads' `SCHED_FIFO` priority once both are up (see
-/// [`wanflash_testbed::Vm::realtime`]): a guest then waits for no process
-/// of the host but the flow. On the two-core bench hosts, at the normal
-/// priority, the same code's carrier p95 moved from 9 to 17 ms between
-/// runs: each of the many hand-offs between a guest's main loop, its vCPU
-/// and the flow could wait for the host's 4 ms tick; at these priorities
-/// 20 trials gave 2-5 ms (2026-12-07).
+/// The guests' QEMU main loops' `SCHED_FIFO` priority once both are up
+/// (see [`wanflash_testbed::Vm::realtime`]): a guest then waits for no
+/// process of the host but the flow. On the two-core bench hosts, at the
+/// normal priority, the same code's carrier p95 moved from 9 to 17 ms
+/// between runs: each of the many hand-offs between a guest's main loop,
+/// its vCPU and the flow could wait for the host's 4 ms tick.
 const QEMU_PRIORITY: u8 = 10;
+/// Their vCPUs, above the main loops (see `Vm::realtime` for why).
+const VCPU_PRIORITY: u8 = 11;
 /// The flow's thread, above the QEMUs: a request is sent on time.
 const FLOW_PRIORITY: u8 = 20;
 /// The trials' flow: one echo request per ms of host time, from a host on
@@ -1278,22 +1280,26 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     .map_err(agent_err)?;
     // Both guests' QEMUs, then the flow above them, at real-time
     // priority (see `QEMU_PRIORITY`); without it (not root) the run goes
-    // on and its figures say so.
-    let scheduling = p
-        .bed
-        .office
-        .realtime(QEMU_PRIORITY)
-        .and_then(|()| p.bed.backup.realtime(QEMU_PRIORITY));
-    let flow_rt = match &scheduling {
-        Ok(()) => Some(FLOW_PRIORITY),
-        Err(e) => {
-            eprintln!("bench failover: {e}; the figures then include the host scheduler's waits");
-            None
-        }
+    // on and its figures say so. `WANFLASH_BENCH_NORMAL_SCHEDULING=1`
+    // leaves the host's scheduling alone, to see what it costs.
+    let scheduling = if std::env::var_os("WANFLASH_BENCH_NORMAL_SCHEDULING").is_some() {
+        Err("WANFLASH_BENCH_NORMAL_SCHEDULING is set".to_owned())
+    } else {
+        p.bed
+            .office
+            .realtime(QEMU_PRIORITY, VCPU_PRIORITY)
+            .and_then(|()| p.bed.backup.realtime(QEMU_PRIORITY, VCPU_PRIORITY))
+            .map_err(|e| {
+                eprintln!(
+                    "bench failover: {e}; the figures then include the host scheduler's waits"
+                );
+                e.to_string()
+            })
     };
+    let flow_rt = scheduling.is_ok().then_some(FLOW_PRIORITY);
     let scheduled = match &scheduling {
         Ok(()) => {
-            format!("both guests' QEMU at SCHED_FIFO {QEMU_PRIORITY}, the flow at {FLOW_PRIORITY}")
+            format!("both guests' QEMU at SCHED_FIFO (main loop {QEMU_PRIORITY}, vCPU {VCPU_PRIORITY}), the flow at {FLOW_PRIORITY}")
         }
         Err(e) => format!("the host's normal scheduling ({e})"),
     };
