@@ -24,8 +24,9 @@
 //! ([`QEMU_PRIORITY`], their vCPUs at [`VCPU_PRIORITY`]) and the flow's
 //! thread above them ([`FLOW_PRIORITY`]), as
 //! a real router has its own CPU: the figures are then the mechanisms',
-//! not the host scheduler's (which the table's notes say, and what the
-//! run had instead when it could not: not root).
+//! not the host scheduler's. The table's notes say which scheduling a
+//! run had (the normal one when not root, or with
+//! `WANFLASH_BENCH_NORMAL_SCHEDULING=1`).
 //!
 //! The guests' NICs are QEMU's e1000e model, not the test bed's usual
 //! e1000 (see [`NIC`]).
