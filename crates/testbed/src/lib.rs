@@ -78,19 +78,18 @@ fn chrt(what: &str, args: &[String]) -> Result<(), Error> {
     }
 }
 
+/// Runs thread `tid` at `SCHED_FIFO` `priority`.
+fn fifo(what: &str, tid: &str, priority: u8) -> Result<(), Error> {
+    chrt(
+        what,
+        &["-f".into(), "-p".into(), priority.to_string(), tid.into()],
+    )
+}
+
 /// Runs the calling thread at `SCHED_FIFO` `priority` (see
 /// [`Vm::realtime`]).
 pub fn realtime_thread(what: &str, priority: u8) -> Result<(), Error> {
-    let tid = nix::unistd::gettid();
-    chrt(
-        what,
-        &[
-            "-f".into(),
-            "-p".into(),
-            priority.to_string(),
-            tid.to_string(),
-        ],
-    )
+    fifo(what, &nix::unistd::gettid().to_string(), priority)
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -287,11 +286,7 @@ impl Vm {
             let is_vcpu = comm.starts_with("CPU ");
             vcpus += usize::from(is_vcpu);
             let priority = if is_vcpu { vcpu } else { main };
-            let tid = e.file_name().to_string_lossy().into_owned();
-            chrt(
-                &what,
-                &["-f".into(), "-p".into(), priority.to_string(), tid],
-            )?;
+            fifo(&what, &e.file_name().to_string_lossy(), priority)?;
         }
         if vcpus == 0 {
             return Err(Error::Scheduling {

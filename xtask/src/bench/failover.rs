@@ -24,8 +24,8 @@
 //! ([`QEMU_PRIORITY`], their vCPUs at [`VCPU_PRIORITY`]) and the flow's
 //! thread above them ([`FLOW_PRIORITY`]), as
 //! a real router has its own CPU: the figures are then the mechanisms',
-//! not the host scheduler's. The table's notes say which scheduling a
-//! run had (the normal one when not root, or with
+//! not the host scheduler's. The outage figures' notes say which
+//! scheduling a run had (the normal one when not root, or with
 //! `WANFLASH_BENCH_NORMAL_SCHEDULING=1`).
 //!
 //! The guests' NICs are QEMU's e1000e model, not the test bed's usual

@@ -1078,13 +1078,13 @@ fn undampen_clears_the_penalty_and_a_healthy_path_comes_back_at_once() {
     assert_eq!(said, "no flap penalty on eth2: nothing to clear");
 }
 
-/// "out eth2", "in eth2" for each member move.
 /// Asserts that the member moves among `ds` are `want` ("out eth2",
 /// "in eth2", in order), printing every line said if not.
 fn expect_members(sim: &Sim, ds: &[Decision], want: &[&str]) {
     assert_eq!(member_said(sim, ds), want, "{:#?}", sim.lines(ds));
 }
 
+/// "out eth2", "in eth2" for each member move.
 fn member_said(sim: &Sim, ds: &[Decision]) -> Vec<String> {
     ds.iter()
         .filter_map(|d| match d.event {
